@@ -1,0 +1,69 @@
+"""``config show|path|init``: the effective settings and where each came from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from . import app, state
+
+config_app = typer.Typer(help="Show the effective settings, the config file path, or write a default config.",
+                         no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("show")
+def show() -> None:
+    """Print every effective setting, its environment variable and where its value came from."""
+    from .. import output
+
+    st = state()
+    rows = st.settings.describe()
+    if st.json:
+        output.emit_json({r["name"]: {"value": r["value"], "env": r["env"], "source": r["source"]} for r in rows})
+        return
+    output.table(["setting", "env", "value", "source"],
+                 [[r["name"], r["env"], "" if r["value"] is None else r["value"], r["source"]] for r in rows])
+
+
+@config_app.command("path")
+def path() -> None:
+    """Print the path of the config file consulted (it may not exist)."""
+    from .. import output
+
+    from .. import settings as settings_mod
+
+    st = state()
+    p = st.flags.get("config_path") or settings_mod.load_config_path()
+    if st.json:
+        output.emit_json({"path": str(p), "exists": Path(p).exists()})
+    else:
+        output.line(str(p))
+
+
+@config_app.command("init")
+def init_config(
+    force: bool = typer.Option(False, "--force", help="Replace an existing config file."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write to FILE instead of the config path."),
+) -> None:
+    """Write a TOML config file holding every setting at its default."""
+    from .. import output, settings as settings_mod
+    from ..errors import ConfigError
+    from ..keyfile import atomic_write
+
+    st = state()
+    target = out or st.flags.get("config_path") or settings_mod.load_config_path()
+    target = Path(target)
+    if target.exists() and not force:
+        raise ConfigError(f"config file {target} already exists; use --force to replace it")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        atomic_write(target, settings_mod.defaults_toml().encode(), mode=0o644)
+    except Exception as exc:  # KeyFileError from atomic_write: report as a config error
+        raise ConfigError(f"cannot write config file {target}: {getattr(exc, 'message', exc)}") from None
+    if st.json:
+        output.emit_json({"path": str(target), "written": True})
+    else:
+        output.line(f"wrote {target}")

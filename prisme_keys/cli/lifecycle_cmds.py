@@ -1,0 +1,187 @@
+"""Key lifecycle commands: init, rotate, prune, list, export, generate."""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from . import app, state
+from .common import when, write_result
+from ..errors import UsageError
+
+
+def _keygen(st: Any) -> Any:
+    """Key generator with a spinner on stderr for keys of 3072 bits or more."""
+    from .. import keys, output
+
+    def gen(bits: int, alg: str) -> dict:
+        with output.spinner(f"generating a {bits}-bit RSA key...", enabled=bits >= 3072 and not st.quiet):
+            return keys.generate_jwk(bits, alg)
+
+    return gen
+
+
+@app.command()
+def init() -> None:
+    """Create the key file with its first signing key; refuses if the file exists."""
+    from .. import lifecycle, output
+
+    st = state()
+    res = lifecycle.init(st.settings, st.now(), _keygen(st))
+    rec = res.record
+    if st.json:
+        from .. import keys
+
+        output.emit_json({"created": True, "path": res.path, "kid": rec["kid"], "alg": rec["jwk"]["alg"],
+                          "bits": keys.key_bits(rec["jwk"]), "createdAt": rec["createdAt"],
+                          "rotatesAt": rec["rotatesAt"], "expiresAt": rec["expiresAt"]})
+    else:
+        output.line(f"created {res.path}: signing key {rec['kid']}; rotation due {when(rec['rotatesAt'])}")
+
+
+@app.command()
+def rotate(
+    force: bool = typer.Option(False, "--force", help="Add a new signing key even if rotation is not due."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Say what would happen; write nothing."),
+) -> None:
+    """Add a new signing key when the current one is due (JWKS_ROTATION_DAYS).
+
+    Safe to run from cron every hour on every host sharing the key file: when nothing is
+    due it changes nothing and exits 0; when several hosts find rotation due at once, the
+    lock makes exactly one of them add a key.
+    """
+    from .. import lifecycle, output
+
+    st = state()
+    res = lifecycle.rotate(st.settings, st.now(), force=force, dry_run=dry_run, keygen=_keygen(st))
+    doc = {"rotated": res.rotated and not res.dry_run, "dry_run": res.dry_run, "due": res.rotated,
+           "reason": res.reason, "signing_kid": res.signing_kid}
+    if res.created:
+        doc["created"] = {k: res.created[k] for k in ("kid", "previousKeyId", "createdAt", "rotatesAt", "expiresAt")}
+        if res.created.get("activatesAt"):
+            doc["created"]["activatesAt"] = res.created["activatesAt"]
+    if res.retired:
+        doc["retired"] = {"kid": res.retired["kid"], "expiresAt": res.retired["expiresAt"]}
+    if res.next_rotation:
+        doc["next_rotation"] = res.next_rotation
+    if st.json:
+        output.emit_json(doc)
+    elif res.dry_run:
+        output.line(f"would rotate: {res.reason}" if res.rotated else
+                    f"nothing due; next rotation {when(res.next_rotation)}")
+    elif res.created:
+        msg = f"rotated: signing key {res.created['kid']}"
+        if res.created.get("activatesAt"):
+            msg = f"rotated: next key {res.created['kid']} published, signs {when(res.created['activatesAt'])}"
+        if res.retired:
+            msg += f"; {res.retired['kid']} retires {when(res.retired['expiresAt'])}"
+        output.line(msg)
+    else:
+        output.line(f"{res.reason}; next rotation {when(res.next_rotation)}" if res.next_rotation
+                    else res.reason)
+
+
+@app.command()
+def prune(
+    dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be removed; write nothing."),
+) -> None:
+    """Remove expired keys that no longer sign (never the signing key, never the last key)."""
+    from .. import lifecycle, output
+
+    st = state()
+    res = lifecycle.prune(st.settings, st.now(), dry_run=dry_run)
+    kids = [r["kid"] for r in res.removed]
+    for n in res.notes:
+        output.warn(n, quiet=st.quiet)
+    doc = {"pruned": kids if not dry_run else [], "would_prune": kids if dry_run else [],
+           "dry_run": dry_run, "kept": res.kept, "notes": res.notes, "next_expiry": res.next_prune}
+    if st.json:
+        output.emit_json(doc)
+    elif kids:
+        verb = "would prune" if dry_run else "pruned"
+        output.line(f"{verb} {len(kids)} key{'s' if len(kids) != 1 else ''}: {', '.join(kids)}")
+    else:
+        output.line("nothing to prune" + (f"; next expiry {when(res.next_prune)}" if res.next_prune else ""))
+
+
+@app.command("list")
+def list_cmd() -> None:
+    """List the keys: kid, algorithm, size, state (signing/next/retired/expired) and dates."""
+    from .. import clock, lifecycle, output
+
+    st = state()
+    now = st.now()
+    rows = lifecycle.list_keys(st.settings, now)
+    if st.json:
+        output.emit_json({"now": clock.iso(now), "keys": rows})
+        return
+
+    def d(v: Optional[str]) -> str:
+        return f"{v[:16].replace('T', ' ')} ({clock.humanize(clock.parse_iso(v), now)})" if v else ""  # noqa: E501
+
+    output.table(
+        ["kid", "alg", "bits", "state", "created", "rotates", "expires"],
+        [[r["kid"], r["alg"], r["bits"],
+          r["state"] + (f" from {d(r['activatesAt'])}" if r["state"] == "next" else ""),
+          d(r["createdAt"]), d(r["rotatesAt"]), d(r["expiresAt"])] for r in rows],
+    )
+
+
+class ExportFormat(str, Enum):
+    jwks = "jwks"
+    records = "records"
+
+
+@app.command()
+def export(
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write to FILE (atomically; 0600 with --private)."),
+    fmt: ExportFormat = typer.Option(ExportFormat.jwks, "--format", help="jwks: a JWK Set; records: gateway "
+                                     "records as JSON lines (needs --private)."),
+    private: bool = typer.Option(False, "--private", help="Include private key members. Goes to --out FILE "
+                                 "(mode 0600) or to stdout only when stdout is not a terminal, unless --to-terminal."),
+    to_terminal: bool = typer.Option(False, "--to-terminal", help="Allow private output on a terminal."),
+) -> None:
+    """Export the public JWKS (newest first), or with --private the keys the gateway loads."""
+    from .. import lifecycle, output
+
+    st = state()
+    doc = lifecycle.export(st.settings, fmt=fmt.value, private=private)
+    if fmt is ExportFormat.records:
+        import json
+
+        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in doc)
+    else:
+        text = output.json_text(doc)
+    write_result(text, out, private=private, to_terminal=to_terminal)
+
+
+@app.command()
+def generate(
+    public: bool = typer.Option(False, "--public", help="Print only the public JWK."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write to FILE (atomically; 0600 when private)."),
+    to_terminal: bool = typer.Option(False, "--to-terminal", help="Allow private output on a terminal."),
+) -> None:
+    """Generate a standalone RSA JWK (JWKS_SIZE, JWKS_ALG); the key file is untouched.
+
+    The private JWK goes to --out FILE (mode 0600) or to stdout only when stdout is not a
+    terminal (a pipe or a redirect), unless --to-terminal.
+    """
+    from .. import lifecycle, output
+
+    st = state()
+    if not public:
+        _refuse_private_tty(out, to_terminal)
+    jwk = lifecycle.generate(st.settings, public=public, keygen=_keygen(st))
+    write_result(output.json_text(jwk), out, private=not public, to_terminal=to_terminal)
+
+
+def _refuse_private_tty(out: Optional[Path], to_terminal: bool) -> None:
+    from ..output import is_tty
+
+    if out is None and not to_terminal and is_tty(sys.stdout):
+        raise UsageError("refusing to print private key material on a terminal; "
+                         "use --out FILE, a pipe or a redirect, or add --to-terminal")

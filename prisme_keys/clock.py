@@ -1,0 +1,145 @@
+"""The one source of "now", plus durations and time parsing.
+
+All times are timezone-aware UTC :class:`datetime.datetime` values truncated to
+milliseconds, the precision of the gateway's ISO-8601 record times
+(``2026-11-29T08:00:00.000Z``). Durations are whole seconds.
+
+Only this module reads the system clock. ``--now`` installs an override with
+:func:`set_now`.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+
+_override: datetime | None = None
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION_RE = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$")
+_OFFSET_RE = re.compile(r"^\s*([+-])\s*(\d+)\s*([smhdw]?)\s*$")
+
+
+def _truncate(dt: datetime) -> datetime:
+    return dt.replace(microsecond=(dt.microsecond // 1000) * 1000)
+
+
+def now() -> datetime:
+    """Return the current time (UTC, millisecond precision), or the ``--now`` override."""
+    if _override is not None:
+        return _override
+    return _truncate(datetime.now(timezone.utc))
+
+
+def set_now(value: datetime | None) -> None:
+    """Install (or with ``None`` remove) a fixed "now" used by :func:`now`."""
+    global _override
+    _override = None if value is None else _truncate(value.astimezone(timezone.utc))
+
+
+def parse_duration(text: str | int) -> int:
+    """Parse a duration into whole seconds.
+
+    Accepts ``90s``, ``15m``, ``2h``, ``30d``, ``1w`` or plain seconds (``3600``).
+
+    Raises:
+        ValueError: with a one-line reason when ``text`` is not a duration.
+    """
+    if isinstance(text, bool):
+        raise ValueError(f"not a duration: {text!r}")
+    if isinstance(text, int):
+        if text < 0:
+            raise ValueError(f"not a duration: {text!r} (negative)")
+        return text
+    m = _DURATION_RE.match(str(text))
+    if not m:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 90s, 15m, 2h, 30d or plain seconds)")
+    return int(m.group(1)) * _UNITS[m.group(2) or "s"]
+
+
+def parse_iso(text: str) -> datetime:
+    """Parse an ISO-8601 time into an aware UTC datetime.
+
+    A time without zone is taken as UTC. ``Z`` is accepted.
+
+    Raises:
+        ValueError: when ``text`` is not ISO-8601.
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"not an ISO-8601 time: {text!r}")
+    s = text.strip()
+    if s.endswith(("Z", "z")):
+        s = s[:-1] + "+00:00"
+    dt = datetime.fromisoformat(s)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.astimezone(timezone.utc)
+
+
+def parse_time(text: str, base: datetime | None = None) -> datetime:
+    """Parse a ``--now`` value: ISO-8601, Unix seconds, or an offset like ``+31d`` / ``-2h``.
+
+    Offsets are relative to ``base`` (default: the real current time).
+
+    Raises:
+        ValueError: when ``text`` is none of these.
+    """
+    s = text.strip()
+    m = _OFFSET_RE.match(s)
+    if m:
+        secs = int(m.group(2)) * _UNITS[m.group(3) or "s"]
+        ref = base if base is not None else _truncate(datetime.now(timezone.utc))
+        return _truncate(ref + timedelta(seconds=secs if m.group(1) == "+" else -secs))
+    if re.fullmatch(r"\d+(\.\d+)?", s):
+        return _truncate(datetime.fromtimestamp(float(s), timezone.utc))
+    try:
+        return _truncate(parse_iso(s))
+    except ValueError:
+        raise ValueError(
+            f"not a time: {text!r} (use ISO-8601, Unix seconds, or an offset like +31d, -2h)"
+        ) from None
+
+
+def iso(dt: datetime) -> str:
+    """Format as the gateway does: ``YYYY-MM-DDTHH:MM:SS.mmmZ`` (UTC, milliseconds)."""
+    dt = dt.astimezone(timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def to_numeric_date(dt: datetime) -> int:
+    """Return the NumericDate (RFC 7519 section 2: whole seconds since the epoch, UTC)."""
+    return int(dt.timestamp())
+
+
+def from_numeric_date(value: int | float) -> datetime:
+    """Return the aware UTC datetime of a NumericDate (seconds since the epoch)."""
+    return datetime.fromtimestamp(value, timezone.utc)
+
+
+def days(n: int) -> timedelta:
+    """A :class:`timedelta` of ``n`` days."""
+    return timedelta(days=n)
+
+
+def seconds(n: int | float) -> timedelta:
+    """A :class:`timedelta` of ``n`` seconds."""
+    return timedelta(seconds=n)
+
+
+def humanize(dt: datetime, ref: datetime | None = None) -> str:
+    """Describe ``dt`` relative to ``ref`` (default :func:`now`): ``in 3 days``, ``2 hours ago``.
+
+    The largest whole unit is used (seconds, minutes, hours, days).
+    """
+    ref = ref if ref is not None else now()
+    delta = (dt - ref).total_seconds()
+    future = delta >= 0
+    d = abs(delta)
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if d >= size:
+            n = int(d // size)
+            break
+    else:
+        unit, n = "second", int(d)
+    text = f"{n} {unit}{'' if n == 1 else 's'}"
+    return f"in {text}" if future else f"{text} ago"

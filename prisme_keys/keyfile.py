@@ -1,0 +1,379 @@
+"""The key file: format, permissions, locking and atomic writes (DESIGN.md section 3).
+
+Format (JSON, UTF-8)::
+
+    {"format": 1, "keys": [record, ...]}
+
+with records newest first in the gateway's record shape
+``{kid, previousKeyId, createdAt, rotatesAt, expiresAt, jwk}`` (times ISO-8601 UTC with
+milliseconds and ``Z``). Other top-level members (``encryption``) are kept as they are.
+
+Writers take an exclusive ``flock`` on ``<file>.lock`` (created once, never replaced
+or removed), re-read the file under the lock, write a temp file in the same folder
+(mode 0600), fsync it, ``os.replace`` it over the key file and fsync the folder.
+Readers take no lock: they see the old or the new file, never a mix.
+
+A corrupt or unknown-format file raises :class:`KeyFileError` (exit 4) and is never
+overwritten. Only this module opens the key file.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import socket
+import stat
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from . import clock
+from .errors import KeyFileError
+
+FORMAT_VERSION = 1
+RECORD_TIMES = ("createdAt", "rotatesAt", "expiresAt")
+#: Largest key file read, bytes (a file of thousands of 16384-bit keys stays well below).
+MAX_FILE_BYTES = 64 * 1024 * 1024
+
+
+@dataclass
+class KeySet:
+    """The parsed key file.
+
+    Attributes:
+        records: list of record dicts, newest first, as stored.
+        extra: other top-level members (e.g. ``encryption``), kept verbatim.
+    """
+
+    records: list[dict[str, Any]]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_document(self) -> dict[str, Any]:
+        """The JSON document ``{"format": 1, **extra, "keys": records}``."""
+        return {"format": FORMAT_VERSION, **self.extra, "keys": self.records}
+
+
+def dumps(doc: dict[str, Any]) -> str:
+    """Serialize a key-file (or export) document: 2-space JSON, trailing newline."""
+    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+
+
+def validate_record(rec: Any, where: str) -> None:
+    """Check one record's shape.
+
+    Raises:
+        ValueError: naming ``where`` and the member at fault.
+    """
+    if not isinstance(rec, dict):
+        raise ValueError(f"{where} is not an object")
+    if not isinstance(rec.get("kid"), str) or not rec["kid"]:
+        raise ValueError(f"{where} has no kid")
+    if rec.get("previousKeyId") is not None and not isinstance(rec["previousKeyId"], str):
+        raise ValueError(f"{where} ({rec['kid']}): previousKeyId is not a string")
+    for t in RECORD_TIMES:
+        try:
+            clock.parse_iso(rec.get(t))
+        except (ValueError, TypeError):
+            raise ValueError(f"{where} ({rec['kid']}): {t} is not an ISO-8601 time") from None
+    jwk = rec.get("jwk")
+    if not isinstance(jwk, dict):
+        raise ValueError(f"{where} ({rec['kid']}): jwk is not an object")
+    if jwk.get("kty") != "RSA" or not isinstance(jwk.get("n"), str) or not isinstance(jwk.get("e"), str):
+        raise ValueError(f"{where} ({rec['kid']}): jwk is not an RSA key with n and e")
+
+
+def parse(data: bytes, path: Path | str = "<key file>") -> KeySet:
+    """Parse and validate key-file bytes.
+
+    Raises:
+        KeyFileError: empty, truncated, not JSON, unknown format or a malformed record;
+            the message names the file and says it was left unchanged.
+    """
+    def bad(why: str) -> KeyFileError:
+        return KeyFileError(f"key file {path} is unusable: {why}; it was left unchanged", code="key_file_corrupt")
+
+    if not data.strip():
+        raise bad("it is empty")
+    try:
+        doc = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise bad("it is not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise bad(f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}; truncated?)") from None
+    if not isinstance(doc, dict) or "format" not in doc:
+        raise bad('not a prisme-keys key file (no "format" member)')
+    if doc["format"] != FORMAT_VERSION or isinstance(doc["format"], bool):
+        raise bad(f"unknown format {doc['format']!r} (this version reads format {FORMAT_VERSION})")
+    recs = doc.get("keys")
+    if not isinstance(recs, list):
+        raise bad('"keys" is not a list')
+    for i, rec in enumerate(recs):
+        try:
+            validate_record(rec, f"record {i + 1}")
+        except ValueError as exc:
+            raise bad(str(exc)) from None
+    extra = {k: v for k, v in doc.items() if k not in ("format", "keys")}
+    return KeySet(records=recs, extra=extra)
+
+
+class KeyFile:
+    """A key file on disk.
+
+    Args:
+        path: the key file.
+        allow_group_read: accept group read/write bits (a shared group file); others bits
+            are always refused.
+        lock_timeout: seconds to wait for ``<path>.lock`` before :class:`KeyFileError`.
+    """
+
+    def __init__(self, path: Path | str, *, allow_group_read: bool = False, lock_timeout: float = 30.0) -> None:
+        self.path = Path(path)
+        self.lock_path = Path(str(self.path) + ".lock")
+        self.allow_group_read = allow_group_read
+        self.lock_timeout = lock_timeout
+
+    # -- reading -------------------------------------------------------------------------
+    def exists(self) -> bool:
+        """True when the key file exists."""
+        return self.path.exists()
+
+    def _check_mode(self, st: os.stat_result) -> None:
+        allowed = 0o060 if self.allow_group_read else 0
+        bad = stat.S_IMODE(st.st_mode) & 0o077 & ~allowed
+        if bad:
+            mode = f"{stat.S_IMODE(st.st_mode):04o}"
+            hint = "" if self.allow_group_read else (
+                " (or, for a file shared by a group, chmod 640 and set PRISME_KEYS_ALLOW_GROUP_READ=1)")
+            raise KeyFileError(
+                f"key file {self.path} has unsafe permissions {mode} (readable by group or others); "
+                f"fix with: chmod 600 {self.path}{hint}",
+                code="key_file_permissions",
+            )
+
+    def read_bytes(self) -> bytes:
+        """The raw bytes, after the permission check.
+
+        Raises:
+            KeyFileError: missing, not a regular file, unsafe permissions, unreadable, too large.
+        """
+        try:
+            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except FileNotFoundError:
+            raise KeyFileError(
+                f"key file {self.path} does not exist; create it with: prisme-keys init "
+                "(or name another with --key-file / PRISME_KEYS_FILE)",
+                code="key_file_missing",
+            ) from None
+        except OSError as exc:
+            raise KeyFileError(f"cannot open key file {self.path}: {exc.strerror}") from None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise KeyFileError(f"key file {self.path} is not a regular file")
+            self._check_mode(st)
+            if st.st_size > MAX_FILE_BYTES:
+                raise KeyFileError(f"key file {self.path} is larger than {MAX_FILE_BYTES} bytes")
+            chunks = []
+            while True:
+                chunk = os.read(fd, 1 << 20)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            return b"".join(chunks)
+        except OSError as exc:
+            raise KeyFileError(f"cannot read key file {self.path}: {exc.strerror}") from None
+        finally:
+            os.close(fd)
+
+    def load(self) -> KeySet:
+        """Read and parse the key file (no lock).
+
+        Raises:
+            KeyFileError: see :meth:`read_bytes` and :func:`parse`.
+        """
+        return parse(self.read_bytes(), self.path)
+
+    # -- locking -------------------------------------------------------------------------
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the exclusive lock on ``<path>.lock`` (fcntl ``flock``), waiting at most ``lock_timeout`` s.
+
+        The lock file is created if missing (mode 0600, 0660 for a shared group file) and
+        never removed. The holder writes ``pid host time`` into it, for the timeout message.
+
+        Raises:
+            KeyFileError: the folder is missing or the wait timed out (naming the lock file
+                and its holder).
+        """
+        import fcntl
+
+        self._ensure_folder()
+        mode = 0o660 if self.allow_group_read else 0o600
+        try:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), mode)
+        except OSError as exc:
+            raise KeyFileError(f"cannot open lock file {self.lock_path}: {exc.strerror}") from None
+        try:
+            deadline = time.monotonic() + self.lock_timeout
+            delay = 0.005
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError as exc:
+                    if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                        raise KeyFileError(f"cannot lock {self.lock_path}: {exc.strerror}") from None
+                if time.monotonic() >= deadline:
+                    holder = ""
+                    try:
+                        info = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+                        if info:
+                            holder = f" (held by {info})"
+                    except OSError:
+                        pass
+                    raise KeyFileError(
+                        f"timed out after {self.lock_timeout:g} s waiting for the lock {self.lock_path}{holder}",
+                        code="lock_timeout",
+                    )
+                time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+                delay = min(delay * 2, 0.1)
+            try:
+                info = f"pid {os.getpid()} on {socket.gethostname()} since {clock.iso(clock.now())}\n"
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, info.encode(), 0)
+            except OSError:
+                pass
+            yield
+        finally:
+            os.close(fd)  # closing releases the flock
+
+    def _ensure_folder(self) -> None:
+        folder = self.path.parent
+        if not folder.exists():
+            try:
+                folder.mkdir(parents=True, mode=0o700)
+            except OSError as exc:
+                raise KeyFileError(f"cannot create folder {folder}: {exc.strerror}") from None
+
+    # -- writing -------------------------------------------------------------------------
+    def _write_atomic(self, text: str, *, no_clobber: bool = False) -> None:
+        mode = 0o600
+        if not no_clobber:
+            try:
+                mode = stat.S_IMODE(self.path.stat().st_mode) & (0o660 if self.allow_group_read else 0o600)
+                mode |= 0o600
+            except OSError:
+                pass
+        atomic_write(self.path, text.encode("utf-8"), mode=mode, no_clobber=no_clobber)
+
+    def create(self, keyset: KeySet) -> None:
+        """Create the key file (``init``), under the lock; refuses when it exists.
+
+        Raises:
+            KeyFileError: the file exists (left as it is) or cannot be written.
+        """
+        with self.lock():
+            if self.path.exists():
+                raise KeyFileError(
+                    f"key file {self.path} already exists; refusing to overwrite it", code="key_file_exists"
+                )
+            self._write_atomic(dumps(keyset.to_document()), no_clobber=True)
+
+    @contextmanager
+    def transaction(self) -> Iterator["Transaction"]:
+        """Lock, re-read, and let the caller replace the records atomically.
+
+        Usage::
+
+            with keyfile.transaction() as tx:
+                tx.keyset.records = new_records
+                tx.commit()
+
+        Nothing is written unless :meth:`Transaction.commit` is called.
+
+        Raises:
+            KeyFileError: lock timeout, missing or corrupt file, write failure.
+        """
+        with self.lock():
+            tx = Transaction(self, self.load())
+            yield tx
+
+
+class Transaction:
+    """A locked read-modify-write of a key file (see :meth:`KeyFile.transaction`)."""
+
+    def __init__(self, keyfile: KeyFile, keyset: KeySet) -> None:
+        self.keyfile = keyfile
+        self.keyset = keyset
+        self.committed = False
+
+    def commit(self) -> None:
+        """Write :attr:`keyset` atomically (temp file, fsync, ``os.replace``, folder fsync)."""
+        self.keyfile._write_atomic(dumps(self.keyset.to_document()))
+        self.committed = True
+
+
+def atomic_write(path: Path | str, data: bytes, *, mode: int = 0o600, no_clobber: bool = False) -> None:
+    """Write ``data`` to ``path`` atomically: temp file in the same folder, fsync, rename, folder fsync.
+
+    Args:
+        path: destination.
+        data: the bytes.
+        mode: permission bits of the new file (set before any byte is written).
+        no_clobber: fail instead of replacing an existing file (uses ``os.link``).
+
+    Raises:
+        KeyFileError: when the folder is not writable, the disk is full, or (``no_clobber``)
+            the file exists. The destination is then left as it was.
+    """
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise KeyFileError(f"cannot write in folder {folder}: {exc.strerror}") from None
+    try:
+        try:
+            os.fchmod(fd, mode)
+            view = memoryview(data)
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if no_clobber:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise KeyFileError(f"{path} already exists; refusing to overwrite it", code="key_file_exists") from None
+            os.unlink(tmp)
+        else:
+            os.replace(tmp, path)
+        tmp = None
+        dfd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError as exc:
+        raise KeyFileError(f"cannot write {path}: {exc.strerror or exc}") from None
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
+
+def write_output(path: Path | str, text: str, *, private: bool) -> None:
+    """Write an export or generated key to ``path`` atomically (mode 0600 when ``private``, else 0644).
+
+    Raises:
+        KeyFileError: when it cannot be written.
+    """
+    atomic_write(Path(path), text.encode("utf-8"), mode=0o600 if private else 0o644)

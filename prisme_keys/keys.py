@@ -1,0 +1,255 @@
+"""RSA keys as JWKs: generation, conversion, RFC 7638 thumbprints, public projection.
+
+A private JWK here is a dict ``{kty, kid, use, alg, n, e, d, p, q, dp, dq, qi}``
+whose big integers are unpadded base64url strings of their minimal big-endian bytes
+(RFC 7518 section 6.3), ``n`` being exactly ``bits / 8`` bytes long.
+
+``cryptography`` is imported inside the functions that need it so the command line
+starts fast.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from functools import lru_cache
+from typing import Any
+
+from .errors import KeyFileError
+
+#: JWK members that hold private key material (RSA and symmetric); never printed.
+PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth", "k")
+#: Members of the public projection, in output order.
+PUBLIC_MEMBERS = ("kty", "kid", "use", "alg", "n", "e")
+#: Signature algorithms python-jose signs and verifies with RSA keys.
+SUPPORTED_ALGS = ("RS256", "RS384", "RS512")
+MIN_BITS = 2048
+MAX_BITS = 16384
+
+
+def b64url_encode(data: bytes) -> str:
+    """Unpadded base64url (RFC 7515 section 2)."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64url_decode(text: str) -> bytes:
+    """Decode base64url, padded or not.
+
+    Raises:
+        ValueError: on characters outside the base64url alphabet or an impossible length.
+    """
+    if not isinstance(text, str):
+        raise ValueError("not a string")
+    s = text.rstrip("=")
+    if any(c not in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_" for c in s):
+        raise ValueError("not base64url")
+    if len(s) % 4 == 1:
+        raise ValueError("impossible base64url length")
+    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+
+
+def int_to_b64(value: int, length: int | None = None) -> str:
+    """Encode a non-negative int as unpadded base64url of its big-endian bytes.
+
+    ``length`` (bytes) pads with leading zeros; by default the minimal length is used.
+    """
+    size = length if length is not None else max(1, (value.bit_length() + 7) // 8)
+    return b64url_encode(value.to_bytes(size, "big"))
+
+
+def b64_to_int(text: str) -> int:
+    """Decode a base64url big-endian unsigned integer.
+
+    Raises:
+        ValueError: when ``text`` is not base64url.
+    """
+    return int.from_bytes(b64url_decode(text), "big")
+
+
+def thumbprint(jwk: dict[str, Any]) -> str:
+    """RFC 7638 SHA-256 JWK thumbprint of an RSA key, unpadded base64url.
+
+    Uses only the required members ``e``, ``kty``, ``n`` in lexicographic order with no
+    whitespace. Padded ``n``/``e`` are normalised first, so the value identifies the key
+    whatever its serialization.
+
+    Raises:
+        ValueError: when the JWK is not RSA or lacks ``n``/``e``.
+    """
+    if jwk.get("kty") != "RSA" or not isinstance(jwk.get("n"), str) or not isinstance(jwk.get("e"), str):
+        raise ValueError("thumbprint needs an RSA JWK with n and e")
+    n = b64url_encode(b64url_decode(jwk["n"]).lstrip(b"\0") or b"\0")
+    e = b64url_encode(b64url_decode(jwk["e"]).lstrip(b"\0") or b"\0")
+    canonical = json.dumps({"e": e, "kty": "RSA", "n": n}, separators=(",", ":"), sort_keys=True)
+    return b64url_encode(hashlib.sha256(canonical.encode("utf-8")).digest())
+
+
+def key_bits(jwk: dict[str, Any]) -> int:
+    """Modulus size in bits of an RSA JWK (0 when ``n`` is unreadable)."""
+    try:
+        return b64_to_int(jwk["n"]).bit_length()
+    except (KeyError, ValueError, TypeError):
+        return 0
+
+
+def public_jwk(jwk: dict[str, Any]) -> dict[str, Any]:
+    """The public projection ``{kty, kid, use, alg, n, e}`` (members absent stay absent)."""
+    return {m: jwk[m] for m in PUBLIC_MEMBERS if m in jwk}
+
+
+def has_private(jwk: dict[str, Any]) -> bool:
+    """True when the JWK carries the private exponent ``d``."""
+    return isinstance(jwk.get("d"), str)
+
+
+def private_key_to_jwk(key: Any, alg: str, kid: str | None = None) -> dict[str, Any]:
+    """Serialize a ``cryptography`` RSA private key as a private JWK.
+
+    Args:
+        key: an ``RSAPrivateKey``.
+        alg: ``RS256``/``RS384``/``RS512``.
+        kid: the key id; default the RFC 7638 thumbprint.
+
+    Returns:
+        ``{kty, kid, use:"sig", alg, n, e, d, p, q, dp, dq, qi}``, ``n`` exactly
+        ``bits / 8`` bytes (rounded up), other integers minimal.
+    """
+    priv = key.private_numbers()
+    pub = priv.public_numbers
+    nbytes = (key.key_size + 7) // 8
+    jwk = {
+        "kty": "RSA",
+        "kid": "",
+        "use": "sig",
+        "alg": alg,
+        "n": int_to_b64(pub.n, nbytes),
+        "e": int_to_b64(pub.e),
+        "d": int_to_b64(priv.d),
+        "p": int_to_b64(priv.p),
+        "q": int_to_b64(priv.q),
+        "dp": int_to_b64(priv.dmp1),
+        "dq": int_to_b64(priv.dmq1),
+        "qi": int_to_b64(priv.iqmp),
+    }
+    jwk["kid"] = kid if kid is not None else thumbprint(jwk)
+    return jwk
+
+
+def generate_jwk(bits: int = 2048, alg: str = "RS256") -> dict[str, Any]:
+    """Generate a new RSA signing key as a private JWK.
+
+    Args:
+        bits: modulus size in bits (2048..16384, a multiple of 8).
+        alg: ``RS256``, ``RS384`` or ``RS512``.
+
+    Returns:
+        A private JWK (see :func:`private_key_to_jwk`), public exponent 65537, kid = RFC 7638
+        thumbprint.
+    """
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+    return private_key_to_jwk(key, alg)
+
+
+def _jwk_int(jwk: dict[str, Any], member: str) -> int:
+    value = jwk.get(member)
+    if not isinstance(value, str):
+        raise ValueError(f"member {member!r} missing or not a string")
+    try:
+        return b64_to_int(value)
+    except ValueError:
+        raise ValueError(f"member {member!r} is not base64url") from None
+
+
+def private_key_from_jwk(jwk: dict[str, Any]) -> Any:
+    """Build a ``cryptography`` ``RSAPrivateKey`` from a private RSA JWK.
+
+    Checks that the private members are consistent with ``n`` and ``e`` (``p*q == n`` and
+    the CRT values derive from ``d``).
+
+    Raises:
+        ValueError: naming the member that is missing, malformed or inconsistent.
+    """
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    if jwk.get("kty") != "RSA":
+        raise ValueError(f"kty is {jwk.get('kty')!r}, not RSA")
+    n, e, d = (_jwk_int(jwk, m) for m in ("n", "e", "d"))
+    if all(isinstance(jwk.get(m), str) for m in ("p", "q")):
+        p, q = _jwk_int(jwk, "p"), _jwk_int(jwk, "q")
+    else:
+        p, q = rsa.rsa_recover_prime_factors(n, e, d)
+    if p * q != n:
+        raise ValueError("private members do not match n (p*q != n)")
+    dp = rsa.rsa_crt_dmp1(d, p)
+    dq = rsa.rsa_crt_dmq1(d, q)
+    qi = rsa.rsa_crt_iqmp(p, q)
+    for member, expected in (("dp", dp), ("dq", dq), ("qi", qi)):
+        if member in jwk and _jwk_int(jwk, member) != expected:
+            raise ValueError(f"member {member!r} does not match d, p and q")
+    if pow(pow(2, e, n), d, n) != 2:
+        raise ValueError("private exponent d does not match n and e")
+    numbers = rsa.RSAPrivateNumbers(p, q, d, dp, dq, qi, rsa.RSAPublicNumbers(e, n))
+    return numbers.private_key()
+
+
+def public_key_from_jwk(jwk: dict[str, Any]) -> Any:
+    """Build a ``cryptography`` ``RSAPublicKey`` from an RSA JWK (``n``, ``e``).
+
+    Raises:
+        ValueError: when ``n``/``e`` are missing or malformed.
+    """
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    n, e = _jwk_int(jwk, "n"), _jwk_int(jwk, "e")
+    try:
+        return rsa.RSAPublicNumbers(e, n).public_key()
+    except ValueError as exc:
+        raise ValueError(f"not a usable RSA public key: {exc}") from None
+
+
+@lru_cache(maxsize=1)
+def compromised_thumbprints() -> dict[str, str]:
+    """Thumbprints of keys whose private half is public knowledge.
+
+    Read from the package data ``prisme_keys/data/known-compromised-keys.json``; each
+    thumbprint is recomputed from the listed JWK (RFC 7638), so the list cannot drift.
+
+    Returns:
+        ``{thumbprint: source description}``.
+    """
+    from importlib import resources
+
+    raw = resources.files("prisme_keys").joinpath("data/known-compromised-keys.json").read_text("utf-8")
+    out: dict[str, str] = {}
+    for entry in json.loads(raw)["keys"]:
+        out[thumbprint(entry["jwk"])] = entry.get("source", "known compromised key")
+    return out
+
+
+def compromised_reason(jwk: dict[str, Any]) -> str | None:
+    """Why ``jwk`` must never be used (its private half is public), or ``None``."""
+    try:
+        tp = thumbprint(jwk)
+    except ValueError:
+        return None
+    return compromised_thumbprints().get(tp)
+
+
+def check_signing_jwk(jwk: dict[str, Any]) -> None:
+    """Validate a private JWK before it enters a key file (RSA, >= 2048 bits, consistent, not compromised).
+
+    Raises:
+        KeyFileError: naming what is wrong.
+    """
+    try:
+        key = private_key_from_jwk(jwk)
+    except ValueError as exc:
+        raise KeyFileError(f"key {jwk.get('kid')!r} is unusable: {exc}") from None
+    if key.key_size < MIN_BITS:
+        raise KeyFileError(f"key {jwk.get('kid')!r} has {key.key_size} bits; at least {MIN_BITS} are required")
+    reason = compromised_reason(jwk)
+    if reason:
+        raise KeyFileError(f"key {jwk.get('kid')!r} is on the known-compromised list ({reason})")

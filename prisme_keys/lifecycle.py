@@ -1,0 +1,241 @@
+"""Key lifecycle operations over a key file: init, rotate, prune, list, export, generate.
+
+Each function is what one command calls: it reads settings, takes ``now`` as an argument,
+does the file work through :mod:`prisme_keys.keyfile` and the rules of
+:mod:`prisme_keys.rotation`, and returns a plain result (dicts / dataclasses) that
+:mod:`prisme_keys.output` renders.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Callable
+
+from . import clock, keys, rotation
+from .errors import KeyFileError, UsageError
+from .keyfile import KeyFile, KeySet
+from .settings import Settings
+
+KeyGen = Callable[[int, str], dict]
+
+
+def open_keyfile(settings: Settings) -> KeyFile:
+    """The :class:`KeyFile` named by the settings (path, group-read opt-in, lock timeout)."""
+    return KeyFile(settings.key_file, allow_group_read=settings.allow_group_read, lock_timeout=settings.lock_timeout)
+
+
+def load_records(settings: Settings) -> list[dict[str, Any]]:
+    """Read the key file's records (no lock).
+
+    Raises:
+        KeyFileError: missing, corrupt or unsafe key file.
+    """
+    return open_keyfile(settings).load().records
+
+
+def _new_jwk(settings: Settings, keygen: KeyGen | None) -> dict[str, Any]:
+    jwk = (keygen or keys.generate_jwk)(settings.size, settings.alg)
+    keys.check_signing_jwk(jwk)
+    return jwk
+
+
+@dataclass
+class InitResult:
+    """Result of :func:`init`: the key file path and the first record."""
+
+    path: str
+    record: dict[str, Any]
+
+
+def init(settings: Settings, now: datetime, keygen: KeyGen | None = None, *,
+         encryption: Any = None) -> InitResult:
+    """Create the key file with its first signing key.
+
+    Args:
+        settings: effective settings (size, alg, rotation days, max age, key file).
+        now: creation time (UTC).
+        keygen: ``(bits, alg) -> private JWK``; default :func:`keys.generate_jwk`.
+        encryption: optional callable ``KeySet -> KeySet`` applied before writing (``--encrypt``).
+
+    Raises:
+        KeyFileError: the file exists (left untouched) or cannot be written.
+    """
+    kf = open_keyfile(settings)
+    if kf.exists():
+        raise KeyFileError(f"key file {kf.path} already exists; refusing to overwrite it", code="key_file_exists")
+    jwk = _new_jwk(settings, keygen)
+    result = rotation.apply_rotation([], jwk, rotation.Policy.from_settings(settings), now)
+    keyset = KeySet(records=result.records)
+    if encryption is not None:
+        keyset = encryption(keyset)
+    kf.create(keyset)
+    return InitResult(str(kf.path), result.created)
+
+
+@dataclass
+class RotateResult:
+    """Result of :func:`rotate`.
+
+    Attributes:
+        rotated: a key was added (or, with ``dry_run``, would be).
+        dry_run: nothing was written.
+        reason: one line from the plan.
+        created: the new record (``None`` when not rotated or dry run).
+        retired: the replaced record as written (new ``expiresAt``), or ``None``.
+        signing_kid: the signing key after the operation.
+        next_rotation: ISO time of the next due rotation (when nothing was due).
+    """
+
+    rotated: bool
+    dry_run: bool
+    reason: str
+    created: dict[str, Any] | None = None
+    retired: dict[str, Any] | None = None
+    signing_kid: str | None = None
+    next_rotation: str | None = None
+
+
+def rotate(settings: Settings, now: datetime, *, force: bool = False, dry_run: bool = False,
+           keygen: KeyGen | None = None, transform: Any = None) -> RotateResult:
+    """Add a new signing key when due (or ``force``); safe to run from cron on many hosts.
+
+    The plan is made on an unlocked read; when due, the key is generated outside the lock,
+    then the file is re-read under the lock and the plan made again, so ten hosts rotating
+    at once add exactly one key (and ten ``--force`` runs add ten).
+
+    Args:
+        transform: optional ``(KeySet, new_jwk) -> new_jwk`` hook used by encrypted key files.
+
+    Raises:
+        KeyFileError: missing (never created here), corrupt or unsafe file, lock timeout.
+    """
+    policy = rotation.Policy.from_settings(settings)
+    kf = open_keyfile(settings)
+    records = kf.load().records
+    plan = rotation.plan_rotation(records, policy, now, force)
+    if not plan.due or dry_run:
+        return RotateResult(plan.due, dry_run, plan.reason, signing_kid=plan.signing_kid,
+                            next_rotation=clock.iso(plan.next_rotation) if plan.next_rotation else None)
+    jwk = _new_jwk(settings, keygen)
+    with kf.transaction() as tx:
+        plan = rotation.plan_rotation(tx.keyset.records, policy, now, force)
+        if not plan.due:
+            return RotateResult(False, False, plan.reason + " (another process rotated first)",
+                                signing_kid=plan.signing_kid,
+                                next_rotation=clock.iso(plan.next_rotation) if plan.next_rotation else None)
+        if transform is not None:
+            jwk = transform(tx.keyset, jwk)
+        result = rotation.apply_rotation(tx.keyset.records, jwk, policy, now)
+        tx.keyset.records = result.records
+        tx.commit()
+    signing = rotation.signing_record(result.records, now)
+    return RotateResult(True, False, plan.reason, result.created, result.retired,
+                        signing["kid"] if signing else None)
+
+
+@dataclass
+class PruneResult:
+    """Result of :func:`prune`: removed records, kept count, notes, whether it was a dry run."""
+
+    removed: list[dict[str, Any]]
+    kept: int
+    notes: list[str] = field(default_factory=list)
+    dry_run: bool = False
+    next_prune: str | None = None
+
+
+def prune(settings: Settings, now: datetime, *, dry_run: bool = False) -> PruneResult:
+    """Remove expired non-signing keys (never the signing key, never all keys).
+
+    Raises:
+        KeyFileError: missing, corrupt or unsafe file, lock timeout.
+    """
+    kf = open_keyfile(settings)
+    records = kf.load().records
+    plan = rotation.plan_prune(records, now)
+    if plan.remove and not dry_run:
+        with kf.transaction() as tx:
+            plan = rotation.plan_prune(tx.keyset.records, now)
+            if plan.remove:
+                tx.keyset.records = plan.keep
+                tx.commit()
+    nxt = rotation.next_prune(plan.keep, now)
+    return PruneResult(plan.remove, len(plan.keep), plan.notes, dry_run, clock.iso(nxt) if nxt else None)
+
+
+def describe(records: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
+    """Rows for ``list``: ``[{kid, alg, bits, state, createdAt, activatesAt?, rotatesAt, expiresAt,
+    previousKeyId, private}]``, newest first; ``private`` is ``"yes"``, ``"no"`` or ``"encrypted"``."""
+    rows = []
+    for r in rotation.newest_first(records):
+        jwk = r["jwk"]
+        row = {
+            "kid": r["kid"],
+            "alg": jwk.get("alg"),
+            "bits": keys.key_bits(jwk),
+            "state": rotation.state(r, records, now),
+            "createdAt": r["createdAt"],
+            "rotatesAt": r["rotatesAt"],
+            "expiresAt": r["expiresAt"],
+            "previousKeyId": r.get("previousKeyId"),
+            "private": "encrypted" if "enc" in jwk else ("yes" if keys.has_private(jwk) else "no"),
+        }
+        if r.get("activatesAt"):
+            row["activatesAt"] = r["activatesAt"]
+        rows.append(row)
+    return rows
+
+
+def list_keys(settings: Settings, now: datetime) -> list[dict[str, Any]]:
+    """The key file's records described at ``now`` (see :func:`describe`).
+
+    Raises:
+        KeyFileError: missing, corrupt or unsafe file.
+    """
+    return describe(load_records(settings), now)
+
+
+def public_jwks(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The public JWK Set ``{"keys": [{kty, kid, use, alg, n, e}]}``, newest first (RFC 7517 section 5)."""
+    return {"keys": [keys.public_jwk(r["jwk"]) for r in rotation.newest_first(records)]}
+
+
+def export(settings: Settings, *, fmt: str = "jwks", private: bool = False) -> Any:
+    """The document ``export`` writes.
+
+    Args:
+        fmt: ``"jwks"`` (a JWK Set) or ``"records"`` (gateway records).
+        private: include private members (records always need them: the gateway signs
+            with them, so ``records`` without ``private`` is a usage error).
+
+    Returns:
+        ``{"keys": [...]}`` for ``jwks``; a list of records for ``records``.
+
+    Raises:
+        UsageError: ``records`` without ``private``, or an unknown format.
+        KeyFileError: missing, corrupt or unsafe file; ``private`` on encrypted keys.
+    """
+    records = load_records(settings)
+    if fmt == "jwks":
+        if not private:
+            return public_jwks(records)
+        _require_plain(records)
+        return {"keys": [dict(r["jwk"]) for r in rotation.newest_first(records)]}
+    if fmt == "records":
+        if not private:
+            raise UsageError("export --format records needs --private: the gateway signs with the private key")
+        _require_plain(records)
+        return rotation.newest_first(records)
+    raise UsageError(f"unknown export format {fmt!r}; use jwks or records")
+
+
+def _require_plain(records: list[dict[str, Any]]) -> None:
+    if any("enc" in r["jwk"] for r in records):
+        raise KeyFileError("the key file is encrypted; run prisme-keys decrypt first to export private keys")
+
+
+def generate(settings: Settings, *, public: bool = False, keygen: KeyGen | None = None) -> dict[str, Any]:
+    """A standalone key (private JWK, or its public projection); the key file is untouched."""
+    jwk = _new_jwk(settings, keygen)
+    return keys.public_jwk(jwk) if public else jwk

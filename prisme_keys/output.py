@@ -1,0 +1,97 @@
+"""Rendering: one JSON document for programs, plain lines and rich tables for people.
+
+Results go to stdout, diagnostics to stderr. Colour is off when the stream is not a
+terminal or ``NO_COLOR`` is set. ``rich`` is imported only when a table or spinner is
+drawn, so quick commands start fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator, Sequence
+
+
+def is_tty(stream: Any) -> bool:
+    """True when ``stream`` is an interactive terminal."""
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def _console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    color = is_tty(stream) and not os.environ.get("NO_COLOR")
+    tty = is_tty(stream)
+    return Console(file=stream, no_color=not color, highlight=False, width=None if tty else 250,
+                   color_system="auto" if color else None)
+
+
+def json_text(doc: Any) -> str:
+    """Serialize ``doc`` as indented JSON with a trailing newline."""
+    return json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n"
+
+
+def emit_json(doc: Any) -> None:
+    """Write exactly one JSON document on stdout."""
+    sys.stdout.write(json_text(doc))
+    sys.stdout.flush()
+
+
+def line(text: str = "") -> None:
+    """Write one line of plain text on stdout."""
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def note(text: str, *, quiet: bool = False) -> None:
+    """Write one informational line on stderr (suppressed by ``--quiet``)."""
+    if not quiet:
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+
+
+def warn(text: str, *, quiet: bool = False) -> None:
+    """Write ``warning: text`` on stderr (suppressed by ``--quiet``)."""
+    note(f"warning: {text}", quiet=quiet)
+
+
+def error(message: str, *, code: str, exit_code: int, as_json: bool) -> None:
+    """Write an error on stderr: one line, or with ``--json`` ``{code, message, exit}``."""
+    if as_json:
+        sys.stderr.write(json.dumps({"code": code, "message": message, "exit": exit_code}) + "\n")
+    else:
+        sys.stderr.write(f"prisme-keys: error: {message}\n")
+    sys.stderr.flush()
+
+
+def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], *, title: str | None = None,
+          styles: dict[str, str] | None = None) -> None:
+    """Draw a rich table on stdout (plain box characters when not a terminal)."""
+    from rich import box
+    from rich.table import Table
+
+    console = _console()
+    tbl = Table(title=title, box=box.SIMPLE_HEAD if console.is_terminal else box.ASCII2, show_edge=False)
+    for c in columns:
+        tbl.add_column(c, overflow="fold")
+    for row in rows:
+        cells = [str(v) if v is not None else "" for v in row]
+        style = (styles or {}).get(cells[0]) if styles else None
+        tbl.add_row(*cells, style=style)
+    console.print(tbl)
+
+
+@contextmanager
+def spinner(text: str, *, enabled: bool = True) -> Iterator[None]:
+    """Show a spinner on stderr while the block runs, only when stderr is a terminal."""
+    if not enabled or not is_tty(sys.stderr):
+        yield
+        return
+    with _console(stderr=True).status(text):
+        yield

@@ -1,0 +1,222 @@
+"""Key lifecycle rules as pure functions: ``(records, policy, now) -> plan``. No I/O, no clock.
+
+Rules (DESIGN.md section 1, the reference gateway's JWKStore, plus our improvements):
+
+* Records are gateway records ``{kid, previousKeyId, createdAt, rotatesAt, expiresAt, jwk}``
+  (optionally ``activatesAt`` when a publication lead is in force).
+* A record is *active* once ``now >= activatesAt`` (``createdAt`` when absent). The newest
+  active record is the **signing key**; older ones only verify (**retired**); a newer one
+  not yet active is **next** (published before it signs).
+* Rotation is due when there is no key, or ``now >= signing.rotatesAt - lead`` and no
+  ``next`` key is already waiting.
+* A new key: ``createdAt = now``, ``activatesAt = now + lead`` (stored only when lead > 0),
+  ``rotatesAt = activatesAt + rotation_days``, ``expiresAt = rotatesAt + max_age``,
+  ``previousKeyId`` = the newest record's kid.
+* The key it replaces gets ``expiresAt = max(expiresAt, activatesAt_new + max_age)``: a token
+  it signed just before a late rotation still verifies for its whole lifetime.
+* Pruning removes non-signing, non-next keys with ``now >= expiresAt``; it never removes the
+  signing key (even past its expiresAt) and never empties the set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from . import clock
+
+Record = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Lifecycle settings.
+
+    Attributes:
+        rotation_days: days (int) a key signs before it is replaced (``JWKS_ROTATION_DAYS``).
+        max_age: seconds (int), the longest token lifetime (``ACCESS_TOKENS_MAX_AGE``).
+        lead: seconds (float) a new key is published before it signs (0 = reference behaviour).
+    """
+
+    rotation_days: int = 30
+    max_age: int = 2592000
+    lead: float = 0
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> "Policy":
+        """Build from a :class:`prisme_keys.settings.Settings`."""
+        return cls(settings.rotation_days, settings.access_tokens_max_age, settings.publication_lead)
+
+
+def t(rec: Record, name: str) -> datetime:
+    """A record time (``createdAt``, ``rotatesAt``, ``expiresAt``, ``activatesAt``) as a UTC datetime.
+
+    ``activatesAt`` defaults to ``createdAt``.
+    """
+    if name == "activatesAt" and not rec.get("activatesAt"):
+        name = "createdAt"
+    return clock.parse_iso(rec[name])
+
+
+def newest_first(records: list[Record]) -> list[Record]:
+    """Records sorted by ``createdAt``, newest first (stable for equal times)."""
+    return sorted(records, key=lambda r: t(r, "createdAt"), reverse=True)
+
+
+def signing_record(records: list[Record], now: datetime) -> Record | None:
+    """The signing key at ``now``: the newest active record; the oldest record if none is active yet.
+
+    Returns ``None`` only for an empty list.
+    """
+    ordered = newest_first(records)
+    for rec in ordered:
+        if t(rec, "activatesAt") <= now:
+            return rec
+    return ordered[-1] if ordered else None
+
+
+def state(rec: Record, records: list[Record], now: datetime) -> str:
+    """``"signing"``, ``"next"``, ``"retired"`` or ``"expired"`` for one record at ``now``."""
+    signing = signing_record(records, now)
+    if rec is signing:
+        return "signing"
+    if t(rec, "activatesAt") > now:
+        return "next"
+    return "expired" if now >= t(rec, "expiresAt") else "retired"
+
+
+@dataclass(frozen=True)
+class RotationPlan:
+    """What ``rotate`` would do.
+
+    Attributes:
+        due: a new key should be created.
+        reason: one line: why (or why not).
+        signing_kid: the current signing key's kid, or ``None``.
+        next_rotation: when rotation will be due (UTC), when not due.
+    """
+
+    due: bool
+    reason: str
+    signing_kid: str | None
+    next_rotation: datetime | None = None
+
+
+def plan_rotation(records: list[Record], policy: Policy, now: datetime, force: bool = False) -> RotationPlan:
+    """Decide whether a new signing key is due at ``now`` (``force`` makes it due)."""
+    signing = signing_record(records, now)
+    if signing is None:
+        return RotationPlan(True, "no key in the key file", None)
+    kid = signing["kid"]
+    waiting = [r for r in records if t(r, "activatesAt") > now]
+    if force:
+        return RotationPlan(True, "forced", kid)
+    if waiting:
+        nxt = min(waiting, key=lambda r: t(r, "activatesAt"))
+        return RotationPlan(False, f"next key {nxt['kid']} is already published", kid, t(nxt, "activatesAt"))
+    due_at = t(signing, "rotatesAt") - timedelta(seconds=policy.lead)
+    if now >= due_at:
+        return RotationPlan(True, f"signing key {kid} reached its rotation date", kid, due_at)
+    return RotationPlan(False, "nothing due", kid, due_at)
+
+
+def new_record(jwk: dict[str, Any], records: list[Record], policy: Policy, now: datetime) -> Record:
+    """The gateway record for a freshly generated key ``jwk`` added at ``now``."""
+    newest = newest_first(records)[0]["kid"] if records else None
+    activates = now + timedelta(seconds=policy.lead)
+    rotates = activates + clock.days(policy.rotation_days)
+    rec: Record = {
+        "kid": jwk["kid"],
+        "previousKeyId": newest,
+        "createdAt": clock.iso(now),
+        "rotatesAt": clock.iso(rotates),
+        "expiresAt": clock.iso(rotates + clock.seconds(policy.max_age)),
+        "jwk": jwk,
+    }
+    if policy.lead:
+        rec["activatesAt"] = clock.iso(activates)
+    return rec
+
+
+@dataclass
+class RotationResult:
+    """Outcome of :func:`apply_rotation`.
+
+    Attributes:
+        records: the new record list, newest first.
+        created: the new record.
+        retired: the record that stops signing when the new one activates, or ``None``.
+    """
+
+    records: list[Record]
+    created: Record
+    retired: Record | None
+
+
+def apply_rotation(records: list[Record], jwk: dict[str, Any], policy: Policy, now: datetime) -> RotationResult:
+    """Add ``jwk`` as the new signing key at ``now``; extend the replaced key's ``expiresAt``.
+
+    The input list is not modified; records are copied where changed.
+
+    Raises:
+        ValueError: when ``jwk['kid']`` is already in the set.
+    """
+    if any(r["kid"] == jwk["kid"] for r in records):
+        raise ValueError(f"kid {jwk['kid']} is already in the key file")
+    rec = new_record(jwk, records, policy, now)
+    current = signing_record(records, now)
+    out: list[Record] = []
+    retired = None
+    for r in records:
+        if r is current:
+            r = dict(r)
+            keep_until = t(rec, "activatesAt") + clock.seconds(policy.max_age)
+            if keep_until > t(r, "expiresAt"):
+                r["expiresAt"] = clock.iso(keep_until)
+            retired = r
+        out.append(r)
+    return RotationResult(newest_first([rec] + out), rec, retired)
+
+
+@dataclass
+class PrunePlan:
+    """What ``prune`` would do.
+
+    Attributes:
+        keep: records that stay, in input order.
+        remove: expired non-signing records.
+        notes: one-line remarks (e.g. the signing key is past its expiresAt and is kept).
+    """
+
+    keep: list[Record]
+    remove: list[Record]
+    notes: list[str] = field(default_factory=list)
+
+
+def plan_prune(records: list[Record], now: datetime) -> PrunePlan:
+    """Split ``records`` into kept and removed at ``now``; the signing key is always kept."""
+    signing = signing_record(records, now)
+    keep, remove, notes = [], [], []
+    for r in records:
+        if r is signing:
+            keep.append(r)
+            if now >= t(r, "expiresAt"):
+                notes.append(
+                    f"signing key {r['kid']} is past its expiresAt ({r['expiresAt']}) but is kept: "
+                    "it is the signing key; run prisme-keys rotate"
+                )
+        elif t(r, "activatesAt") <= now and now >= t(r, "expiresAt"):
+            remove.append(r)
+        else:
+            keep.append(r)
+    if not keep and records:  # cannot happen while a signing key exists; defensive
+        keep, remove = [records[0]], remove[1:]
+    return PrunePlan(keep, remove, notes)
+
+
+def next_prune(records: list[Record], now: datetime) -> datetime | None:
+    """When the next non-signing key will expire (UTC), or ``None`` if none will."""
+    signing = signing_record(records, now)
+    times = [t(r, "expiresAt") for r in records if r is not signing and t(r, "expiresAt") > now]
+    return min(times) if times else None

@@ -1,0 +1,328 @@
+"""Settings: defaults, TOML config file, environment and flags merged into one frozen object.
+
+Precedence (DESIGN.md section 2): flag > environment > config file > default. Environment
+variables use the reference gateway's names (``JWKS_ALG`` ...); the TOML file uses
+snake_case (``alg = "RS256"``, ``rotation_days = 30``). Every effective value remembers
+where it came from, for ``config show``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from .errors import ConfigError
+
+APP_NAME = "prisme-keys"
+
+
+def _positive_int(name: str, value: Any, what: str) -> int:
+    if isinstance(value, bool):
+        raise ValueError
+    if isinstance(value, str):
+        if not value.strip().isdigit():
+            raise ValueError
+        value = int(value.strip())
+    if not isinstance(value, int) or value <= 0:
+        raise ValueError
+    return value
+
+
+def _p_kty(v: Any) -> str:
+    if v != "RSA":
+        raise ConfigError(f"bad value for JWKS_KTY: {v!r}; allowed: RSA (the only key type this tool manages)")
+    return v
+
+
+def _p_alg(v: Any) -> str:
+    from .keys import SUPPORTED_ALGS
+
+    if v not in SUPPORTED_ALGS:
+        raise ConfigError(
+            f"bad value for JWKS_ALG: {v!r}; allowed: RS256, RS384, RS512 "
+            "(PS256/PS384/PS512 and EC algorithms are not supported by the signing library, python-jose)"
+        )
+    return v
+
+
+def _p_size(v: Any) -> int:
+    try:
+        n = _positive_int("JWKS_SIZE", v, "bits")
+    except ValueError:
+        n = None
+    if n is None or n < 2048 or n > 16384 or n % 8:
+        raise ConfigError(
+            f"bad value for JWKS_SIZE: {v!r}; allowed: a whole number of bits from 2048 to 16384, a multiple of 8"
+        )
+    return n
+
+
+def _p_pos(env: str, unit: str) -> Callable[[Any], int]:
+    def parse(v: Any) -> int:
+        try:
+            return _positive_int(env, v, unit)
+        except ValueError:
+            raise ConfigError(f"bad value for {env}: {v!r}; allowed: a positive whole number of {unit}") from None
+
+    return parse
+
+
+def _p_nonneg_seconds(env: str) -> Callable[[Any], float]:
+    def parse(v: Any) -> float:
+        try:
+            if isinstance(v, bool):
+                raise ValueError
+            f = float(v)
+            if f < 0 or f != f or f == float("inf"):
+                raise ValueError
+            return f
+        except (TypeError, ValueError):
+            raise ConfigError(f"bad value for {env}: {v!r}; allowed: a number of seconds, 0 or more") from None
+
+    return parse
+
+
+def _p_bool(env: str) -> Callable[[Any], bool]:
+    def parse(v: Any) -> bool:
+        if isinstance(v, bool):
+            return v
+        s = str(v).strip().lower()
+        if s in ("1", "true", "yes", "on"):
+            return True
+        if s in ("0", "false", "no", "off", ""):
+            return False
+        raise ConfigError(f"bad value for {env}: {v!r}; allowed: true or false (1/0, yes/no)")
+
+    return parse
+
+
+def _p_str(v: Any) -> str | None:
+    if v is None:
+        return None
+    s = str(v)
+    return s or None
+
+
+def _p_path(v: Any) -> Path | None:
+    if v is None or v == "":
+        return None
+    return Path(os.path.expanduser(str(v)))
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One setting: TOML name, environment variable, default, parser and description."""
+
+    name: str
+    env: str
+    default: Any
+    parse: Callable[[Any], Any]
+    help: str
+    secret: bool = False
+
+
+def _default_key_file() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False)) / "keys.json"
+
+
+def default_config_path() -> Path:
+    """``<user config dir>/config.toml`` (platformdirs, app name ``prisme-keys``)."""
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir(APP_NAME, appauthor=False)) / "config.toml"
+
+
+def default_cache_dir() -> Path:
+    """``<user cache dir>`` (platformdirs, app name ``prisme-keys``): the JWKS cache."""
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False))
+
+
+SPECS: tuple[Spec, ...] = (
+    Spec("kty", "JWKS_KTY", "RSA", _p_kty, "key type of new keys"),
+    Spec("alg", "JWKS_ALG", "RS256", _p_alg, "signature algorithm of new keys; default verify allow-list"),
+    Spec("size", "JWKS_SIZE", 2048, _p_size, "size of new keys, bits"),
+    Spec("rotation_days", "JWKS_ROTATION_DAYS", 30, _p_pos("JWKS_ROTATION_DAYS", "days"),
+         "days before the signing key is replaced"),
+    Spec("access_tokens_max_age", "ACCESS_TOKENS_MAX_AGE", 2592000,
+         _p_pos("ACCESS_TOKENS_MAX_AGE", "seconds"), "longest token lifetime, seconds"),
+    Spec("oidc_provider_url", "OIDC_PROVIDER_URL", None, _p_str, "issuer (iss) of minted tokens, expected issuer"),
+    Spec("api_url", "API_URL", None, _p_str, "audience (aud) of minted tokens, expected audience"),
+    Spec("key_file", "PRISME_KEYS_FILE", None, _p_path, "key file"),
+    Spec("lock_timeout", "PRISME_KEYS_LOCK_TIMEOUT", 30.0, _p_nonneg_seconds("PRISME_KEYS_LOCK_TIMEOUT"),
+         "longest wait for the key file lock, seconds"),
+    Spec("allow_group_read", "PRISME_KEYS_ALLOW_GROUP_READ", False, _p_bool("PRISME_KEYS_ALLOW_GROUP_READ"),
+         "accept a group-readable key file (shared group file)"),
+    Spec("publication_lead", "PRISME_KEYS_PUBLICATION_LEAD", 0, _p_nonneg_seconds("PRISME_KEYS_PUBLICATION_LEAD"),
+         "seconds a new key is published before it signs"),
+    Spec("broker_host", "BROKER_HOST", "redis://localhost:6379/10", _p_str, "Redis URL of the event broker"),
+    Spec("broker_namespace", "BROKER_NAMESPACE", "", lambda v: "" if v is None else str(v),
+         "prefix of the broker's stream names"),
+    Spec("broker_topic_maxlen", "BROKER_TOPIC_MAXLEN", 10000, _p_pos("BROKER_TOPIC_MAXLEN", "entries"),
+         "approximate MAXLEN of each stream"),
+    Spec("contexts_cache_host", "CONTEXTS_CACHE_HOST", "redis://localhost:6379/0", _p_str,
+         "Redis URL of the runtime's cache (runtime:jwk)"),
+    Spec("internal_api_key", "INTERNAL_API_KEY", None, _p_str, "runtime internal API key (POST /sys/certs)",
+         secret=True),
+)
+_BY_NAME = {s.name: s for s in SPECS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Effective settings.
+
+    Attributes:
+        kty: key type, always ``"RSA"``.
+        alg: ``RS256``/``RS384``/``RS512``.
+        size: bits of new keys.
+        rotation_days: days (int) between rotations.
+        access_tokens_max_age: seconds (int), longest token lifetime.
+        oidc_provider_url / api_url: issuer / audience, or ``None``.
+        key_file: the key file path (never ``None`` after :func:`load`).
+        config_path: the TOML file consulted.
+        lock_timeout: seconds (float) to wait for the key-file lock.
+        allow_group_read: accept a group-readable key file.
+        publication_lead: seconds (float) a new key is published before it signs.
+        broker_host, broker_namespace, broker_topic_maxlen, contexts_cache_host,
+        internal_api_key: the gateway platform's broker/runtime settings.
+        sources: ``{name: "flag"|"env:VAR"|"config:PATH"|"default"}``.
+    """
+
+    kty: str = "RSA"
+    alg: str = "RS256"
+    size: int = 2048
+    rotation_days: int = 30
+    access_tokens_max_age: int = 2592000
+    oidc_provider_url: str | None = None
+    api_url: str | None = None
+    key_file: Path = field(default_factory=_default_key_file)
+    config_path: Path | None = None
+    lock_timeout: float = 30.0
+    allow_group_read: bool = False
+    publication_lead: float = 0
+    broker_host: str | None = "redis://localhost:6379/10"
+    broker_namespace: str = ""
+    broker_topic_maxlen: int = 10000
+    contexts_cache_host: str | None = "redis://localhost:6379/0"
+    internal_api_key: str | None = None
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Rows for ``config show``: ``[{name, env, value, source}]``; secrets shown as ``***``."""
+        rows = []
+        for spec in SPECS:
+            value = getattr(self, spec.name)
+            if spec.secret and value:
+                value = "***"
+            elif isinstance(value, Path):
+                value = str(value)
+            rows.append({"name": spec.name, "env": spec.env, "value": value,
+                         "source": self.sources.get(spec.name, "default")})
+        rows.append({"name": "config_path", "env": "PRISME_KEYS_CONFIG", "value": str(self.config_path),
+                     "source": self.sources.get("config_path", "default")})
+        return rows
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """Read a TOML config file (tomllib).
+
+    Returns ``{}`` when the file does not exist.
+
+    Raises:
+        ConfigError: unreadable file, bad TOML, or an unknown setting name.
+    """
+    import tomllib
+
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    unknown = sorted(set(data) - set(_BY_NAME))
+    if unknown:
+        raise ConfigError(
+            f"config file {path}: unknown setting {unknown[0]!r}; known: {', '.join(s.name for s in SPECS)}"
+        )
+    return data
+
+
+def load(flags: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Build the effective :class:`Settings`.
+
+    Args:
+        flags: values given on the command line, by setting name (``key_file``,
+            ``config_path``, ...); ``None`` values are ignored.
+        environ: the environment (default ``os.environ``).
+
+    Raises:
+        ConfigError: a bad value (naming the setting, the value and what is allowed),
+            an unreadable or invalid config file.
+    """
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    env = os.environ if environ is None else environ
+    sources: dict[str, str] = {}
+
+    if "config_path" in flags:
+        config_path, sources["config_path"] = Path(flags["config_path"]), "flag"
+    elif env.get("PRISME_KEYS_CONFIG"):
+        config_path, sources["config_path"] = Path(env["PRISME_KEYS_CONFIG"]), "env:PRISME_KEYS_CONFIG"
+    else:
+        config_path, sources["config_path"] = default_config_path(), "default"
+    config = read_config(config_path)
+
+    values: dict[str, Any] = {}
+    for spec in SPECS:
+        if spec.name in flags:
+            raw, src = flags[spec.name], "flag"
+        elif spec.env in env:
+            raw, src = env[spec.env], f"env:{spec.env}"
+        elif spec.name in config:
+            raw, src = config[spec.name], f"config:{config_path}"
+        else:
+            continue
+        try:
+            values[spec.name] = spec.parse(raw)
+        except ConfigError as exc:
+            if src.startswith("config:"):
+                raise ConfigError(f"{exc.message} (from {config_path})") from None
+            raise
+        sources[spec.name] = src
+    if values.get("key_file") is None:
+        values.pop("key_file", None)
+        sources["key_file"] = "default"
+    return Settings(config_path=config_path, sources=sources, **values)
+
+
+def defaults_toml() -> str:
+    """The TOML text ``config init`` writes: every non-secret setting at its default (tomli-w)."""
+    import tomli_w
+
+    data: dict[str, Any] = {}
+    for spec in SPECS:
+        if spec.default is None or spec.secret:
+            continue
+        data[spec.name] = spec.default
+    header = "# prisme-keys settings; environment variables and flags override these.\n"
+    return header + tomli_w.dumps(data)
+
+
+def setting_names() -> list[str]:
+    """All TOML setting names, in table order."""
+    return [f.name for f in fields(Settings) if f.name in _BY_NAME]
+
+
+def load_config_path(environ: Mapping[str, str] | None = None) -> Path:
+    """The config file path from ``PRISME_KEYS_CONFIG`` or the platform default."""
+    env = os.environ if environ is None else environ
+    return Path(env["PRISME_KEYS_CONFIG"]) if env.get("PRISME_KEYS_CONFIG") else default_config_path()
