@@ -165,7 +165,7 @@ def prune(settings: Settings, now: datetime, *, dry_run: bool = False) -> PruneR
 
 
 def describe(records: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
-    """Rows for ``list``: ``[{kid, alg, bits, state, createdAt, activatesAt?, rotatesAt, expiresAt,
+    """Rows for ``list``: ``[{kid, alg, bits, state, createdAt, activatesAt, rotatesAt, expiresAt,
     previousKeyId, private}]``, newest first; ``private`` is ``"yes"``, ``"no"`` or ``"encrypted"``."""
     rows = []
     for r in rotation.newest_first(records):
@@ -176,13 +176,12 @@ def describe(records: list[dict[str, Any]], now: datetime) -> list[dict[str, Any
             "bits": keys.key_bits(jwk),
             "state": rotation.state(r, records, now),
             "createdAt": r["createdAt"],
+            "activatesAt": r.get("activatesAt") or r["createdAt"],
             "rotatesAt": r["rotatesAt"],
             "expiresAt": r["expiresAt"],
             "previousKeyId": r.get("previousKeyId"),
             "private": "encrypted" if "enc" in jwk else ("yes" if keys.has_private(jwk) else "no"),
         }
-        if r.get("activatesAt"):
-            row["activatesAt"] = r["activatesAt"]
         rows.append(row)
     return rows
 
