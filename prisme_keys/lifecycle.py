@@ -238,3 +238,33 @@ def generate(settings: Settings, *, public: bool = False, keygen: KeyGen | None 
     """A standalone key (private JWK, or its public projection); the key file is untouched."""
     jwk = _new_jwk(settings, keygen)
     return keys.public_jwk(jwk) if public else jwk
+
+
+def signing_jwk(settings: Settings, now: datetime, kid: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The record and private JWK to sign with at ``now``.
+
+    Args:
+        kid: pick this record instead of the signing key (e.g. to mint with a retired key).
+
+    Returns:
+        ``(record, private_jwk)``; the JWK holds ``d`` (decrypted when the key file is encrypted).
+
+    Raises:
+        KeyFileError: missing/corrupt file, no key, unknown ``kid`` (listing the kids present),
+            or the record holds no private key.
+    """
+    records = load_records(settings)
+    if kid is None:
+        rec = rotation.signing_record(records, now)
+        if rec is None:
+            raise KeyFileError(f"key file {settings.key_file} holds no key; run prisme-keys rotate")
+    else:
+        found = [r for r in records if r["kid"] == kid]
+        if not found:
+            raise KeyFileError(f"no key with kid {kid!r} in {settings.key_file}; kids present: "
+                               + ", ".join(r["kid"] for r in records))
+        rec = found[0]
+    jwk = rec["jwk"]
+    if not keys.has_private(jwk):
+        raise KeyFileError(f"key {rec['kid']} in {settings.key_file} holds no private key")
+    return rec, jwk
