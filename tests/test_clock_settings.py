@@ -1,0 +1,122 @@
+"""clock.py and settings.py: durations, times, precedence, bad values."""
+
+from datetime import datetime, timezone
+
+import pytest
+
+from prisme_keys import clock, settings
+from prisme_keys.errors import ConfigError
+
+T = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize("text,secs", [("90s", 90), ("15m", 900), ("2h", 7200), ("30d", 2592000), ("3600", 3600),
+                                       (" 1w ", 604800)])
+def test_durations(text, secs):
+    assert clock.parse_duration(text) == secs
+
+
+@pytest.mark.parametrize("text", ["", "-5", "1.5h", "10y", "soon", "h"])
+def test_bad_durations(text):
+    with pytest.raises(ValueError):
+        clock.parse_duration(text)
+
+
+def test_parse_time_forms():
+    assert clock.parse_time("+31d", T) == datetime(2026, 2, 1, tzinfo=timezone.utc)
+    assert clock.parse_time("-2h", T) == datetime(2025, 12, 31, 22, tzinfo=timezone.utc)
+    assert clock.parse_time("1767225600") == T
+    assert clock.parse_time("2026-01-01T00:00:00Z") == T
+    assert clock.parse_time("2026-01-01T01:00:00+01:00") == T
+    with pytest.raises(ValueError, match="not a time"):
+        clock.parse_time("yesterday")
+
+
+def test_iso_has_milliseconds_and_z():
+    assert clock.iso(datetime(2026, 11, 29, 8, 0, 0, 123456, tzinfo=timezone.utc)) == "2026-11-29T08:00:00.123Z"
+
+
+def test_humanize():
+    assert clock.humanize(datetime(2026, 1, 4, tzinfo=timezone.utc), T) == "in 3 days"
+    assert clock.humanize(datetime(2025, 12, 30, tzinfo=timezone.utc), T) == "2 days ago"
+    assert clock.humanize(datetime(2026, 1, 1, 0, 5, tzinfo=timezone.utc), T) == "in 5 minutes"
+
+
+def test_precedence_flag_env_config_default(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('rotation_days = 7\nsize = 3072\nalg = "RS384"\nkey_file = "/from/config.json"\n')
+    s = settings.load({"config_path": cfg, "key_file": "/from/flag.json"},
+                      {"JWKS_SIZE": "4096"})
+    assert s.rotation_days == 7 and s.sources["rotation_days"] == f"config:{cfg}"
+    assert s.size == 4096 and s.sources["size"] == "env:JWKS_SIZE"
+    assert s.alg == "RS384"
+    assert str(s.key_file) == "/from/flag.json" and s.sources["key_file"] == "flag"
+    assert s.access_tokens_max_age == 2592000 and s.sources.get("access_tokens_max_age", "default") == "default"
+    s2 = settings.load({"config_path": cfg}, {"PRISME_KEYS_FILE": "/from/env.json"})
+    assert str(s2.key_file) == "/from/env.json"
+
+
+@pytest.mark.parametrize("env,value,msg", [
+    ("JWKS_KTY", "EC", "bad value for JWKS_KTY: 'EC'; allowed: RSA"),
+    ("JWKS_ALG", "PS256", "bad value for JWKS_ALG: 'PS256'; allowed: RS256, RS384, RS512 (PS256/PS384/PS512"),
+    ("JWKS_ALG", "HS256", "bad value for JWKS_ALG: 'HS256'"),
+    ("JWKS_SIZE", "1024", "bad value for JWKS_SIZE: '1024'; allowed: a whole number of bits from 2048 to 16384, "
+                          "a multiple of 8"),
+    ("JWKS_SIZE", "16392", "bad value for JWKS_SIZE: '16392'"),
+    ("JWKS_SIZE", "2049", "bad value for JWKS_SIZE: '2049'"),
+    ("JWKS_SIZE", "big", "bad value for JWKS_SIZE: 'big'"),
+    ("JWKS_ROTATION_DAYS", "0", "bad value for JWKS_ROTATION_DAYS: '0'; allowed: a positive whole number of days"),
+    ("JWKS_ROTATION_DAYS", "-3", "bad value for JWKS_ROTATION_DAYS: '-3'"),
+    ("JWKS_ROTATION_DAYS", "1.5", "bad value for JWKS_ROTATION_DAYS: '1.5'"),
+    ("ACCESS_TOKENS_MAX_AGE", "abc", "bad value for ACCESS_TOKENS_MAX_AGE: 'abc'; allowed: a positive whole number "
+                                     "of seconds"),
+])
+def test_bad_values_name_setting_value_and_allowed(tmp_path, env, value, msg):
+    with pytest.raises(ConfigError) as info:
+        settings.load({"config_path": tmp_path / "none.toml"}, {env: value})
+    assert info.value.message.startswith(msg)
+    assert info.value.exit_code == 3
+
+
+def test_bad_config_file(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("size = [")
+    with pytest.raises(ConfigError, match="is not valid TOML"):
+        settings.load({"config_path": cfg}, {})
+    cfg.write_text("sise = 4096\n")
+    with pytest.raises(ConfigError, match="unknown setting 'sise'"):
+        settings.load({"config_path": cfg}, {})
+    cfg.write_text("size = 1000\n")
+    with pytest.raises(ConfigError, match=r"bad value for JWKS_SIZE: 1000.*\(from "):
+        settings.load({"config_path": cfg}, {})
+
+
+def test_cli_bad_setting_exit_3(cli):
+    p = cli("list", env={"JWKS_SIZE": "1024"})
+    assert p.returncode == 3
+    assert p.stderr.strip().startswith("prisme-keys: error: bad value for JWKS_SIZE: '1024'")
+    assert len(p.stderr.strip().splitlines()) == 1
+
+
+def test_config_init_show_path(cli):
+    p = cli("config", "path")
+    assert p.returncode == 0
+    path = cli.home / "config" / "prisme-keys" / "config.toml"
+    assert p.stdout.strip() == str(path)
+    p = cli("config", "init")
+    assert p.returncode == 0, p.stderr
+    import tomllib
+
+    data = tomllib.loads(path.read_text())
+    assert data["size"] == 2048 and data["alg"] == "RS256" and data["rotation_days"] == 30
+    assert data["access_tokens_max_age"] == 2592000
+    assert cli("config", "init").returncode == 3
+    path.write_text("rotation_days = 9\n")
+    import json
+
+    p = cli("--json", "config", "show", env={"JWKS_ALG": "RS512", "INTERNAL_API_KEY": "s3cret"})
+    doc = json.loads(p.stdout)
+    assert doc["rotation_days"] == {"value": 9, "env": "JWKS_ROTATION_DAYS", "source": f"config:{path}"}
+    assert doc["alg"]["source"] == "env:JWKS_ALG" and doc["alg"]["value"] == "RS512"
+    assert doc["size"]["source"] == "default"
+    assert doc["internal_api_key"]["value"] == "***" and "s3cret" not in p.stdout
