@@ -1,0 +1,357 @@
+"""``check``: named checks of a published JWKS, for CI pipelines.
+
+Each check yields a :class:`Check` ``(name, status, detail)`` with ``status`` one of
+``pass``, ``warn``, ``fail`` and a one-line ``detail``. The checks are pure functions of a
+fetched response (:class:`Response`), the local key file's records and ``now``; fetching
+and the round trip are done by :func:`run`.
+
+Groups:
+
+* ``transport.*``: HTTPS (loopback excepted), status 200, content type, Cache-Control;
+* ``shape.*``: a JWK Set (RFC 7517 section 5), kids present and unique, RSA ``sig`` keys,
+  allowed ``alg``, ``e`` = AQAB, canonical ``n`` (RFC 7518 section 6.3.1.1), >= 2048 bits;
+* ``secrecy.private_members``: no ``d p q dp dq qi oth k`` member (values never printed);
+* ``compromised.known_keys``: no key whose private half is public (RFC 7638 thumbprints);
+* ``against.*``: the local key file's keys are published as they should be;
+* ``roundtrip``: a token minted with the local signing key verifies against the URL.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+from . import keys, rotation
+
+PASS, WARN, FAIL = "pass", "warn", "fail"
+_B64URL = re.compile(r"^[A-Za-z0-9_-]*$")
+
+
+@dataclass(frozen=True)
+class Check:
+    """One named check result: ``status`` is ``pass``, ``warn`` or ``fail``; ``detail`` one line."""
+
+    name: str
+    status: str
+    detail: str
+
+    def to_dict(self) -> dict[str, str]:
+        """``{name, status, detail}``."""
+        return {"name": self.name, "status": self.status, "detail": self.detail}
+
+
+@dataclass
+class Response:
+    """A fetched JWKS response.
+
+    Attributes:
+        url: the URL asked for.
+        final_url: the URL after redirects.
+        status: HTTP status code.
+        headers: response headers, names lower-cased.
+        body: the body bytes (capped by the client).
+    """
+
+    url: str
+    final_url: str
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Report:
+    """All checks of one run: ``ok`` is true when none failed (after ``--strict``)."""
+
+    url: str
+    checks: list[Check] = field(default_factory=list)
+    strict: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """No ``fail`` (and with ``strict``, no ``warn`` either)."""
+        bad = {FAIL, WARN} if self.strict else {FAIL}
+        return not any(c.status in bad for c in self.checks)
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{url, ok, checks:[{name, status, detail}]}``."""
+        return {"url": self.url, "ok": self.ok, "checks": [c.to_dict() for c in self.checks]}
+
+
+def is_loopback(url: str) -> bool:
+    """True when ``url``'s host is ``localhost`` or a loopback address (127.0.0.0/8, ::1)."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def transport_checks(resp: Response) -> list[Check]:
+    """``transport.https``, ``transport.status``, ``transport.content_type``, ``transport.cache_control``."""
+    out = []
+    scheme = urlsplit(resp.final_url).scheme
+    if scheme == "https":
+        out.append(Check("transport.https", PASS, f"served over HTTPS ({resp.final_url})"))
+    elif is_loopback(resp.final_url):
+        out.append(Check("transport.https", PASS, "plain HTTP on a loopback address"))
+    else:
+        out.append(Check("transport.https", FAIL, f"served over {scheme}, not HTTPS: {resp.final_url}"))
+    if resp.status == 200:
+        out.append(Check("transport.status", PASS, "HTTP 200"))
+    else:
+        out.append(Check("transport.status", FAIL, f"HTTP {resp.status}, expected 200"))
+    ctype = resp.headers.get("content-type", "")
+    media = ctype.split(";")[0].strip().lower()
+    if media in ("application/json", "application/jwk-set+json"):
+        out.append(Check("transport.content_type", PASS, ctype))
+    else:
+        out.append(Check("transport.content_type", FAIL,
+                         f"content type {ctype or '(none)'!s}; expected application/jwk-set+json or application/json"))
+    out.append(_cache_control(resp.headers.get("cache-control")))
+    return out
+
+
+def _cache_control(value: str | None) -> Check:
+    name = "transport.cache_control"
+    if value is None:
+        return Check(name, WARN, "no Cache-Control header: each verifier picks its own cache time "
+                                 "(the reference gateway sends none)")
+    directives = {}
+    for part in value.split(","):
+        k, _, v = part.strip().partition("=")
+        directives[k.strip().lower()] = v.strip().strip('"')
+    if "no-store" in directives:
+        return Check(name, WARN, f"Cache-Control: {value} (verifiers will refetch the JWKS for every token)")
+    if "max-age" in directives:
+        try:
+            age = int(directives["max-age"])
+        except ValueError:
+            return Check(name, FAIL, f"Cache-Control: {value} (max-age is not a number)")
+        if age > 86400:
+            return Check(name, WARN, f"Cache-Control: {value} (max-age over a day delays new keys for verifiers)")
+        return Check(name, PASS, f"Cache-Control: {value}")
+    return Check(name, PASS, f"Cache-Control: {value}")
+
+
+def parse_body(resp: Response) -> tuple[Check, list[Any] | None]:
+    """``shape.jwk_set``: the body is JSON ``{"keys": [...]}``; returns the keys or ``None``."""
+    try:
+        doc = json.loads(resp.body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        start = resp.body[:40].decode("utf-8", "replace").strip().replace("\n", " ")
+        return Check("shape.jwk_set", FAIL, f"body is not JSON (starts with {start[:30]!r})"), None
+    if not isinstance(doc, dict) or not isinstance(doc.get("keys"), list):
+        return Check("shape.jwk_set", FAIL, 'JSON is not a JWK Set (no "keys" list)'), None
+    return Check("shape.jwk_set", PASS, f"a JWK Set of {len(doc['keys'])} key(s)"), doc["keys"]
+
+
+def _kid(k: Any, i: int) -> str:
+    return str(k.get("kid")) if isinstance(k, dict) and k.get("kid") else f"#{i + 1}"
+
+
+def shape_checks(jwks: list[Any], allowed_algs: tuple[str, ...]) -> list[Check]:
+    """The ``shape.*`` checks on the published keys."""
+    out: list[Check] = []
+    out.append(Check("shape.non_empty", PASS, f"{len(jwks)} key(s)") if jwks else
+               Check("shape.non_empty", FAIL, "the set holds no key"))
+    objs = [(i, k) for i, k in enumerate(jwks) if isinstance(k, dict)]
+    if len(objs) != len(jwks):
+        out.append(Check("shape.members", FAIL, f"{len(jwks) - len(objs)} entry(ies) are not JSON objects"))
+    missing = [f"#{i + 1}" for i, k in objs if not isinstance(k.get("kid"), str) or not k.get("kid")]
+    kids = [k["kid"] for _, k in objs if isinstance(k.get("kid"), str) and k.get("kid")]
+    dups = sorted({k for k in kids if kids.count(k) > 1})
+    if missing or dups:
+        parts = []
+        if missing:
+            parts.append(f"keys without kid: {', '.join(missing)}")
+        if dups:
+            parts.append(f"duplicate kids: {', '.join(dups)}")
+        out.append(Check("shape.kids", FAIL, "; ".join(parts)))
+    elif jwks:
+        out.append(Check("shape.kids", PASS, f"{len(kids)} unique kid(s)"))
+
+    def each(name: str, test: Callable[[int, dict], tuple[str, str] | None], ok: str) -> None:
+        worst, notes = PASS, []
+        for i, k in objs:
+            r = test(i, k)
+            if r:
+                status, note = r
+                notes.append(note)
+                if status == FAIL or worst == PASS:
+                    worst = status
+        out.append(Check(name, worst, "; ".join(notes) if notes else ok))
+
+    each("shape.kty", lambda i, k: None if k.get("kty") == "RSA" else
+         (FAIL, f"{_kid(k, i)} has kty {k.get('kty')!r}"), "every key is RSA")
+    each("shape.use", lambda i, k: None if k.get("use") == "sig" else
+         ((WARN, f"{_kid(k, i)} has no use") if "use" not in k else (FAIL, f"{_kid(k, i)} has use {k.get('use')!r}")),
+         'every key has use "sig"')
+    each("shape.alg", lambda i, k: None if k.get("alg") in allowed_algs else
+         ((WARN, f"{_kid(k, i)} has no alg") if "alg" not in k else
+          (FAIL, f"{_kid(k, i)} has alg {k.get('alg')!r}, allowed: {', '.join(allowed_algs)}")),
+         f"every key's alg is in {', '.join(allowed_algs)}")
+    each("shape.e", lambda i, k: None if k.get("e") == "AQAB" or k.get("kty") != "RSA" else
+         (FAIL, f"{_kid(k, i)} has e {str(k.get('e'))[:12]!r}, expected AQAB (65537)"), "every e is AQAB")
+    each("shape.n_canonical", lambda i, k: _n_problem(i, k), "every n is unpadded base64url without a leading zero")
+    each("shape.key_size", lambda i, k: _size_problem(i, k), f"every key has at least {keys.MIN_BITS} bits")
+    return out
+
+
+def _n_problem(i: int, k: dict) -> tuple[str, str] | None:
+    if k.get("kty") != "RSA":
+        return None
+    n = k.get("n")
+    if not isinstance(n, str) or not n:
+        return FAIL, f"{_kid(k, i)} has no n"
+    if "=" in n:
+        return FAIL, f"{_kid(k, i)}: n has '=' padding"
+    if not _B64URL.match(n):
+        return FAIL, f"{_kid(k, i)}: n is not base64url"
+    try:
+        raw = keys.b64url_decode(n)
+    except ValueError:
+        return FAIL, f"{_kid(k, i)}: n is not base64url"
+    if raw[:1] == b"\0":
+        return FAIL, f"{_kid(k, i)}: n has a leading zero byte"
+    return None
+
+
+def _size_problem(i: int, k: dict) -> tuple[str, str] | None:
+    if k.get("kty") != "RSA":
+        return None
+    bits = keys.key_bits(k)
+    if bits < keys.MIN_BITS:
+        return FAIL, f"{_kid(k, i)} has {bits} bits"
+    return None
+
+
+def secrecy_check(jwks: list[Any]) -> Check:
+    """``secrecy.private_members``: names the kid and member of any private member, never the value."""
+    leaks = []
+    for i, k in enumerate(jwks):
+        if isinstance(k, dict):
+            members = [m for m in keys.PRIVATE_MEMBERS if m in k]
+            if members:
+                leaks.append(f"{_kid(k, i)} publishes {', '.join(members)}")
+    if leaks:
+        return Check("secrecy.private_members", FAIL, "PRIVATE KEY MATERIAL PUBLISHED: " + "; ".join(leaks))
+    return Check("secrecy.private_members", PASS, "no private member in any key")
+
+
+def compromised_check(jwks: list[Any]) -> Check:
+    """``compromised.known_keys``: no published key is on the known-compromised list (by thumbprint)."""
+    bad = []
+    for i, k in enumerate(jwks):
+        if isinstance(k, dict):
+            reason = keys.compromised_reason(k)
+            if reason:
+                bad.append(f"{_kid(k, i)} (thumbprint {keys.thumbprint(k)}) is publicly known: {reason}")
+    if bad:
+        return Check("compromised.known_keys", FAIL, "; ".join(bad))
+    return Check("compromised.known_keys", PASS, "no known-compromised key")
+
+
+def against_checks(jwks: list[Any], records: list[dict[str, Any]], now: datetime) -> list[Check]:
+    """The ``against.*`` checks: the published set against the local key file at ``now``."""
+    published: dict[str, list[dict]] = {}
+    for k in jwks:
+        if isinstance(k, dict) and isinstance(k.get("kid"), str):
+            published.setdefault(k["kid"], []).append(k)
+    local = {r["kid"]: r for r in records}
+    signing = rotation.signing_record(records, now)
+    out = []
+    if signing is None:
+        out.append(Check("against.signing_published", FAIL, "the local key file holds no key"))
+    elif signing["kid"] in published:
+        out.append(Check("against.signing_published", PASS, f"signing key {signing['kid']} is published"))
+    else:
+        out.append(Check("against.signing_published", FAIL, f"signing key {signing['kid']} is not published"))
+    live = [r for r in records if rotation.state(r, records, now) != "expired"]
+    unpublished = [r["kid"] for r in live if r["kid"] not in published]
+    out.append(Check("against.unexpired_published", FAIL, f"not published: {', '.join(unpublished)}") if unpublished
+               else Check("against.unexpired_published", PASS, f"all {len(live)} unexpired key(s) are published"))
+    unknown = [kid for kid in published if kid not in local]
+    out.append(Check("against.unknown_published", WARN, f"published but not in the key file: {', '.join(unknown)}")
+               if unknown else Check("against.unknown_published", PASS, "every published key is in the key file"))
+    lingering = [r["kid"] for r in records if rotation.state(r, records, now) == "expired" and r["kid"] in published]
+    out.append(Check("against.expired_lingering", WARN, f"expired but still published: {', '.join(lingering)}")
+               if lingering else Check("against.expired_lingering", PASS, "no expired key is published"))
+    differ = []
+    for kid, pubs in published.items():
+        if kid in local:
+            mine = local[kid]["jwk"]
+            for p in pubs:
+                for m in ("kty", "n", "e", "alg", "use"):
+                    if m in mine and p.get(m) != mine[m]:
+                        differ.append(f"{kid}: {m} differs")
+                        break
+    out.append(Check("against.public_parts_equal", FAIL, "; ".join(differ)) if differ
+               else Check("against.public_parts_equal", PASS, "published public parts equal the local ones"))
+    return out
+
+
+def evaluate(resp: Response, *, allowed_algs: tuple[str, ...], records: list[dict[str, Any]] | None,
+             now: datetime, roundtrip: Callable[[], Check] | None = None, strict: bool = False) -> Report:
+    """Run every check on a fetched response.
+
+    Args:
+        resp: the fetched JWKS response.
+        allowed_algs: algorithms a published key may declare.
+        records: the local key file's records, or ``None`` to skip the ``against.*`` checks.
+        now: the time the local key states are evaluated at (UTC).
+        roundtrip: a callable running the ``roundtrip`` check, or ``None``.
+        strict: warnings count as failures.
+    """
+    report = Report(resp.url, strict=strict)
+    report.checks += transport_checks(resp)
+    shape, jwks = parse_body(resp)
+    report.checks.append(shape)
+    if jwks is not None:
+        report.checks += shape_checks(jwks, allowed_algs)
+        report.checks.append(secrecy_check(jwks))
+        report.checks.append(compromised_check(jwks))
+        if records is not None:
+            report.checks += against_checks(jwks, records, now)
+        if roundtrip is not None:
+            report.checks.append(roundtrip())
+    return report
+
+
+def junit_xml(report: Report) -> str:
+    """The report as JUnit XML: one ``testcase`` per check, ``failure`` for fail (and warn when strict)."""
+    from xml.sax.saxutils import quoteattr
+
+    failing = {FAIL, WARN} if report.strict else {FAIL}
+    fails = sum(1 for c in report.checks if c.status in failing)
+    lines = ['<?xml version="1.0" encoding="UTF-8"?>',
+             f'<testsuites name="prisme-keys check" tests="{len(report.checks)}" failures="{fails}">',
+             f'  <testsuite name={quoteattr("check " + report.url)} tests="{len(report.checks)}" '
+             f'failures="{fails}" errors="0" skipped="0">']
+    for c in report.checks:
+        head = f'    <testcase classname={quoteattr(c.name.split(".")[0])} name={quoteattr(c.name)}'
+        if c.status in failing:
+            lines.append(head + ">")
+            lines.append(f"      <failure message={quoteattr(c.detail)} type={quoteattr(c.status)}/>")
+            lines.append("    </testcase>")
+        elif c.status == WARN:
+            lines.append(head + ">")
+            lines.append(f"      <system-out>{_esc('warning: ' + c.detail)}</system-out>")
+            lines.append("    </testcase>")
+        else:
+            lines.append(head + "/>")
+    lines += ["  </testsuite>", "</testsuites>", ""]
+    return "\n".join(lines)
+
+
+def _esc(text: str) -> str:
+    from xml.sax.saxutils import escape
+
+    return escape(text)

@@ -1,0 +1,270 @@
+"""``serve``: a development JWKS endpoint and anonymous login over the key file.
+
+Built on the standard library's :class:`http.server.ThreadingHTTPServer`. Routes:
+
+* ``GET /oidc/jwks`` and ``GET /.well-known/jwks.json``: the public JWK Set, newest first,
+  ``Content-Type: application/jwk-set+json`` and the configured ``Cache-Control``;
+* ``GET /oidc/.well-known/openid-configuration``: ``{issuer, jwks_uri}``;
+* ``POST /v2/login/anonymous`` with an optional JSON body ``{"expiresAfter": seconds}``: an
+  anonymous token as ``mint`` makes it, as ``{token, sessionId, expires}`` plus an
+  ``access-token`` cookie (like the reference gateway's anonymous login).
+
+The key file is re-read when its inode, size or mtime changes, so a rotation shows up without
+a restart. Errors are JSON ``{"error": code, "message": text}`` with a 4xx/5xx status.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+
+from . import lifecycle
+from .errors import PrismeKeysError
+from .settings import Settings
+
+JWKS_PATHS = ("/oidc/jwks", "/.well-known/jwks.json")
+DISCOVERY_PATH = "/oidc/.well-known/openid-configuration"
+LOGIN_PATH = "/v2/login/anonymous"
+MAX_BODY = 64 * 1024
+
+#: ``(settings, issuer, expires_after_seconds) -> {"token", "sessionId", "expires"}``
+Minter = Callable[[Settings, str, int], dict]
+
+
+@dataclass
+class _Snapshot:
+    stamp: tuple
+    records: list[dict[str, Any]]
+    body: bytes
+
+
+class KeyFileView:
+    """The key file's public set, re-read whenever the file changes (inode, size, mtime).
+
+    Raises (from :meth:`records` / :meth:`jwks_body`):
+        KeyFileError: the file became missing, corrupt or unsafe.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._snap: _Snapshot | None = None
+
+    def _current(self) -> _Snapshot:
+        try:
+            st = os.stat(self.settings.key_file)
+            stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+        except OSError:
+            stamp = ()
+        with self._lock:
+            if self._snap is None or self._snap.stamp != stamp or not stamp:
+                records = lifecycle.load_records(self.settings)
+                body = json.dumps(lifecycle.public_jwks(records), indent=2).encode() + b"\n"
+                self._snap = _Snapshot(stamp, records, body)
+            return self._snap
+
+    def jwks_body(self) -> bytes:
+        """The JWK Set document's bytes."""
+        return self._current().body
+
+    def records(self) -> list[dict[str, Any]]:
+        """The current records."""
+        return self._current().records
+
+
+class JWKSServer(ThreadingHTTPServer):
+    """A threaded HTTP server over a :class:`KeyFileView`."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], settings: Settings, *, cache_control: str | None,
+                 minter: Minter | None, issuer: str | None = None) -> None:
+        super().__init__(address, _Handler)
+        self.settings = settings
+        self.view = KeyFileView(settings)
+        self.cache_control = cache_control
+        self.minter = minter
+        host, port = self.server_address[:2]
+        shown = f"[{host}]" if ":" in str(host) else host
+        self.base_url = f"http://{shown}:{port}"
+        self.issuer = issuer or settings.oidc_provider_url or self.base_url
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: JWKSServer
+    protocol_version = "HTTP/1.1"
+    server_version = "prisme-keys-serve"
+
+    def log_message(self, fmt: str, *args: Any) -> None:  # one access line on stderr, no tokens
+        if os.environ.get("PRISME_KEYS_SERVE_QUIET"):
+            return
+        super().log_message(fmt, *args)
+
+    def _send(self, status: int, body: bytes, ctype: str, extra: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Access-Control-Allow-Origin", "*")
+        for k, v in (extra or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _json(self, status: int, doc: Any, extra: dict[str, str] | None = None) -> None:
+        self._send(status, json.dumps(doc).encode() + b"\n", "application/json; charset=utf-8", extra)
+
+    def _error(self, status: int, code: str, message: str) -> None:
+        self._json(status, {"error": code, "message": message})
+
+    def _path(self) -> str:
+        return self.path.split("?", 1)[0]
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server naming)
+        path = self._path()
+        try:
+            if path in JWKS_PATHS:
+                extra = {"Cache-Control": self.server.cache_control} if self.server.cache_control else {}
+                self._send(200, self.server.view.jwks_body(), "application/jwk-set+json; charset=utf-8", extra)
+            elif path == DISCOVERY_PATH:
+                base = self.server.base_url
+                self._json(200, {"issuer": self.server.issuer, "jwks_uri": base + JWKS_PATHS[0]})
+            elif path == LOGIN_PATH:
+                self._error(405, "method_not_allowed", "use POST")
+            else:
+                self._error(404, "not_found", f"no route for {path}")
+        except PrismeKeysError as exc:
+            self._error(503, exc.code, exc.message)
+
+    do_HEAD = do_GET
+
+    def do_POST(self) -> None:  # noqa: N802
+        path = self._path()
+        if path != LOGIN_PATH:
+            if path in JWKS_PATHS or path == DISCOVERY_PATH:
+                self._error(405, "method_not_allowed", "use GET")
+            else:
+                self._error(404, "not_found", f"no route for {path}")
+            return
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            self._error(400, "bad_request", "bad Content-Length")
+            return
+        if length < 0 or length > MAX_BODY:
+            self._error(413, "too_large", f"body over {MAX_BODY} bytes")
+            return
+        raw = self.rfile.read(length) if length else b""
+        expires_after = self.server.settings.access_tokens_max_age
+        if raw.strip():
+            try:
+                body = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, ValueError):
+                self._error(400, "bad_request", "body is not JSON")
+                return
+            if not isinstance(body, dict):
+                self._error(400, "bad_request", "body is not a JSON object")
+                return
+            if "expiresAfter" in body:
+                v = body["expiresAfter"]
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0 or v != v or v > 10 ** 10:
+                    self._error(400, "bad_request", "expiresAfter must be a positive number of seconds")
+                    return
+                expires_after = int(v)
+        if self.server.minter is None:
+            self._error(501, "not_implemented", "minting is not available")
+            return
+        try:
+            res = self.server.minter(self.server.settings, self.server.issuer, expires_after)
+        except PrismeKeysError as exc:
+            self._error(503, exc.code, exc.message)
+            return
+        cookie = f"access-token={res['token']}; Path=/; HttpOnly; SameSite=Lax; Max-Age={expires_after}"
+        self._json(200, res, {"Set-Cookie": cookie})
+
+    def do_PUT(self) -> None:  # noqa: N802
+        self._error(405, "method_not_allowed", f"{self.command} is not supported")
+
+    do_DELETE = do_PATCH = do_PUT
+
+
+def make_server(settings: Settings, host: str, port: int, *, cache_control: str | None,
+                minter: Minter | None) -> JWKSServer:
+    """Bind a :class:`JWKSServer` (port 0 picks a free port); the key file is read once to fail early.
+
+    Raises:
+        KeyFileError: missing, corrupt or unsafe key file.
+        OSError: the address cannot be bound.
+    """
+    server = JWKSServer((host, port), settings, cache_control=cache_control, minter=minter)
+    server.view.records()
+    return server
+
+
+
+def anonymous_minter(settings: Settings, issuer: str, expires_after: int) -> dict:
+    """Mint an anonymous token as the gateway's anonymous login does.
+
+    Returns:
+        ``{"token", "sessionId", "expires", "id"}``; ``expires`` ISO-8601 UTC.
+
+    Raises:
+        KeyFileError: no usable signing key.
+    """
+    from . import clock, tokens
+
+    now = clock.now()
+    run = tokens.mint(settings, now, tokens.MintOptions(lifetime=expires_after, iss=issuer))
+    minted = next(run.tokens)
+    claims = minted.claims
+    return {"token": minted.token, "sessionId": claims["prismeaiSessionId"], "id": claims["sub"],
+            "expires": clock.iso(clock.from_numeric_date(claims["exp"]))}
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses."""
+    import ipaddress
+
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def start(settings: Settings, host: str, port: int, *, cache_control: str | None) -> JWKSServer:
+    """Bind the development server (see :func:`make_server`) with the anonymous-login minter.
+
+    Raises:
+        KeyFileError: missing, corrupt or unsafe key file.
+        UsageError: the address cannot be bound.
+    """
+    from .errors import UsageError
+
+    try:
+        return make_server(settings, host, port, cache_control=cache_control, minter=anonymous_minter)
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+def run_forever(server: JWKSServer) -> None:
+    """Serve until SIGINT or SIGTERM, then close the socket (no traceback)."""
+    import signal
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        server.serve_forever(poll_interval=0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        server.server_close()
