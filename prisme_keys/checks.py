@@ -147,7 +147,7 @@ def parse_body(resp: Response) -> tuple[Check, list[Any] | None]:
         doc = json.loads(resp.body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         start = resp.body[:40].decode("utf-8", "replace").strip().replace("\n", " ")
-        return Check("shape.jwk_set", FAIL, f"body is not JSON (starts with {start[:30]!r})"), None
+        return Check("shape.jwk_set", FAIL, f"body is not JSON (starts with {start!r})"), None
     if not isinstance(doc, dict) or not isinstance(doc.get("keys"), list):
         return Check("shape.jwk_set", FAIL, 'JSON is not a JWK Set (no "keys" list)'), None
     return Check("shape.jwk_set", PASS, f"a JWK Set of {len(doc['keys'])} key(s)"), doc["keys"]
@@ -355,3 +355,54 @@ def _esc(text: str) -> str:
     from xml.sax.saxutils import escape
 
     return escape(text)
+
+
+def _roundtrip(settings: Any, url: str, now: datetime, fetch_kw: dict[str, Any]) -> Check:
+    """Mint a 5-minute token with the local signing key and verify it against ``url`` as ``verify`` does."""
+    from . import jwks_client, tokens
+    from .errors import PrismeKeysError
+
+    try:
+        run = tokens.mint(settings, now, tokens.MintOptions(lifetime=300, sub="prisme-keys-check"))
+        token = next(run.tokens).token
+        source = jwks_client.UrlKeySource(url, use_cache=False, **fetch_kw)
+        opts = tokens.VerifyOptions(algorithms=(run.alg,), issuer=settings.oidc_provider_url,
+                                    audience=settings.api_url)
+        res = tokens.verify(token, source, opts, now=now)
+    except PrismeKeysError as exc:
+        return Check("roundtrip", FAIL, f"{exc.message} (exit {exc.exit_code})")
+    return Check("roundtrip", PASS, f"a token signed by {res.kid} verifies against the published set")
+
+
+def run(settings: Any, url: str, *, now: datetime, against: bool | None = None, roundtrip: bool = False,
+        strict: bool = False, algorithms: str | None = None, timeout: float = 5.0, cacert: Any = None,
+        allow_http: bool = False) -> Report:
+    """Fetch ``url`` (never from the cache) and run every check.
+
+    Args:
+        settings: effective settings (key file, alg, issuer, audience).
+        url: the JWKS URL.
+        now: the time local key states are evaluated at (UTC).
+        against: compare with the local key file; ``None`` = when the key file exists.
+        roundtrip: add the ``roundtrip`` check (needs the key file's private signing key).
+        strict: warnings count as failures.
+        algorithms: comma-separated allowed ``alg`` values (default ``settings.alg``).
+        timeout: total fetch timeout, seconds; cacert: PEM file of a private CA;
+        allow_http: allow plain HTTP to a non-loopback host (``transport.https`` still fails).
+
+    Raises:
+        FetchError: the fetch itself failed (network, TLS, timeout, body over the cap) (exit 9).
+        KeyFileError: ``against``/``roundtrip`` asked for and the key file is unusable (exit 4).
+        UsageError: bad ``algorithms``.
+    """
+    from . import jwks_client, lifecycle, tokens
+
+    algs = tokens.parse_algorithms(algorithms) if algorithms else (settings.alg,)
+    fetch_kw = {"timeout": timeout, "cacert": str(cacert) if cacert else None, "allow_http": allow_http}
+    raw = jwks_client.fetch_raw(url, **fetch_kw)
+    resp = Response(url, raw.final_url, raw.status, raw.headers, raw.body)
+    records = None
+    if against or (against is None and lifecycle.open_keyfile(settings).exists()):
+        records = lifecycle.load_records(settings)
+    rt = (lambda: _roundtrip(settings, url, now, fetch_kw)) if roundtrip else None
+    return evaluate(resp, allowed_algs=algs, records=records, now=now, roundtrip=rt, strict=strict)

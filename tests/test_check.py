@@ -1,0 +1,210 @@
+"""`check` against `serve` and against small handmade servers on 127.0.0.1."""
+
+import json
+import subprocess
+import threading
+import xml.etree.ElementTree as ET
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from conftest import no_traceback, record, write_keyfile
+from prisme_keys import keys
+
+COMPROMISED = json.load(open(keys.__file__.rsplit("/", 1)[0] + "/data/known-compromised-keys.json"))["keys"][0]["jwk"]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802
+        status, headers, body = self.server.reply
+        self.send_response(status)
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *a):
+        pass
+
+
+@pytest.fixture
+def handmade():
+    """A server answering every GET with ``server.reply = (status, headers, body)``."""
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    srv.reply = (200, {}, b"")
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    srv.url = f"http://127.0.0.1:{srv.server_address[1]}/oidc/jwks"
+
+    def set_reply(doc=None, status=200, ctype="application/jwk-set+json", cache="max-age=600", body=None):
+        headers = {"Content-Type": ctype}
+        if cache is not None:
+            headers["Cache-Control"] = cache
+        srv.reply = (status, headers, body if body is not None else json.dumps(doc).encode())
+
+    srv.set = set_reply
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+def pub(jwk, **over):
+    d = keys.public_jwk(jwk)
+    d.update(over)
+    return d
+
+
+def run_check(cli, url, *args, keyfile=None):
+    g = ["--key-file", str(keyfile)] if keyfile else []
+    p = cli(*g, "--json", "check", url, *args)
+    no_traceback(p)
+    doc = json.loads(p.stdout) if p.stdout else None
+    return p, doc, ({c["name"]: c for c in doc["checks"]} if doc else {})
+
+
+def test_clean_set_passes(cli, handmade, keypool):
+    handmade.set({"keys": [pub(keypool[0]), pub(keypool[1])]})
+    p, doc, checks = run_check(cli, handmade.url, "--no-against")
+    assert p.returncode == 0, p.stderr
+    assert doc["ok"] is True and doc["url"] == handmade.url
+    assert all(c["status"] == "pass" for c in doc["checks"]), doc
+    assert "against.signing_published" not in checks
+
+
+def test_leaked_private_member_fails_without_printing_it(cli, handmade, keypool, tmp_path):
+    leaked = dict(pub(keypool[0]), d=keypool[0]["d"], qi=keypool[0]["qi"])
+    handmade.set({"keys": [leaked]})
+    p, doc, checks = run_check(cli, handmade.url, "--no-against")
+    assert p.returncode == 10
+    assert checks["secrecy.private_members"]["status"] == "fail"
+    assert checks["secrecy.private_members"]["detail"] == \
+        f"PRIVATE KEY MATERIAL PUBLISHED: {keypool[0]['kid']} publishes d, qi"
+    junit = tmp_path / "r.xml"
+    p2 = cli("check", handmade.url, "--no-against", "--junit", str(junit))
+    for stream in (p.stdout, p.stderr, p2.stdout, p2.stderr, junit.read_text()):
+        assert keypool[0]["d"] not in stream and keypool[0]["qi"] not in stream
+        assert keypool[0]["d"][:20] not in stream
+
+
+@pytest.mark.parametrize("case,check,status", [
+    ("duplicate kids", "shape.kids", "fail"),
+    ("1024-bit key", "shape.key_size", "fail"),
+    ("padded n", "shape.n_canonical", "fail"),
+    ("oct key", "shape.kty", "fail"),
+    ("compromised sample key", "compromised.known_keys", "fail"),
+    ("e not AQAB", "shape.e", "fail"),
+    ("use enc", "shape.use", "fail"),
+    ("alg HS256", "shape.alg", "fail"),
+    ("empty set", "shape.non_empty", "fail"),
+])
+def test_shape_problems(cli, handmade, keypool, case, check, status):
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    good = pub(keypool[0])
+    keyset = {
+        "duplicate kids": [good, pub(keypool[1], kid=good["kid"])],
+        "1024-bit key": [keys.public_jwk(keys.private_key_to_jwk(rsa.generate_private_key(65537, 1024), "RS256"))],
+        "padded n": [dict(good, n=good["n"] + "==")],
+        "oct key": [good, {"kty": "oct", "kid": "sym", "use": "sig", "alg": "HS256"}],
+        "compromised sample key": [good, dict(COMPROMISED, kid="renamed-kid")],
+        "e not AQAB": [dict(good, e="Aw")],
+        "use enc": [dict(good, use="enc")],
+        "alg HS256": [dict(good, alg="HS256")],
+        "empty set": [],
+    }[case]
+    handmade.set({"keys": keyset})
+    p, doc, checks = run_check(cli, handmade.url, "--no-against")
+    assert p.returncode == 10, (case, doc)
+    assert checks[check]["status"] == status, (case, checks[check])
+    assert p.stderr.startswith(f"{{") and json.loads(p.stderr)["exit"] == 10
+    if case == "compromised sample key":
+        assert "renamed-kid (thumbprint jkbrph9-RTpMIlNxkzbbH-EwsT6iGulAhU-sxD3TjVo) is publicly known" in \
+            checks[check]["detail"]
+    if case == "1024-bit key":
+        assert checks[check]["detail"].endswith("has 1024 bits")
+
+
+def test_html_at_200_and_404(cli, handmade):
+    handmade.set(body=b"<html><body>Login</body></html>", ctype="text/html")
+    p, doc, checks = run_check(cli, handmade.url, "--no-against")
+    assert p.returncode == 10
+    assert checks["transport.content_type"]["status"] == "fail"
+    assert checks["transport.content_type"]["detail"].startswith("content type text/html")
+    assert checks["shape.jwk_set"]["detail"] == "body is not JSON (starts with '<html><body>Login</body></html>')"
+    handmade.set(status=404, body=b'{"error":"not found"}', ctype="application/json")
+    p, doc, checks = run_check(cli, handmade.url, "--no-against")
+    assert p.returncode == 10
+    assert checks["transport.status"] == {"name": "transport.status", "status": "fail",
+                                          "detail": "HTTP 404, expected 200"}
+
+
+def test_no_cache_control_warns_and_strict_fails(cli, handmade, keypool):
+    handmade.set({"keys": [pub(keypool[0])]}, cache=None)
+    p, doc, checks = run_check(cli, handmade.url, "--no-against")
+    assert p.returncode == 0
+    assert checks["transport.cache_control"]["status"] == "warn"
+    p, doc, checks = run_check(cli, handmade.url, "--no-against", "--strict")
+    assert p.returncode == 10 and doc["ok"] is False
+
+
+def test_missing_signing_key_against_local_file(cli, handmade, keypool, tmp_path):
+    kf = write_keyfile(tmp_path / "k.json", [
+        record(keypool[1], created="2026-02-01T00:00:00.000Z", rotates="2026-03-03T00:00:00.000Z",
+               expires="2026-04-02T00:00:00.000Z", previous=keypool[0]["kid"]),
+        record(keypool[0], expires="2026-03-03T00:00:00.000Z")])
+    handmade.set({"keys": [pub(keypool[0]), pub(keypool[2])]})
+    p, doc, checks = run_check(cli, handmade.url, keyfile=kf)
+    assert p.returncode == 10
+    assert checks["against.signing_published"] == {
+        "name": "against.signing_published", "status": "fail",
+        "detail": f"signing key {keypool[1]['kid']} is not published"}
+    assert checks["against.unexpired_published"]["detail"] == f"not published: {keypool[1]['kid']}"
+    assert checks["against.unknown_published"]["status"] == "warn"
+
+
+def test_fetch_failure_is_exit_9(cli, handmade):
+    port = handmade.server_address[1]
+    handmade.shutdown()
+    handmade.server_close()
+    p = cli("check", f"http://127.0.0.1:{port}/oidc/jwks", "--no-against")
+    assert p.returncode == 9
+    assert p.stderr.startswith("prisme-keys: error: cannot connect to 127.0.0.1")
+
+
+def test_junit_report(cli, handmade, keypool, tmp_path):
+    handmade.set({"keys": [pub(keypool[0]), pub(keypool[0])]}, cache=None)
+    junit = tmp_path / "report.xml"
+    p = cli("check", handmade.url, "--no-against", "--junit", str(junit))
+    assert p.returncode == 10
+    root = ET.parse(junit).getroot()
+    cases = root.findall(".//testcase")
+    p2, doc, _ = run_check(cli, handmade.url, "--no-against")
+    assert [c.get("name") for c in cases] == [c["name"] for c in doc["checks"]]
+    failed = {c.get("name") for c in cases if c.find("failure") is not None}
+    assert failed == {c["name"] for c in doc["checks"] if c["status"] == "fail"} == {"shape.kids"}
+    assert root.find("testsuite").get("failures") == "1"
+
+
+def test_check_against_serve_roundtrip_and_after_rotation(cli, keyfile):
+    env = {"OIDC_PROVIDER_URL": "https://issuer.test", "API_URL": "https://api.test"}
+    proc = cli.popen("--key-file", str(keyfile), "serve", "--port", "0", stdout=subprocess.PIPE,
+                     stderr=subprocess.DEVNULL, text=True, env=env)
+    try:
+        url = proc.stdout.readline().split()[1]
+        g = ["--key-file", str(keyfile)]
+        p = cli(*g, "--now", "2026-01-02T00:00:00Z", "check", url, env=env)
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert p.stdout.rstrip().endswith("ok: 20 checks, 0 failed, 0 warning(s)")
+        p = cli(*g, "--now", "2026-01-02T00:00:00Z", "--json", "check", url, "--roundtrip", env=env)
+        assert p.returncode == 0, p.stdout + p.stderr
+        rt = [c for c in json.loads(p.stdout)["checks"] if c["name"] == "roundtrip"]
+        assert rt and rt[0]["status"] == "pass"
+        assert cli(*g, "--now", "2026-02-01T00:00:00Z", "rotate").returncode == 0
+        p = cli(*g, "--now", "2026-02-01T00:00:01Z", "--json", "check", url, "--roundtrip", env=env)
+        assert p.returncode == 0, p.stdout + p.stderr
+        doc = json.loads(p.stdout)
+        assert all(c["status"] == "pass" for c in doc["checks"]), doc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
