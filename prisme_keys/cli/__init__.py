@@ -33,6 +33,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain Click help: no rich import for --help (start-up time)
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -86,6 +87,10 @@ def _global(
     config: Optional[Path] = typer.Option(
         None, "--config", envvar="PRISME_KEYS_CONFIG", show_envvar=True,
         help="TOML settings file (default: <user config dir>/prisme-keys/config.toml)."),
+    passphrase_file: Optional[Path] = typer.Option(
+        None, "--passphrase-file", metavar="FILE",
+        help="Read the passphrase of an encrypted key file from FILE's first line "
+             "(also PRISME_KEYS_PASSPHRASE_FILE; or set PRISME_KEYS_PASSPHRASE; never a command-line value)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout instead of text."),
     now: Optional[str] = typer.Option(
         None, "--now", metavar="TIME",
@@ -99,7 +104,7 @@ def _global(
 ) -> None:
     """Global options come before the command."""
     st = _STATE
-    st.flags = {"key_file": key_file, "config_path": config}
+    st.flags = {"key_file": key_file, "config_path": config, "passphrase_file": passphrase_file}
     st.json, st.quiet, st.verbose, st.debug = json_out, quiet, verbose, debug
     if now is not None:
         from .. import clock

@@ -10,7 +10,7 @@ import typer
 from . import app, state
 
 config_app = typer.Typer(help="Show the effective settings, the config file path, or write a default config.",
-                         no_args_is_help=True)
+                         no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(config_app, name="config")
 
 
