@@ -26,27 +26,40 @@ def _keygen(st: Any) -> Any:
 
 
 @app.command()
-def init() -> None:
+def init(
+    encrypt: bool = typer.Option(False, "--encrypt", help="Encrypt the private key members with a passphrase "
+                                 "(PRISME_KEYS_PASSPHRASE, --passphrase-file FILE, or a prompt on a terminal)."),
+) -> None:
     """Create the key file with its first signing key; refuses if the file exists."""
     from .. import lifecycle, output
 
     st = state()
-    res = lifecycle.init(st.settings, st.now(), _keygen(st))
+    sealer = None
+    if encrypt:
+        from .. import encryption
+
+        sealer = encryption.init_sealer(st.settings)
+    res = lifecycle.init(st.settings, st.now(), _keygen(st), encryption=sealer)
     rec = res.record
     if st.json:
         from .. import keys
 
         output.emit_json({"created": True, "path": res.path, "kid": rec["kid"], "alg": rec["jwk"]["alg"],
                           "bits": keys.key_bits(rec["jwk"]), "createdAt": rec["createdAt"],
-                          "rotatesAt": rec["rotatesAt"], "expiresAt": rec["expiresAt"]})
+                          "rotatesAt": rec["rotatesAt"], "expiresAt": rec["expiresAt"], "encrypted": encrypt})
     else:
-        output.line(f"created {res.path}: signing key {rec['kid']}; rotation due {when(rec['rotatesAt'])}")
+        output.line(f"created {res.path}{' (encrypted)' if encrypt else ''}: signing key {rec['kid']}; "
+                    f"rotation due {when(rec['rotatesAt'])}")
 
 
 @app.command()
 def rotate(
     force: bool = typer.Option(False, "--force", help="Add a new signing key even if rotation is not due."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Say what would happen; write nothing."),
+    notify: bool = typer.Option(False, "--notify", help="After a change, announce it on the Redis broker "
+                                "and update the runtime (see prisme-keys notify)."),
+    runtime_url: Optional[str] = typer.Option(None, "--runtime-url", metavar="URL", help="With --notify: "
+                                              "POST the signing key to URL/sys/certs (implies --notify)."),
 ) -> None:
     """Add a new signing key when the current one is due (JWKS_ROTATION_DAYS).
 
@@ -83,11 +96,18 @@ def rotate(
     else:
         output.line(f"{res.reason}; next rotation {when(res.next_rotation)}" if res.next_rotation
                     else res.reason)
+    from .sync_cmds import after_rotate
+
+    after_rotate(res, notify, runtime_url)
 
 
 @app.command()
 def prune(
     dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be removed; write nothing."),
+    notify: bool = typer.Option(False, "--notify", help="After a change, announce it on the Redis broker "
+                                "and update the runtime (see prisme-keys notify)."),
+    runtime_url: Optional[str] = typer.Option(None, "--runtime-url", metavar="URL", help="With --notify: "
+                                              "POST the signing key to URL/sys/certs (implies --notify)."),
 ) -> None:
     """Remove expired keys that no longer sign (never the signing key, never the last key)."""
     from .. import lifecycle, output
@@ -106,6 +126,9 @@ def prune(
         output.line(f"{verb} {len(kids)} key{'s' if len(kids) != 1 else ''}: {', '.join(kids)}")
     else:
         output.line("nothing to prune" + (f"; next expiry {when(res.next_prune)}" if res.next_prune else ""))
+    from .sync_cmds import after_prune
+
+    after_prune(res, notify, runtime_url)
 
 
 @app.command("list")

@@ -1,0 +1,291 @@
+"""Announcing key changes to the gateways and the runtime over the platform's Redis broker.
+
+What the reference platform does (``research-prisme-ai.md``; packages/broker, the gateway's
+JWKStore and the runtime's JWK store), and what :func:`announce` reproduces:
+
+1. ``gateway.jwks.updated`` with payload ``{"created": [kid], "deleted": [kid]}`` wrapped in the
+   broker's envelope ``{type, payload, source: {host: {replica, service}, correlationId,
+   serviceTopic}, createdAt, size}`` is added with ``XADD <stream> MAXLEN ~ BROKER_TOPIC_MAXLEN *
+   value <JSON>`` to ``streams:<BROKER_NAMESPACE>gateway.jwks.updated`` and to
+   ``streams:<BROKER_NAMESPACE>catchall_stream`` on ``BROKER_HOST``. Every gateway whose replica
+   name differs from the event's reloads its keys from its store; this tool's replica name is
+   ``prisme-keys@<hostname>``, so every gateway reloads.
+2. The runtime keeps only the signing key. Either this tool writes ``runtime:jwk`` =
+   ``{"key": <private JWK>}`` on ``CONTEXTS_CACHE_HOST`` and publishes ``runtime.jwks.updated``
+   (payload ``{}``) on the broker, so every runtime replica reloads; or, with a runtime URL, it
+   ``POST``s ``{"jwk": <private JWK>}`` to ``<runtime>/sys/certs`` with the header
+   ``x-prismeai-api-key: INTERNAL_API_KEY`` and the runtime does both itself.
+
+Both steps are idempotent: sending them again makes the gateways reload again and writes the
+same runtime key. Secrets (the internal API key, the private JWK, passwords in Redis URLs)
+never appear in results or error messages. ``redis`` and ``urllib`` are imported inside the
+functions that use them.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from . import clock
+from .errors import ConfigError, NotifyError
+from .settings import Settings
+
+GATEWAY_EVENT = "gateway.jwks.updated"
+RUNTIME_EVENT = "runtime.jwks.updated"
+RUNTIME_KEY = "runtime:jwk"
+CATCHALL_STREAM = "catchall_stream"
+STREAM_PREFIX = "streams:"
+SERVICE = "prisme-keys"
+API_KEY_HEADER = "x-prismeai-api-key"
+#: Seconds to wait for a Redis connection / reply, and for the runtime's HTTP answer.
+TIMEOUT = 5.0
+
+
+def replica_name() -> str:
+    """This tool's broker replica name, ``prisme-keys@<hostname>`` (never a gateway's own name)."""
+    return f"{SERVICE}@{socket.gethostname()}"
+
+
+def stream_name(namespace: str, topic: str) -> str:
+    """``streams:<namespace><topic>``, the Redis stream of a topic (packages/broker redis driver)."""
+    return f"{STREAM_PREFIX}{namespace or ''}{topic}"
+
+
+def envelope(event_type: str, payload: dict[str, Any], now: datetime,
+             correlation_id: str | None = None) -> dict[str, Any]:
+    """The broker's event envelope.
+
+    Args:
+        event_type: e.g. ``gateway.jwks.updated``.
+        payload: the event payload (JSON-serializable).
+        now: the event time (UTC), written as ``createdAt`` in the gateway's ISO format.
+        correlation_id: default a new UUIDv4.
+
+    Returns:
+        ``{type, payload, source: {host: {replica, service}, correlationId, serviceTopic},
+        createdAt, size}``; ``size`` is the UTF-8 byte length of the JSON payload.
+    """
+    body = json.dumps(payload, separators=(",", ":"))
+    return {
+        "type": event_type,
+        "payload": payload,
+        "source": {
+            "host": {"replica": replica_name(), "service": SERVICE},
+            "correlationId": correlation_id or str(uuid.uuid4()),
+            "serviceTopic": event_type,
+        },
+        "createdAt": clock.iso(now),
+        "size": len(body.encode("utf-8")),
+    }
+
+
+def safe_url(url: str | None) -> str:
+    """``url`` with any user name / password removed, for messages."""
+    if not url:
+        return str(url)
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+        if parts.username is not None or parts.password is not None:
+            host = parts.hostname or ""
+            if ":" in host:
+                host = f"[{host}]"
+            netloc = host + (f":{parts.port}" if parts.port else "")
+            return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    except ValueError:
+        return "<unparsable URL>"
+    return url
+
+
+def _redis_module() -> Any:
+    try:
+        import redis
+    except ImportError:
+        raise NotifyError("the Redis client is not installed; install it with: pip install redis") from None
+    return redis
+
+
+def _client(url: str | None, setting: str) -> Any:
+    redis = _redis_module()
+    if not url:
+        raise ConfigError(f"{setting} is not set; it must be a Redis URL such as redis://localhost:6379/10")
+    try:
+        return redis.Redis.from_url(url, socket_connect_timeout=TIMEOUT, socket_timeout=TIMEOUT)
+    except ValueError as exc:
+        raise ConfigError(f"bad value for {setting}: {safe_url(url)}: {exc}") from None
+
+
+def _redis_failure(what: str, url: str, exc: Exception) -> NotifyError:
+    detail = str(exc).strip().rstrip(".") or type(exc).__name__
+    return NotifyError(f"cannot {what} at {safe_url(url)}: {detail}")
+
+
+@dataclass
+class NotifyResult:
+    """What :func:`announce` delivered.
+
+    Attributes:
+        created, deleted: the kids announced in ``gateway.jwks.updated``.
+        gateway_event: ``{stream: entry id}`` of the gateway event, or ``{}`` when not sent.
+        runtime: ``"redis"``, ``"http"`` or ``None`` (not updated).
+        runtime_kid: the signing key given to the runtime.
+        runtime_event: ``{stream: entry id}`` of ``runtime.jwks.updated`` (Redis mode).
+        correlation_id: the events' correlation id.
+    """
+
+    created: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    gateway_event: dict[str, str] = field(default_factory=dict)
+    runtime: str | None = None
+    runtime_kid: str | None = None
+    runtime_event: dict[str, str] = field(default_factory=dict)
+    correlation_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready summary (no key material)."""
+        return {"created": self.created, "deleted": self.deleted, "gateway_event": self.gateway_event,
+                "runtime": self.runtime, "runtime_kid": self.runtime_kid, "runtime_event": self.runtime_event,
+                "correlationId": self.correlation_id}
+
+
+def publish(settings: Settings, event_type: str, payload: dict[str, Any], now: datetime,
+            correlation_id: str | None = None) -> dict[str, str]:
+    """``XADD`` one event to its stream and to the catch-all stream on ``BROKER_HOST``.
+
+    Uses ``MAXLEN ~ BROKER_TOPIC_MAXLEN`` (approximate trimming) and one field ``value`` holding
+    the JSON envelope, as the platform's Redis broker driver does.
+
+    Returns:
+        ``{stream name: entry id}``.
+
+    Raises:
+        ConfigError: ``BROKER_HOST`` unset or not a Redis URL.
+        NotifyError: Redis unreachable or refusing (naming the address, never a password).
+    """
+    redis = _redis_module()
+    url = settings.broker_host
+    client = _client(url, "BROKER_HOST")
+    doc = envelope(event_type, payload, now, correlation_id)
+    value = json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
+    streams = [stream_name(settings.broker_namespace, event_type),
+               stream_name(settings.broker_namespace, CATCHALL_STREAM)]
+    try:
+        ids = {}
+        for s in streams:
+            eid = client.xadd(s, {"value": value}, maxlen=settings.broker_topic_maxlen, approximate=True)
+            ids[s] = eid.decode() if isinstance(eid, bytes) else str(eid)
+        return ids
+    except redis.exceptions.RedisError as exc:
+        raise _redis_failure(f"publish {event_type} on the broker", url, exc) from None
+    finally:
+        client.close()
+
+
+def set_runtime_key(settings: Settings, jwk: dict[str, Any]) -> None:
+    """``SET runtime:jwk`` = ``{"key": jwk}`` (JSON) on ``CONTEXTS_CACHE_HOST``, as the runtime stores it.
+
+    Raises:
+        ConfigError: ``CONTEXTS_CACHE_HOST`` unset or not a Redis URL.
+        NotifyError: Redis unreachable or refusing (address only, never the key).
+    """
+    redis = _redis_module()
+    url = settings.contexts_cache_host
+    client = _client(url, "CONTEXTS_CACHE_HOST")
+    try:
+        client.set(RUNTIME_KEY, json.dumps({"key": jwk}, separators=(",", ":")))
+    except redis.exceptions.RedisError as exc:
+        raise _redis_failure("write the runtime key on the runtime's Redis", url, exc) from None
+    finally:
+        client.close()
+
+
+def post_runtime_key(settings: Settings, runtime_url: str, jwk: dict[str, Any]) -> int:
+    """``POST <runtime_url>/sys/certs`` ``{"jwk": jwk}`` with the internal API key header.
+
+    Redirects are not followed (the API key must not travel elsewhere).
+
+    Returns:
+        The HTTP status (2xx).
+
+    Raises:
+        ConfigError: ``INTERNAL_API_KEY`` unset, or the URL is not http(s).
+        NotifyError: the runtime is unreachable, times out, or answers a non-2xx status.
+    """
+    import urllib.error
+    import urllib.request
+    from urllib.parse import urljoin, urlsplit
+
+    if not settings.internal_api_key:
+        raise ConfigError("INTERNAL_API_KEY is not set; the runtime's /sys/certs needs it (--runtime-url)")
+    if urlsplit(runtime_url).scheme not in ("http", "https"):
+        raise ConfigError(f"--runtime-url must be an http(s) URL, not {safe_url(runtime_url)}")
+    target = urljoin(runtime_url, "/sys/certs")
+
+    class _NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+            return None
+
+    opener = urllib.request.build_opener(_NoRedirect)
+    req = urllib.request.Request(
+        target, data=json.dumps({"jwk": jwk}).encode("utf-8"), method="POST",
+        headers={"Content-Type": "application/json", API_KEY_HEADER: settings.internal_api_key,
+                 "User-Agent": SERVICE})
+    try:
+        with opener.open(req, timeout=TIMEOUT) as resp:
+            resp.read(65536)
+            return resp.status
+    except urllib.error.HTTPError as exc:
+        raise NotifyError(f"the runtime at {safe_url(target)} answered HTTP {exc.code}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise NotifyError(f"cannot reach the runtime at {safe_url(target)}: {reason}") from None
+
+
+def announce(settings: Settings, now: datetime, *, created: list[str] | None = None,
+             deleted: list[str] | None = None, runtime: bool = True,
+             runtime_url: str | None = None) -> NotifyResult:
+    """Tell the gateways and the runtime about a key change (idempotent; safe to re-send).
+
+    Publishes ``gateway.jwks.updated`` ``{created, deleted}`` (see :func:`publish`), then, when
+    ``runtime``, gives the runtime the signing key at ``now`` from the key file: with
+    ``runtime_url`` by :func:`post_runtime_key`, else by :func:`set_runtime_key` plus a
+    ``runtime.jwks.updated`` event.
+
+    Args:
+        settings: effective settings (broker and runtime settings, key file).
+        now: event time and the time the signing key is chosen at (UTC).
+        created, deleted: kids to announce (may both be empty: a plain "reload").
+        runtime: also update the runtime.
+        runtime_url: the runtime's base URL (``POST /sys/certs``) instead of its Redis.
+
+    Raises:
+        ConfigError: a broker/runtime setting is missing or bad.
+        KeyFileError: (``runtime``) the key file is missing, corrupt or holds no private key.
+        NotifyError: Redis or the runtime unreachable or refusing.
+    """
+    from .lifecycle import signing_jwk
+
+    res = NotifyResult(list(created or []), list(deleted or []), correlation_id=str(uuid.uuid4()))
+    jwk = None
+    if runtime:
+        if runtime_url is not None and not settings.internal_api_key:
+            raise ConfigError("INTERNAL_API_KEY is not set; the runtime's /sys/certs needs it (--runtime-url)")
+        rec, jwk = signing_jwk(settings, now)
+        res.runtime_kid = rec["kid"]
+    res.gateway_event = publish(settings, GATEWAY_EVENT, {"created": res.created, "deleted": res.deleted},
+                                now, res.correlation_id)
+    if jwk is not None:
+        if runtime_url is not None:
+            post_runtime_key(settings, runtime_url, jwk)
+            res.runtime = "http"
+        else:
+            set_runtime_key(settings, jwk)
+            res.runtime_event = publish(settings, RUNTIME_EVENT, {}, now, res.correlation_id)
+            res.runtime = "redis"
+    return res

@@ -1,0 +1,507 @@
+"""``import``: add keys to the key file from a private JWKS, gateway records or a PEM key.
+
+Accepted inputs (detected from the content):
+
+* a JWK Set holding private keys ``{"keys": [private JWK, ...]}`` such as the gateway's
+  legacy ``jwks.json`` (listed newest first, as the gateway's own migration reads it);
+* gateway records ``{kid, previousKeyId, createdAt, rotatesAt, expiresAt, jwk}`` as a JSON
+  array, as JSON lines (what ``mongoexport`` writes and ``mongoimport`` reads), as a single
+  record, or as a prisme-keys key file; MongoDB extended JSON (``{"$date": ...}``,
+  ``{"$oid": ...}``, ``{"$numberLong": ...}``) is decoded and ``_id`` dropped;
+* a PEM RSA private key (PKCS#1 ``RSA PRIVATE KEY`` or PKCS#8 ``PRIVATE KEY``, unencrypted),
+  with ``--alg`` and ``--kid``.
+
+Every key is validated (RSA, at least 2048 bits, private members consistent with ``n``/``e``,
+not on the known-compromised list, checked first so its reason wins) and the import is all
+or nothing: one bad key rejects the whole input with its position and reason, and the key
+file is left as it was. Kids and times given are kept (times normalised to the gateway's
+``YYYY-MM-DDTHH:MM:SS.mmmZ``); missing ones are filled per DESIGN.md: kid = RFC 7638
+thumbprint, ``createdAt`` = now (minus one millisecond per position, so the first key of a
+JWKS is the newest), ``rotatesAt = createdAt + JWKS_ROTATION_DAYS``, ``expiresAt = rotatesAt
++ ACCESS_TOKENS_MAX_AGE``, ``previousKeyId`` = the next older key of the merged set.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from . import clock, keys
+from .errors import KeyFileError, UsageError
+from .settings import Settings
+
+#: Largest input read, bytes.
+MAX_INPUT_BYTES = 64 * 1024 * 1024
+#: Record members kept from an imported record (others, like Mongo's ``_id``, are dropped).
+RECORD_MEMBERS = ("kid", "previousKeyId", "createdAt", "rotatesAt", "expiresAt", "activatesAt", "jwk")
+_TIMES = ("createdAt", "rotatesAt", "expiresAt", "activatesAt")
+_CRT = ("p", "q", "dp", "dq", "qi")
+
+
+def _rejected(message: str) -> KeyFileError:
+    return KeyFileError(message, code="import_rejected")
+
+
+@dataclass
+class Candidate:
+    """One key found in the input.
+
+    Attributes:
+        position: where it is, for messages (``record 2 (line 2)``, ``key 1``, ``PEM key``).
+        record: the record (or ``{"jwk": jwk}`` for a bare JWK); ``None`` when unreadable.
+        error: why it could not be read, or ``None``.
+    """
+
+    position: str
+    record: dict[str, Any] | None = None
+    error: str | None = None
+
+
+@dataclass
+class ImportResult:
+    """Result of :func:`import_keys`.
+
+    Attributes:
+        path: the key file.
+        source_format: ``jwks``, ``records``, ``json-lines`` or ``pem``.
+        imported: the records added, newest first.
+        skipped: kids already present with the same key material.
+        created_file: the key file was created (``--create``).
+        signing_kid: the signing key after the import.
+    """
+
+    path: str
+    source_format: str
+    imported: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    created_file: bool = False
+    signing_kid: str | None = None
+
+
+def read_source(source: str) -> tuple[bytes, str]:
+    """Read the import input: a file path, or ``-`` for stdin.
+
+    Returns:
+        ``(bytes, display name)``.
+
+    Raises:
+        KeyFileError: the file cannot be read or is larger than :data:`MAX_INPUT_BYTES`.
+    """
+    if source == "-":
+        data = sys.stdin.buffer.read(MAX_INPUT_BYTES + 1)
+        name = "stdin"
+    else:
+        name = source
+        try:
+            with open(source, "rb") as fh:
+                data = fh.read(MAX_INPUT_BYTES + 1)
+        except OSError as exc:
+            raise KeyFileError(f"cannot read {source}: {exc.strerror or exc}", code="import_unreadable") from None
+    if len(data) > MAX_INPUT_BYTES:
+        raise _rejected(f"{name} is larger than {MAX_INPUT_BYTES} bytes")
+    return data, name
+
+
+# -- parsing -----------------------------------------------------------------------------
+
+def _ext_date(value: Any) -> Any:
+    try:
+        if isinstance(value, str):
+            return clock.iso(clock.parse_iso(value))
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return clock.iso(clock.from_numeric_date(value / 1000))
+    except (ValueError, OverflowError, OSError):
+        pass
+    return {"$date": value}
+
+
+def _ext_hook(obj: dict[str, Any]) -> Any:
+    """Decode MongoDB extended JSON (canonical and relaxed) single-member wrappers."""
+    if len(obj) == 1:
+        ((k, v),) = obj.items()
+        try:
+            if k == "$oid":
+                return str(v)
+            if k == "$date":
+                return _ext_date(v)
+            if k in ("$numberInt", "$numberLong"):
+                return int(v)
+            if k == "$numberDouble":
+                return float(v)
+        except (TypeError, ValueError):
+            return obj
+    return obj
+
+
+def _loads(text: str) -> Any:
+    return json.loads(text, object_hook=_ext_hook)
+
+
+def _classify(item: Any, position: str) -> Candidate:
+    if isinstance(item, dict) and "jwk" in item:
+        return Candidate(position, record=item)
+    if isinstance(item, dict) and "kty" in item:
+        return Candidate(position.replace("record", "key"), record={"jwk": item})
+    if isinstance(item, dict):
+        return Candidate(position, error="neither a gateway record (no jwk member) nor a JWK (no kty member)")
+    return Candidate(position, error="not a JSON object")
+
+
+def parse_source(data: bytes, name: str = "input") -> tuple[str, list[Candidate]]:
+    """Find the keys in an import input.
+
+    Returns:
+        ``(format, candidates)``; format is ``jwks``, ``records``, ``json-lines`` or ``pem``.
+        A candidate that cannot be read carries an ``error`` (e.g. a truncated JSON line).
+
+    Raises:
+        KeyFileError: the input as a whole is unreadable (empty, not UTF-8, not JSON/PEM,
+            an encrypted PEM).
+    """
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise _rejected(f"{name} is not UTF-8 text (a JWKS, gateway records or a PEM key); nothing was imported") from None
+    stripped = text.strip()
+    if not stripped:
+        raise _rejected(f"{name} is empty; nothing was imported")
+    if stripped.startswith("-----BEGIN"):
+        return "pem", [Candidate("PEM key", record={"jwk": _pem_to_jwk(stripped, name)})]
+    try:
+        doc = _loads(stripped)
+    except json.JSONDecodeError as exc:
+        lines = [(i + 1, ln) for i, ln in enumerate(text.splitlines()) if ln.strip()]
+        first_ok = False
+        if len(lines) > 1:
+            try:
+                _loads(lines[0][1])
+                first_ok = True
+            except json.JSONDecodeError:
+                pass
+        if not first_ok:
+            raise _rejected(f"{name} is not valid JSON ({exc}; truncated?); nothing was imported") from None
+        cands = []
+        for i, (lineno, ln) in enumerate(lines):
+            pos = f"record {i + 1} (line {lineno})"
+            try:
+                item = _loads(ln)
+            except json.JSONDecodeError as e:
+                cands.append(Candidate(pos, error=f"not valid JSON ({e.msg}, column {e.colno}; truncated?)"))
+                continue
+            cands.append(_classify(item, pos))
+        return "json-lines", cands
+    if isinstance(doc, dict) and isinstance(doc.get("keys"), list):
+        items = doc["keys"]
+        is_records = "format" in doc or any(isinstance(x, dict) and "jwk" in x for x in items)
+        label = "record" if is_records else "key"
+        return ("records" if is_records else "jwks"), [_classify(x, f"{label} {i + 1}") for i, x in enumerate(items)]
+    if isinstance(doc, list):
+        return "records", [_classify(x, f"record {i + 1}") for i, x in enumerate(doc)]
+    if isinstance(doc, dict) and ("jwk" in doc or "kty" in doc):
+        return ("records" if "jwk" in doc else "jwks"), [_classify(doc, "record 1")]
+    raise _rejected(f"{name} holds no keys: expected a JWKS {{\"keys\": [...]}}, gateway records "
+                    "(a JSON array or JSON lines) or a PEM RSA private key; nothing was imported")
+
+
+def _pem_to_jwk(text: str, name: str) -> dict[str, Any]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    if "ENCRYPTED" in text.split("\n", 1)[0] or "Proc-Type: 4,ENCRYPTED" in text:
+        raise _rejected(f"{name}: the PEM key is encrypted; decrypt it first "
+                        "(openssl pkey -in KEY -out PLAIN); nothing was imported")
+    try:
+        key = serialization.load_pem_private_key(text.encode("ascii", "replace"), password=None)
+    except TypeError:
+        raise _rejected(f"{name}: the PEM key is encrypted; decrypt it first; nothing was imported") from None
+    except (ValueError, Exception) as exc:  # cryptography raises ValueError / UnsupportedAlgorithm
+        kind = type(exc).__name__
+        raise _rejected(f"{name}: not a readable PEM private key ({kind}); "
+                        "expected an unencrypted RSA PRIVATE KEY or PRIVATE KEY block; nothing was imported") from None
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise _rejected(f"{name}: the PEM key is not an RSA key; only RSA keys are supported; nothing was imported")
+    jwk = keys.private_key_to_jwk(key, "RS256", kid="")
+    # alg and kid are filled like any other key's (from --alg/--kid, else settings and thumbprint)
+    del jwk["alg"]
+    del jwk["kid"]
+    return jwk
+
+
+# -- validation ---------------------------------------------------------------------------
+
+def _check(cand: Candidate, alg: str | None, kid: str | None, settings: Settings) -> dict[str, Any]:
+    """Validate and complete one candidate into a record (times may still be missing).
+
+    Raises:
+        ValueError: the reason (no secret values).
+    """
+    if cand.error:
+        raise ValueError(cand.error)
+    rec = cand.record or {}
+    jwk = rec.get("jwk")
+    if not isinstance(jwk, dict):
+        raise ValueError("jwk is missing or not an object (truncated record?)")
+    if jwk.get("kty") != "RSA":
+        raise ValueError(f"kty is {jwk.get('kty')!r}; only RSA keys are supported")
+    for m in ("n", "e"):
+        if not isinstance(jwk.get(m), str):
+            raise ValueError(f"jwk member {m!r} is missing or not a string (truncated record?)")
+    # The known-compromised check comes first: its reason is the one that matters.
+    try:
+        keys.thumbprint(jwk)
+    except ValueError:
+        raise ValueError("jwk members n/e are not base64url") from None
+    reason = keys.compromised_reason(jwk)
+    if reason:
+        raise ValueError(f"it is a known-compromised key, its private half is public ({reason})")
+    if not keys.has_private(jwk):
+        raise ValueError("no private key (member 'd'): the gateway signs with the private key; "
+                         "import a private JWKS, gateway records or a PEM private key")
+    bits = keys.key_bits(jwk)
+    if bits < keys.MIN_BITS:
+        raise ValueError(f"{bits}-bit key; at least {keys.MIN_BITS} bits are required")
+    if bits > keys.MAX_BITS:
+        raise ValueError(f"{bits}-bit key; at most {keys.MAX_BITS} bits are supported")
+    if "alg" in jwk and jwk["alg"] not in keys.SUPPORTED_ALGS:
+        raise ValueError(f"alg {jwk['alg']!r} is not supported (RS256, RS384, RS512)")
+    if "use" in jwk and jwk["use"] != "sig":
+        raise ValueError(f"use is {jwk['use']!r}, not 'sig'")
+    try:
+        pkey = keys.private_key_from_jwk(jwk)
+    except ValueError as exc:
+        raise ValueError(f"private key members are inconsistent: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - cryptography rejecting impossible numbers
+        raise ValueError(f"private key members are inconsistent ({type(exc).__name__})") from None
+
+    # kid: record kid, jwk kid, --kid, thumbprint
+    rkid, jkid = rec.get("kid"), jwk.get("kid")
+    for label, v in (("record kid", rkid), ("jwk kid", jkid)):
+        if v is not None and (not isinstance(v, str) or not v):
+            raise ValueError(f"{label} is not a non-empty string")
+    if rkid and jkid and rkid != jkid:
+        raise ValueError(f"record kid {rkid!r} differs from its jwk kid {jkid!r}")
+    given = rkid or jkid
+    if kid is not None and given and kid != given:
+        raise ValueError(f"--kid {kid!r} differs from the key's own kid {given!r}")
+    final_kid = given or kid or keys.thumbprint(jwk)
+
+    out_jwk = dict(jwk)
+    out_jwk["kid"] = final_kid
+    out_jwk.setdefault("use", "sig")
+    out_jwk.setdefault("alg", alg or settings.alg)
+    if any(m not in out_jwk for m in _CRT):
+        full = keys.private_key_to_jwk(pkey, out_jwk["alg"], kid=final_kid)
+        for m in _CRT:
+            out_jwk.setdefault(m, full[m])
+    # keep the JWK members in the gateway's order, extras after
+    order = ["kty", "kid", "use", "alg", "n", "e", "d", *_CRT]
+    out_jwk = {**{m: out_jwk[m] for m in order if m in out_jwk},
+               **{m: v for m, v in out_jwk.items() if m not in order}}
+
+    out: dict[str, Any] = {"kid": final_kid}
+    if "previousKeyId" in rec:
+        prev = rec["previousKeyId"]
+        if prev is not None and not isinstance(prev, str):
+            raise ValueError("previousKeyId is not a string")
+        out["previousKeyId"] = prev
+    for t in _TIMES:
+        if rec.get(t) is not None:
+            try:
+                out[t] = clock.iso(clock.parse_iso(rec[t]))
+            except (ValueError, TypeError):
+                raise ValueError(f"{t} is not an ISO-8601 time") from None
+    out["jwk"] = out_jwk
+    return out
+
+
+def _fill_times(rec: dict[str, Any], created: datetime, settings: Settings) -> dict[str, Any]:
+    if "createdAt" not in rec:
+        rec["createdAt"] = clock.iso(created)
+    start = clock.parse_iso(rec.get("activatesAt") or rec["createdAt"])
+    if "rotatesAt" not in rec:
+        rec["rotatesAt"] = clock.iso(start + clock.days(settings.rotation_days))
+    if "expiresAt" not in rec:
+        rec["expiresAt"] = clock.iso(clock.parse_iso(rec["rotatesAt"]) + clock.seconds(settings.access_tokens_max_age))
+    return {m: rec[m] for m in RECORD_MEMBERS if m in rec}
+
+
+def _same_material(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    try:
+        if keys.thumbprint(a) != keys.thumbprint(b):
+            return False
+        if keys.has_private(a) and keys.has_private(b):
+            return keys.b64_to_int(a["d"]) == keys.b64_to_int(b["d"])
+        return True
+    except (ValueError, KeyError):
+        return False
+
+
+def _reject(name: str, problems: list[tuple[str, str]]) -> KeyFileError:
+    pos, why = problems[0]
+    more = ""
+    if len(problems) > 1:
+        rest = ", ".join(p for p, _ in problems[1:4]) + (", ..." if len(problems) > 4 else "")
+        more = f" (and {len(problems) - 1} more rejected: {rest})"
+    return _rejected(f"import from {name} rejected, nothing written: {pos}: {why}{more}")
+
+
+def prepare(data: bytes, settings: Settings, now: datetime, *, name: str = "input",
+            alg: str | None = None, kid: str | None = None) -> tuple[str, list[tuple[str, dict[str, Any]]]]:
+    """Parse and validate an import input without touching the key file.
+
+    Args:
+        data: the input bytes.
+        settings: effective settings (alg default, rotation days, max age).
+        now: the time used for missing ``createdAt`` (UTC).
+        name: the input's name in messages.
+        alg: ``--alg``: the algorithm of keys that do not name one (default ``JWKS_ALG``).
+        kid: ``--kid``: the kid of the one key in the input when it has none.
+
+    Returns:
+        ``(format, [(position, record)])`` in input order, each record complete except
+        possibly ``previousKeyId`` (filled at merge).
+
+    Raises:
+        UsageError: ``--alg`` not supported, or ``--kid`` with several keys.
+        KeyFileError: the input is unreadable or a key is rejected (position and reason).
+    """
+    if alg is not None and alg not in keys.SUPPORTED_ALGS:
+        raise UsageError(f"--alg {alg!r} is not supported; use RS256, RS384 or RS512")
+    fmt, cands = parse_source(data, name)
+    if not cands:
+        raise _rejected(f"{name} holds no keys; nothing was imported")
+    if kid is not None and len(cands) > 1:
+        raise UsageError(f"--kid names one key but {name} holds {len(cands)}")
+    problems: list[tuple[str, str]] = []
+    out: list[tuple[str, dict[str, Any]]] = []
+    seen: dict[str, tuple[str, dict[str, Any]]] = {}
+    for i, cand in enumerate(cands):
+        try:
+            rec = _check(cand, alg, kid, settings)
+        except ValueError as exc:
+            problems.append((cand.position, str(exc)))
+            continue
+        rec = _fill_times(rec, now - timedelta(milliseconds=i), settings)
+        prev = seen.get(rec["kid"])
+        if prev is not None:
+            if _same_material(prev[1]["jwk"], rec["jwk"]):
+                continue
+            problems.append((cand.position, f"kid {rec['kid']!r} is also {prev[0]} with a different key"))
+            continue
+        seen[rec["kid"]] = (cand.position, rec)
+        out.append((cand.position, rec))
+    if problems:
+        raise _reject(name, problems)
+    return fmt, out
+
+
+def merge(existing: list[dict[str, Any]], incoming: list[tuple[str, dict[str, Any]]],
+          name: str = "input") -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
+    """Merge validated records into the key file's records.
+
+    A kid already present with the same key material is skipped; with different material,
+    or the same key under another kid, the whole import is rejected.
+
+    Returns:
+        ``(all records newest first, added records, skipped kids)``.
+
+    Raises:
+        KeyFileError: a conflict (position and reason); nothing is to be written.
+    """
+    from . import rotation
+
+    by_kid = {r["kid"]: r for r in existing}
+    by_tp: dict[str, str] = {}
+    for r in existing:
+        try:
+            by_tp[keys.thumbprint(r["jwk"])] = r["kid"]
+        except ValueError:
+            pass
+    added: list[dict[str, Any]] = []
+    skipped: list[str] = []
+    problems: list[tuple[str, str]] = []
+    for pos, rec in incoming:
+        k = rec["kid"]
+        tp = keys.thumbprint(rec["jwk"])
+        if k in by_kid:
+            if _same_material(by_kid[k]["jwk"], rec["jwk"]):
+                skipped.append(k)
+            else:
+                problems.append((pos, f"kid {k!r} is already in the key file with a different key"))
+            continue
+        if tp in by_tp:
+            problems.append((pos, f"the same key is already in the key file as kid {by_tp[tp]!r}"))
+            continue
+        by_kid[k] = rec
+        by_tp[tp] = k
+        added.append(rec)
+    if problems:
+        raise _reject(name, problems)
+    merged = rotation.newest_first(list(existing) + added)
+    added_ids = {id(r) for r in added}
+    for i, r in enumerate(merged):
+        if id(r) in added_ids and "previousKeyId" not in r:
+            r["previousKeyId"] = merged[i + 1]["kid"] if i + 1 < len(merged) else None
+    for r in added:  # member order of the gateway's record
+        ordered = {m: r[m] for m in RECORD_MEMBERS if m in r}
+        r.clear()
+        r.update(ordered)
+    return merged, [r for r in merged if id(r) in added_ids], skipped
+
+
+def import_keys(settings: Settings, now: datetime, data: bytes, *, name: str = "input",
+                alg: str | None = None, kid: str | None = None, create: bool = False) -> ImportResult:
+    """Import keys into the key file, all or nothing, under the key file's lock.
+
+    Args:
+        settings: effective settings (key file, alg, rotation days, max age).
+        now: current time (UTC; ``--now``), used for missing ``createdAt``.
+        data: the input (see :func:`parse_source`).
+        name: the input's name in messages.
+        alg, kid: ``--alg`` / ``--kid`` (see :func:`prepare`).
+        create: create the key file when it does not exist (``--create``).
+
+    Raises:
+        UsageError: bad ``--alg``/``--kid``.
+        KeyFileError: input unreadable or a key rejected (position and reason), key file
+            missing (without ``create``), corrupt or locked too long, or encrypted without its
+            passphrase. The key file is unchanged in every error case.
+    """
+    from . import rotation
+    from .keyfile import KeySet
+    from .lifecycle import open_keyfile
+
+    fmt, incoming = prepare(data, settings, now, name=name, alg=alg, kid=kid)
+    kf = open_keyfile(settings)
+    result = ImportResult(str(kf.path), fmt)
+    if not kf.exists():
+        if not create:
+            raise KeyFileError(f"key file {kf.path} does not exist; add --create to create it from the "
+                               "imported keys (or name another with --key-file)", code="key_file_missing")
+        merged, added, skipped = merge([], incoming, name)
+        try:
+            kf.create(KeySet(records=merged))
+            result.created_file = True
+        except KeyFileError as exc:
+            if exc.code != "key_file_exists":
+                raise
+            # created meanwhile by another process: merge into it below
+        else:
+            result.imported, result.skipped = added, skipped
+            sign = rotation.signing_record(merged, now)
+            result.signing_kid = sign["kid"] if sign else None
+            return result
+    with kf.transaction() as tx:
+        ks = tx.keyset
+        # an encrypted key file encrypts the imported private members on commit (keyfile.Transaction)
+        merged, added, skipped = merge(ks.records, incoming, name)
+        if added:
+            ks.records = merged
+            tx.commit()
+    result.imported, result.skipped = added, skipped
+    sign = rotation.signing_record(merged, now)
+    result.signing_kid = sign["kid"] if sign else None
+    return result
