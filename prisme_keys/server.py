@@ -253,8 +253,12 @@ def start(settings: Settings, host: str, port: int, *, cache_control: str | None
         raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
-def run_forever(server: JWKSServer) -> None:
-    """Serve until SIGINT or SIGTERM, then close the socket (no traceback)."""
+def run_forever(server: JWKSServer, ready: Callable[[], None] | None = None) -> None:
+    """Serve until SIGINT or SIGTERM, then close the socket (no traceback).
+
+    ``ready`` is called once the signal handlers are in place (it announces the URL), so a
+    supervisor that stops the server right after the announcement still gets a clean exit.
+    """
     import signal
 
     def stop(signum: int, frame: Any) -> None:
@@ -262,6 +266,8 @@ def run_forever(server: JWKSServer) -> None:
 
     previous = signal.signal(signal.SIGTERM, stop)
     try:
+        if ready is not None:
+            ready()
         server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:
         pass

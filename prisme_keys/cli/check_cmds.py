@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Optional
 
@@ -74,10 +73,12 @@ def serve(
 
     st = state()
     server = server_mod.start(st.settings, host, port, cache_control=cache_control or None)
-    output.line(f"serving {server.base_url}/oidc/jwks")
-    output.note(f"key file {st.settings.key_file}; issuer {server.issuer}"
-                + ("; loopback only (use --host to expose)" if server_mod.is_loopback_host(host) else
-                   f"; listening on {host}, reachable from other hosts"), quiet=st.quiet)
-    sys.stdout.flush()
-    server_mod.run_forever(server)
+
+    def ready() -> None:
+        output.note(f"key file {st.settings.key_file}; issuer {server.issuer}"
+                    + ("; loopback only (use --host to expose)" if server_mod.is_loopback_host(host) else
+                       f"; listening on {host}, reachable from other hosts"), quiet=st.quiet)
+        output.line(f"serving {server.base_url}/oidc/jwks")
+
+    server_mod.run_forever(server, ready)
     output.note("stopped", quiet=st.quiet)

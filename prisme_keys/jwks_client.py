@@ -1,0 +1,499 @@
+"""Fetching a JWK Set (RFC 7517 section 5) over HTTP(S), with a small disk cache.
+
+Why the standard library (``http.client`` + ``ssl``) and not ``requests``/``httpx``: what we
+need is exact control that those clients do not give directly: a *total* deadline (not a
+per-read timeout), a body cap enforced while reading, our own redirect rules (at most 3,
+never from https to http, the final URL reported) and no extra dependency. The whole
+exchange runs in a worker thread so even a stalled name lookup cannot exceed the deadline.
+
+Rules:
+
+* ``https://`` is required, except for loopback hosts (``localhost``, 127.0.0.0/8, ``::1``)
+  or with ``allow_http``. Certificates are always verified (system store, or ``cacert``
+  for a private CA).
+* A non-2xx status, a ``text/html`` body, a body that is not JSON, or JSON that is not a
+  JWK Set raise :class:`~prisme_keys.errors.FetchError` (exit 9) saying which.
+* Private key members published by the server are removed before anything is cached and
+  reported as a warning.
+* Cache: ``<user cache dir>/jwks/<sha256(url)>.json``; fresh for ``Cache-Control: max-age``
+  seconds (:data:`DEFAULT_MAX_AGE` when absent, at most :data:`MAX_CACHE_AGE`; ``no-store``
+  disables it), then revalidated with ``If-None-Match`` / ``If-Modified-Since``. After an
+  unknown kid the set is refetched once, at most once per :data:`REFETCH_INTERVAL` per URL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import clock
+from .errors import FetchError
+
+DEFAULT_TIMEOUT = 5.0          #: seconds, whole exchange including redirects
+DEFAULT_MAX_BYTES = 1 << 20    #: 1 MiB body cap
+MAX_REDIRECTS = 3
+DEFAULT_MAX_AGE = 600          #: seconds a set is fresh without Cache-Control (10 minutes)
+MAX_CACHE_AGE = 86400          #: longest freshness honoured, seconds
+REFETCH_INTERVAL = 30          #: seconds between forced refetches of one URL
+PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth", "k")
+
+_REDIRECTS = (301, 302, 303, 307, 308)
+
+
+@dataclass
+class RawResponse:
+    """The last response of an exchange (after redirects).
+
+    Attributes:
+        url: the URL asked for; final_url: the URL that answered.
+        status: HTTP status; reason: its phrase; headers: ``{lower-case name: value}``.
+        body: the body bytes (at most ``max_bytes``); redirects: URLs followed, in order.
+    """
+
+    url: str
+    final_url: str
+    status: int
+    reason: str
+    headers: dict[str, str]
+    body: bytes
+    redirects: list[str] = field(default_factory=list)
+
+    @property
+    def content_type(self) -> str:
+        """The media type without parameters, lower case (``""`` when absent)."""
+        return self.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+@dataclass
+class FetchResult:
+    """A fetched (or cached) JWK Set.
+
+    Attributes:
+        url, final_url: asked and answering URL; status: HTTP status (200, or 304 when revalidated,
+            0 when served from the cache without a request).
+        headers: response headers (lower-case names); content_type: media type.
+        body_bytes: the raw body (``b""`` when from the cache).
+        doc: the parsed set, private members removed.
+        from_cache: served from the disk cache (fresh or revalidated).
+        fetched_at: Unix seconds of the last network exchange.
+        warnings: one line each (private members published, ...).
+        redirects: URLs followed.
+    """
+
+    url: str
+    final_url: str
+    status: int
+    headers: dict[str, str]
+    content_type: str
+    body_bytes: bytes
+    doc: dict[str, Any]
+    from_cache: bool = False
+    fetched_at: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+    redirects: list[str] = field(default_factory=list)
+
+
+def is_loopback(host: str | None) -> bool:
+    """True for ``localhost`` (and ``*.localhost``) and loopback IP literals."""
+    import ipaddress
+
+    if not host:
+        return False
+    h = host.strip("[]").lower()
+    if h == "localhost" or h.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(h).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_url(url: str, allow_http: bool, previous: str | None = None) -> Any:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (raises on a bad port)
+    except ValueError as exc:
+        raise FetchError(f"bad URL {url!r}: {exc}", code="bad_url") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise FetchError(f"bad URL {url!r}: use an https:// URL", code="bad_url")
+    if previous is not None and previous.startswith("https:") and parts.scheme == "http":
+        raise FetchError(f"refusing a redirect from https to http ({previous} -> {url})", code="insecure_redirect")
+    if parts.scheme == "http" and not allow_http and not is_loopback(parts.hostname):
+        raise FetchError(f"refusing plain http for {parts.hostname}: use https:// or --allow-http "
+                         "(http is accepted for loopback addresses only)", code="insecure_url")
+    return parts
+
+
+def _exchange(url: str, *, deadline: float, max_bytes: int, cacert: str | None, allow_http: bool,
+              headers: dict[str, str], holder: dict[str, Any]) -> RawResponse:
+    import http.client
+    import time
+
+    from . import __version__
+
+    redirects: list[str] = []
+    current, previous = url, None
+    ctx = None
+    while True:
+        parts = _check_url(current, allow_http, previous)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError
+        if parts.scheme == "https":
+            if ctx is None:
+                import ssl
+
+                try:
+                    ctx = ssl.create_default_context(cafile=cacert)
+                except (OSError, ssl.SSLError) as exc:
+                    raise FetchError(f"cannot load --cacert {cacert}: {getattr(exc, 'strerror', None) or exc}",
+                                     code="tls_error") from None
+            conn: Any = http.client.HTTPSConnection(parts.hostname, parts.port, timeout=remaining, context=ctx)
+        else:
+            conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=remaining)
+        holder["conn"] = conn
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        hdrs = {"Accept": "application/jwk-set+json, application/json;q=0.9", "Accept-Encoding": "identity",
+                "User-Agent": f"prisme-keys/{__version__}", **headers}
+        conn.request("GET", path, headers=hdrs)
+        resp = conn.getresponse()
+        rheaders = {k.lower(): v for k, v in resp.getheaders()}
+        if resp.status in _REDIRECTS and "location" in rheaders:
+            conn.close()
+            from urllib.parse import urljoin
+
+            nxt = urljoin(current, rheaders["location"])
+            redirects.append(nxt)
+            if len(redirects) > MAX_REDIRECTS:
+                raise FetchError(f"more than {MAX_REDIRECTS} redirects fetching {url} (last: {nxt})",
+                                 code="too_many_redirects")
+            previous, current = current, nxt
+            continue
+        length = rheaders.get("content-length", "")
+        if length.isdigit() and int(length) > max_bytes:
+            conn.close()
+            raise FetchError(f"the JWKS at {current} is {int(length)} bytes; the limit is {max_bytes} bytes "
+                             "(--max-bytes)", code="too_large")
+        chunks, total = [], 0
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            if conn.sock is not None:
+                conn.sock.settimeout(left)
+            data = resp.read(min(65536, max_bytes + 1 - total))
+            if not data:
+                break
+            total += len(data)
+            if total > max_bytes:
+                conn.close()
+                raise FetchError(f"the JWKS at {current} is larger than the limit of {max_bytes} bytes "
+                                 "(--max-bytes); stopped reading", code="too_large")
+            chunks.append(data)
+        conn.close()
+        return RawResponse(url, current, resp.status, resp.reason or "", rheaders, b"".join(chunks), redirects)
+
+
+def fetch_raw(url: str, *, timeout: float = DEFAULT_TIMEOUT, max_bytes: int = DEFAULT_MAX_BYTES,
+              cacert: str | None = None, allow_http: bool = False,
+              headers: dict[str, str] | None = None) -> RawResponse:
+    """GET ``url`` under a total deadline; no status or body checks (see :func:`fetch`).
+
+    Args:
+        timeout: seconds for the whole exchange (connect, TLS, redirects, body).
+        max_bytes: body cap, enforced while reading.
+        cacert: PEM file of the CA(s) to trust instead of the system store.
+        allow_http: accept plain http for non-loopback hosts.
+        headers: extra request headers (e.g. conditional ones).
+
+    Raises:
+        FetchError: bad or insecure URL, network error, TLS error, timeout, redirect rules,
+            body over the cap.
+    """
+    import socket
+    import ssl
+    import threading
+    import http.client
+
+    if timeout <= 0:
+        raise FetchError("--timeout must be more than 0 seconds", code="bad_timeout")
+    import time
+
+    _check_url(url, allow_http)
+    deadline = time.monotonic() + timeout
+    holder: dict[str, Any] = {}
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["ok"] = _exchange(url, deadline=deadline, max_bytes=max_bytes, cacert=cacert,
+                                  allow_http=allow_http, headers=headers or {}, holder=holder)
+        except BaseException as exc:  # handed to the caller's thread
+            box["err"] = exc
+
+    worker = threading.Thread(target=run, name="jwks-fetch", daemon=True)
+    worker.start()
+    worker.join(timeout + 0.2)
+    timed_out = worker.is_alive()
+    if timed_out:
+        conn = holder.get("conn")
+        sock = getattr(conn, "sock", None)
+        try:
+            if sock is not None:
+                sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        raise FetchError(f"no complete answer from {url} within {timeout:g} s (--timeout)", code="timeout")
+    err = box.get("err")
+    if err is None:
+        return box["ok"]
+    host = (holder.get("conn").host if holder.get("conn") is not None else url)
+    if isinstance(err, FetchError):
+        raise err
+    if isinstance(err, (TimeoutError, socket.timeout)):
+        raise FetchError(f"no complete answer from {url} within {timeout:g} s (--timeout)", code="timeout")
+    if isinstance(err, ssl.SSLCertVerificationError):
+        raise FetchError(f"TLS certificate of {host} not trusted: {err.verify_message or err.reason} "
+                         "(--cacert FILE trusts a private CA)", code="tls_error")
+    if isinstance(err, ssl.SSLError):
+        raise FetchError(f"TLS error with {host}: {err.reason or err}", code="tls_error")
+    if isinstance(err, socket.gaierror):
+        raise FetchError(f"cannot resolve host {host}: {err.strerror}", code="network_error")
+    if isinstance(err, ConnectionRefusedError):
+        raise FetchError(f"cannot connect to {host}: connection refused", code="network_error")
+    if isinstance(err, http.client.HTTPException):
+        raise FetchError(f"bad HTTP answer from {host}: {type(err).__name__} {err}".rstrip(), code="network_error")
+    if isinstance(err, OSError):
+        raise FetchError(f"network error with {host}: {err.strerror or err}", code="network_error")
+    raise err
+
+
+def strip_private(doc: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Remove private members from every key of a set.
+
+    Returns:
+        ``(clean_doc, labels)``: labels (kid or ``#index``) of the keys that had private members.
+    """
+    leaked: list[str] = []
+    keys_ = []
+    for i, k in enumerate(doc.get("keys", [])):
+        if isinstance(k, dict) and any(m in k for m in PRIVATE_MEMBERS):
+            leaked.append(str(k.get("kid", f"#{i + 1}")))
+            k = {m: v for m, v in k.items() if m not in PRIVATE_MEMBERS}
+        keys_.append(k)
+    out = dict(doc)
+    out["keys"] = keys_
+    return out, leaked
+
+
+def parse_jwks(raw: RawResponse) -> dict[str, Any]:
+    """Check a response holds a JWK Set and parse it.
+
+    Raises:
+        FetchError: non-2xx status (naming it), ``text/html`` (naming the type), a body that is
+            not JSON, or JSON that is not a JWK Set (no ``keys`` array).
+    """
+    where = raw.final_url
+    ctype = raw.content_type
+    if not 200 <= raw.status < 300:
+        raise FetchError(f"HTTP {raw.status} {raw.reason} from {where}"
+                         + (f" ({ctype} body)" if ctype else ""), code="http_status")
+    if ctype in ("text/html", "application/xhtml+xml"):
+        raise FetchError(f"{where} answered with Content-Type {ctype}, not a JWK Set (a login or error page?)",
+                         code="not_json")
+    try:
+        doc = json.loads(raw.body)
+    except (ValueError, UnicodeDecodeError):
+        start = raw.body[:20].decode("utf-8", "replace").strip()
+        raise FetchError(f"the body from {where} is not JSON (Content-Type {ctype or 'absent'}, starts with "
+                         f"{start!r})", code="not_json") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("keys"), list):
+        what = "an object without a \"keys\" array" if isinstance(doc, dict) else f"a JSON {type(doc).__name__}"
+        raise FetchError(f"the JSON from {where} is not a JWK Set: {what}", code="not_a_jwk_set")
+    return doc
+
+
+def _max_age(headers: dict[str, str]) -> int | None:
+    cc = headers.get("cache-control", "").lower()
+    if "no-store" in cc:
+        return None
+    if "no-cache" in cc:
+        return 0
+    m = re.search(r"(?:^|[,\s])max-age\s*=\s*\"?(\d+)", cc)
+    if m:
+        return min(int(m.group(1)), MAX_CACHE_AGE)
+    return DEFAULT_MAX_AGE
+
+
+def cache_path(url: str, cache_dir: Path | str | None = None) -> Path:
+    """The cache file of ``url``: ``<cache dir>/jwks/<sha256(url)>.json``."""
+    if cache_dir is None:
+        from .settings import default_cache_dir
+
+        cache_dir = default_cache_dir()
+    return Path(cache_dir) / "jwks" / (hashlib.sha256(url.encode("utf-8")).hexdigest() + ".json")
+
+
+def _load_cache(path: Path, url: str) -> dict[str, Any] | None:
+    try:
+        entry = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(entry, dict) or entry.get("url") != url or not isinstance(entry.get("doc"), dict):
+        return None
+    return entry
+
+
+def _save_cache(path: Path, entry: dict[str, Any]) -> None:
+    from .errors import PrismeKeysError
+    from .keyfile import atomic_write
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        atomic_write(path, json.dumps(entry).encode("utf-8"), mode=0o600)
+    except (OSError, PrismeKeysError):
+        pass  # a cache that cannot be written is only slower
+
+
+def _leak_warning(url: str, kids: list[str]) -> str:
+    return (f"{url} publishes private key members for key(s) {', '.join(kids)}; they were ignored and not "
+            "cached (the private key is exposed: replace it)")
+
+
+def fetch(url: str, *, timeout: float = DEFAULT_TIMEOUT, max_bytes: int = DEFAULT_MAX_BYTES,
+          cacert: str | None = None, allow_http: bool = False, use_cache: bool = True,
+          cache_dir: Path | str | None = None, force: bool = False) -> FetchResult:
+    """Fetch the JWK Set at ``url`` (or serve it from the cache).
+
+    Args:
+        timeout: seconds for the whole exchange; max_bytes: body cap; cacert: private CA PEM;
+        allow_http: accept http for non-loopback hosts.
+        use_cache: read and write the disk cache (``False`` = ``--no-cache``: neither).
+        cache_dir: cache folder (default the user cache dir, platformdirs).
+        force: skip a fresh cache entry (still conditional when validators are known);
+            recorded as a refetch for :func:`refetch_allowed`.
+
+    Returns:
+        :class:`FetchResult`; ``doc`` has no private members.
+
+    Raises:
+        FetchError: see :func:`fetch_raw` and :func:`parse_jwks`.
+    """
+    path = cache_path(url, cache_dir) if use_cache else None
+    entry = _load_cache(path, url) if path is not None else None
+    now_ts = clock.now().timestamp()
+    if entry is not None and not force:
+        age = now_ts - float(entry.get("fetched_at", 0))
+        if -60 <= age < float(entry.get("max_age", 0)):
+            warnings = [_leak_warning(url, entry["leaked"])] if entry.get("leaked") else []
+            return FetchResult(url, entry.get("final_url", url), 0, entry.get("headers", {}),
+                               entry.get("content_type", ""), b"", entry["doc"], True,
+                               float(entry["fetched_at"]), warnings)
+    cond: dict[str, str] = {}
+    if entry is not None:
+        if entry.get("etag"):
+            cond["If-None-Match"] = entry["etag"]
+        if entry.get("last_modified"):
+            cond["If-Modified-Since"] = entry["last_modified"]
+    raw = fetch_raw(url, timeout=timeout, max_bytes=max_bytes, cacert=cacert, allow_http=allow_http, headers=cond)
+    if raw.status == 304 and entry is not None:
+        max_age = _max_age(raw.headers)
+        entry["fetched_at"] = now_ts
+        entry["max_age"] = max_age if max_age is not None else 0
+        if force:
+            entry["refetched_at"] = now_ts
+        _save_cache(path, entry)  # type: ignore[arg-type]
+        warnings = [_leak_warning(url, entry["leaked"])] if entry.get("leaked") else []
+        return FetchResult(url, raw.final_url, 304, raw.headers, entry.get("content_type", ""), b"",
+                           entry["doc"], True, now_ts, warnings, raw.redirects)
+    doc, leaked = strip_private(parse_jwks(raw))
+    warnings = [_leak_warning(url, leaked)] if leaked else []
+    if path is not None:
+        max_age = _max_age(raw.headers)
+        if max_age is not None:
+            _save_cache(path, {"url": url, "final_url": raw.final_url, "fetched_at": now_ts, "max_age": max_age,
+                               "etag": raw.headers.get("etag"), "last_modified": raw.headers.get("last-modified"),
+                               "content_type": raw.content_type, "doc": doc, "leaked": leaked,
+                               "refetched_at": now_ts if force else (entry or {}).get("refetched_at")})
+    return FetchResult(url, raw.final_url, raw.status, raw.headers, raw.content_type, raw.body, doc, False,
+                       now_ts, warnings, raw.redirects)
+
+
+def refetch_allowed(url: str, cache_dir: Path | str | None = None) -> float:
+    """Seconds to wait before the next forced refetch of ``url`` (0 = allowed now)."""
+    entry = _load_cache(cache_path(url, cache_dir), url)
+    last = (entry or {}).get("refetched_at")
+    if not last:
+        return 0.0
+    wait = float(last) + REFETCH_INTERVAL - clock.now().timestamp()
+    return max(0.0, wait)
+
+
+class UrlKeySource:
+    """A :class:`~prisme_keys.tokens.KeySource` over a JWKS URL (fetched once, refetched once on an unknown kid).
+
+    Args:
+        url: the JWKS URL; the keyword arguments are those of :func:`fetch`.
+
+    Raises:
+        FetchError: the first fetch failed.
+    """
+
+    def __init__(self, url: str, *, timeout: float = DEFAULT_TIMEOUT, max_bytes: int = DEFAULT_MAX_BYTES,
+                 cacert: str | None = None, allow_http: bool = False, use_cache: bool = True,
+                 cache_dir: Path | str | None = None) -> None:
+        self.url = url
+        self.description = url
+        self._kw = dict(timeout=timeout, max_bytes=max_bytes, cacert=cacert, allow_http=allow_http,
+                        use_cache=use_cache, cache_dir=cache_dir)
+        self._seen: set[str] = set()
+        self._pending: list[str] = []
+        self._refetched_at: float | None = None
+        self.result = fetch(url, **self._kw)  # type: ignore[arg-type]
+        self._build()
+
+    def _build(self) -> None:
+        from .tokens import KeyRing
+
+        self._ring = KeyRing(self.result.doc, self.url)
+        for w in self.result.warnings + self._ring.warnings:
+            if w not in self._seen:
+                self._seen.add(w)
+                self._pending.append(w)
+
+    def ring(self) -> Any:
+        """The current key ring."""
+        return self._ring
+
+    def refresh(self) -> str | None:
+        """Refetch after an unknown kid: only when the set came from the cache, at most once per 30 s per URL.
+
+        Returns:
+            ``None`` when a new set was loaded, else why not.
+
+        Raises:
+            FetchError: the refetch failed.
+        """
+        if not self.result.from_cache:
+            return "fetched just now"
+        now_ts = clock.now().timestamp()
+        if self._refetched_at is not None and now_ts - self._refetched_at < REFETCH_INTERVAL:
+            return f"refetched {now_ts - self._refetched_at:.0f} s ago"
+        wait = refetch_allowed(self.url, self._kw["cache_dir"]) if self._kw["use_cache"] else 0.0
+        if wait > 0:
+            return f"refetched recently; next refetch allowed in {wait:.0f} s"
+        self._refetched_at = now_ts
+        self.result = fetch(self.url, force=True, **self._kw)  # type: ignore[arg-type]
+        self._build()
+        return None
+
+    def take_warnings(self) -> list[str]:
+        """Warnings not yet reported (each reported once)."""
+        out, self._pending = self._pending, []
+        return out

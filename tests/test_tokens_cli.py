@@ -1,0 +1,215 @@
+"""End-to-end: mint, decode, verify through the installed console script (subprocess)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import uuid
+
+import jwt as pyjwt
+import pytest
+
+from prisme_keys import keys
+
+from conftest import no_traceback, record, write_keyfile
+from jwks_server import JwksServer, Route, bj, claims, jwks, rs_token
+
+ISS, AUD = "https://api.example.test", "https://api.example.test/v2"
+ENV = {"OIDC_PROVIDER_URL": ISS, "API_URL": AUD}
+NOW = "2026-01-05T00:00:00Z"
+
+
+@pytest.fixture
+def kf(cli, keypool):
+    """Key file at the default location: signing key keypool[0] (2026-01-01) and retired keypool[1]."""
+    recs = [record(keypool[0], created="2026-01-01T00:00:00.000Z", previous=keypool[1]["kid"]),
+            record(keypool[1], created="2025-12-01T00:00:00.000Z", rotates="2025-12-31T00:00:00.000Z",
+                   expires="2026-01-30T00:00:00.000Z")]
+    write_keyfile(cli.default_key_file, recs)
+    cli.env.update(ENV)
+    return cli
+
+
+def ok(proc: subprocess.CompletedProcess) -> str:
+    assert proc.returncode == 0, proc.stderr
+    no_traceback(proc)
+    return proc.stdout
+
+
+def test_mint_anonymous_exactly_like_gateway(kf, keypool):
+    doc = json.loads(ok(kf("--json", "mint")))
+    assert doc["header"] == {"typ": "jwt", "alg": "RS256", "kid": keypool[0]["kid"]}
+    c = doc["claims"]
+    assert list(c) == ["exp", "iat", "sub", "iss", "aud", "prismeaiSessionId"]
+    assert c["exp"] - c["iat"] == 2592000 and c["iss"] == ISS and c["aud"] == AUD
+    assert uuid.UUID(c["prismeaiSessionId"]).version == 4
+    assert len(c["sub"]) == 24 and int(c["sub"], 16) >= 0
+    h, p, _ = doc["token"].split(".")
+    assert json.loads(keys.b64url_decode(h)) == doc["header"] and json.loads(keys.b64url_decode(p)) == c
+
+
+def test_mint_options(kf, keypool, tmp_path):
+    extra = tmp_path / "c.json"
+    extra.write_text(json.dumps({"role": "admin", "n": 1}))
+    doc = json.loads(ok(kf("--json", "mint", "--sub", "bob", "--ttl", "15m", "--iss", "i", "--aud", "a", "--aud",
+                           "b", "--claim", "n=2", "--claim", "flag=true", "--claim", "word=hello",
+                           "--claims", str(extra), "--session-id", "s1", "--not-before", "1m",
+                           "--kid", keypool[1]["kid"])))
+    c = doc["claims"]
+    assert doc["header"]["kid"] == keypool[1]["kid"]
+    assert c["exp"] - c["iat"] == 900 and c["nbf"] - c["iat"] == 60
+    assert (c["sub"], c["iss"], c["aud"], c["prismeaiSessionId"]) == ("bob", "i", ["a", "b"], "s1")
+    assert (c["role"], c["n"], c["flag"], c["word"]) == ("admin", 2, True, "hello")
+
+
+def test_mint_count_and_expired(kf):
+    out = ok(kf("mint", "--count", "5")).splitlines()
+    assert len(out) == 5 and len(set(out)) == 5
+    sids = {json.loads(keys.b64url_decode(t.split(".")[1]))["prismeaiSessionId"] for t in out}
+    assert len(sids) == 5
+    p = kf("verify", "-", input=ok(kf("mint", "--expired")))
+    assert p.returncode == 7 and p.stderr.startswith("prisme-keys: error: token expired 1 minute ago (exp ")
+
+
+def test_mint_usage_errors(kf, keypool):
+    p = kf("mint", "--claim", "novalue")
+    assert p.returncode == 2
+    assert p.stderr == "prisme-keys: error: --claim 'novalue': use NAME=VALUE (VALUE is JSON when it parses, else a string)\n"
+    p = kf("mint", "--count", "2", "--session-id", "x")
+    assert p.returncode == 2
+    p = kf("mint", "--kid", "nope")
+    assert p.returncode == 4 and "no key with kid 'nope'" in p.stderr
+
+
+def test_mint_without_key_file(cli):
+    p = cli("mint")
+    assert p.returncode == 4
+    no_traceback(p)
+
+
+def test_decode_cli(kf):
+    tok = ok(kf("--now", NOW, "mint")).strip()
+    out = ok(kf("--now", NOW, "decode", tok))
+    assert out.startswith("UNVERIFIED: the signature was not checked")
+    assert "exp: " in out and "(expires in 30 days)" in out
+    none = f"{bj({'alg': 'NONE'})}.{bj(claims())}."
+    p = kf("decode", none)
+    assert p.returncode == 0 and p.stdout.startswith("UNVERIFIED")
+    assert "warning: alg is 'NONE': the token is unsigned; verify always rejects it" in p.stderr
+    p = kf("decode", "a.b.c.d.e")
+    assert p.returncode == 5
+    assert p.stderr == ("prisme-keys: error: token has 5 segments: an encrypted JWE, which is not supported "
+                        "(only signed tokens, compact JWS with 3 segments)\n")
+    p = kf("--json", "decode", "x.y")
+    assert p.returncode == 5 and json.loads(p.stderr)["exit"] == 5 and p.stdout == ""
+
+
+def test_decode_imports_no_crypto(kf):
+    tok = ok(kf("mint")).strip()
+    code = ("import sys; from prisme_keys.cli import main; rc = main(['decode', %r]); "
+            "bad = [m for m in ('jose', 'cryptography') if m in sys.modules]; "
+            "sys.exit(10 + len(bad) if bad else rc)" % tok)
+    p = subprocess.run([sys.executable, "-c", code], env=kf.env, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+
+
+# 12. token forms on the command line
+def test_verify_token_forms(kf):
+    tok = ok(kf("--now", NOW, "mint")).strip()
+    for arg, inp in ((f"  {tok}\n", None), (f"Bearer {tok}", None), (f"bearer {tok}", None), ("-", tok + "\n")):
+        out = ok(kf("--now", NOW, "verify", arg, input=inp))
+        assert out.startswith("valid: kid ") and out.endswith(", expires in 30 days\n")
+    p = kf("verify", tok[:30] + " " + tok[30:])
+    assert p.returncode == 5
+    assert p.stderr == "prisme-keys: error: token contains whitespace inside segment 1 (header)\n"
+
+
+def test_verify_result_line_and_json(kf, keypool):
+    tok = ok(kf("--now", NOW, "mint", "--sub", "alice")).strip()
+    out = ok(kf("--now", NOW, "verify", tok))
+    assert out == f"valid: kid {keypool[0]['kid']}, sub alice, expires in 30 days\n"
+    env = {"OIDC_PROVIDER_URL": "", "API_URL": ""}
+    out = ok(kf("--now", NOW, "verify", tok, env=env))
+    assert out == f"valid: kid {keypool[0]['kid']}, sub alice, expires in 30 days, issuer not checked, audience not checked\n"
+    doc = json.loads(ok(kf("--now", NOW, "--json", "verify", tok)))
+    assert doc["valid"] is True and doc["kid"] == keypool[0]["kid"] and doc["claims"]["sub"] == "alice"
+    p = kf("--now", NOW, "verify", tok, "--audience", "https://other")
+    assert p.returncode == 7
+    assert p.stderr == f"prisme-keys: error: audience mismatch: expected 'https://other', received '{AUD}'\n"
+    p = kf("verify", tok, "--algorithms", "RS256,HS256")
+    assert p.returncode == 2
+
+
+# 11. iat/nbf ahead, --leeway, on the command line
+def test_verify_future_iat_leeway(kf, keypool):
+    now = int(time.time())
+    tok = rs_token(keypool[0], claims(iat=now + 30, nbf=now + 30, iss=ISS, aud=AUD))
+    p = kf("verify", tok)
+    assert p.returncode == 7 and "--leeway" in p.stderr
+    ok(kf("verify", tok, "--leeway", "60"))
+
+
+def test_verify_jwks_file(kf, keypool, tmp_path):
+    f = tmp_path / "set.json"
+    f.write_text(json.dumps({"keys": [{"kty": "EC", "kid": "ec"}, keys.public_jwk(keypool[2])]}))
+    tok = rs_token(keypool[2], claims(iss=ISS, aud=AUD))
+    p = kf("verify", tok, "--jwks-file", str(f))
+    assert p.returncode == 0 and p.stderr == f"warning: skipping key 'ec' of JWKS file {f}: kty 'EC' is not RSA\n"
+    p = kf("verify", tok)  # not in the key file
+    assert p.returncode == 8 and "unknown kid" in p.stderr
+
+
+def test_verify_url_cache_and_errors(kf, keypool):
+    k1, k2 = keypool[2], keypool[3]
+    with JwksServer() as s:
+        s.serve_json("/jwks", jwks(k1))
+        ok(kf("verify", rs_token(k1, claims(iss=ISS, aud=AUD)), "--jwks-url", s.url()))
+        s.serve_json("/jwks", jwks(k1, k2))
+        ok(kf("verify", rs_token(k2, claims(iss=ISS, aud=AUD)), "--jwks-url", s.url()))
+        s.routes["/err"] = Route(500, b"<html>oops</html>", {"Content-Type": "text/html"})
+        p = kf("verify", rs_token(k1, claims()), "--jwks-url", s.url("/err"))
+        assert p.returncode == 9
+        assert p.stderr == f"prisme-keys: error: HTTP 500 Internal Server Error from {s.url('/err')} (text/html body)\n"
+        s.routes["/hang"] = Route(hang=True)
+        t0 = time.monotonic()
+        p = kf("verify", rs_token(k1, claims()), "--jwks-url", s.url("/hang"), "--timeout", "1")
+        assert p.returncode == 9 and time.monotonic() - t0 < 2.5
+        assert p.stderr == f"prisme-keys: error: no complete answer from {s.url('/hang')} within 1 s (--timeout)\n"
+
+
+def test_verify_batch_cli(kf, keypool):
+    good = ok(kf("mint", "--count", "3")).splitlines()
+    lines = "\n".join([good[0], "Bearer " + good[1], "garbage", good[2]]) + "\n"
+    p = kf("verify", "--batch", input=lines)
+    docs = [json.loads(x) for x in p.stdout.splitlines()]
+    assert p.returncode == 5
+    assert [d["valid"] for d in docs] == [True, True, False, True]
+    assert docs[2] == {"line": 3, "valid": False, "exit": 5,
+                       "error": "token has 1 segment; a compact JWS has 3 separated by dots"}
+    assert set(docs[0]) == {"line", "valid", "exit", "kid", "sub"}
+    p = kf("verify", "--batch", input="\n".join(good) + "\n")
+    assert p.returncode == 0 and len(p.stdout.splitlines()) == 3
+
+
+# Interop with an independent library (PyJWT), both directions
+def test_interop_mint_verifies_in_pyjwt(kf):
+    tok = ok(kf("mint")).strip()
+    jwk_set = pyjwt.PyJWKSet.from_dict(json.loads(ok(kf("export"))))
+    kid = pyjwt.get_unverified_header(tok)["kid"]
+    key = next(k for k in jwk_set.keys if k.key_id == kid)
+    c = pyjwt.decode(tok, key.key, algorithms=["RS256"], audience=AUD, issuer=ISS,
+                     options={"require": ["exp", "iat", "sub", "iss", "aud"]})
+    assert "prismeaiSessionId" in c
+
+
+def test_interop_pyjwt_token_verifies_here(kf, keypool):
+    from cryptography.hazmat.primitives import serialization
+
+    pem = keys.private_key_from_jwk(keypool[0]).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    tok = pyjwt.encode(claims(iss=ISS, aud=AUD, sub="from-pyjwt"), pem, algorithm="RS256",
+                       headers={"kid": keypool[0]["kid"]})
+    out = ok(kf("verify", tok, "--require", "prismeaiSessionId"))
+    assert out.startswith(f"valid: kid {keypool[0]['kid']}, sub from-pyjwt, expires in ")
