@@ -79,6 +79,11 @@ def validate_record(rec: Any, where: str) -> None:
             clock.parse_iso(rec.get(t))
         except (ValueError, TypeError):
             raise ValueError(f"{where} ({rec['kid']}): {t} is not an ISO-8601 time") from None
+    if rec.get("activatesAt") is not None:
+        try:
+            clock.parse_iso(rec["activatesAt"])
+        except (ValueError, TypeError):
+            raise ValueError(f"{where} ({rec['kid']}): activatesAt is not an ISO-8601 time") from None
     jwk = rec.get("jwk")
     if not isinstance(jwk, dict):
         raise ValueError(f"{where} ({rec['kid']}): jwk is not an object")
@@ -130,11 +135,15 @@ class KeyFile:
         lock_timeout: seconds to wait for ``<path>.lock`` before :class:`KeyFileError`.
     """
 
-    def __init__(self, path: Path | str, *, allow_group_read: bool = False, lock_timeout: float = 30.0) -> None:
+    def __init__(self, path: Path | str, *, allow_group_read: bool = False, lock_timeout: float = 30.0,
+                 passphrase: Any = None) -> None:
         self.path = Path(path)
         self.lock_path = Path(str(self.path) + ".lock")
         self.allow_group_read = allow_group_read
         self.lock_timeout = lock_timeout
+        #: ``(why) -> str`` giving the passphrase of an encrypted file (see :mod:`prisme_keys.encryption`),
+        #: asked only when a clear-text private member must be encrypted on commit.
+        self.passphrase = passphrase
 
     # -- reading -------------------------------------------------------------------------
     def exists(self) -> bool:
@@ -154,8 +163,8 @@ class KeyFile:
                 code="key_file_permissions",
             )
 
-    def read_bytes(self) -> bytes:
-        """The raw bytes, after the permission check.
+    def read_bytes(self, *, check_mode: bool = True) -> bytes:
+        """The raw bytes, after the permission check (skipped with ``check_mode=False``, for ``doctor``).
 
         Raises:
             KeyFileError: missing, not a regular file, unsafe permissions, unreadable, too large.
@@ -174,7 +183,8 @@ class KeyFile:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 raise KeyFileError(f"key file {self.path} is not a regular file")
-            self._check_mode(st)
+            if check_mode:
+                self._check_mode(st)
             if st.st_size > MAX_FILE_BYTES:
                 raise KeyFileError(f"key file {self.path} is larger than {MAX_FILE_BYTES} bytes")
             chunks = []
@@ -189,13 +199,28 @@ class KeyFile:
         finally:
             os.close(fd)
 
-    def load(self) -> KeySet:
+    def load(self, *, check_mode: bool = True) -> KeySet:
         """Read and parse the key file (no lock).
 
         Raises:
             KeyFileError: see :meth:`read_bytes` and :func:`parse`.
         """
-        return parse(self.read_bytes(), self.path)
+        return parse(self.read_bytes(check_mode=check_mode), self.path)
+
+    def stat_info(self) -> dict[str, Any]:
+        """``{mode, uid, size, folder_mode, folder_uid, lock_mode}`` of the file, its folder and lock file
+        (``None`` for what does not exist), for ``doctor``."""
+        def st(p: Path) -> os.stat_result | None:
+            try:
+                return os.stat(p)
+            except OSError:
+                return None
+
+        f, d, lk = st(self.path), st(self.path.parent), st(self.lock_path)
+        return {"mode": stat.S_IMODE(f.st_mode) if f else None, "uid": f.st_uid if f else None,
+                "size": f.st_size if f else None,
+                "folder_mode": stat.S_IMODE(d.st_mode) if d else None, "folder_uid": d.st_uid if d else None,
+                "lock_mode": stat.S_IMODE(lk.st_mode) if lk else None}
 
     # -- locking -------------------------------------------------------------------------
     @contextmanager
@@ -299,8 +324,26 @@ class KeyFile:
             KeyFileError: lock timeout, missing or corrupt file, write failure.
         """
         with self.lock():
+            self._remove_stale_temps()
             tx = Transaction(self, self.load())
             yield tx
+
+    def _remove_stale_temps(self) -> None:
+        """Remove temp files a killed writer left (``.<name>.*.tmp``): under the lock no write is under way.
+
+        They hold a copy of the keys, so they must not linger."""
+        folder = self.path.parent
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            return
+        prefix = f".{self.path.name}."
+        for name in names:
+            if name.startswith(prefix) and name.endswith(".tmp"):
+                try:
+                    os.unlink(folder / name)
+                except OSError:
+                    pass
 
 
 class Transaction:
@@ -312,7 +355,23 @@ class Transaction:
         self.committed = False
 
     def commit(self) -> None:
-        """Write :attr:`keyset` atomically (temp file, fsync, ``os.replace``, folder fsync)."""
+        """Write :attr:`keyset` atomically (temp file, fsync, ``os.replace``, folder fsync).
+
+        When the key set is encrypted (an ``encryption`` header), records holding clear-text
+        private members (a new or imported key) are encrypted first, with the passphrase from
+        the key file's passphrase source; without one, or with a wrong one, nothing is written.
+
+        Raises:
+            KeyFileError: write failure; passphrase missing or wrong on an encrypted file.
+        """
+        from . import encryption
+
+        hdr = encryption.header(self.keyset)
+        if hdr is not None and any(encryption.has_plain_private(r["jwk"]) for r in self.keyset.records):
+            if self.keyfile.passphrase is None:
+                raise encryption.passphrase_required(self.keyfile.path, "writing a private key")
+            key = encryption.unlock(hdr, self.keyfile.passphrase("writing a private key"), self.keyfile.path)
+            encryption.seal_keyset_records(self.keyset, key)
         self.keyfile._write_atomic(dumps(self.keyset.to_document()))
         self.committed = True
 

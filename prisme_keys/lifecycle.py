@@ -8,6 +8,7 @@ does the file work through :mod:`prisme_keys.keyfile` and the rules of
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable
@@ -21,8 +22,11 @@ KeyGen = Callable[[int, str], dict]
 
 
 def open_keyfile(settings: Settings) -> KeyFile:
-    """The :class:`KeyFile` named by the settings (path, group-read opt-in, lock timeout)."""
-    return KeyFile(settings.key_file, allow_group_read=settings.allow_group_read, lock_timeout=settings.lock_timeout)
+    """The :class:`KeyFile` named by the settings (path, group-read opt-in, lock timeout, passphrase source)."""
+    from .encryption import PassphraseSource
+
+    return KeyFile(settings.key_file, allow_group_read=settings.allow_group_read, lock_timeout=settings.lock_timeout,
+                   passphrase=PassphraseSource.from_settings(settings))
 
 
 def load_records(settings: Settings) -> list[dict[str, Any]]:
@@ -65,7 +69,9 @@ def init(settings: Settings, now: datetime, keygen: KeyGen | None = None, *,
     if kf.exists():
         raise KeyFileError(f"key file {kf.path} already exists; refusing to overwrite it", code="key_file_exists")
     jwk = _new_jwk(settings, keygen)
-    result = rotation.apply_rotation([], jwk, rotation.Policy.from_settings(settings), now)
+    # The first key signs at once: there is no older key to keep signing while it is published.
+    policy = dataclasses.replace(rotation.Policy.from_settings(settings), lead=0)
+    result = rotation.apply_rotation([], jwk, policy, now)
     keyset = KeySet(records=result.records)
     if encryption is not None:
         keyset = encryption(keyset)
@@ -112,11 +118,13 @@ def rotate(settings: Settings, now: datetime, *, force: bool = False, dry_run: b
     """
     policy = rotation.Policy.from_settings(settings)
     kf = open_keyfile(settings)
-    records = kf.load().records
+    keyset = kf.load()
+    records = keyset.records
     plan = rotation.plan_rotation(records, policy, now, force)
     if not plan.due or dry_run:
         return RotateResult(plan.due, dry_run, plan.reason, signing_kid=plan.signing_kid,
                             next_rotation=clock.iso(plan.next_rotation) if plan.next_rotation else None)
+    _unlock_early(kf, keyset, "rotate (the new key must be encrypted)")
     jwk = _new_jwk(settings, keygen)
     with kf.transaction() as tx:
         plan = rotation.plan_rotation(tx.keyset.records, policy, now, force)
@@ -215,23 +223,32 @@ def export(settings: Settings, *, fmt: str = "jwks", private: bool = False) -> A
         UsageError: ``records`` without ``private``, or an unknown format.
         KeyFileError: missing, corrupt or unsafe file; ``private`` on encrypted keys.
     """
-    records = load_records(settings)
+    if fmt not in ("jwks", "records"):
+        raise UsageError(f"unknown export format {fmt!r}; use jwks or records")
+    if fmt == "records" and not private:
+        raise UsageError("export --format records needs --private: the gateway signs with the private key")
+    kf = open_keyfile(settings)
+    keyset = kf.load()
+    records = keyset.records
+    if not private:
+        return public_jwks(records)
+    from . import encryption
+
+    records = encryption.open_records(keyset, kf.passphrase, kf.path, "export --private")
     if fmt == "jwks":
-        if not private:
-            return public_jwks(records)
-        _require_plain(records)
         return {"keys": [dict(r["jwk"]) for r in rotation.newest_first(records)]}
-    if fmt == "records":
-        if not private:
-            raise UsageError("export --format records needs --private: the gateway signs with the private key")
-        _require_plain(records)
-        return rotation.newest_first(records)
-    raise UsageError(f"unknown export format {fmt!r}; use jwks or records")
+    return rotation.newest_first(records)
 
 
-def _require_plain(records: list[dict[str, Any]]) -> None:
-    if any("enc" in r["jwk"] for r in records):
-        raise KeyFileError("the key file is encrypted; run prisme-keys decrypt first to export private keys")
+def _unlock_early(kf: KeyFile, keyset: KeySet, why: str) -> None:
+    """On an encrypted key file, get and verify the passphrase now (before slow work or the lock)."""
+    from . import encryption
+
+    hdr = encryption.header(keyset)
+    if hdr is not None:
+        if kf.passphrase is None:
+            raise encryption.passphrase_required(kf.path, why)
+        encryption.unlock(hdr, kf.passphrase(why), kf.path)
 
 
 def generate(settings: Settings, *, public: bool = False, keygen: KeyGen | None = None) -> dict[str, Any]:
@@ -253,7 +270,9 @@ def signing_jwk(settings: Settings, now: datetime, kid: str | None = None) -> tu
         KeyFileError: missing/corrupt file, no key, unknown ``kid`` (listing the kids present),
             or the record holds no private key.
     """
-    records = load_records(settings)
+    kf = open_keyfile(settings)
+    keyset = kf.load()
+    records = keyset.records
     if kid is None:
         rec = rotation.signing_record(records, now)
         if rec is None:
@@ -264,6 +283,10 @@ def signing_jwk(settings: Settings, now: datetime, kid: str | None = None) -> tu
             raise KeyFileError(f"no key with kid {kid!r} in {settings.key_file}; kids present: "
                                + ", ".join(r["kid"] for r in records))
         rec = found[0]
+    if "enc" in rec["jwk"]:
+        from . import encryption
+
+        rec = encryption.open_records(keyset, kf.passphrase, kf.path, "signing", [rec])[0]
     jwk = rec["jwk"]
     if not keys.has_private(jwk):
         raise KeyFileError(f"key {rec['kid']} in {settings.key_file} holds no private key")

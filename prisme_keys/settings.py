@@ -84,6 +84,22 @@ def _p_nonneg_seconds(env: str) -> Callable[[Any], float]:
     return parse
 
 
+def _p_lead(v: Any) -> float:
+    """Publication lead: plain seconds (``3600``, ``0.5``) or a duration (``90s``, ``15m``, ``2h``, ``1d``)."""
+    try:
+        return _p_nonneg_seconds("PRISME_KEYS_PUBLICATION_LEAD")(v)
+    except ConfigError:
+        if isinstance(v, str):
+            from .clock import parse_duration
+
+            try:
+                return float(parse_duration(v))
+            except ValueError:
+                pass
+        raise ConfigError(f"bad value for PRISME_KEYS_PUBLICATION_LEAD: {v!r}; allowed: seconds (0 or more) "
+                          "or a duration like 90s, 15m, 2h, 1d") from None
+
+
 def _p_bool(env: str) -> Callable[[Any], bool]:
     def parse(v: Any) -> bool:
         if isinstance(v, bool):
@@ -158,8 +174,12 @@ SPECS: tuple[Spec, ...] = (
          "longest wait for the key file lock, seconds"),
     Spec("allow_group_read", "PRISME_KEYS_ALLOW_GROUP_READ", False, _p_bool("PRISME_KEYS_ALLOW_GROUP_READ"),
          "accept a group-readable key file (shared group file)"),
-    Spec("publication_lead", "PRISME_KEYS_PUBLICATION_LEAD", 0, _p_nonneg_seconds("PRISME_KEYS_PUBLICATION_LEAD"),
-         "seconds a new key is published before it signs"),
+    Spec("publication_lead", "PRISME_KEYS_PUBLICATION_LEAD", 0, _p_lead,
+         "seconds (or a duration like 1h, 1d) a new key is published before it signs"),
+    Spec("passphrase_file", "PRISME_KEYS_PASSPHRASE_FILE", None, _p_path,
+         "file holding the passphrase of an encrypted key file (first line)"),
+    Spec("passphrase", "PRISME_KEYS_PASSPHRASE", None, _p_str,
+         "passphrase of an encrypted key file (environment only)", secret=True),
     Spec("broker_host", "BROKER_HOST", "redis://localhost:6379/10", _p_str, "Redis URL of the event broker"),
     Spec("broker_namespace", "BROKER_NAMESPACE", "", lambda v: "" if v is None else str(v),
          "prefix of the broker's stream names"),
@@ -189,6 +209,8 @@ class Settings:
         lock_timeout: seconds (float) to wait for the key-file lock.
         allow_group_read: accept a group-readable key file.
         publication_lead: seconds (float) a new key is published before it signs.
+        passphrase_file: file holding the key file's passphrase, or ``None``.
+        passphrase: ``PRISME_KEYS_PASSPHRASE`` (environment only; never shown), or ``None``.
         broker_host, broker_namespace, broker_topic_maxlen, contexts_cache_host,
         internal_api_key: the gateway platform's broker/runtime settings.
         sources: ``{name: "flag"|"env:VAR"|"config:PATH"|"default"}``.
@@ -211,6 +233,8 @@ class Settings:
     broker_topic_maxlen: int = 10000
     contexts_cache_host: str | None = "redis://localhost:6379/0"
     internal_api_key: str | None = None
+    passphrase_file: Path | None = None
+    passphrase: str | None = field(default=None, repr=False)
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def describe(self) -> list[dict[str, Any]]:
@@ -249,6 +273,9 @@ def read_config(path: Path) -> dict[str, Any]:
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    if "passphrase" in data:
+        raise ConfigError(f"config file {path}: the passphrase is not read from the config file; "
+                          "use PRISME_KEYS_PASSPHRASE or passphrase_file")
     unknown = sorted(set(data) - set(_BY_NAME))
     if unknown:
         raise ConfigError(

@@ -6,14 +6,15 @@
   nor ``python-jose``) and labels the result UNVERIFIED.
 * :func:`verify` checks a token with the strictness of the gateway and more: the algorithm
   comes from an allow-list (never from the token), the key is chosen by us (kid, ``kty``,
-  ``use``, ``alg``), the signature is checked with ``cryptography`` (RSASSA-PKCS1-v1_5,
-  RFC 7518 section 3.3), then the registered claims (RFC 7519 section 4.1).
+  ``use``, ``alg``), the signature is checked by python-jose's RSA key (RSASSA-PKCS1-v1_5,
+  RFC 7518 section 3.3, cryptography backend), then the registered claims (RFC 7519 section 4.1).
 
-Why not python-jose for the cryptography: for RS256/384/512 its RSA key is a thin wrapper
-over the very same ``cryptography`` call, it would choose keys and algorithms in ways we
-must forbid anyway (no kid lookup, ``algorithms=None`` trusted), and importing it costs
-~140 ms per process. Signing and verifying with ``cryptography`` directly, with key objects
-built once per process and cached by kid, is both stricter and faster.
+How python-jose is used: only its key objects (``jose.jwk.construct(key, alg)``, the
+cryptography backend's ``RSAKey``) sign and verify. Its high-level ``jws``/``jwt`` functions
+are not used for verification because they do not pick keys by kid, trust an
+``algorithms=None`` list, and would parse the token a second time: here the token is parsed
+once, the algorithm comes from our allow-list and is bound into the key object, and the key
+is chosen by us. Key objects are built once per process (per key and algorithm) and cached.
 
 Size cap: a token (after trimming whitespace and a ``Bearer`` prefix) is at most
 :data:`MAX_TOKEN_BYTES` (64 KiB); larger input is a malformed token (exit 5).
@@ -44,6 +45,7 @@ TIME_CLAIMS = ("exp", "nbf", "iat")
 
 _SEGMENT_NAMES = ("header", "payload", "signature")
 _B64URL_RE = re.compile(r"[A-Za-z0-9_-]*")
+_SPACE_RE = re.compile(r"\s")
 _BEARER_RE = re.compile(r"^bearer(?:\s+|$)", re.IGNORECASE)
 
 
@@ -77,11 +79,11 @@ def clean_token(text: str | bytes) -> str:
         raise MalformedTokenError("empty token" + (" after 'Bearer'" if m else ""))
     if len(s) > MAX_TOKEN_BYTES:
         raise _too_large(len(s.encode("utf-8")))
-    for i, ch in enumerate(s):
-        if ch.isspace():
-            seg = s.count(".", 0, i)
-            name = _SEGMENT_NAMES[seg] if seg < 3 else f"segment {seg + 1}"
-            raise MalformedTokenError(f"token contains whitespace inside segment {seg + 1} ({name})")
+    ws = _SPACE_RE.search(s)
+    if ws:
+        seg = s.count(".", 0, ws.start())
+        name = _SEGMENT_NAMES[seg] if seg < 3 else f"segment {seg + 1}"
+        raise MalformedTokenError(f"token contains whitespace inside segment {seg + 1} ({name})")
     return s
 
 
@@ -271,6 +273,14 @@ class KeyEntry:
     alg: str | None
     bits: int
     key: Any
+    _verifiers: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def verifier(self, alg: str) -> Any:
+        """python-jose's RSA key object for ``alg`` (RS256/RS384/RS512), built once and cached."""
+        v = self._verifiers.get(alg)
+        if v is None:
+            v = self._verifiers[alg] = jose_key(self.key, alg)
+        return v
 
 
 _PUBKEY_CACHE: dict[tuple[str, str], tuple[Any, int]] = {}
@@ -526,25 +536,15 @@ class VerifyResult:
                 "issuer_checked": self.issuer_checked, "audience_checked": self.audience_checked}
 
 
-_HASHES: dict[str, Any] = {}
-_PADDING: list[Any] = []
+def jose_key(key: Any, alg: str) -> Any:
+    """python-jose's key object (cryptography backend) for a ``cryptography`` RSA key and ``alg``.
 
+    Its ``sign(msg) -> bytes`` and ``verify(msg, sig) -> bool`` do RSASSA-PKCS1-v1_5 with the
+    hash of ``alg`` (RFC 7518 section 3.3); the algorithm is fixed when the object is built.
+    """
+    from jose import jwk as jose_jwk
 
-def _hash_for(alg: str) -> Any:
-    h = _HASHES.get(alg)
-    if h is None:
-        from cryptography.hazmat.primitives import hashes
-
-        h = _HASHES[alg] = {"RS256": hashes.SHA256, "RS384": hashes.SHA384, "RS512": hashes.SHA512}[alg]()
-    return h
-
-
-def _pkcs1() -> Any:
-    if not _PADDING:
-        from cryptography.hazmat.primitives.asymmetric import padding
-
-        _PADDING.append(padding.PKCS1v15())
-    return _PADDING[0]
+    return jose_jwk.construct(key, alg)
 
 
 _HEADER_CACHE: dict[str, dict[str, Any]] = {}
@@ -731,8 +731,10 @@ def verify(token: str | bytes, source: KeySource, options: VerifyOptions | None 
             small = entry
             continue
         try:
-            entry.key.verify(sig, signing_input, _pkcs1(), _hash_for(alg))
-        except Exception:  # cryptography.exceptions.InvalidSignature
+            ok = entry.verifier(alg).verify(signing_input, sig)
+        except Exception:  # a malformed signature length or value: not a valid signature
+            ok = False
+        if not ok:
             continue
         used = entry
         break
@@ -865,16 +867,14 @@ class Signer:
             raise KeyFileError(f"key {jwk.get('kid')!r} has alg {alg!r}; mint signs with RS256, RS384 or RS512")
         self.kid = jwk.get("kid")
         self.alg = alg
-        self.key = private_key_from_jwk(jwk)
+        self.key = jose_key(private_key_from_jwk(jwk), alg)
         self.header = {"typ": "jwt", "alg": alg, "kid": self.kid}
         self._prefix = _b64e(json.dumps(self.header, separators=(",", ":")).encode()) + "."
-        self._hash = _hash_for(alg)
-        self._pad = _pkcs1()
 
     def sign(self, claims: dict[str, Any]) -> str:
         """The compact JWS of ``claims`` (JSON without spaces, UTF-8)."""
         si = self._prefix + _b64e(json.dumps(claims, separators=(",", ":"), ensure_ascii=False).encode())
-        return si + "." + _b64e(self.key.sign(si.encode("ascii"), self._pad, self._hash))
+        return si + "." + _b64e(self.key.sign(si.encode("ascii")))
 
 
 _SIGNERS: dict[tuple[str, str, str], Signer] = {}

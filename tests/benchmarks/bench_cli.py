@@ -3,6 +3,8 @@
 Usage: python tests/benchmarks/bench_cli.py [--runs N]
 Prints one line per command: median and min in milliseconds over N runs (default 15;
 init runs 5 times at 2048 bits and 3 times at 4096 bits: key generation dominates).
+Covers start-up (`--help`, `decode`, one bash completion request, next to `import typer`)
+and the lifecycle commands (`list`, `rotate` with nothing due, `init`).
 """
 
 from __future__ import annotations
@@ -48,10 +50,20 @@ def main() -> None:
             if p.exists():
                 p.unlink()
 
+    import base64
+    import json
+
+    def b64(d):
+        return base64.urlsafe_b64encode(json.dumps(d).encode()).rstrip(b"=").decode()
+
+    token = b64({"typ": "jwt", "alg": "RS256", "kid": "k"}) + "." + b64({"sub": "u", "exp": 1900000000}) + ".c2ln"
+    comp = {"COMP_WORDS": "prisme-keys ro", "COMP_CWORD": "1", "_PRISME_KEYS_COMPLETE": "complete_bash"}
     cases = [
         ("python3 -c pass", [sys.executable, "-c", "pass"], {}, None, a.runs),
         ('python3 -c "import typer"', [sys.executable, "-c", "import typer"], {}, None, a.runs),
         ("prisme-keys --help", [pk, "--help"], {}, None, a.runs),
+        ("prisme-keys decode TOKEN", [pk, "decode", token], {}, None, a.runs),
+        ("completion request (bash, 'ro<TAB>')", [pk], comp, None, a.runs),
         ("prisme-keys list", [pk, "--key-file", str(kf), "list"], {}, None, a.runs),
         ("prisme-keys rotate (nothing due)", [pk, "--key-file", str(kf), "rotate"], {}, None, a.runs),
         ("prisme-keys init (2048 bits)", [pk, "--key-file", str(target), "init"], {}, rm_target, 5),

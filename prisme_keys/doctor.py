@@ -1,0 +1,280 @@
+"""``doctor``: audit a key file without changing it.
+
+Checks, each giving zero or more findings ``{severity, code, message, kid}``:
+
+* ``file``: exists, parses (format, records), size.
+* ``permissions``: group/others bits (group allowed with ``PRISME_KEYS_ALLOW_GROUP_READ``),
+  owner, a folder others can write to, the lock file's mode.
+* ``rotation``: rotation overdue (``rotate`` would add a key), a ``next`` key waiting, a
+  publication lead longer than the rotation period.
+* ``expiry``: non-signing keys past ``expiresAt`` (``prune`` would remove them), a signing key
+  past its ``expiresAt``.
+* ``kids``: duplicate kids, the same key under two kids, ``jwk.kid`` differing from the record's kid.
+* ``strength``: keys under 2048 bits, an odd public exponent other than 65537, unsupported
+  ``alg``, ``use`` other than ``sig``, a key on the known-compromised list, inconsistent
+  private members.
+* ``private``: a signing (or next) key without private members.
+* ``encryption``: encrypted or not, KDF parameters, records in clear text inside an encrypted
+  file, ``enc`` without a header; with a passphrase at hand (environment or file, never a
+  prompt) the passphrase is verified and every record authenticated.
+* ``dates``: dates out of order.
+
+Severity ``error`` and ``warning`` are problems (exit 4); ``info`` is not.
+The file is only read: no lock is taken, nothing is written.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from . import clock, keys, rotation
+from .errors import KeyFileError, PrismeKeysError
+
+PROBLEM = ("error", "warning")
+
+
+@dataclass
+class Finding:
+    """One observation: ``severity`` (error/warning/info), stable ``code``, one-line ``message``, optional ``kid``."""
+
+    severity: str
+    code: str
+    message: str
+    kid: str | None = None
+
+
+@dataclass
+class Report:
+    """Result of :func:`audit`.
+
+    Attributes:
+        path: the key file.
+        healthy: no finding of severity error or warning.
+        keys: number of records (0 when unreadable).
+        encrypted: the file carries an encryption header.
+        findings: all findings, problems first.
+    """
+
+    path: str
+    healthy: bool = True
+    keys: int = 0
+    encrypted: bool = False
+    findings: list[Finding] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``--json`` document."""
+        return {"path": self.path, "healthy": self.healthy, "keys": self.keys, "encrypted": self.encrypted,
+                "problems": sum(1 for f in self.findings if f.severity in PROBLEM),
+                "findings": [asdict(f) for f in self.findings]}
+
+
+def audit(settings: Any, now: datetime) -> Report:
+    """Audit the key file named by ``settings`` at ``now``; never writes, never prompts."""
+    from .lifecycle import open_keyfile
+
+    kf = open_keyfile(settings)
+    rep = Report(str(kf.path))
+    out = rep.findings
+
+    def add(sev: str, code: str, msg: str, kid: str | None = None) -> None:
+        out.append(Finding(sev, code, msg, kid))
+
+    _permissions(kf, settings, add)
+    try:
+        keyset = kf.load(check_mode=False)
+    except KeyFileError as exc:
+        add("error", exc.code if exc.code != "key_file_error" else "key_file_unreadable", exc.message)
+        return _finish(rep)
+    records = keyset.records
+    rep.keys = len(records)
+    if not records:
+        add("error", "no_keys", "the key file holds no key; run prisme-keys rotate")
+        return _finish(rep)
+    _kids(records, add)
+    _dates_and_rotation(records, settings, now, add)
+    _strength(records, add)
+    _encryption(keyset, kf, settings, rep, add)
+    return _finish(rep)
+
+
+def _finish(rep: Report) -> Report:
+    order = {"error": 0, "warning": 1, "info": 2}
+    rep.findings.sort(key=lambda f: order.get(f.severity, 3))
+    rep.healthy = not any(f.severity in PROBLEM for f in rep.findings)
+    return rep
+
+
+def _permissions(kf: Any, settings: Any, add: Any) -> None:
+    info = kf.stat_info()
+    mode = info["mode"]
+    if mode is None:
+        return  # reported by the load
+    allowed = 0o060 if settings.allow_group_read else 0
+    if mode & 0o007:
+        add("error", "permissions", f"mode {mode:04o}: readable or writable by others; fix with: chmod 600 {kf.path}")
+    elif mode & 0o070 & ~allowed:
+        add("error", "permissions", f"mode {mode:04o}: readable or writable by the group; fix with: chmod 600 "
+            f"{kf.path} (or set PRISME_KEYS_ALLOW_GROUP_READ=1 for a shared group file)")
+    else:
+        add("info", "permissions", f"mode {mode:04o}")
+    if info["uid"] is not None and hasattr(os, "getuid") and info["uid"] not in (os.getuid(), 0):
+        add("warning", "owner", f"the key file is owned by uid {info['uid']}, not by you (uid {os.getuid()})")
+    fmode = info["folder_mode"]
+    if fmode is not None and fmode & 0o002 and not fmode & 0o1000:
+        add("error", "folder_permissions", f"folder {kf.path.parent} (mode {fmode:04o}) is writable by others: "
+            "anyone can replace the key file; fix with: chmod o-w")
+    lmode = info["lock_mode"]
+    if lmode is not None and lmode & 0o002:
+        add("warning", "lock_permissions", f"lock file {kf.lock_path} (mode {lmode:04o}) is writable by others")
+
+
+def _kids(records: list[dict], add: Any) -> None:
+    seen: dict[str, int] = {}
+    for r in records:
+        seen[r["kid"]] = seen.get(r["kid"], 0) + 1
+    for kid, n in seen.items():
+        if n > 1:
+            add("error", "duplicate_kid", f"kid {kid!r} appears {n} times: verifiers pick keys by kid", kid)
+    by_tp: dict[str, list[str]] = {}
+    for r in records:
+        try:
+            by_tp.setdefault(keys.thumbprint(r["jwk"]), []).append(r["kid"])
+        except ValueError:
+            add("error", "bad_public_key", f"key {r['kid']}: n or e is not base64url", r["kid"])
+    for kids in by_tp.values():
+        if len(set(kids)) > 1:
+            add("warning", "duplicate_key", f"the same key is stored under kids {', '.join(sorted(set(kids)))}")
+    for r in records:
+        jk = r["jwk"].get("kid")
+        if jk is not None and jk != r["kid"]:
+            add("error", "kid_mismatch", f"record kid {r['kid']!r} differs from its jwk.kid {jk!r}", r["kid"])
+
+
+def _dates_and_rotation(records: list[dict], settings: Any, now: datetime, add: Any) -> None:
+    policy = rotation.Policy.from_settings(settings)
+    signing = rotation.signing_record(records, now)
+    plan = rotation.plan_rotation(records, policy, now)
+    if plan.due:
+        since = f" since {clock.iso(plan.next_rotation)}" if plan.next_rotation else ""
+        add("warning", "rotation_overdue", f"signing key {plan.signing_kid} is due for rotation{since}; "
+            "run prisme-keys rotate", plan.signing_kid)
+    elif plan.next_rotation:
+        add("info", "rotation", f"next rotation {clock.iso(plan.next_rotation)}")
+    if policy.lead and policy.lead >= policy.rotation_days * 86400:
+        add("warning", "lead_too_long", f"the publication lead ({policy.lead:g} s) is not shorter than the "
+            f"rotation period ({policy.rotation_days} days): keys will sign longer than JWKS_ROTATION_DAYS")
+    for r in records:
+        kid = r["kid"]
+        st = rotation.state(r, records, now)
+        try:
+            c, a, ro, e = (rotation.t(r, n) for n in ("createdAt", "activatesAt", "rotatesAt", "expiresAt"))
+        except (ValueError, TypeError):
+            add("error", "bad_dates", f"key {kid}: activatesAt is not an ISO-8601 time", kid)
+            continue
+        if not c <= a <= ro <= e:
+            add("warning", "dates_out_of_order",
+                f"key {kid}: expected createdAt <= activatesAt <= rotatesAt <= expiresAt", kid)
+        if c > now + timedelta(minutes=5):
+            add("warning", "created_in_future", f"key {kid} was created in the future ({r['createdAt']})", kid)
+        if st == "expired":
+            add("warning", "expired_key", f"key {kid} expired {r['expiresAt']}; run prisme-keys prune", kid)
+        if r is signing and now >= e:
+            add("error", "signing_key_expired", f"signing key {kid} is past its expiresAt ({r['expiresAt']}): "
+                "tokens it signs may be rejected by tidy verifiers; run prisme-keys rotate", kid)
+        if st == "next":
+            add("info", "next_key", f"key {kid} is published and signs from {clock.iso(a)}", kid)
+        if (r is signing or st == "next") and not (keys.has_private(r["jwk"]) or "enc" in r["jwk"]):
+            add("error", "no_private_key", f"{st} key {kid} has no private members: mint and the gateway "
+                "cannot sign with it", kid)
+
+
+def _strength(records: list[dict], add: Any) -> None:
+    for r in records:
+        jwk, kid = r["jwk"], r["kid"]
+        bits = keys.key_bits(jwk)
+        if bits < keys.MIN_BITS:
+            add("error", "weak_key", f"key {kid} has {bits} bits; at least {keys.MIN_BITS} are required", kid)
+        try:
+            e = keys.b64_to_int(jwk["e"])
+        except (ValueError, KeyError, TypeError):
+            e = 0
+        if e != 65537:
+            sev = "error" if e < 65537 or e % 2 == 0 else "warning"
+            add(sev, "weak_exponent", f"key {kid} has public exponent {e} (expected 65537)", kid)
+        if jwk.get("alg") not in keys.SUPPORTED_ALGS:
+            add("error", "bad_alg", f"key {kid} has alg {jwk.get('alg')!r}; expected one of "
+                + ", ".join(keys.SUPPORTED_ALGS), kid)
+        if jwk.get("use", "sig") != "sig":
+            add("warning", "bad_use", f"key {kid} has use {jwk.get('use')!r}, not \"sig\"", kid)
+        reason = keys.compromised_reason(jwk)
+        if reason:
+            add("error", "compromised_key", f"key {kid} is publicly known ({reason}): anyone can sign with it; "
+                "rotate now and remove it", kid)
+        if keys.has_private(jwk):
+            _consistent(jwk, kid, add)
+
+
+def _consistent(jwk: dict, kid: str, add: Any) -> None:
+    try:
+        keys.private_key_from_jwk(jwk)
+    except ValueError as exc:
+        add("error", "bad_private_key", f"key {kid}: private members are inconsistent ({exc})", kid)
+    except Exception as exc:  # cryptography refusing odd numbers
+        add("error", "bad_private_key", f"key {kid}: private members are unusable ({type(exc).__name__})", kid)
+
+
+def _encryption(keyset: Any, kf: Any, settings: Any, rep: Report, add: Any) -> None:
+    from . import encryption
+
+    hdr = encryption.header(keyset)
+    enc_recs = [r for r in keyset.records if "enc" in r["jwk"]]
+    plain = [r for r in keyset.records if encryption.has_plain_private(r["jwk"])]
+    if hdr is None:
+        for r in enc_recs:
+            add("error", "enc_without_header", f"key {r['kid']} is encrypted but the file has no encryption header",
+                r["kid"])
+        if plain:
+            add("info", "encryption", "not encrypted: private members are stored in clear text "
+                "(protect them with prisme-keys encrypt)")
+        return
+    rep.encrypted = True
+    kdf = hdr.get("kdf") if isinstance(hdr, dict) else None
+    if not isinstance(kdf, dict):
+        add("error", "encryption_header", "the encryption header is malformed")
+        return
+    params = ", ".join(f"{k}={v}" for k, v in kdf.items() if k not in ("salt", "name"))
+    add("info", "encryption", f"encrypted: {kdf.get('name')} ({params}), {hdr.get('cipher')}")
+    if kdf.get("name") == "argon2id":
+        weak = kdf.get("memory_cost", 0) < 19456 or kdf.get("iterations", 0) < 2
+    elif kdf.get("name") == "scrypt":
+        weak = kdf.get("n", 0) < 2 ** 15
+    else:
+        weak = False
+        add("error", "encryption_header", f"unknown KDF {kdf.get('name')!r}")
+    if weak:
+        add("warning", "weak_kdf", "the KDF parameters are below OWASP's minimums; "
+            "raise them with prisme-keys encrypt --rekey")
+    for r in plain:
+        add("error", "plaintext_in_encrypted_file", f"key {r['kid']} has private members in clear text in an "
+            "encrypted file; run prisme-keys encrypt --rekey", r["kid"])
+    source = encryption.PassphraseSource.from_settings(settings, interactive=False)
+    if not source.available():
+        add("info", "passphrase", "no passphrase given: encrypted records were not authenticated "
+            "(set PRISME_KEYS_PASSPHRASE or --passphrase-file to check them)")
+        return
+    try:
+        key = encryption.unlock(hdr, source.get("doctor"), kf.path)
+    except PrismeKeysError as exc:
+        add("error", exc.code, exc.message)
+        return
+    for r in enc_recs:
+        try:
+            opened = encryption.open_record(r, key, kf.path)
+        except PrismeKeysError as exc:
+            add("error", exc.code, exc.message, r["kid"])
+            continue
+        _consistent(opened["jwk"], r["kid"], add)
+    add("info", "passphrase", f"passphrase verified; {len(enc_recs)} encrypted key(s) authenticated")

@@ -1,0 +1,549 @@
+"""Encryption at rest of the key file's private members (opt-in).
+
+Layout. An encrypted key file carries a top-level ``encryption`` member::
+
+    "encryption": {
+      "version": 1,
+      "kdf": {"name": "argon2id", "salt": "<b64url 16 bytes>", "length": 32,
+              "iterations": 3, "lanes": 4, "memory_cost": 65536},        # KiB
+      "cipher": "A256GCM",
+      "check": {"nonce": "<b64url 12 bytes>", "ciphertext": "<b64url>"}
+    }
+
+and in each record the private members of ``jwk`` (``d p q dp dq qi oth k``) are replaced by::
+
+    "enc": {"nonce": "<b64url 12 bytes>", "ciphertext": "<b64url>"}
+
+The public members (``kty kid use alg n e``) and the record's dates stay in clear text, so
+``list``, ``export``, ``prune`` and ``check`` need no passphrase.
+
+* KDF: Argon2id (RFC 9106, its second recommended parameter set: 64 MiB, 3 passes, 4 lanes)
+  from ``cryptography``; scrypt (N=2^17, r=8, p=1) where the OpenSSL underneath lacks Argon2.
+  The parameters and the salt live in the file, so they can be raised later (``encrypt --rekey``).
+* AEAD: AES-256-GCM, a fresh random 96-bit nonce per encryption. The associated data binds
+  the ciphertext to its record: ``{"kid", "kty", "n", "e"}`` (canonical JSON), so moving a
+  ciphertext to another record, or swapping the public key beside it, fails authentication.
+* ``check`` is the encryption of a constant under the derived key: it tells a wrong passphrase
+  (exit 4, nothing written) from a tampered record, and is verified before anything new is
+  encrypted, so a file never holds keys under two passphrases.
+
+The passphrase comes from ``PRISME_KEYS_PASSPHRASE``, a passphrase file (``--passphrase-file`` /
+``PRISME_KEYS_PASSPHRASE_FILE``) or, only when stdin is a terminal, a prompt; never from a
+command-line argument. Without one, an operation needing the private key raises
+:class:`KeyFileError` (exit 4) naming these three ways.
+
+``cryptography`` is imported inside the functions that use it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from .errors import KeyFileError
+from .keys import PRIVATE_MEMBERS, b64url_decode, b64url_encode
+
+VERSION = 1
+CIPHER = "A256GCM"
+#: Default KDF parameters (Argon2id, RFC 9106 section 4 second recommended option).
+ARGON2_DEFAULTS = {"iterations": 3, "lanes": 4, "memory_cost": 65536}
+#: Fallback (scrypt) parameters when Argon2id is not available.
+SCRYPT_DEFAULTS = {"n": 2 ** 17, "r": 8, "p": 1}
+#: Smallest parameters accepted when reading (anything lower is a downgraded file).
+ARGON2_MIN = {"iterations": 1, "lanes": 1, "memory_cost": 8192}
+SCRYPT_MIN = {"n": 2 ** 14, "r": 8, "p": 1}
+#: Largest parameters accepted when reading (a hostile file must not exhaust memory/time).
+ARGON2_MAX = {"iterations": 64, "lanes": 64, "memory_cost": 4 * 1024 * 1024}
+SCRYPT_MAX = {"n": 2 ** 22, "r": 32, "p": 16}
+_CHECK_PLAINTEXT = b"prisme-keys passphrase check v1"
+_CHECK_AAD = b"prisme-keys/encryption-check/v1"
+
+Passphrase = Callable[[], str]
+
+_KEY_CACHE: dict[tuple[str, str], bytes] = {}
+
+
+def _where() -> str:
+    return ("set PRISME_KEYS_PASSPHRASE, pass --passphrase-file FILE (before the command) or set "
+            "PRISME_KEYS_PASSPHRASE_FILE, or run on a terminal to be prompted")
+
+
+def passphrase_required(path: Any, why: str) -> KeyFileError:
+    """The error raised when a passphrase is needed and none was given."""
+    return KeyFileError(f"key file {path} is encrypted and {why} needs its passphrase: {_where()}",
+                        code="passphrase_required")
+
+
+# -- passphrase sources ------------------------------------------------------------------
+def read_passphrase_file(path: Path | str) -> str:
+    """Read a passphrase from a file: its first line, without the line ending.
+
+    Raises:
+        KeyFileError: missing, unreadable, not UTF-8 or empty file.
+    """
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(64 * 1024)
+    except FileNotFoundError:
+        raise KeyFileError(f"passphrase file {path} does not exist", code="passphrase_file") from None
+    except OSError as exc:
+        raise KeyFileError(f"cannot read passphrase file {path}: {exc.strerror or exc}",
+                           code="passphrase_file") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise KeyFileError(f"passphrase file {path} is not UTF-8 text", code="passphrase_file") from None
+    first = text.split("\n", 1)[0].rstrip("\r")
+    if not first:
+        raise KeyFileError(f"passphrase file {path} is empty", code="passphrase_file")
+    return first
+
+
+def _stdin_is_tty() -> bool:
+    try:
+        return sys.stdin is not None and sys.stdin.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _prompt(prompt: str, confirm: bool) -> Optional[str]:
+    if not _stdin_is_tty():
+        return None
+    import getpass
+
+    try:
+        first = getpass.getpass(prompt)
+        if confirm:
+            again = getpass.getpass("Repeat the passphrase: ")
+            if again != first:
+                raise KeyFileError("the passphrases differ; nothing was changed", code="passphrase_mismatch")
+    except EOFError:
+        return None
+    return first
+
+
+class PassphraseSource:
+    """Where a passphrase comes from; asked lazily, remembered once obtained.
+
+    Precedence: ``--passphrase-file`` flag > ``PRISME_KEYS_PASSPHRASE`` > passphrase file from
+    ``PRISME_KEYS_PASSPHRASE_FILE`` or the config > a prompt (only when stdin is a terminal).
+
+    Args:
+        passphrase: the value of ``PRISME_KEYS_PASSPHRASE`` (or ``None``).
+        passphrase_file: a passphrase file (or ``None``).
+        file_first: the file was named by a flag, so it beats the environment.
+        interactive: allow a terminal prompt.
+        path: the key file, for messages.
+    """
+
+    def __init__(self, passphrase: str | None = None, passphrase_file: Path | str | None = None, *,
+                 file_first: bool = False, interactive: bool = True, path: Any = "<key file>") -> None:
+        self._env = passphrase or None
+        self._file = passphrase_file
+        self._file_first = file_first
+        self.interactive = interactive
+        self.path = path
+        self._value: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Any, *, interactive: bool = True) -> "PassphraseSource":
+        """Build from :class:`prisme_keys.settings.Settings` (``passphrase``, ``passphrase_file``)."""
+        sources = getattr(settings, "sources", {}) or {}
+        return cls(getattr(settings, "passphrase", None), getattr(settings, "passphrase_file", None),
+                   file_first=sources.get("passphrase_file") == "flag", interactive=interactive,
+                   path=getattr(settings, "key_file", "<key file>"))
+
+    def available(self) -> bool:
+        """True when a passphrase can be had without prompting (or a prompt is possible)."""
+        return bool(self._value or self._env or self._file or (self.interactive and _stdin_is_tty()))
+
+    def get(self, why: str = "this command", *, new: bool = False) -> str:
+        """The passphrase.
+
+        Args:
+            why: what needs it, for the error message.
+            new: a passphrase being set (a prompt asks twice).
+
+        Raises:
+            KeyFileError: none available (exit 4, saying where to provide one), unreadable file,
+                an empty passphrase or differing prompts.
+        """
+        if self._value is not None:
+            return self._value
+        value: str | None = None
+        if self._file is not None and (self._file_first or not self._env):
+            value = read_passphrase_file(self._file)
+        elif self._env:
+            value = self._env
+        elif self.interactive:
+            value = _prompt("New passphrase: " if new else f"Passphrase for {self.path}: ", new)
+        if value is None:
+            raise passphrase_required(self.path, why)
+        if not value:
+            raise KeyFileError("the passphrase is empty; nothing was changed", code="passphrase_empty")
+        self._value = value
+        return value
+
+    __call__ = get
+
+
+# -- primitives --------------------------------------------------------------------------
+def argon2_available() -> bool:
+    """True when ``cryptography`` (and its OpenSSL) provide Argon2id."""
+    try:
+        from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
+
+        Argon2id(salt=b"\0" * 16, length=32, iterations=1, lanes=1, memory_cost=8).derive(b"x")
+        return True
+    except Exception:  # ImportError, UnsupportedAlgorithm
+        return False
+
+
+def new_kdf_params(kdf: str | None = None) -> dict[str, Any]:
+    """Fresh KDF parameters with a random 16-byte salt (Argon2id when available, else scrypt)."""
+    name = kdf or ("argon2id" if argon2_available() else "scrypt")
+    base = ARGON2_DEFAULTS if name == "argon2id" else SCRYPT_DEFAULTS
+    return {"name": name, "salt": b64url_encode(os.urandom(16)), "length": 32, **base}
+
+
+def _int_param(kdf: dict, name: str, lo: int, hi: int) -> int:
+    v = kdf.get(name)
+    if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+        raise KeyFileError(f"encryption header: KDF parameter {name}={v!r} is outside {lo}..{hi}",
+                           code="key_file_corrupt")
+    return v
+
+
+def derive_key(passphrase: str, kdf: dict[str, Any]) -> bytes:
+    """Derive the 32-byte AEAD key from ``passphrase`` with the file's KDF parameters.
+
+    Raises:
+        KeyFileError: unknown KDF, parameters out of range, a bad salt, or Argon2id unavailable.
+    """
+    if not isinstance(kdf, dict):
+        raise KeyFileError("encryption header: kdf is not an object", code="key_file_corrupt")
+    cache_key = (passphrase, json.dumps(kdf, sort_keys=True))
+    if cache_key in _KEY_CACHE:
+        return _KEY_CACHE[cache_key]
+    try:
+        salt = b64url_decode(kdf.get("salt"))
+    except ValueError:
+        salt = b""
+    if len(salt) < 16:
+        raise KeyFileError("encryption header: the KDF salt is missing or shorter than 16 bytes",
+                           code="key_file_corrupt")
+    if kdf.get("length", 32) != 32:
+        raise KeyFileError("encryption header: KDF length must be 32", code="key_file_corrupt")
+    secret = passphrase.encode("utf-8")
+    name = kdf.get("name")
+    if name == "argon2id":
+        it = _int_param(kdf, "iterations", ARGON2_MIN["iterations"], ARGON2_MAX["iterations"])
+        lanes = _int_param(kdf, "lanes", ARGON2_MIN["lanes"], ARGON2_MAX["lanes"])
+        mem = _int_param(kdf, "memory_cost", ARGON2_MIN["memory_cost"], ARGON2_MAX["memory_cost"])
+        try:
+            from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
+
+            key = Argon2id(salt=salt, length=32, iterations=it, lanes=lanes, memory_cost=mem).derive(secret)
+        except ImportError:
+            raise KeyFileError("the key file is encrypted with Argon2id, which this installation's "
+                               "cryptography/OpenSSL lacks (needs OpenSSL >= 3.2)") from None
+        except Exception as exc:  # UnsupportedAlgorithm, MemoryError
+            raise KeyFileError(f"cannot derive the key with Argon2id: {type(exc).__name__}") from None
+    elif name == "scrypt":
+        n = _int_param(kdf, "n", SCRYPT_MIN["n"], SCRYPT_MAX["n"])
+        r = _int_param(kdf, "r", SCRYPT_MIN["r"], SCRYPT_MAX["r"])
+        p = _int_param(kdf, "p", SCRYPT_MIN["p"], SCRYPT_MAX["p"])
+        if n & (n - 1):
+            raise KeyFileError("encryption header: scrypt n must be a power of 2", code="key_file_corrupt")
+        from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+        try:
+            key = Scrypt(salt=salt, length=32, n=n, r=r, p=p).derive(secret)
+        except Exception as exc:
+            raise KeyFileError(f"cannot derive the key with scrypt: {type(exc).__name__}") from None
+    else:
+        raise KeyFileError(f"encryption header: unknown KDF {name!r} (known: argon2id, scrypt)",
+                           code="key_file_corrupt")
+    _KEY_CACHE[cache_key] = key
+    return key
+
+
+def _aead(key: bytes) -> Any:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    return AESGCM(key)
+
+
+def _seal(key: bytes, plaintext: bytes, aad: bytes) -> dict[str, str]:
+    nonce = os.urandom(12)
+    ct = _aead(key).encrypt(nonce, plaintext, aad)
+    return {"nonce": b64url_encode(nonce), "ciphertext": b64url_encode(ct)}
+
+
+def _open(key: bytes, box: Any, aad: bytes) -> bytes:
+    """Decrypt; raises ValueError on any malformed box or authentication failure."""
+    from cryptography.exceptions import InvalidTag
+
+    if not isinstance(box, dict):
+        raise ValueError("not an object")
+    nonce = b64url_decode(box.get("nonce"))
+    ct = b64url_decode(box.get("ciphertext"))
+    if len(nonce) != 12 or len(ct) < 16:
+        raise ValueError("bad nonce or ciphertext length")
+    try:
+        return _aead(key).decrypt(nonce, ct, aad)
+    except InvalidTag:
+        raise ValueError("authentication failed") from None
+
+
+def record_aad(rec: dict[str, Any]) -> bytes:
+    """The associated data binding a record's ciphertext to its kid and public key."""
+    jwk = rec.get("jwk") or {}
+    doc = {"v": VERSION, "kid": rec.get("kid"), "kty": jwk.get("kty"), "n": jwk.get("n"), "e": jwk.get("e")}
+    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+# -- the header ---------------------------------------------------------------------------
+def header(extra_or_keyset: Any) -> dict[str, Any] | None:
+    """The ``encryption`` header of a KeySet (or its ``extra`` dict), or ``None``."""
+    extra = getattr(extra_or_keyset, "extra", extra_or_keyset) or {}
+    return extra.get("encryption")
+
+
+def is_encrypted(keyset: Any) -> bool:
+    """True when the key set carries an ``encryption`` header."""
+    return header(keyset) is not None
+
+
+def new_header(passphrase: str, kdf: str | None = None) -> tuple[dict[str, Any], bytes]:
+    """A fresh header (new salt, default KDF parameters) and its derived key."""
+    params = new_kdf_params(kdf)
+    key = derive_key(passphrase, params)
+    hdr = {"version": VERSION, "kdf": params, "cipher": CIPHER, "check": _seal(key, _CHECK_PLAINTEXT, _CHECK_AAD)}
+    return hdr, key
+
+
+def unlock(hdr: Any, passphrase: str, path: Any = "<key file>") -> bytes:
+    """Derive the key of header ``hdr`` and verify it with the ``check`` box.
+
+    Raises:
+        KeyFileError: malformed header, unknown cipher/KDF, or a wrong passphrase (``passphrase_wrong``).
+    """
+    if not isinstance(hdr, dict) or hdr.get("version") != VERSION:
+        raise KeyFileError(f"key file {path}: unknown encryption header version "
+                           f"{hdr.get('version') if isinstance(hdr, dict) else hdr!r}", code="key_file_corrupt")
+    if hdr.get("cipher") != CIPHER:
+        raise KeyFileError(f"key file {path}: unknown cipher {hdr.get('cipher')!r} (known: {CIPHER})",
+                           code="key_file_corrupt")
+    key = derive_key(passphrase, hdr.get("kdf"))
+    try:
+        ok = _open(key, hdr.get("check"), _CHECK_AAD) == _CHECK_PLAINTEXT
+    except ValueError:
+        ok = False
+    if not ok:
+        raise KeyFileError(f"wrong passphrase for key file {path} (or its encryption header was altered); "
+                           "nothing was changed", code="passphrase_wrong")
+    return key
+
+
+# -- records --------------------------------------------------------------------------------
+def has_plain_private(jwk: dict[str, Any]) -> bool:
+    """True when ``jwk`` holds any private member in clear text."""
+    return any(m in jwk for m in PRIVATE_MEMBERS)
+
+
+def seal_record(rec: dict[str, Any], key: bytes) -> dict[str, Any]:
+    """A copy of ``rec`` whose private members are replaced by ``jwk.enc`` (no-op without any)."""
+    jwk = rec["jwk"]
+    if not has_plain_private(jwk):
+        return rec
+    private = {m: jwk[m] for m in PRIVATE_MEMBERS if m in jwk}
+    out_jwk = {k: v for k, v in jwk.items() if k not in PRIVATE_MEMBERS and k != "enc"}
+    out = dict(rec, jwk=out_jwk)
+    out_jwk["enc"] = _seal(key, json.dumps(private, separators=(",", ":")).encode("utf-8"), record_aad(out))
+    return out
+
+
+def open_record(rec: dict[str, Any], key: bytes, path: Any = "<key file>") -> dict[str, Any]:
+    """A copy of ``rec`` with its private members decrypted (``enc`` removed); plain records pass.
+
+    Raises:
+        KeyFileError: the ciphertext fails authentication (tampered, moved or corrupted): ``key_file_tampered``.
+    """
+    jwk = rec["jwk"]
+    if "enc" not in jwk:
+        return rec
+    try:
+        private = json.loads(_open(key, jwk["enc"], record_aad(rec)).decode("utf-8"))
+        if not isinstance(private, dict) or not all(k in PRIVATE_MEMBERS for k in private):
+            raise ValueError("bad plaintext")
+    except (ValueError, UnicodeDecodeError):
+        raise KeyFileError(
+            f"key {rec.get('kid')!r} in {path}: its encrypted private members fail authentication "
+            "(tampered, corrupted or moved from another record); nothing was changed",
+            code="key_file_tampered") from None
+    out_jwk = {k: v for k, v in jwk.items() if k != "enc"}
+    out_jwk.update(private)
+    return dict(rec, jwk=out_jwk)
+
+
+def seal_keyset_records(keyset: Any, key: bytes) -> None:
+    """Encrypt, in place, every record of ``keyset`` holding clear-text private members."""
+    keyset.records = [seal_record(r, key) for r in keyset.records]
+
+
+def encrypt_keyset(keyset: Any, passphrase: str, path: Any = "<key file>", kdf: str | None = None) -> Any:
+    """Encrypt a plain key set in place (new header, new salt); returns it.
+
+    Raises:
+        KeyFileError: already encrypted, or records hold ``enc`` without a header.
+    """
+    if is_encrypted(keyset):
+        raise KeyFileError(f"key file {path} is already encrypted; change its passphrase with "
+                           "prisme-keys encrypt --rekey", code="already_encrypted")
+    if any("enc" in r["jwk"] for r in keyset.records):
+        raise KeyFileError(f"key file {path} holds encrypted records but no encryption header",
+                           code="key_file_corrupt")
+    hdr, key = new_header(passphrase, kdf)
+    seal_keyset_records(keyset, key)
+    keyset.extra["encryption"] = hdr
+    return keyset
+
+
+def decrypt_keyset(keyset: Any, passphrase: str, path: Any = "<key file>") -> Any:
+    """Decrypt every record in place and drop the header; returns it.
+
+    Raises:
+        KeyFileError: not encrypted, wrong passphrase, a tampered record.
+    """
+    hdr = header(keyset)
+    if hdr is None:
+        raise KeyFileError(f"key file {path} is not encrypted", code="not_encrypted")
+    key = unlock(hdr, passphrase, path)
+    keyset.records = [open_record(r, key, path) for r in keyset.records]
+    del keyset.extra["encryption"]
+    return keyset
+
+
+def rekey_keyset(keyset: Any, old: str, new: str, path: Any = "<key file>", kdf: str | None = None) -> Any:
+    """Re-encrypt every record under ``new`` (fresh salt and nonces, current default KDF); returns it."""
+    decrypt_keyset(keyset, old, path)
+    return encrypt_keyset(keyset, new, path, kdf)
+
+
+def open_records(keyset: Any, passphrase_source: Passphrase | None, path: Any, why: str,
+                 records: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Decrypted copies of ``records`` (default: all of the key set's records).
+
+    Plain records are returned as they are, and no passphrase is asked when none is encrypted.
+    """
+    recs = keyset.records if records is None else records
+    if not any("enc" in r["jwk"] for r in recs):
+        return list(recs)
+    hdr = header(keyset)
+    if hdr is None:
+        raise KeyFileError(f"key file {path} holds encrypted records but no encryption header",
+                           code="key_file_corrupt")
+    if passphrase_source is None:
+        raise passphrase_required(path, why)
+    key = unlock(hdr, passphrase_source(why), path)
+    return [open_record(r, key, path) for r in recs]
+
+
+# -- whole-file operations (the commands) ----------------------------------------------------
+def new_passphrase_source(settings: Any, new_passphrase_file: Path | str | None = None) -> PassphraseSource:
+    """The source of a *new* passphrase for ``encrypt --rekey``: ``--new-passphrase-file``, else
+    ``PRISME_KEYS_NEW_PASSPHRASE``, else a prompt (asked twice) on a terminal."""
+    return PassphraseSource(os.environ.get("PRISME_KEYS_NEW_PASSPHRASE") or None, new_passphrase_file,
+                            file_first=True, path=getattr(settings, "key_file", "<key file>"))
+
+
+def init_sealer(settings: Any) -> Callable[[Any], Any]:
+    """For ``init --encrypt``: get the new passphrase now (before the key is generated) and return
+    the ``KeySet -> KeySet`` hook that encrypts the first key set."""
+    source = PassphraseSource.from_settings(settings)
+    passphrase = source.get("init --encrypt", new=True)
+
+    def seal(keyset: Any) -> Any:
+        return encrypt_keyset(keyset, passphrase, settings.key_file)
+
+    return seal
+
+
+def encrypt_file(settings: Any) -> dict[str, Any]:
+    """Encrypt the key file's private members in place (atomic rewrite under the lock).
+
+    Returns:
+        ``{path, encrypted: True, kdf, cipher, keys}``.
+
+    Raises:
+        KeyFileError: already encrypted, no passphrase, missing/corrupt file, lock timeout.
+    """
+    from .lifecycle import open_keyfile
+
+    kf = open_keyfile(settings)
+    if is_encrypted(kf.load()):
+        raise KeyFileError(f"key file {kf.path} is already encrypted; change its passphrase with "
+                           "prisme-keys encrypt --rekey", code="already_encrypted")
+    passphrase = kf.passphrase.get("encrypt", new=True)
+    with kf.transaction() as tx:
+        encrypt_keyset(tx.keyset, passphrase, kf.path)
+        tx.commit()
+        hdr = tx.keyset.extra["encryption"]
+        n = len(tx.keyset.records)
+    return {"path": str(kf.path), "encrypted": True, "kdf": _kdf_summary(hdr), "cipher": CIPHER, "keys": n}
+
+
+def decrypt_file(settings: Any) -> dict[str, Any]:
+    """Decrypt the key file in place (private members back in clear text, header removed).
+
+    Raises:
+        KeyFileError: not encrypted, no/wrong passphrase, a tampered record (nothing written).
+    """
+    from .lifecycle import open_keyfile
+
+    kf = open_keyfile(settings)
+    ks = kf.load()
+    if not is_encrypted(ks):
+        raise KeyFileError(f"key file {kf.path} is not encrypted", code="not_encrypted")
+    passphrase = kf.passphrase.get("decrypt")
+    unlock(header(ks), passphrase, kf.path)  # fail fast on a wrong passphrase, before the lock
+    with kf.transaction() as tx:
+        decrypt_keyset(tx.keyset, passphrase, kf.path)
+        tx.commit()
+        n = len(tx.keyset.records)
+    return {"path": str(kf.path), "encrypted": False, "keys": n}
+
+
+def rekey_file(settings: Any, new_source: PassphraseSource) -> dict[str, Any]:
+    """Change the passphrase (new salt, current default KDF parameters, new nonces) in one atomic rewrite.
+
+    Raises:
+        KeyFileError: not encrypted, no/wrong current passphrase, no new passphrase, a tampered record.
+    """
+    from .lifecycle import open_keyfile
+
+    kf = open_keyfile(settings)
+    ks = kf.load()
+    if not is_encrypted(ks):
+        raise KeyFileError(f"key file {kf.path} is not encrypted; encrypt it with prisme-keys encrypt",
+                           code="not_encrypted")
+    old = kf.passphrase.get("encrypt --rekey")
+    unlock(header(ks), old, kf.path)
+    new = new_source.get("encrypt --rekey", new=True)
+    with kf.transaction() as tx:
+        rekey_keyset(tx.keyset, old, new, kf.path)
+        tx.commit()
+        hdr = tx.keyset.extra["encryption"]
+        n = len(tx.keyset.records)
+    return {"path": str(kf.path), "encrypted": True, "rekeyed": True, "kdf": _kdf_summary(hdr),
+            "cipher": CIPHER, "keys": n}
+
+
+def _kdf_summary(hdr: dict[str, Any]) -> dict[str, Any]:
+    kdf = dict(hdr.get("kdf") or {})
+    kdf.pop("salt", None)
+    return kdf

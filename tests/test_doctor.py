@@ -1,0 +1,119 @@
+"""doctor: audits without changing the file; exit 0 healthy, 4 on problems; --json."""
+
+import json
+import os
+from importlib import resources
+
+import pytest
+
+from conftest import T0, no_traceback, record, write_keyfile
+from prisme_keys import keys
+
+T1 = "2026-01-02T00:00:00.000Z"
+
+
+def run(cli, kf, *extra, env=None, now=T1):
+    before = (kf.read_bytes(), os.stat(kf).st_mtime_ns, os.stat(kf).st_mode) if kf.exists() else None
+    p = cli("--key-file", str(kf), "--now", now, "--json", "doctor", *extra, env=env)
+    no_traceback(p)
+    if before is not None:
+        assert (kf.read_bytes(), os.stat(kf).st_mtime_ns, os.stat(kf).st_mode) == before, "doctor changed the file"
+    doc = json.loads(p.stdout)
+    assert p.returncode == (0 if doc["healthy"] else 4)
+    return p.returncode, doc, {f["code"] for f in doc["findings"] if f["severity"] in ("error", "warning")}
+
+
+def test_healthy_file(cli, keyfile):
+    rc, doc, problems = run(cli, keyfile)
+    assert rc == 0 and problems == set() and doc["keys"] == 1 and doc["encrypted"] is False
+    p = cli("--key-file", str(keyfile), "--now", T1, "doctor")
+    assert p.returncode == 0 and p.stdout.rstrip().endswith(": healthy")
+
+
+def test_permissions_and_missing(cli, keyfile, tmp_path):
+    os.chmod(keyfile, 0o644)
+    rc, doc, problems = run(cli, keyfile)
+    assert rc == 4 and "permissions" in problems
+    os.chmod(keyfile, 0o640)
+    assert "permissions" in run(cli, keyfile)[2]
+    assert run(cli, keyfile, env={"PRISME_KEYS_ALLOW_GROUP_READ": "1"})[0] == 0
+    rc, doc, problems = run(cli, tmp_path / "nope.json")
+    assert rc == 4 and "key_file_missing" in problems
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"format": 1, "keys": [')
+    os.chmod(bad, 0o600)
+    assert "key_file_corrupt" in run(cli, bad)[2]
+
+
+def test_overdue_rotation_and_expired_keys(cli, tmp_path, keypool):
+    kf = write_keyfile(tmp_path / "k.json", [
+        record(keypool[0], created="2026-02-01T00:00:00.000Z", rotates="2026-03-03T00:00:00.000Z",
+               expires="2026-04-02T00:00:00.000Z", previous=keypool[1]["kid"]),
+        record(keypool[1]),
+    ])
+    rc, doc, problems = run(cli, kf, now="2026-03-05T00:00:00.000Z")
+    assert rc == 4 and problems == {"rotation_overdue", "expired_key"}
+    msgs = " ".join(f["message"] for f in doc["findings"])
+    assert "prisme-keys rotate" in msgs and "prisme-keys prune" in msgs
+    rc, doc, problems = run(cli, kf, now="2026-04-03T00:00:00.000Z")
+    assert "signing_key_expired" in problems
+
+
+def test_duplicate_kids_weak_compromised_and_no_private(cli, tmp_path, keypool):
+    raw = resources.files("prisme_keys").joinpath("data/known-compromised-keys.json").read_text("utf-8")
+    bad_jwk = json.loads(raw)["keys"][0]["jwk"]
+    dup = dict(keypool[2])
+    pub_only = keys.public_jwk(keypool[0])
+    kf = write_keyfile(tmp_path / "k.json", [
+        record(pub_only),
+        record(dup, created="2025-12-30T00:00:00.000Z"),
+        record(dict(keypool[2]), created="2025-12-29T00:00:00.000Z"),
+        record(bad_jwk, created="2025-12-28T00:00:00.000Z"),
+        record(dict(keypool[3], e="Aw"), created="2025-12-27T00:00:00.000Z"),
+    ])
+    rc, doc, problems = run(cli, kf)
+    assert rc == 4
+    assert {"no_private_key", "duplicate_kid", "compromised_key", "weak_exponent"} <= problems
+    flagged = {(f["code"], f["kid"]) for f in doc["findings"]}
+    assert ("no_private_key", keypool[0]["kid"]) in flagged
+    assert ("compromised_key", bad_jwk["kid"]) in flagged
+
+
+def test_weak_key_bits(cli, tmp_path):
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    small = keys.private_key_to_jwk(rsa.generate_private_key(public_exponent=65537, key_size=1024), "RS256")
+    kf = write_keyfile(tmp_path / "k.json", [record(small)])
+    rc, doc, problems = run(cli, kf)
+    assert "weak_key" in problems
+
+
+def test_encryption_states(cli, keyfile, keypool):
+    pw = {"PRISME_KEYS_PASSPHRASE": "pw for doctor"}
+    rc, doc, _ = run(cli, keyfile)
+    assert any(f["code"] == "encryption" and "not encrypted" in f["message"] for f in doc["findings"])
+    assert cli("--key-file", str(keyfile), "encrypt", env=pw).returncode == 0
+    rc, doc, _ = run(cli, keyfile)
+    assert rc == 0 and doc["encrypted"] is True
+    rc, doc, _ = run(cli, keyfile, env=pw)
+    assert rc == 0 and any("authenticated" in f["message"] for f in doc["findings"])
+    # a clear-text private member slipped into an encrypted file
+    d = json.loads(keyfile.read_text())
+    d["keys"].append(record(keypool[4], created="2025-12-01T00:00:00.000Z"))
+    keyfile.write_text(json.dumps(d))
+    rc, doc, problems = run(cli, keyfile)
+    assert rc == 4 and "plaintext_in_encrypted_file" in problems
+    # an encrypted record without a header
+    del d["encryption"]
+    keyfile.write_text(json.dumps(d))
+    assert "enc_without_header" in run(cli, keyfile)[2]
+
+
+def test_json_shape_and_quiet_text(cli, keyfile):
+    rc, doc, _ = run(cli, keyfile)
+    assert set(doc) == {"path", "healthy", "keys", "encrypted", "problems", "findings"}
+    assert all(set(f) == {"severity", "code", "message", "kid"} for f in doc["findings"])
+    os.chmod(keyfile, 0o604)
+    p = cli("--key-file", str(keyfile), "--now", T1, "doctor")
+    assert p.returncode == 4 and "chmod 600" in p.stdout and "1 problem" in p.stdout
+    assert keys.PRIVATE_MEMBERS and json.loads(keyfile.read_text())["keys"][0]["jwk"]["d"] not in p.stdout
