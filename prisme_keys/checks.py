@@ -221,6 +221,8 @@ def _n_problem(i: int, k: dict) -> tuple[str, str] | None:
         return FAIL, f"{_kid(k, i)}: n is not base64url"
     if raw[:1] == b"\0":
         return FAIL, f"{_kid(k, i)}: n has a leading zero byte"
+    if keys.b64url_encode(raw) != n:
+        return FAIL, f"{_kid(k, i)}: n is not canonical base64url (non-zero padding bits)"
     return None
 
 

@@ -189,10 +189,12 @@ def private_key_from_jwk(jwk: dict[str, Any]) -> Any:
     for member, expected in (("dp", dp), ("dq", dq), ("qi", qi)):
         if member in jwk and _jwk_int(jwk, member) != expected:
             raise ValueError(f"member {member!r} does not match d, p and q")
-    if pow(pow(2, e, n), d, n) != 2:
-        raise ValueError("private exponent d does not match n and e")
     numbers = rsa.RSAPrivateNumbers(p, q, d, dp, dq, qi, rsa.RSAPublicNumbers(e, n))
-    return numbers.private_key()
+    try:
+        # OpenSSL's RSA key check: p and q prime, e*d == 1 mod lcm(p-1, q-1), CRT values.
+        return numbers.private_key()
+    except ValueError:
+        raise ValueError("private exponent d does not match n and e (inconsistent private key)") from None
 
 
 def public_key_from_jwk(jwk: dict[str, Any]) -> Any:
@@ -238,18 +240,26 @@ def compromised_reason(jwk: dict[str, Any]) -> str | None:
     return compromised_thumbprints().get(tp)
 
 
-def check_signing_jwk(jwk: dict[str, Any]) -> None:
+def check_signing_jwk(jwk: dict[str, Any], *, generated: bool = False) -> None:
     """Validate a private JWK before it enters a key file (RSA, >= 2048 bits, consistent, not compromised).
+
+    Args:
+        generated: the key was just made by :func:`generate_jwk` (``cryptography``), so the
+            costly consistency check (about 1 s for 4096 bits) is skipped; size and the
+            known-compromised list are still checked.
 
     Raises:
         KeyFileError: naming what is wrong.
     """
-    try:
-        key = private_key_from_jwk(jwk)
-    except ValueError as exc:
-        raise KeyFileError(f"key {jwk.get('kid')!r} is unusable: {exc}") from None
-    if key.key_size < MIN_BITS:
-        raise KeyFileError(f"key {jwk.get('kid')!r} has {key.key_size} bits; at least {MIN_BITS} are required")
+    if generated:
+        bits = key_bits(jwk)
+    else:
+        try:
+            bits = private_key_from_jwk(jwk).key_size
+        except ValueError as exc:
+            raise KeyFileError(f"key {jwk.get('kid')!r} is unusable: {exc}") from None
+    if bits < MIN_BITS:
+        raise KeyFileError(f"key {jwk.get('kid')!r} has {bits} bits; at least {MIN_BITS} are required")
     reason = compromised_reason(jwk)
     if reason:
         raise KeyFileError(f"key {jwk.get('kid')!r} is on the known-compromised list ({reason})")

@@ -46,6 +46,7 @@ TIME_CLAIMS = ("exp", "nbf", "iat")
 _SEGMENT_NAMES = ("header", "payload", "signature")
 _B64URL_RE = re.compile(r"[A-Za-z0-9_-]*")
 _SPACE_RE = re.compile(r"\s")
+_B64_INDEX = {c: i for i, c in enumerate("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")}
 _BEARER_RE = re.compile(r"^bearer(?:\s+|$)", re.IGNORECASE)
 
 
@@ -98,9 +99,16 @@ def _b64(seg: str, index: int) -> bytes:
         extra = " (padding '=' is not allowed in a compact JWS)" if bad == "=" else ""
         raise MalformedTokenError(
             f"segment {index + 1} ({_SEGMENT_NAMES[index]}) is not base64url: character {bad!r}{extra}")
-    if len(seg) % 4 == 1:
+    rem = len(seg) % 4
+    if rem == 1:
         raise MalformedTokenError(
             f"segment {index + 1} ({_SEGMENT_NAMES[index]}) is not base64url: impossible length {len(seg)}")
+    if rem and _B64_INDEX[seg[-1]] & (0x0F if rem == 2 else 0x03):
+        # RFC 4648 section 3.5: the unused bits of the last character must be zero; otherwise
+        # several spellings decode to the same bytes and a token would be malleable.
+        raise MalformedTokenError(
+            f"segment {index + 1} ({_SEGMENT_NAMES[index]}) is not canonical base64url: "
+            f"its last character {seg[-1]!r} carries non-zero padding bits")
     try:
         return base64.urlsafe_b64decode(seg + "=" * (-len(seg) % 4))
     except (binascii.Error, ValueError):  # pragma: no cover - excluded by the checks above

@@ -355,3 +355,24 @@ def test_iter_lines_caps_long_lines():
 
     data = b"a" * (tokens.MAX_TOKEN_BYTES + 10000) + b"\nshort\n"
     assert list(tokens.iter_lines(io.BytesIO(data))) == [(1, None), (2, b"short\n")]
+
+
+# Regression (found by tests/test_fuzz.py): a 2048-bit signature is 342 base64url characters whose
+# last one carries 4 unused bits; flipping only those bits gave a different token that decoded to
+# the same signature and verified. Every segment must be canonical base64url (RFC 4648 section 3.5).
+@pytest.mark.parametrize("segment", [0, 1, 2])
+def test_non_canonical_base64url_segment_is_malformed(keypool, segment):
+    k = keypool[0]
+    token = rs_token(k, claims())
+    parts = token.split(".")
+    seg = parts[segment]
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    unused = {2: 0x0F, 3: 0x03}.get(len(seg) % 4)
+    if unused is None:  # a segment of 4n characters has no unused bits: pad the JSON to get one
+        pytest.skip("segment length is a multiple of 4")
+    twin = alphabet[alphabet.index(seg[-1]) | 1]  # same decoded bytes, one padding bit set
+    assert keys.b64url_decode(seg[:-1] + twin) == keys.b64url_decode(seg)
+    parts[segment] = seg[:-1] + twin
+    msg = expect(MalformedTokenError, ".".join(parts), src(jwks(k)))
+    assert msg.startswith(f"segment {segment + 1} (")
+    assert "is not canonical base64url: its last character" in msg

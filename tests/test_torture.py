@@ -59,7 +59,7 @@ def test_sigkill_during_rotate_leaves_old_or_new(tmp_path, keypool, big_key):
         keyfile.KeyFile._write_atomic = marked
         # the key was validated once in the parent; skip the slow re-validation (RSA checks) so the
         # run is dominated by the file work this test is about
-        lifecycle.keys.check_signing_jwk = lambda jwk: None
+        lifecycle.keys.check_signing_jwk = lambda jwk, **kw: None
         os.write(wfd, b"S")
         lifecycle.rotate(s, NOW, force=True, keygen=lambda b, a: dict(big_key))
         os.write(wfd, b"E")
@@ -155,7 +155,7 @@ def test_fifty_processes_rotate_prune_export(tmp_path, keypool):
     deadline = time.time() + 3.0
 
     def child(n):
-        lifecycle.keys.check_signing_jwk = lambda jwk: None  # pool keys are valid; keep the CPU for the file work
+        lifecycle.keys.check_signing_jwk = lambda jwk, **kw: None  # pool keys are valid; keep the CPU for the file work
         rng = random.Random(n)
         created, i, code = [], 0, 0
         try:
