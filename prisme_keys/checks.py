@@ -18,7 +18,6 @@ Groups:
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 from dataclasses import dataclass, field
@@ -85,13 +84,9 @@ class Report:
 
 def is_loopback(url: str) -> bool:
     """True when ``url``'s host is ``localhost`` or a loopback address (127.0.0.0/8, ::1)."""
-    host = (urlsplit(url).hostname or "").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    from .jwks_client import is_loopback as host_is_loopback
+
+    return host_is_loopback(urlsplit(url).hostname)
 
 
 def transport_checks(resp: Response) -> list[Check]:

@@ -227,15 +227,10 @@ def anonymous_minter(settings: Settings, issuer: str, expires_after: int) -> dic
 
 
 def is_loopback_host(host: str) -> bool:
-    """True for ``localhost`` and loopback addresses."""
-    import ipaddress
+    """True for ``localhost`` and loopback addresses (the address ``serve`` binds to)."""
+    from .jwks_client import is_loopback
 
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+    return is_loopback(host)
 
 
 def start(settings: Settings, host: str, port: int, *, cache_control: str | None) -> JWKSServer:
