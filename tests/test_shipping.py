@@ -211,3 +211,24 @@ def test_wheel_carries_completions_man_page_and_key_list(tmp_path):
     assert (v.returncode, v.stdout) == (0, f"prisme-keys {__version__}\n")
     assert (venv / "share" / "man" / "man1" / "prisme-keys.1").exists()
     assert (venv / "share" / "zsh" / "site-functions" / "_prisme-keys").exists()
+
+
+HEAVY = ("jose", "cryptography", "urllib.request", "rich", "redis", "http.client", "pydantic")
+
+
+@pytest.mark.parametrize("case", ["help", "decode", "completion"])
+def test_fast_paths_import_no_heavy_module(case):
+    """--help, decode and a completion request import no python-jose, cryptography, urllib, rich, redis."""
+    env = dict(os.environ)
+    args = {"help": ["--help"], "decode": ["decode", "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1In0.c2ln"], "completion": []}[case]
+    if case == "completion":
+        env.update(COMP_WORDS="prisme-keys ro", COMP_CWORD="1", _PRISME_KEYS_COMPLETE="complete_bash")
+    p = subprocess.run([sys.executable, "-X", "importtime", "-m", "prisme_keys", *args], capture_output=True,
+                       text=True, env=env, timeout=60)
+    assert p.returncode == 0, p.stderr[-500:]
+    imported = {ln.rsplit("|", 1)[1].strip() for ln in p.stderr.splitlines() if ln.startswith("import time:")}
+    assert imported, "no -X importtime output"
+    heavy = sorted(m for m in imported if m.split(".")[0] in HEAVY or m in HEAVY)
+    assert heavy == [], heavy
+    if case == "completion":
+        assert p.stdout.split() == ["rotate"]
