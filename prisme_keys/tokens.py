@@ -128,6 +128,9 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+_DECODER = json.JSONDecoder(object_pairs_hook=_no_dupes, parse_constant=_no_constants)
+
+
 def _json_object(raw: bytes, index: int) -> dict[str, Any]:
     what = _SEGMENT_NAMES[index]
     try:
@@ -135,7 +138,7 @@ def _json_object(raw: bytes, index: int) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise MalformedTokenError(f"segment {index + 1} ({what}) is not UTF-8") from None
     try:
-        doc = json.loads(text, object_pairs_hook=_no_dupes, parse_constant=_no_constants)
+        doc = _DECODER.decode(text)
     except ValueError as exc:
         raise MalformedTokenError(f"segment {index + 1} ({what}) is not JSON: {exc}") from None
     if not isinstance(doc, dict):
@@ -801,7 +804,13 @@ def verify_batch(lines: Iterable[tuple[int, bytes | None]], source: KeySource, o
             except PrismeKeysError as exc:
                 doc = {"line": n, "valid": False, "exit": exc.exit_code, "error": exc.message}
             else:
-                doc = {"line": n, "valid": True, "exit": 0, "kid": res.kid, "sub": res.claims.get("sub")}
+                if warn is not None:
+                    for w in source.take_warnings():
+                        warn(w)
+                # the common case, formatted directly: same JSON as dumps() of the dict
+                write(f'{{"line": {n}, "valid": true, "exit": 0, "kid": {dumps(res.kid, ensure_ascii=False)}, '
+                      f'"sub": {dumps(res.claims.get("sub"), ensure_ascii=False)}}}\n')
+                continue
         if warn is not None:
             for w in source.take_warnings():
                 warn(w)
