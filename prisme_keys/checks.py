@@ -128,8 +128,10 @@ def _cache_control(value: str | None) -> Check:
     if "max-age" in directives:
         try:
             age = int(directives["max-age"])
+            if age < 0:
+                raise ValueError
         except ValueError:
-            return Check(name, FAIL, f"Cache-Control: {value} (max-age is not a number)")
+            return Check(name, FAIL, f"Cache-Control: {value} (max-age is not a whole number of seconds, 0 or more)")
         if age > 86400:
             return Check(name, WARN, f"Cache-Control: {value} (max-age over a day delays new keys for verifiers)")
         return Check(name, PASS, f"Cache-Control: {value}")
@@ -138,9 +140,22 @@ def _cache_control(value: str | None) -> Check:
 
 def parse_body(resp: Response) -> tuple[Check, list[Any] | None]:
     """``shape.jwk_set``: the body is JSON ``{"keys": [...]}``; returns the keys or ``None``."""
+    def no_dupes(pairs: list) -> dict:
+        d = dict(pairs)
+        if len(d) != len(pairs):
+            raise ValueError("duplicate member")
+        return d
+
     try:
-        doc = json.loads(resp.body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+        doc = json.loads(resp.body.decode("utf-8"), object_pairs_hook=no_dupes)
+    except RecursionError:
+        return Check("shape.jwk_set", FAIL, "body is JSON nested too deeply"), None
+    except ValueError as exc:
+        if str(exc) == "duplicate member":
+            return Check("shape.jwk_set", FAIL, "an object in the body repeats a member (e.g. two \"keys\")"), None
+        start = resp.body[:40].decode("utf-8", "replace").strip().replace("\n", " ")
+        return Check("shape.jwk_set", FAIL, f"body is not JSON (starts with {start!r})"), None
+    except UnicodeDecodeError:
         start = resp.body[:40].decode("utf-8", "replace").strip().replace("\n", " ")
         return Check("shape.jwk_set", FAIL, f"body is not JSON (starts with {start!r})"), None
     if not isinstance(doc, dict) or not isinstance(doc.get("keys"), list):

@@ -16,8 +16,8 @@ from datetime import datetime, timedelta, timezone
 _override: datetime | None = None
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_DURATION_RE = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$")
-_OFFSET_RE = re.compile(r"^\s*([+-])\s*(\d+)\s*([smhdw]?)\s*$")
+_DURATION_RE = re.compile(r"^\s*([0-9]+)\s*([smhdw]?)\s*$")
+_OFFSET_RE = re.compile(r"^\s*([+-])\s*([0-9]+)\s*([smhdw]?)\s*$")
 
 
 def _truncate(dt: datetime) -> datetime:
@@ -86,12 +86,15 @@ def parse_time(text: str, base: datetime | None = None) -> datetime:
     """
     s = text.strip()
     m = _OFFSET_RE.match(s)
-    if m:
-        secs = int(m.group(2)) * _UNITS[m.group(3) or "s"]
-        ref = base if base is not None else _truncate(datetime.now(timezone.utc))
-        return _truncate(ref + timedelta(seconds=secs if m.group(1) == "+" else -secs))
-    if re.fullmatch(r"\d+(\.\d+)?", s):
-        return _truncate(datetime.fromtimestamp(float(s), timezone.utc))
+    try:
+        if m:
+            secs = int(m.group(2)) * _UNITS[m.group(3) or "s"]
+            ref = base if base is not None else _truncate(datetime.now(timezone.utc))
+            return _truncate(ref + timedelta(seconds=secs if m.group(1) == "+" else -secs))
+        if re.fullmatch(r"[0-9]+(\.[0-9]+)?", s):
+            return _truncate(datetime.fromtimestamp(float(s), timezone.utc))
+    except (OverflowError, ValueError, OSError):
+        raise ValueError(f"time out of range: {text!r} (years 1 to 9999)") from None
     try:
         return _truncate(parse_iso(s))
     except ValueError:

@@ -137,7 +137,11 @@ def _ext_hook(obj: dict[str, Any]) -> Any:
 
 
 def _loads(text: str) -> Any:
-    return json.loads(text, object_hook=_ext_hook)
+    """``json.loads`` with MongoDB extended JSON; JSON nested too deeply is a ``JSONDecodeError`` too."""
+    try:
+        return json.loads(text, object_hook=_ext_hook)
+    except RecursionError:
+        raise json.JSONDecodeError("JSON nested too deeply", text, 0) from None
 
 
 def _classify(item: Any, position: str) -> Candidate:

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from . import clock
-from .errors import FetchError
+from .errors import FetchError, UsageError
 
 DEFAULT_TIMEOUT = 5.0          #: seconds, whole exchange including redirects
 DEFAULT_MAX_BYTES = 1 << 20    #: 1 MiB body cap
@@ -221,8 +221,10 @@ def fetch_raw(url: str, *, timeout: float = DEFAULT_TIMEOUT, max_bytes: int = DE
     import threading
     import http.client
 
-    if timeout <= 0:
-        raise FetchError("--timeout must be more than 0 seconds", code="bad_timeout")
+    import math
+
+    if not math.isfinite(timeout) or timeout <= 0:
+        raise UsageError(f"--timeout must be a number of seconds above 0, not {timeout!r}")
     import time
 
     _check_url(url, allow_http)
@@ -309,6 +311,8 @@ def parse_jwks(raw: RawResponse) -> dict[str, Any]:
                          code="not_json")
     try:
         doc = json.loads(raw.body)
+    except RecursionError:
+        raise FetchError(f"the body from {where} is JSON nested too deeply to be a JWK Set", code="not_json") from None
     except (ValueError, UnicodeDecodeError):
         start = raw.body[:20].decode("utf-8", "replace").strip()
         raise FetchError(f"the body from {where} is not JSON (Content-Type {ctype or 'absent'}, starts with "
@@ -343,7 +347,7 @@ def cache_path(url: str, cache_dir: Path | str | None = None) -> Path:
 def _load_cache(path: Path, url: str) -> dict[str, Any] | None:
     try:
         entry = json.loads(path.read_bytes())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     if not isinstance(entry, dict) or entry.get("url") != url or not isinstance(entry.get("doc"), dict):
         return None

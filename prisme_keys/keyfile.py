@@ -89,6 +89,16 @@ def validate_record(rec: Any, where: str) -> None:
         raise ValueError(f"{where} ({rec['kid']}): jwk is not an object")
     if jwk.get("kty") != "RSA" or not isinstance(jwk.get("n"), str) or not isinstance(jwk.get("e"), str):
         raise ValueError(f"{where} ({rec['kid']}): jwk is not an RSA key with n and e")
+    from .keys import b64_to_int
+
+    try:
+        n, e = b64_to_int(jwk["n"]), b64_to_int(jwk["e"])
+    except ValueError:
+        raise ValueError(f"{where} ({rec['kid']}): jwk n or e is not base64url") from None
+    if n.bit_length() < 512 or e < 3 or e % 2 == 0:
+        raise ValueError(f"{where} ({rec['kid']}): jwk n/e are not an RSA public key")
+    if "kid" in jwk and jwk["kid"] != rec["kid"]:
+        raise ValueError(f"{where}: record kid {rec['kid']!r} differs from its jwk kid {str(jwk['kid'])!r}")
 
 
 def parse(data: bytes, path: Path | str = "<key file>") -> KeySet:
@@ -107,6 +117,8 @@ def parse(data: bytes, path: Path | str = "<key file>") -> KeySet:
         doc = json.loads(data.decode("utf-8"))
     except UnicodeDecodeError:
         raise bad("it is not UTF-8 text") from None
+    except RecursionError:
+        raise bad("JSON nested too deeply") from None
     except json.JSONDecodeError as exc:
         raise bad(f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}; truncated?)") from None
     if not isinstance(doc, dict) or "format" not in doc:
@@ -116,6 +128,8 @@ def parse(data: bytes, path: Path | str = "<key file>") -> KeySet:
     recs = doc.get("keys")
     if not isinstance(recs, list):
         raise bad('"keys" is not a list')
+    if not recs:
+        raise bad("it holds no key (only init creates a key set)")
     for i, rec in enumerate(recs):
         try:
             validate_record(rec, f"record {i + 1}")
@@ -137,7 +151,9 @@ class KeyFile:
 
     def __init__(self, path: Path | str, *, allow_group_read: bool = False, lock_timeout: float = 30.0,
                  passphrase: Any = None) -> None:
-        self.path = Path(path)
+        # Follow symlinks: the lock file and the atomic rename must sit beside the real file,
+        # or hosts reaching it through a link would each write their own copy.
+        self.path = Path(os.path.realpath(path)) if os.path.islink(path) else Path(path)
         self.lock_path = Path(str(self.path) + ".lock")
         self.allow_group_read = allow_group_read
         self.lock_timeout = lock_timeout
@@ -432,7 +448,23 @@ def atomic_write(path: Path | str, data: bytes, *, mode: int = 0o600, no_clobber
 def write_output(path: Path | str, text: str, *, private: bool) -> None:
     """Write an export or generated key to ``path`` atomically (mode 0600 when ``private``, else 0644).
 
+    A symlink is followed (the file it points to is replaced); a device, FIFO or folder is
+    refused, so ``--out /dev/tty`` cannot bypass the rule that private keys never go to a terminal.
+
     Raises:
+        UsageError: ``path`` is not a regular file.
         KeyFileError: when it cannot be written.
     """
-    atomic_write(Path(path), text.encode("utf-8"), mode=0o600 if private else 0o644)
+    from .errors import UsageError
+
+    target = Path(os.path.realpath(path))
+    try:
+        st = os.stat(target)
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        raise KeyFileError(f"cannot write {path}: {exc.strerror}") from None
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        raise UsageError(f"--out {path} is not a regular file (a device, FIFO or folder); "
+                         "write to a file, or to stdout through a pipe or redirect")
+    atomic_write(target, text.encode("utf-8"), mode=0o600 if private else 0o644)

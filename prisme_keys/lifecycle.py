@@ -134,10 +134,14 @@ def rotate(settings: Settings, now: datetime, *, force: bool = False, dry_run: b
                                 next_rotation=clock.iso(plan.next_rotation) if plan.next_rotation else None)
         if transform is not None:
             jwk = transform(tx.keyset, jwk)
-        result = rotation.apply_rotation(tx.keyset.records, jwk, policy, now)
+        # Never older than the newest record: a slower concurrent rotation (a bigger key to
+        # generate) must still come out newest, as its previousKeyId says.
+        newest = rotation.newest_first(tx.keyset.records)[0] if tx.keyset.records else None
+        at = max(now, rotation.t(newest, "createdAt")) if newest else now
+        result = rotation.apply_rotation(tx.keyset.records, jwk, policy, at)
         tx.keyset.records = result.records
         tx.commit()
-    signing = rotation.signing_record(result.records, now)
+    signing = rotation.signing_record(result.records, at)
     return RotateResult(True, False, plan.reason, result.created, result.retired,
                         signing["kid"] if signing else None)
 
@@ -204,7 +208,17 @@ def list_keys(settings: Settings, now: datetime) -> list[dict[str, Any]]:
 
 
 def public_jwks(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """The public JWK Set ``{"keys": [{kty, kid, use, alg, n, e}]}``, newest first (RFC 7517 section 5)."""
+    """The public JWK Set ``{"keys": [{kty, kid, use, alg, n, e}]}``, newest first (RFC 7517 section 5).
+
+    Raises:
+        KeyFileError: two records share a kid (verifiers pick keys by kid; ``doctor`` says more).
+    """
+    seen: set[str] = set()
+    for r in records:
+        if r["kid"] in seen:
+            raise KeyFileError(f"the key file holds kid {r['kid']!r} twice; refusing to publish an ambiguous "
+                               "set (run prisme-keys doctor)", code="duplicate_kid")
+        seen.add(r["kid"])
     return {"keys": [keys.public_jwk(r["jwk"]) for r in rotation.newest_first(records)]}
 
 

@@ -59,6 +59,16 @@ def t(rec: Record, name: str) -> datetime:
     return clock.parse_iso(rec[name])
 
 
+def is_active(rec: Record, now: datetime) -> bool:
+    """True when the record may sign at ``now``.
+
+    Only a record with an ``activatesAt`` (written when a publication lead is in force) waits;
+    any other record is active whatever its ``createdAt``, so a key made by a host whose clock
+    runs a little ahead (or a ``--now`` in the past) is not mistaken for a ``next`` key.
+    """
+    return not rec.get("activatesAt") or clock.parse_iso(rec["activatesAt"]) <= now
+
+
 def newest_first(records: list[Record]) -> list[Record]:
     """Records sorted by ``createdAt``, newest first (stable for equal times)."""
     return sorted(records, key=lambda r: t(r, "createdAt"), reverse=True)
@@ -71,7 +81,7 @@ def signing_record(records: list[Record], now: datetime) -> Record | None:
     """
     ordered = newest_first(records)
     for rec in ordered:
-        if t(rec, "activatesAt") <= now:
+        if is_active(rec, now):
             return rec
     return ordered[-1] if ordered else None
 
@@ -81,7 +91,7 @@ def state(rec: Record, records: list[Record], now: datetime) -> str:
     signing = signing_record(records, now)
     if rec is signing:
         return "signing"
-    if t(rec, "activatesAt") > now:
+    if not is_active(rec, now):
         return "next"
     return "expired" if now >= t(rec, "expiresAt") else "retired"
 
@@ -109,7 +119,7 @@ def plan_rotation(records: list[Record], policy: Policy, now: datetime, force: b
     if signing is None:
         return RotationPlan(True, "no key in the key file", None)
     kid = signing["kid"]
-    waiting = [r for r in records if t(r, "activatesAt") > now]
+    waiting = [r for r in records if not is_active(r, now)]
     if force:
         return RotationPlan(True, "forced", kid)
     if waiting:
@@ -206,7 +216,7 @@ def plan_prune(records: list[Record], now: datetime) -> PrunePlan:
                     f"signing key {r['kid']} is past its expiresAt ({r['expiresAt']}) but is kept: "
                     "it is the signing key; run prisme-keys rotate"
                 )
-        elif t(r, "activatesAt") <= now and now >= t(r, "expiresAt"):
+        elif is_active(r, now) and now >= t(r, "expiresAt"):
             remove.append(r)
         else:
             keep.append(r)

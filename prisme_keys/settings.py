@@ -22,9 +22,10 @@ def _positive_int(name: str, value: Any, what: str) -> int:
     if isinstance(value, bool):
         raise ValueError
     if isinstance(value, str):
-        if not value.strip().isdigit():
+        v = value.strip()
+        if not v or not all("0" <= c <= "9" for c in v):
             raise ValueError
-        value = int(value.strip())
+        value = int(v)
     if not isinstance(value, int) or value <= 0:
         raise ValueError
     return value
@@ -59,14 +60,24 @@ def _p_size(v: Any) -> int:
     return n
 
 
-def _p_pos(env: str, unit: str) -> Callable[[Any], int]:
+def _p_pos(env: str, unit: str, limit: int = 10 ** 9) -> Callable[[Any], int]:
+    """Parser of a positive whole number of ``unit`` up to ``limit`` (dates must stay within year 9999)."""
     def parse(v: Any) -> int:
         try:
-            return _positive_int(env, v, unit)
+            n = _positive_int(env, v, unit)
+            if n > limit:
+                raise ValueError
+            return n
         except ValueError:
-            raise ConfigError(f"bad value for {env}: {v!r}; allowed: a positive whole number of {unit}") from None
+            raise ConfigError(f"bad value for {env}: {v!r}; allowed: a positive whole number of {unit} "
+                              f"up to {limit}") from None
 
     return parse
+
+
+#: Upper bounds that keep every computed date within the calendar (about 100 years).
+MAX_DAYS = 36500
+MAX_SECONDS = MAX_DAYS * 86400
 
 
 def _p_nonneg_seconds(env: str) -> Callable[[Any], float]:
@@ -75,11 +86,12 @@ def _p_nonneg_seconds(env: str) -> Callable[[Any], float]:
             if isinstance(v, bool):
                 raise ValueError
             f = float(v)
-            if f < 0 or f != f or f == float("inf"):
+            if f < 0 or f != f or f > MAX_SECONDS:
                 raise ValueError
             return f
         except (TypeError, ValueError):
-            raise ConfigError(f"bad value for {env}: {v!r}; allowed: a number of seconds, 0 or more") from None
+            raise ConfigError(f"bad value for {env}: {v!r}; allowed: a number of seconds from 0 to "
+                              f"{MAX_SECONDS}") from None
 
     return parse
 
@@ -93,7 +105,9 @@ def _p_lead(v: Any) -> float:
             from .clock import parse_duration
 
             try:
-                return float(parse_duration(v))
+                secs = float(parse_duration(v))
+                if secs <= MAX_SECONDS:
+                    return secs
             except ValueError:
                 pass
         raise ConfigError(f"bad value for PRISME_KEYS_PUBLICATION_LEAD: {v!r}; allowed: seconds (0 or more) "
@@ -163,10 +177,10 @@ SPECS: tuple[Spec, ...] = (
     Spec("kty", "JWKS_KTY", "RSA", _p_kty, "key type of new keys"),
     Spec("alg", "JWKS_ALG", "RS256", _p_alg, "signature algorithm of new keys; default verify allow-list"),
     Spec("size", "JWKS_SIZE", 2048, _p_size, "size of new keys, bits"),
-    Spec("rotation_days", "JWKS_ROTATION_DAYS", 30, _p_pos("JWKS_ROTATION_DAYS", "days"),
+    Spec("rotation_days", "JWKS_ROTATION_DAYS", 30, _p_pos("JWKS_ROTATION_DAYS", "days", MAX_DAYS),
          "days before the signing key is replaced"),
     Spec("access_tokens_max_age", "ACCESS_TOKENS_MAX_AGE", 2592000,
-         _p_pos("ACCESS_TOKENS_MAX_AGE", "seconds"), "longest token lifetime, seconds"),
+         _p_pos("ACCESS_TOKENS_MAX_AGE", "seconds", MAX_SECONDS), "longest token lifetime, seconds"),
     Spec("oidc_provider_url", "OIDC_PROVIDER_URL", None, _p_str, "issuer (iss) of minted tokens, expected issuer"),
     Spec("api_url", "API_URL", None, _p_str, "audience (aud) of minted tokens, expected audience"),
     Spec("key_file", "PRISME_KEYS_FILE", None, _p_path, "key file"),
@@ -238,7 +252,23 @@ class Settings:
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def describe(self) -> list[dict[str, Any]]:
-        """Rows for ``config show``: ``[{name, env, value, source}]``; secrets shown as ``***``."""
+        """Rows for ``config show``: ``[{name, env, value, source}]``; secrets shown as ``***``.
+
+        URL values (``BROKER_HOST``, ``CONTEXTS_CACHE_HOST``, any URL with a user) keep the user
+        name and hide the password: ``redis://user:***@host:6379/10`` (a lone user, possibly a
+        token, becomes ``***``).
+        """
+        import re
+
+        def mask_url(text: str) -> str:
+            m = re.match(r"([A-Za-z][A-Za-z0-9+.-]*://)([^/?#]*)", text)
+            if not m or "@" not in m.group(2):
+                return text
+            userinfo, _, hostport = m.group(2).rpartition("@")
+            user, colon, _ = userinfo.partition(":")
+            shown = f"{user}:***" if colon else "***"
+            return f"{m.group(1)}{shown}@{hostport}{text[m.end():]}"
+
         rows = []
         for spec in SPECS:
             value = getattr(self, spec.name)
@@ -246,6 +276,8 @@ class Settings:
                 value = "***"
             elif isinstance(value, Path):
                 value = str(value)
+            elif isinstance(value, str):
+                value = mask_url(value)
             rows.append({"name": spec.name, "env": spec.env, "value": value,
                          "source": self.sources.get(spec.name, "default")})
         rows.append({"name": "config_path", "env": "PRISME_KEYS_CONFIG", "value": str(self.config_path),
@@ -306,6 +338,11 @@ def load(flags: Mapping[str, Any] | None = None, environ: Mapping[str, str] | No
         config_path, sources["config_path"] = Path(env["PRISME_KEYS_CONFIG"]), "env:PRISME_KEYS_CONFIG"
     else:
         config_path, sources["config_path"] = default_config_path(), "default"
+    if sources["config_path"] != "default" and not config_path.exists():
+        # A config file named on purpose must exist: a typo must not fall back to defaults.
+        how = "--config" if sources["config_path"] == "flag" else "PRISME_KEYS_CONFIG"
+        raise ConfigError(f"config file {config_path} (from {how}) does not exist; create it with: "
+                          f"prisme-keys --config {config_path} config init")
     config = read_config(config_path)
 
     values: dict[str, Any] = {}

@@ -106,3 +106,10 @@ def keyfile(tmp_path, keypool):
 def no_traceback(proc: subprocess.CompletedProcess) -> None:
     """Assert the process printed no Python traceback."""
     assert "Traceback" not in (proc.stderr or ""), proc.stderr
+
+
+def empty_config(folder: Path) -> Path:
+    """An empty TOML config file in ``folder`` (a named config file must exist)."""
+    path = folder / "empty-config.toml"
+    path.touch()
+    return path

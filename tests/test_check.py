@@ -117,7 +117,7 @@ def test_shape_problems(cli, handmade, keypool, case, check, status):
     p, doc, checks = run_check(cli, handmade.url, "--no-against")
     assert p.returncode == 10, (case, doc)
     assert checks[check]["status"] == status, (case, checks[check])
-    assert p.stderr.startswith(f"{{") and json.loads(p.stderr)["exit"] == 10
+    assert p.stderr.startswith("{") and json.loads(p.stderr)["exit"] == 10
     if case == "compromised sample key":
         assert "renamed-kid (thumbprint jkbrph9-RTpMIlNxkzbbH-EwsT6iGulAhU-sxD3TjVo) is publicly known" in \
             checks[check]["detail"]

@@ -4,9 +4,8 @@ import json
 import os
 from importlib import resources
 
-import pytest
 
-from conftest import T0, no_traceback, record, write_keyfile
+from conftest import no_traceback, record, write_keyfile
 from prisme_keys import keys
 
 T1 = "2026-01-02T00:00:00.000Z"

@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from conftest import T0, no_traceback, record, write_keyfile
+from conftest import T0, empty_config, no_traceback, record, write_keyfile
 from prisme_keys import encryption, keys
 from prisme_keys.errors import KeyFileError
 from prisme_keys.keyfile import KeySet
@@ -131,11 +131,11 @@ def test_rotate_encrypts_new_key_and_mint_path_decrypts(cli, enc_file, keypool, 
     assert all("enc" in r["jwk"] and not encryption.has_plain_private(r["jwk"]) for r in doc["keys"])
     # library: signing_jwk decrypts the signing key
     from prisme_keys import clock, lifecycle, settings
-    s = settings.load({"key_file": enc_file, "config_path": tmp_path / "none.toml"}, environ=PW)
+    s = settings.load({"key_file": enc_file, "config_path": empty_config(tmp_path)}, environ=PW)
     rec, jwk = lifecycle.signing_jwk(s, clock.parse_iso(T31))
     assert rec["kid"] == new_kid and keys.has_private(jwk)
     keys.private_key_from_jwk(jwk)
-    s2 = settings.load({"key_file": enc_file, "config_path": tmp_path / "none.toml"}, environ={})
+    s2 = settings.load({"key_file": enc_file, "config_path": empty_config(tmp_path)}, environ={})
     with pytest.raises(KeyFileError) as ei:
         lifecycle.signing_jwk(s2, clock.parse_iso(T31))
     assert ei.value.code == "passphrase_required"
@@ -202,7 +202,7 @@ def test_config_never_shows_or_reads_passphrase(cli, tmp_path):
 def test_import_style_plain_record_written_into_encrypted_file_is_sealed(enc_file, keypool, tmp_path):
     """A writer adding a clear-text key through KeyFile.transaction() gets it encrypted on commit."""
     from prisme_keys import lifecycle, settings
-    s = settings.load({"key_file": enc_file, "config_path": tmp_path / "none.toml"}, environ=PW)
+    s = settings.load({"key_file": enc_file, "config_path": empty_config(tmp_path)}, environ=PW)
     kf = lifecycle.open_keyfile(s)
     with kf.transaction() as tx:
         tx.keyset.records.append(record(keypool[1], created="2025-12-01T00:00:00.000Z"))
@@ -212,7 +212,7 @@ def test_import_style_plain_record_written_into_encrypted_file_is_sealed(enc_fil
         assert v not in text
     # without a passphrase the commit refuses and writes nothing
     before = enc_file.read_bytes()
-    s0 = settings.load({"key_file": enc_file, "config_path": tmp_path / "none.toml"}, environ={})
+    s0 = settings.load({"key_file": enc_file, "config_path": empty_config(tmp_path)}, environ={})
     kf0 = lifecycle.open_keyfile(s0)
     kf0.passphrase.interactive = False
     with pytest.raises(KeyFileError):
@@ -243,8 +243,6 @@ def test_aad_binds_ciphertext_to_its_record(keypool):
 def test_prompt_on_terminal(tmp_path, keyfile):
     """On a terminal the passphrase is prompted (twice when new); piped stdin never prompts."""
     import pty
-    import subprocess
-    import sys
     from conftest import script, Cli
 
     env = Cli(tmp_path).env

@@ -9,8 +9,8 @@ import time
 import pytest
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
-from conftest import T0, no_traceback, record
-from prisme_keys import errors, keyfile, keys, lifecycle, rotation, clock
+from conftest import no_traceback, record
+from prisme_keys import keyfile, keys, lifecycle, rotation, clock
 from prisme_keys.errors import KeyFileError, PrismeKeysError
 
 NOW = clock.parse_iso("2026-01-10T00:00:00.000Z")

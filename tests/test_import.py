@@ -173,7 +173,7 @@ def test_truncated_record_rejected(cli, existing, keypool):
 def test_1024_bit_key_rejected(cli, existing, keypool):
     small = small_jwk()
     err = _reject(cli, existing, json.dumps({"keys": [keypool[1], small]}))
-    assert err.endswith(f"key 2: 1024-bit key; at least 2048 bits are required")
+    assert err.endswith("key 2: 1024-bit key; at least 2048 bits are required")
 
 
 def test_d_not_matching_n_rejected(cli, existing, keypool):

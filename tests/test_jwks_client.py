@@ -114,7 +114,7 @@ def test_connection_refused():
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()
-    assert fail(f"http://127.0.0.1:{port}/jwks") == f"cannot connect to 127.0.0.1: connection refused"
+    assert fail(f"http://127.0.0.1:{port}/jwks") == "cannot connect to 127.0.0.1: connection refused"
 
 
 def test_https_with_private_ca(ca, keypool, tmp_path):

@@ -13,9 +13,8 @@ import signal
 import time
 from collections import Counter
 
-import pytest
 
-from conftest import T0, record, write_keyfile
+from conftest import write_keyfile
 from prisme_keys import clock, keyfile, lifecycle, rotation, settings
 from prisme_keys.errors import PrismeKeysError
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Optional
 
 import typer
@@ -81,13 +80,13 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _global(
-    key_file: Optional[Path] = typer.Option(
-        None, "--key-file", envvar="PRISME_KEYS_FILE", show_envvar=True,
+    key_file: Optional[str] = typer.Option(
+        None, "--key-file", envvar="PRISME_KEYS_FILE", show_envvar=True, metavar="PATH",
         help="Key file (default: <user data dir>/prisme-keys/keys.json).", show_default=False),
-    config: Optional[Path] = typer.Option(
-        None, "--config", envvar="PRISME_KEYS_CONFIG", show_envvar=True,
+    config: Optional[str] = typer.Option(
+        None, "--config", envvar="PRISME_KEYS_CONFIG", show_envvar=True, metavar="PATH",
         help="TOML settings file (default: <user config dir>/prisme-keys/config.toml)."),
-    passphrase_file: Optional[Path] = typer.Option(
+    passphrase_file: Optional[str] = typer.Option(
         None, "--passphrase-file", metavar="FILE",
         help="Read the passphrase of an encrypted key file from FILE's first line "
              "(also PRISME_KEYS_PASSPHRASE_FILE; or set PRISME_KEYS_PASSPHRASE; never a command-line value)."),
@@ -104,6 +103,9 @@ def _global(
 ) -> None:
     """Global options come before the command."""
     st = _STATE
+    for flag, value in (("--key-file", key_file), ("--config", config), ("--passphrase-file", passphrase_file)):
+        if value is not None and not value.strip():
+            raise UsageError(f"{flag}: empty path")
     st.flags = {"key_file": key_file, "config_path": config, "passphrase_file": passphrase_file}
     st.json, st.quiet, st.verbose, st.debug = json_out, quiet, verbose, debug
     if now is not None:

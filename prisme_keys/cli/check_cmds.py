@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Optional
 
 import typer
@@ -12,18 +11,18 @@ from . import app, state
 
 @app.command()
 def check(
-    url: str = typer.Argument(..., help="The JWKS URL, e.g. https://api.example.com/oidc/jwks."),
+    url: str = typer.Argument(..., metavar="URL", help="The JWKS URL, e.g. https://api.example.com/oidc/jwks."),
     against: Optional[bool] = typer.Option(
         None, "--against/--no-against",
         help="Compare with the local key file (default: when the key file exists)."),
     roundtrip: bool = typer.Option(False, "--roundtrip", help="Mint a short-lived token with the local signing "
                                    "key and verify it against URL exactly as `verify` does."),
     strict: bool = typer.Option(False, "--strict", help="Treat warnings as failures."),
-    junit: Optional[Path] = typer.Option(None, "--junit", help="Also write a JUnit XML report to FILE."),
+    junit: Optional[str] = typer.Option(None, "--junit", metavar="FILE", help="Also write a JUnit XML report to FILE."),
     algorithms: Optional[str] = typer.Option(None, "--algorithms", help="Allowed alg values, comma-separated "
                                              "(default: JWKS_ALG)."),
     timeout: float = typer.Option(5.0, "--timeout", help="Total fetch timeout, seconds."),
-    cacert: Optional[Path] = typer.Option(None, "--cacert", help="PEM bundle of a private CA to trust."),
+    cacert: Optional[str] = typer.Option(None, "--cacert", metavar="FILE", help="PEM bundle of a private CA to trust."),
     allow_http: bool = typer.Option(False, "--allow-http", help="Allow plain HTTP to a non-loopback host "
                                     "(the transport.https check still fails)."),
 ) -> None:

@@ -46,7 +46,7 @@ def path() -> None:
 @config_app.command("init")
 def init_config(
     force: bool = typer.Option(False, "--force", help="Replace an existing config file."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write to FILE instead of the config path."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", metavar="FILE", help="Write to FILE instead of the config path."),
 ) -> None:
     """Write a TOML config file holding every setting at its default."""
     from .. import output, settings as settings_mod

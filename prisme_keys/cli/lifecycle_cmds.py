@@ -93,7 +93,7 @@ def rotate(
         if res.retired:
             msg += f"; {res.retired['kid']} retires {when(res.retired['expiresAt'])}"
         output.line(msg)
-    else:
+    elif not st.quiet:  # nothing done: silent under -q, so cron mails only real changes
         output.line(f"{res.reason}; next rotation {when(res.next_rotation)}" if res.next_rotation
                     else res.reason)
     from .sync_cmds import after_rotate
@@ -124,7 +124,7 @@ def prune(
     elif kids:
         verb = "would prune" if dry_run else "pruned"
         output.line(f"{verb} {len(kids)} key{'s' if len(kids) != 1 else ''}: {', '.join(kids)}")
-    else:
+    elif not st.quiet:
         output.line("nothing to prune" + (f"; next expiry {when(res.next_prune)}" if res.next_prune else ""))
     from .sync_cmds import after_prune
 
@@ -161,7 +161,7 @@ class ExportFormat(str, Enum):
 
 @app.command()
 def export(
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write to FILE (atomically; 0600 with --private)."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", metavar="FILE", help="Write to FILE (atomically; 0600 with --private)."),
     fmt: ExportFormat = typer.Option(ExportFormat.jwks, "--format", help="jwks: a JWK Set; records: gateway "
                                      "records as JSON lines (needs --private)."),
     private: bool = typer.Option(False, "--private", help="Include private key members. Goes to --out FILE "
@@ -173,7 +173,7 @@ def export(
 
     st = state()
     doc = lifecycle.export(st.settings, fmt=fmt.value, private=private)
-    if fmt is ExportFormat.records:
+    if fmt is ExportFormat.records and not st.json:  # JSON lines for mongoimport; --json: one array
         import json
 
         text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in doc)
@@ -185,7 +185,7 @@ def export(
 @app.command()
 def generate(
     public: bool = typer.Option(False, "--public", help="Print only the public JWK."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write to FILE (atomically; 0600 when private)."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", metavar="FILE", help="Write to FILE (atomically; 0600 when private)."),
     to_terminal: bool = typer.Option(False, "--to-terminal", help="Allow private output on a terminal."),
 ) -> None:
     """Generate a standalone RSA JWK (JWKS_SIZE, JWKS_ALG); the key file is untouched.

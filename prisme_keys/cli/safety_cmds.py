@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Optional
 
 import typer
@@ -15,7 +14,7 @@ from ..errors import EXIT_KEYFILE
 def encrypt(
     rekey: bool = typer.Option(False, "--rekey", help="Change the passphrase of an encrypted key file "
                                "(new salt, current KDF parameters), in one atomic rewrite."),
-    new_passphrase_file: Optional[Path] = typer.Option(
+    new_passphrase_file: Optional[str] = typer.Option(
         None, "--new-passphrase-file", metavar="FILE",
         help="With --rekey: read the new passphrase from FILE (else PRISME_KEYS_NEW_PASSPHRASE, else a prompt)."),
 ) -> None:

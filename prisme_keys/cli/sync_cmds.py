@@ -22,7 +22,6 @@ def _resend_hint(created: list[str], deleted: list[str], runtime_url: Optional[s
 
 
 def _render_notify(st: Any, res: Any) -> str:
-    from .. import output
 
     bits = []
     if res.gateway_event:
@@ -108,7 +107,7 @@ def import_cmd(
                           "signing_kid": res.signing_kid})
     else:
         msg = (f"imported {len(kids)} key{'s' if len(kids) != 1 else ''} into {res.path}"
-               + (f" (created)" if res.created_file else "") + (f": {', '.join(kids)}" if kids else ""))
+               + (" (created)" if res.created_file else "") + (f": {', '.join(kids)}" if kids else ""))
         if res.skipped:
             msg += f"; skipped {len(res.skipped)} already present: {', '.join(res.skipped)}"
         output.line(msg + (f"; signing key {res.signing_kid}" if kids else ""))
