@@ -139,10 +139,10 @@ def humanize(dt: datetime, ref: datetime | None = None) -> str:
     future = delta >= 0
     d = abs(delta)
     for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
-        if d >= size:
-            n = int(d // size)
+        if d >= size - 0.5:  # rounded to the nearest unit: 29 days 23:59:59.9 is "30 days"
+            n = int(d / size + 0.5)
             break
     else:
-        unit, n = "second", int(d)
+        unit, n = "second", int(d + 0.5)
     text = f"{n} {unit}{'' if n == 1 else 's'}"
     return f"in {text}" if future else f"{text} ago"

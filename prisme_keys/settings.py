@@ -138,6 +138,8 @@ def _p_str(v: Any) -> str | None:
 def _p_path(v: Any) -> Path | None:
     if v is None or v == "":
         return None
+    if not isinstance(v, (str, os.PathLike)):
+        raise ConfigError(f"bad value for a path setting: {v!r}; allowed: a path string")
     return Path(os.path.expanduser(str(v)))
 
 

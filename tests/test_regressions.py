@@ -190,3 +190,21 @@ def test_check_deep_json_duplicate_keys_and_negative_max_age(cli):
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+def test_relative_times_round_to_the_nearest_unit():
+    from datetime import datetime, timedelta, timezone
+
+    from prisme_keys import clock
+
+    t = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    assert clock.humanize(t + timedelta(days=30, milliseconds=-5), t) == "in 30 days"  # right after init
+    assert clock.humanize(t - timedelta(hours=2, seconds=1), t) == "2 hours ago"
+
+
+def test_non_string_path_in_config_is_exit_3(cli, tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("key_file = 5\n")
+    p = cli("--config", str(cfg), "list")
+    one_error_line(p, 3)
+    assert "bad value for a path setting: 5" in p.stderr
