@@ -219,13 +219,15 @@ def post_runtime_key(settings: Settings, runtime_url: str, jwk: dict[str, Any]) 
     """
     import urllib.error
     import urllib.request
-    from urllib.parse import urljoin, urlsplit
+    from urllib.parse import urlsplit, urlunsplit
 
     if not settings.internal_api_key:
         raise ConfigError("INTERNAL_API_KEY is not set; the runtime's /sys/certs needs it (--runtime-url)")
-    if urlsplit(runtime_url).scheme not in ("http", "https"):
+    parts = urlsplit(runtime_url)
+    if parts.scheme not in ("http", "https"):
         raise ConfigError(f"--runtime-url must be an http(s) URL, not {safe_url(runtime_url)}")
-    target = urljoin(runtime_url, "/sys/certs")
+    # URL/sys/certs: keep the URL's path (a runtime behind a prefix), one slash between them
+    target = urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/") + "/sys/certs", parts.query, ""))
 
     class _NoRedirect(urllib.request.HTTPRedirectHandler):
         def redirect_request(self, *args: Any, **kwargs: Any) -> None:

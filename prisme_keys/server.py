@@ -105,6 +105,36 @@ class _Handler(BaseHTTPRequestHandler):
             return
         super().log_message(fmt, *args)
 
+    def handle(self) -> None:
+        # a client that goes away mid-request or mid-response is not an error worth a traceback
+        try:
+            super().handle()
+        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
+            self.close_connection = True
+
+    def parse_request(self) -> bool:
+        self._body_read = False
+        return super().parse_request()
+
+    def _unread_body(self) -> bool:
+        """True when the request announced a body that was not read (it must not become the next request)."""
+        if getattr(self, "_body_read", False) or not hasattr(self, "headers"):
+            return False
+        return "Transfer-Encoding" in self.headers or (self.headers.get("Content-Length") or "0").strip() != "0"
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Every error the stdlib handler sends (bad request line, unknown method, ...) as JSON; closes."""
+        self.close_connection = True
+        if code == 501:  # the stdlib's "Unsupported method": no do_<METHOD>
+            code, err, message = 405, "method_not_allowed", f"{self.command} is not supported"
+        else:
+            err = {400: "bad_request", 408: "timeout", 414: "uri_too_long", 431: "headers_too_large",
+                   505: "http_version_not_supported"}.get(code, "error")
+            message = message or self.responses.get(code, ("error",))[0]
+        self.log_error("code %d, message %s", code, message)
+        self._json(code, {"error": err, "message": message},
+                   {"Allow": "GET, HEAD, POST"} if code == 405 else None)
+
     def _send(self, status: int, body: bytes, ctype: str, extra: dict[str, str] | None = None) -> None:
         self.send_response(status)
         self.send_header("Content-Type", ctype)
@@ -112,6 +142,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Access-Control-Allow-Origin", "*")
         for k, v in (extra or {}).items():
             self.send_header(k, v)
+        if self.close_connection or self._unread_body():
+            self.send_header("Connection", "close")  # also sets close_connection
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
@@ -151,20 +183,25 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self._error(404, "not_found", f"no route for {path}")
             return
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
+        if "Transfer-Encoding" in self.headers:
+            self._error(411, "length_required", "chunked bodies are not supported; send Content-Length")
+            return
+        values = {v.strip() for v in self.headers.get_all("Content-Length") or ["0"]}
+        text = values.pop() if len(values) == 1 else ""
+        if not (text.isascii() and text.isdigit()):
             self._error(400, "bad_request", "bad Content-Length")
             return
-        if length < 0 or length > MAX_BODY:
+        length = int(text)
+        if length > MAX_BODY:
             self._error(413, "too_large", f"body over {MAX_BODY} bytes")
             return
         raw = self.rfile.read(length) if length else b""
+        self._body_read = True
         expires_after = self.server.settings.access_tokens_max_age
         if raw.strip():
             try:
                 body = json.loads(raw.decode("utf-8"))
-            except (UnicodeDecodeError, ValueError):
+            except (UnicodeDecodeError, ValueError, RecursionError):
                 self._error(400, "bad_request", "body is not JSON")
                 return
             if not isinstance(body, dict):

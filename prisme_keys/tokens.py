@@ -141,6 +141,8 @@ def _json_object(raw: bytes, index: int) -> dict[str, Any]:
         doc = _DECODER.decode(text)
     except ValueError as exc:
         raise MalformedTokenError(f"segment {index + 1} ({what}) is not JSON: {exc}") from None
+    except RecursionError:
+        raise MalformedTokenError(f"segment {index + 1} ({what}) is nested too deeply") from None
     if not isinstance(doc, dict):
         raise MalformedTokenError(f"segment {index + 1} ({what}) is JSON but not an object")
     return doc
@@ -185,8 +187,19 @@ def is_numeric_date(value: Any) -> bool:
     return isinstance(value, float) and value == value and value not in (float("inf"), float("-inf"))
 
 
+def printable(text: str) -> str:
+    """``text`` with control characters, ANSI escapes and other non-printable characters escaped
+    as in ``repr`` (``\\x1b``, ``\\n``, ``\\u202e``), for human output on a terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _show(value: Any, limit: int = 60) -> str:
-    text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else repr(value)
+    try:
+        text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else repr(value)
+    except (RecursionError, ValueError):
+        text = f"<{type(value).__name__} nested too deeply>"
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -478,6 +491,8 @@ def jwks_file_source(path: str) -> StaticKeySource:
         doc = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise FetchError(f"JWKS file {path} is not JSON: {exc}", code="not_json") from None
+    except RecursionError:
+        raise FetchError(f"JWKS file {path} is not JSON: nested too deeply", code="not_json") from None
     if isinstance(doc, dict) and "kty" in doc and "keys" not in doc:
         raise FetchError(f"JWKS file {path} holds a single JWK, not a JWK Set; wrap it as {{\"keys\": [...]}}",
                          code="not_a_jwk_set")
@@ -540,6 +555,21 @@ class VerifyResult:
     issuer_checked: bool = True
     audience_checked: bool = True
     valid: bool = True
+
+    def summary(self, now: datetime) -> str:
+        """The human line ``valid: kid K, sub S, expires in ...``; non-printable characters escaped."""
+        exp = self.claims.get("exp")
+        try:
+            expires = f"expires {clock.humanize(clock.from_numeric_date(exp), now)}" if exp is not None else "no exp"
+        except (OverflowError, OSError, ValueError):  # excluded by check_claims; never a traceback
+            expires = f"expires at {printable(str(exp))}"
+        parts = [f"valid: kid {printable(str(self.kid))}", f"sub {printable(str(self.claims.get('sub', '(none)')))}",
+                 expires]
+        if not self.issuer_checked:
+            parts.append("issuer not checked")
+        if not self.audience_checked:
+            parts.append("audience not checked")
+        return ", ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
         """The ``verify --json`` document ``{valid, kid, header, claims}``."""
@@ -630,7 +660,14 @@ def _check_time(claims: dict[str, Any], name: str) -> float | None:
     if not is_numeric_date(v):
         raise ClaimsRejected(f"claim {name!r} must be a NumericDate (seconds since the epoch as a number), "
                              f"got {type(v).__name__} {_show(v)}", code="claim_type")
+    if not _MIN_NUMERIC_DATE <= v < _MAX_NUMERIC_DATE:
+        raise ClaimsRejected(f"claim {name!r} is out of range: {_show(v)} is not a date between the years "
+                             "1 and 9999", code="claim_type")
     return float(v)
+
+
+#: NumericDates of 0001-01-01T00:00:00Z and 10000-01-01T00:00:00Z: the range a date can be shown in.
+_MIN_NUMERIC_DATE, _MAX_NUMERIC_DATE = -62135596800, 253402300800
 
 
 def _iso(ts: float) -> str:
@@ -801,15 +838,20 @@ def verify_batch(lines: Iterable[tuple[int, bytes | None]], source: KeySource, o
         else:
             try:
                 res = verify(raw, source, options)
+                # the common case, formatted directly: same JSON as dumps() of the dict
+                ok = (f'{{"line": {n}, "valid": true, "exit": 0, "kid": {dumps(res.kid, ensure_ascii=False)}, '
+                      f'"sub": {dumps(res.claims.get("sub"), ensure_ascii=False)}}}\n')
             except PrismeKeysError as exc:
                 doc = {"line": n, "valid": False, "exit": exc.exit_code, "error": exc.message}
+            except RecursionError:  # a claim too deeply nested to write back
+                doc = {"line": n, "valid": False, "exit": 5, "error": "the token's JSON is nested too deeply"}
+            except ValueError as exc:
+                doc = {"line": n, "valid": False, "exit": 5, "error": f"malformed token: {exc}"}
             else:
                 if warn is not None:
                     for w in source.take_warnings():
                         warn(w)
-                # the common case, formatted directly: same JSON as dumps() of the dict
-                write(f'{{"line": {n}, "valid": true, "exit": 0, "kid": {dumps(res.kid, ensure_ascii=False)}, '
-                      f'"sub": {dumps(res.claims.get("sub"), ensure_ascii=False)}}}\n')
+                write(ok)
                 continue
         if warn is not None:
             for w in source.take_warnings():
@@ -890,7 +932,8 @@ class Signer:
 
     def sign(self, claims: dict[str, Any]) -> str:
         """The compact JWS of ``claims`` (JSON without spaces, UTF-8)."""
-        si = self._prefix + _b64e(json.dumps(claims, separators=(",", ":"), ensure_ascii=False).encode())
+        si = self._prefix + _b64e(json.dumps(claims, separators=(",", ":"), ensure_ascii=False,
+                                             allow_nan=False).encode())
         return si + "." + _b64e(self.key.sign(si.encode("ascii")))
 
 
@@ -940,6 +983,8 @@ def parse_claim_pairs(pairs: Iterable[str]) -> dict[str, Any]:
             out[k] = json.loads(v, parse_constant=_no_constants)
         except ValueError:
             out[k] = v
+        except RecursionError:
+            raise UsageError(f"--claim {k}: the value is nested too deeply") from None
     return out
 
 
@@ -953,6 +998,8 @@ def load_claims(text: str, where: str) -> dict[str, Any]:
         doc = json.loads(text)
     except ValueError as exc:
         raise UsageError(f"--claims {where}: not JSON: {exc}") from None
+    except RecursionError:
+        raise UsageError(f"--claims {where}: not JSON: nested too deeply") from None
     if not isinstance(doc, dict):
         raise UsageError(f"--claims {where}: a JSON object is required, got {type(doc).__name__}")
     return doc
@@ -993,6 +1040,12 @@ def mint(settings: Any, now: datetime, options: MintOptions | None = None) -> Mi
     signer = signer_for(jwk, alg)
     warnings: list[str] = []
     lifetime = o.lifetime if o.lifetime is not None else settings.access_tokens_max_age
+    if lifetime <= 0 and not o.expired and "exp" not in o.claims:
+        warnings.append(f"lifetime {lifetime} s: the token is already expired")
+    elif (o.not_before is not None and o.not_before >= lifetime and not o.expired
+          and not {"exp", "nbf"} & set(o.claims)):
+        warnings.append(f"not-before {o.not_before} s is not within the lifetime ({lifetime} s): "
+                        "the token will never be valid")
     if lifetime > settings.access_tokens_max_age:
         warnings.append(f"lifetime {lifetime} s is longer than ACCESS_TOKENS_MAX_AGE ({settings.access_tokens_max_age} s):"
                         " the token may outlive its key's publication")
@@ -1010,6 +1063,12 @@ def mint(settings: Any, now: datetime, options: MintOptions | None = None) -> Mi
     aud_value: Any = None if aud is None else (aud[0] if len(aud) == 1 else list(aud))
     time_hex = ts.to_bytes(4, "big").hex() if 0 <= ts < 2**32 else "00000000"
     extra = dict(o.claims)
+    for name, value in extra.items():
+        try:
+            json.dumps(value, allow_nan=False)
+        except (ValueError, RecursionError):
+            raise UsageError(f"claim {name!r}: {_show(value)} is not representable in JSON (NaN, Infinity or a "
+                             "number out of range such as 1e400)") from None
 
     def gen() -> Iterator[Minted]:
         urandom, uuid4 = os.urandom, uuid.uuid4

@@ -4,6 +4,7 @@ from datetime import datetime, timezone
 
 import pytest
 
+from conftest import empty_config
 from prisme_keys import clock, settings
 from prisme_keys.errors import ConfigError
 
@@ -73,7 +74,7 @@ def test_precedence_flag_env_config_default(tmp_path):
 ])
 def test_bad_values_name_setting_value_and_allowed(tmp_path, env, value, msg):
     with pytest.raises(ConfigError) as info:
-        settings.load({"config_path": tmp_path / "none.toml"}, {env: value})
+        settings.load({"config_path": empty_config(tmp_path)}, {env: value})
     assert info.value.message.startswith(msg)
     assert info.value.exit_code == 3
 
@@ -120,3 +121,24 @@ def test_config_init_show_path(cli):
     assert doc["alg"]["source"] == "env:JWKS_ALG" and doc["alg"]["value"] == "RS512"
     assert doc["size"]["source"] == "default"
     assert doc["internal_api_key"]["value"] == "***" and "s3cret" not in p.stdout
+
+
+def test_describe_masks_url_passwords(cli):
+    import json
+
+    env = {"BROKER_HOST": "redis://user:p%40ss@10.0.0.5:6379/10", "CONTEXTS_CACHE_HOST": "rediss://:hunter2@cache:6380/0",
+           "OIDC_PROVIDER_URL": "https://tok3n@issuer.test/x"}
+    s = settings.load(environ=env)
+    rows = {r["name"]: r["value"] for r in s.describe()}
+    assert rows["broker_host"] == "redis://user:***@10.0.0.5:6379/10"
+    assert rows["contexts_cache_host"] == "rediss://:***@cache:6380/0"
+    assert rows["oidc_provider_url"] == "https://***@issuer.test/x"
+    assert settings.load(environ={}).describe()[0]["value"] == "RSA"
+    assert {r["name"]: r["value"] for r in settings.load(environ={}).describe()}["broker_host"] == \
+        "redis://localhost:6379/10"
+    for args in (("--json", "config", "show"), ("config", "show")):
+        p = cli(*args, env=env)
+        assert p.returncode == 0, p.stderr
+        assert "p%40ss" not in p.stdout and "hunter2" not in p.stdout and "tok3n" not in p.stdout
+    assert json.loads(cli("--json", "config", "show", env=env).stdout)["broker_host"]["value"] == \
+        "redis://user:***@10.0.0.5:6379/10"

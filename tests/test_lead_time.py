@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from conftest import T0, record, write_keyfile
+from conftest import T0, empty_config, record, write_keyfile
 from prisme_keys import clock, lifecycle, rotation, settings
 from prisme_keys.errors import ConfigError
 
@@ -16,7 +16,7 @@ ROT = T + timedelta(days=29)  # the signing key rotates at T0 + 30 d, so with L 
 
 
 def load(kf, tmp_path, **env):
-    return settings.load({"key_file": kf, "config_path": tmp_path / "none.toml"},
+    return settings.load({"key_file": kf, "config_path": empty_config(tmp_path)},
                          environ={"PRISME_KEYS_PUBLICATION_LEAD": "1d", **env})
 
 

@@ -114,8 +114,7 @@ def test_prune_notify_announces_deleted(cli, tmp_path, keypool, redis_server, re
 def test_rotate_runtime_url_posts_key_with_header(cli, kf, redis_server, redis_env, runtime_stub):
     consumer = Consumer(redis_env["BROKER_HOST"], NS, TOPICS)
     env = dict(redis_env, INTERNAL_API_KEY="s3cret-internal-key")
-    p = cli("--key-file", str(kf), "--now", DUE, "rotate", "--notify", "--runtime-url", runtime_stub.url + "/ignored",
-            env=env)
+    p = cli("--key-file", str(kf), "--now", DUE, "rotate", "--notify", "--runtime-url", runtime_stub.url, env=env)
     assert p.returncode == 0, p.stderr
     new = key_records(kf)[0]
     assert len(runtime_stub.requests) == 1
@@ -267,3 +266,11 @@ def test_publish_trims_approximately(redis_server, redis_env):
     assert set(ids) == {"streams:trim:x.y", "streams:trim:catchall_stream"}
     r = redis.Redis.from_url(redis_env["BROKER_HOST"])
     assert 10 <= r.xlen("streams:trim:x.y") < 350
+
+
+@pytest.mark.parametrize("suffix", ["/prefix", "/prefix/"])
+def test_runtime_url_keeps_its_path(cli, kf, redis_env, runtime_stub, suffix):
+    env = dict(redis_env, INTERNAL_API_KEY="s3cret-internal-key")
+    p = cli("--key-file", str(kf), "notify", "--runtime-url", runtime_stub.url + suffix, env=env)
+    assert p.returncode == 0, p.stderr
+    assert [r["path"] for r in runtime_stub.requests] == ["/prefix/sys/certs"]

@@ -8,7 +8,6 @@ import urllib.request
 
 import pytest
 
-from conftest import T0
 
 
 class Served:
@@ -116,3 +115,120 @@ def test_loopback_by_default_and_says_so(served):
 def test_serve_missing_key_file_exit_4(cli, tmp_path):
     p = cli("--key-file", str(tmp_path / "none.json"), "serve", "--port", "0")
     assert p.returncode == 4 and "does not exist" in p.stderr
+
+
+# Regressions: robustness of the development server (raw sockets, so nothing is normalised by a client)
+def _raw(served, data: bytes, *, wait_close: bool = True) -> bytes:
+    import socket
+    from urllib.parse import urlsplit
+
+    u = urlsplit(served.base)
+    with socket.create_connection((u.hostname, u.port), timeout=10) as sock:
+        sock.sendall(data)
+        chunks = []
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except socket.timeout:
+                assert not wait_close, "the server kept the connection open"
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _responses(raw: bytes) -> list[tuple[int, dict, bytes]]:
+    out = []
+    while raw:
+        head, _, rest = raw.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        headers = {k.lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:])}
+        n = int(headers.get("content-length", 0))
+        out.append((int(lines[0].split()[1]), headers, rest[:n]))
+        raw = rest[n:]
+    return out
+
+
+def _stop(served) -> str:
+    served.proc.send_signal(signal.SIGINT)
+    _, err = served.proc.communicate(timeout=10)
+    assert served.proc.returncode == 0
+    return err
+
+
+def test_unknown_methods_get_json_405(served):
+    for method in ("OPTIONS", "TRACE", "BREW"):
+        status, headers, body = served.get("/oidc/jwks", method=method)
+        assert status == 405, method
+        assert headers["Content-Type"].startswith("application/json")
+        assert json.loads(body) == {"error": "method_not_allowed", "message": f"{method} is not supported"}
+    # errors the stdlib itself sends are JSON too: too many headers (431), bad version (400, HTTP/0.9 style)
+    many = b"".join(b"X-H%d: v\r\n" % i for i in range(120))
+    [(status, headers, body)] = _responses(_raw(served, b"GET /oidc/jwks HTTP/1.1\r\n" + many + b"\r\n"))
+    assert status == 431 and json.loads(body)["error"] == "headers_too_large"
+    assert json.loads(_raw(served, b"GET /oidc/jwks HTTP/1.1 extra\r\n\r\n"))["error"] == "bad_request"
+    assert "Traceback" not in _stop(served)
+
+
+def test_content_length_negative_or_bogus_is_400(served):
+    for value in (b"-1", b"abc", b"+5", b" 1e3"):
+        req = b"POST /v2/login/anonymous HTTP/1.1\r\nHost: x\r\nContent-Length: " + value + b"\r\n\r\n{}"
+        [(status, headers, body)] = _responses(_raw(served, req))
+        assert status == 400, value
+        assert json.loads(body) == {"error": "bad_request", "message": "bad Content-Length"}
+        assert headers["connection"] == "close"
+
+
+def test_unread_body_closes_connection_never_parsed_as_a_request(served):
+    smuggled = b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n"
+    # 413: the body is not read; it must not be answered as a second request
+    body = b"x" * (64 * 1024 + 1 - len(smuggled)) + smuggled
+    req = b"POST /v2/login/anonymous HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body)
+    res = _responses(_raw(served, req + body))
+    assert [r[0] for r in res] == [413] and res[0][1]["connection"] == "close"
+    # chunked: refused (411) and closed
+    req = (b"POST /v2/login/anonymous HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+           b"%x\r\n%s\r\n0\r\n\r\n" % (len(smuggled), smuggled))
+    res = _responses(_raw(served, req))
+    assert [r[0] for r in res] == [411] and json.loads(res[0][2])["error"] == "length_required"
+    # a body on a GET, on an unknown route, on an unknown method: closed after the answer
+    for head in (b"GET /oidc/jwks", b"POST /nope", b"OPTIONS /oidc/jwks", b"PUT /oidc/jwks"):
+        req = head + b" HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(smuggled) + smuggled
+        res = _responses(_raw(served, req))
+        assert len(res) == 1 and res[0][1]["connection"] == "close", head
+    # keep-alive still works when the body was read
+    ok = b"POST /v2/login/anonymous HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}"
+    res = _responses(_raw(served, ok + b"GET /oidc/jwks HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
+    assert [r[0] for r in res] == [200, 200]
+
+
+def test_deeply_nested_login_body_is_400(served):
+    body = b'{"a":' + b"[" * 30000 + b"]" * 30000 + b"}"
+    status, _, raw = served.get("/v2/login/anonymous", method="POST", data=body,
+                                headers={"Content-Type": "application/json"})
+    assert status == 400 and json.loads(raw) == {"error": "bad_request", "message": "body is not JSON"}
+    assert served.get("/oidc/jwks")[0] == 200
+    assert "Traceback" not in _stop(served)
+
+
+def test_client_gone_mid_response_prints_no_traceback(cli, keyfile):
+    import socket
+    import struct
+    import time
+    from urllib.parse import urlsplit
+
+    served = start(cli, keyfile, env={"PRISME_KEYS_SERVE_QUIET": "1"})  # no access log filling the pipe
+    u = urlsplit(served.base)
+    try:
+        for _ in range(5):
+            sock = socket.create_connection((u.hostname, u.port), timeout=10)
+            sock.sendall(b"GET /oidc/jwks HTTP/1.1\r\nHost: x\r\n\r\n" * 200)
+            time.sleep(0.05)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()  # RST: the server's next write (or read) fails
+        time.sleep(0.3)
+        assert served.get("/oidc/jwks")[0] == 200
+    finally:
+        err = _stop(served)
+    assert "Traceback" not in err and "BrokenPipe" not in err and "ConnectionReset" not in err

@@ -213,3 +213,79 @@ def test_interop_pyjwt_token_verifies_here(kf, keypool):
                        headers={"kid": keypool[0]["kid"]})
     out = ok(kf("verify", tok, "--require", "prismeaiSessionId"))
     assert out.startswith(f"valid: kid {keypool[0]['kid']}, sub from-pyjwt, expires in ")
+
+
+# Regression: JSON nested 20000 deep (a token still under 64 KiB) raised RecursionError: exit 1
+def _deep_token(keypool, where: str, depth: int = 20000) -> str:
+    from jwks_server import b64
+
+    deep = b64(b'{"a":' + b"[" * depth + b"]" * depth + b"}")
+    hdr, payload, sig = rs_token(keypool[0], claims(iss=ISS, aud=AUD)).split(".")
+    tok = ".".join((deep, payload, sig) if where == "header" else (hdr, deep, sig))
+    assert len(tok) < 64 * 1024
+    return tok
+
+
+@pytest.mark.parametrize("where,seg", [("header", "segment 1 (header)"), ("payload", "segment 2 (payload)")])
+def test_deeply_nested_json_is_malformed_exit_5(kf, keypool, where, seg):
+    tok = _deep_token(keypool, where)
+    for args in (("decode", tok), ("verify", tok), ("--json", "decode", "-")):
+        p = kf(*args, input=tok if args[-1] == "-" else None)
+        assert p.returncode == 5, (args, p.stderr[-300:])
+        no_traceback(p)
+        assert f"{seg} is nested too deeply" in p.stderr
+    good = ok(kf("mint")).strip()
+    p = kf("verify", "--batch", input=f"{good}\n{tok}\n{good}\n")
+    docs = [json.loads(x) for x in p.stdout.splitlines()]
+    assert p.returncode == 5
+    no_traceback(p)
+    assert [d["exit"] for d in docs] == [0, 5, 0]
+    assert docs[1] == {"line": 2, "valid": False, "exit": 5, "error": f"{seg} is nested too deeply"}
+
+
+# Regression: --claim exp=1e400 printed a token whose payload held Infinity (not JSON)
+def test_mint_refuses_non_json_numbers(kf, tmp_path):
+    for args in (("--claim", "exp=1e400"), ("--claim", "x=[1, -1e999]")):
+        p = kf("mint", *args)
+        assert p.returncode == 2, args
+        assert p.stdout == "" and p.stderr.startswith(f"prisme-keys: error: claim '{args[1].split('=')[0]}': ")
+        assert "not representable in JSON" in p.stderr
+    f = tmp_path / "c.json"
+    f.write_text('{"score": NaN}')
+    p = kf("mint", "--claims", str(f))
+    assert p.returncode == 2 and "claim 'score'" in p.stderr and p.stdout == ""
+
+
+# Regression: a lifetime of 0 or an nbf past exp gave a useless token without a word
+def test_mint_warns_about_never_valid_tokens(kf):
+    for args in (("--ttl", "0"), ("--expires-after", "0")):
+        p = kf("mint", *args)
+        assert p.returncode == 0 and p.stdout.count(".") == 2
+        assert "warning: lifetime 0 s: the token is already expired\n" in p.stderr
+    p = kf("mint", "--ttl", "60", "--not-before", "2m")
+    assert p.returncode == 0
+    assert "warning: not-before 120 s is not within the lifetime (60 s): the token will never be valid\n" in p.stderr
+    assert "warning:" not in kf("mint", "--ttl", "60", "--not-before", "30s").stderr
+    assert "warning:" not in kf("mint", "--expired").stderr
+
+
+# Regression: sub and kid with control characters / ANSI escapes were written raw to the terminal
+def test_verify_human_line_escapes_control_characters(kf, keypool):
+    sub = "a\x1b[31mred\x07\nb\u202e\x9bz"
+    tok = rs_token(keypool[0], claims(sub=sub, iss=ISS, aud=AUD))
+    out = ok(kf("verify", tok))
+    assert out.startswith(f"valid: kid {keypool[0]['kid']}, sub a\\x1b[31mred\\x07\\nb\\u202e\\x9bz, expires in ")
+    assert "\x1b" not in out and "\x07" not in out and out.count("\n") == 1
+    assert json.loads(ok(kf("--json", "verify", tok)))["claims"]["sub"] == sub  # JSON keeps the value
+
+
+# Regression: a signed exp beyond year 9999 raised OverflowError (exit 1) when shown
+@pytest.mark.parametrize("exp", ["99999999999999999999999", "1e300", "253402300800"])
+def test_verify_exp_out_of_range_is_exit_7(kf, exp):
+    tok = ok(kf("mint", "--claim", f"exp={exp}")).strip()
+    for args in (("verify", tok), ("--json", "verify", tok)):
+        p = kf(*args)
+        assert p.returncode == 7, (args, p.stderr)
+        no_traceback(p)
+        assert "claim 'exp' is out of range" in p.stderr
+    assert ok(kf("verify", ok(kf("mint", "--claim", "exp=253402300799")).strip())).startswith("valid: ")

@@ -89,3 +89,18 @@ def test_read_token_arg_stdin():
     with pytest.raises(MalformedTokenError) as info:
         tokens.read_token_arg("-", io.BytesIO(b"x" * (tokens.MAX_TOKEN_BYTES + 5000)))
     assert info.value.message == f"token is {tokens.MAX_TOKEN_BYTES + 4097} bytes; the limit is 65536 bytes (64 KiB)"
+
+
+# Regression: deeply nested JSON raised RecursionError (exit 1) instead of a malformed token (exit 5)
+def test_deeply_nested_json_is_malformed():
+    from prisme_keys.errors import UsageError
+
+    deep = {"a": None}
+    text = '{"a":' + "[" * 20000 + "]" * 20000 + "}"
+    assert malformed(tok().split(".")[0] + "." + b64(text.encode()) + ".c2ln") == \
+        "segment 2 (payload) is nested too deeply"
+    assert malformed(b64(text.encode()) + "." + bj(deep) + ".c2ln") == "segment 1 (header) is nested too deeply"
+    with pytest.raises(UsageError):
+        tokens.parse_claim_pairs(["x=" + text])
+    with pytest.raises(UsageError):
+        tokens.load_claims(text, "-")

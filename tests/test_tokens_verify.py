@@ -12,7 +12,7 @@ from prisme_keys.errors import (ClaimsRejected, MalformedTokenError, NoUsableKey
                                 UsageError)
 from prisme_keys.tokens import StaticKeySource, VerifyOptions
 
-from jwks_server import b64, bj, claims, hs_token, jwks, rs_token
+from jwks_server import bj, claims, hs_token, jwks, rs_token
 
 OPTS = VerifyOptions(issuer="https://issuer.test", audience="https://api.test")
 
@@ -376,3 +376,16 @@ def test_non_canonical_base64url_segment_is_malformed(keypool, segment):
     msg = expect(MalformedTokenError, ".".join(parts), src(jwks(k)))
     assert msg.startswith(f"segment {segment + 1} (")
     assert "is not canonical base64url: its last character" in msg
+
+
+# Regression: an exp beyond year 9999 passed check_claims and broke the caller (OverflowError, exit 1)
+@pytest.mark.parametrize("name,value", [("exp", 10 ** 23), ("exp", 1e300), ("nbf", -10 ** 20), ("iat", 10 ** 400)])
+def test_time_claims_out_of_range_rejected(keypool, name, value):
+    k = keypool[0]
+    msg = expect(ClaimsRejected, rs_token(k, claims(**{name: value})), src(jwks(k)))
+    assert msg.startswith(f"claim {name!r} is out of range: ")
+
+
+def test_printable_escapes_control_characters():
+    assert tokens.printable("plain ünïcode") == "plain ünïcode"
+    assert tokens.printable("a\x1b[2Jb\r\t\x00\x9b\u202e") == "a\\x1b[2Jb\\r\\t\\x00\\x9b\\u202e"

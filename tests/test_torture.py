@@ -14,7 +14,7 @@ import time
 from collections import Counter
 
 
-from conftest import write_keyfile
+from conftest import empty_config, write_keyfile
 from prisme_keys import clock, keyfile, lifecycle, rotation, settings
 from prisme_keys.errors import PrismeKeysError
 
@@ -34,7 +34,7 @@ def big_set(keypool, n):
 
 
 def load_settings(kf, tmp_path, **env):
-    return settings.load({"key_file": kf, "config_path": tmp_path / "none.toml"}, environ=env)
+    return settings.load({"key_file": kf, "config_path": empty_config(tmp_path)}, environ=env)
 
 
 def test_sigkill_during_rotate_leaves_old_or_new(tmp_path, keypool, big_key):
