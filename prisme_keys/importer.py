@@ -282,9 +282,12 @@ def _check(cand: Candidate, alg: str | None, kid: str | None, settings: Settings
 
     # kid: record kid, jwk kid, --kid, thumbprint
     rkid, jkid = rec.get("kid"), jwk.get("kid")
-    for label, v in (("record kid", rkid), ("jwk kid", jkid)):
+    for label, v in (("record kid", rkid), ("jwk kid", jkid), ("--kid", kid)):
         if v is not None and (not isinstance(v, str) or not v):
             raise ValueError(f"{label} is not a non-empty string")
+        if isinstance(v, str) and not v.isprintable():
+            # a kid is printed by list, check, verify: no terminal escapes, newlines or tabs
+            raise ValueError(f"{label} {v!r} contains control characters")
     if rkid and jkid and rkid != jkid:
         raise ValueError(f"record kid {rkid!r} differs from its jwk kid {jkid!r}")
     given = rkid or jkid
@@ -329,6 +332,10 @@ def _fill_times(rec: dict[str, Any], created: datetime, settings: Settings) -> d
         rec["rotatesAt"] = clock.iso(start + clock.days(settings.rotation_days))
     if "expiresAt" not in rec:
         rec["expiresAt"] = clock.iso(clock.parse_iso(rec["rotatesAt"]) + clock.seconds(settings.access_tokens_max_age))
+    created_at = clock.parse_iso(rec["createdAt"])
+    for later in ("rotatesAt", "expiresAt"):
+        if clock.parse_iso(rec[later]) < created_at:
+            raise ValueError(f"{later} {rec[later]} is before createdAt {rec['createdAt']}")
     return {m: rec[m] for m in RECORD_MEMBERS if m in rec}
 
 
@@ -384,11 +391,10 @@ def prepare(data: bytes, settings: Settings, now: datetime, *, name: str = "inpu
     seen: dict[str, tuple[str, dict[str, Any]]] = {}
     for i, cand in enumerate(cands):
         try:
-            rec = _check(cand, alg, kid, settings)
+            rec = _fill_times(_check(cand, alg, kid, settings), now - timedelta(milliseconds=i), settings)
         except ValueError as exc:
             problems.append((cand.position, str(exc)))
             continue
-        rec = _fill_times(rec, now - timedelta(milliseconds=i), settings)
         prev = seen.get(rec["kid"])
         if prev is not None:
             if _same_material(prev[1]["jwk"], rec["jwk"]):

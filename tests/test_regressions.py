@@ -208,3 +208,18 @@ def test_non_string_path_in_config_is_exit_3(cli, tmp_path):
     p = cli("--config", str(cfg), "list")
     one_error_line(p, 3)
     assert "bad value for a path setting: 5" in p.stderr
+
+
+@pytest.mark.parametrize("mutate,reason", [
+    (lambda r: r.update(kid="evil\x1b[2Jkid", jwk=dict(r["jwk"], kid="evil\x1b[2Jkid")), "contains control characters"),
+    (lambda r: r.update(rotatesAt="2025-01-01T00:00:00.000Z"), "rotatesAt 2025-01-01T00:00:00.000Z is before createdAt"),
+    (lambda r: r.update(expiresAt="2025-12-31T00:00:00.000Z"), "expiresAt 2025-12-31T00:00:00.000Z is before createdAt"),
+])
+def test_import_rejects_control_character_kids_and_backwards_dates(cli, keyfile, keypool, mutate, reason):
+    rec = record(dict(keypool[3]))
+    mutate(rec)
+    before = keyfile.read_bytes()
+    p = cli("--key-file", str(keyfile), "import", "-", input=json.dumps([rec]))
+    one_error_line(p, 4)
+    assert reason in p.stderr and "\x1b" not in p.stderr
+    assert keyfile.read_bytes() == before
