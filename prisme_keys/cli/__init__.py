@@ -117,17 +117,13 @@ def _global(
             raise UsageError(f"--now: {exc}") from None
 
 
-def _register() -> None:
-    from . import config_cmds, lifecycle_cmds  # noqa: F401  (commands register on import)
-    for name in ("tokens_cmds", "check_cmds", "sync_cmds", "safety_cmds"):
-        try:
-            __import__(f"{__name__}.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.{name}":
-                raise
-
-
-_register()
+# The command modules register their commands on the app when imported, in the order --help lists them.
+from . import lifecycle_cmds  # noqa: E402,F401,I001
+from . import tokens_cmds  # noqa: E402,F401
+from . import check_cmds  # noqa: E402,F401
+from . import sync_cmds  # noqa: E402,F401
+from . import safety_cmds  # noqa: E402,F401
+from . import config_cmds  # noqa: E402,F401
 
 
 def main(argv: list[str] | None = None) -> int:
