@@ -20,8 +20,9 @@ def encrypt(
 ) -> None:
     """Encrypt the private key members with a passphrase; public members and dates stay readable.
 
-    The passphrase comes from PRISME_KEYS_PASSPHRASE, --passphrase-file FILE (a global option,
-    before the command) or a prompt on a terminal; never from a command-line value. After this,
+    The passphrase comes from, in order: --passphrase-file FILE (a global option, before the
+    command), PRISME_KEYS_PASSPHRASE, PRISME_KEYS_PASSPHRASE_FILE, or a prompt on a terminal;
+    never from a command-line value. After this,
     list, export (public), prune and check need no passphrase; mint, rotate, export --private and
     decrypt do.
     """
