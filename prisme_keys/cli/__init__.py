@@ -171,7 +171,9 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         from ..output import error
 
-        error(f"internal error: {type(exc).__name__}: {exc} (run with --debug for a traceback)",
+        detail = str(exc)
+        detail = detail if len(detail) <= 160 else detail[:160] + "..."  # never a whole token or key
+        error(f"internal error: {type(exc).__name__}: {detail} (run with --debug for a traceback)",
               code="internal_error", exit_code=1, as_json=as_json)
         code = 1
     try:
