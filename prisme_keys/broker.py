@@ -115,6 +115,13 @@ def _client(url: str | None, setting: str) -> Any:
     redis = _redis_module()
     if not url:
         raise ConfigError(f"{setting} is not set; it must be a Redis URL such as redis://localhost:6379/10")
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    db = parts.path.strip("/")
+    if parts.scheme not in ("redis", "rediss", "unix") or (parts.scheme != "unix" and db and not db.isdigit()):
+        raise ConfigError(f"bad value for {setting}: {safe_url(url)}; allowed: a Redis URL "
+                          "redis[s]://[user:password@]host:port/DB with a numeric database")
     try:
         return redis.Redis.from_url(url, socket_connect_timeout=TIMEOUT, socket_timeout=TIMEOUT)
     except ValueError as exc:

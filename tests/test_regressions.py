@@ -223,3 +223,13 @@ def test_import_rejects_control_character_kids_and_backwards_dates(cli, keyfile,
     one_error_line(p, 4)
     assert reason in p.stderr and "\x1b" not in p.stderr
     assert keyfile.read_bytes() == before
+
+
+def test_json_version_and_bad_broker_url(cli):
+    p = cli("--json", "--version")
+    from prisme_keys import __version__
+
+    assert (p.returncode, json.loads(p.stdout)) == (0, {"version": __version__})
+    p = cli("notify", "--no-runtime", env={"BROKER_HOST": "redis://127.0.0.1:1/abc"})
+    one_error_line(p, 3)
+    assert "bad value for BROKER_HOST: redis://127.0.0.1:1/abc" in p.stderr

@@ -65,6 +65,7 @@ class State:
 
 
 _STATE = State()
+_ARGV: list[str] = []  # the arguments of the running main(), for eager callbacks
 
 
 def state() -> State:
@@ -74,7 +75,10 @@ def state() -> State:
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"prisme-keys {__version__}")
+        if "--json" in _ARGV:  # eager: runs before --json is parsed
+            typer.echo(f'{{"version": "{__version__}"}}')
+        else:
+            typer.echo(f"prisme-keys {__version__}")
         raise typer.Exit(0)
 
 
@@ -129,6 +133,7 @@ from . import config_cmds  # noqa: E402,F401
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return (and exit with) its exit code."""
     argv = sys.argv[1:] if argv is None else argv
+    _ARGV[:] = argv
     debug = os.environ.get("PRISME_KEYS_DEBUG", "") not in ("", "0") or "--debug" in argv
     as_json = "--json" in argv
     code = 0
