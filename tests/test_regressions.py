@@ -3,6 +3,7 @@
 import json
 import os
 import stat
+import subprocess
 
 import pytest
 
@@ -233,3 +234,17 @@ def test_json_version_and_bad_broker_url(cli):
     p = cli("notify", "--no-runtime", env={"BROKER_HOST": "redis://127.0.0.1:1/abc"})
     one_error_line(p, 3)
     assert "bad value for BROKER_HOST: redis://127.0.0.1:1/abc" in p.stderr
+
+
+def test_ctrl_c_is_exit_130_with_one_line_and_no_file(cli, tmp_path):
+    import signal
+    import time
+
+    kf = tmp_path / "k.json"
+    p = cli.popen("--key-file", str(kf), "init", env={"JWKS_SIZE": "8192"}, stdout=subprocess.PIPE,
+                  stderr=subprocess.PIPE, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    time.sleep(0.5)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=120)
+    assert (p.returncode, err) == (130, b"prisme-keys: interrupted\n")
+    assert not kf.exists()

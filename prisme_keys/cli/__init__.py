@@ -140,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rc = app(args=argv, prog_name="prisme-keys", standalone_mode=False)
         code = rc if isinstance(rc, int) else 0
+        if code == EXIT_INTERRUPTED:  # Ctrl-C: the Click layer returns 130 without a word
+            sys.stderr.write("prisme-keys: interrupted\n")
     except PrismeKeysError as exc:
         from ..output import error
 
