@@ -248,3 +248,21 @@ def test_ctrl_c_is_exit_130_with_one_line_and_no_file(cli, tmp_path):
     out, err = p.communicate(timeout=120)
     assert (p.returncode, err) == (130, b"prisme-keys: interrupted\n")
     assert not kf.exists()
+
+
+@pytest.mark.parametrize("args", [["generate"], ["generate", "--out", "-"], ["export", "--private", "--out", "-"]])
+def test_private_output_to_a_terminal_is_refused_for_every_spelling_of_stdout(cli, keyfile, args):
+    import pty
+
+    from conftest import script
+
+    master, slave = pty.openpty()
+    try:
+        p = subprocess.run([script(), "--key-file", str(keyfile), *args], stdout=slave, stderr=subprocess.PIPE,
+                           env=cli.env, timeout=60)
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert p.returncode == 2
+    assert p.stderr == (b"prisme-keys: error: refusing to print private key material on a terminal; "
+                        b"use --out FILE, a pipe or a redirect, or add --to-terminal\n")

@@ -19,7 +19,24 @@ def when(iso_time: Optional[str]) -> str:
     return f"on {dt.strftime('%Y-%m-%d %H:%M')} UTC ({clock.humanize(dt)})"
 
 
-def write_result(text: str, out: Optional[Path], *, private: bool, to_terminal: bool = False) -> None:
+def _to_stdout(out: Optional[Path | str]) -> bool:
+    return out is None or str(out) == "-"
+
+
+def refuse_private_on_terminal(out: Optional[Path | str], to_terminal: bool) -> None:
+    """Refuse private key material bound for stdout when stdout is a terminal (unless ``to_terminal``).
+
+    Raises:
+        UsageError: naming the ways out (``--out FILE``, a pipe or redirect, ``--to-terminal``).
+    """
+    from ..output import is_tty
+
+    if _to_stdout(out) and not to_terminal and is_tty(sys.stdout):
+        raise UsageError("refusing to print private key material on a terminal; "
+                         "use --out FILE, a pipe or a redirect, or add --to-terminal")
+
+
+def write_result(text: str, out: Optional[Path | str], *, private: bool, to_terminal: bool = False) -> None:
     """Write a command's document to ``out`` (atomic; 0600 when ``private``) or to stdout.
 
     Private material goes to stdout only when stdout is not a terminal, or ``to_terminal``.
@@ -28,15 +45,12 @@ def write_result(text: str, out: Optional[Path], *, private: bool, to_terminal: 
         UsageError: private material bound for a terminal without ``to_terminal``.
         KeyFileError: ``out`` cannot be written.
     """
-    from .. import output
-
-    if out is not None and str(out) != "-":
+    if not _to_stdout(out):
         from ..keyfile import write_output
 
         write_output(out, text, private=private)
         return
-    if private and not to_terminal and output.is_tty(sys.stdout):
-        raise UsageError("refusing to print private key material on a terminal; "
-                         "use --out FILE, a pipe or a redirect, or add --to-terminal")
+    if private:
+        refuse_private_on_terminal(out, to_terminal)
     sys.stdout.write(text)
     sys.stdout.flush()

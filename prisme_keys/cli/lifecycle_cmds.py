@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from enum import Enum
-from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
 from . import app, state
-from .common import when, write_result
-from ..errors import UsageError
+from .common import refuse_private_on_terminal, when, write_result
 
 
 def _keygen(st: Any) -> Any:
@@ -197,14 +194,7 @@ def generate(
 
     st = state()
     if not public:
-        _refuse_private_tty(out, to_terminal)
+        refuse_private_on_terminal(out, to_terminal)  # before the (slow) key generation
     jwk = lifecycle.generate(st.settings, public=public, keygen=_keygen(st))
     write_result(output.json_text(jwk), out, private=not public, to_terminal=to_terminal)
 
-
-def _refuse_private_tty(out: Optional[Path], to_terminal: bool) -> None:
-    from ..output import is_tty
-
-    if out is None and not to_terminal and is_tty(sys.stdout):
-        raise UsageError("refusing to print private key material on a terminal; "
-                         "use --out FILE, a pipe or a redirect, or add --to-terminal")
