@@ -103,18 +103,20 @@ class RotateResult:
 
 
 def rotate(settings: Settings, now: datetime, *, force: bool = False, dry_run: bool = False,
-           keygen: KeyGen | None = None, transform: Any = None) -> RotateResult:
+           keygen: KeyGen | None = None) -> RotateResult:
     """Add a new signing key when due (or ``force``); safe to run from cron on many hosts.
 
     The plan is made on an unlocked read; when due, the key is generated outside the lock,
     then the file is re-read under the lock and the plan made again, so ten hosts rotating
-    at once add exactly one key (and ten ``--force`` runs add ten).
+    at once add exactly one key (and ten ``--force`` runs add ten). On an encrypted key file
+    the new key is encrypted when the transaction commits.
 
     Args:
-        transform: optional ``(KeySet, new_jwk) -> new_jwk`` hook used by encrypted key files.
+        keygen: ``(bits, alg) -> private JWK``; default :func:`keys.generate_jwk`.
 
     Raises:
-        KeyFileError: missing (never created here), corrupt or unsafe file, lock timeout.
+        KeyFileError: missing (never created here), corrupt or unsafe file, lock timeout,
+            no or wrong passphrase for an encrypted file.
     """
     policy = rotation.Policy.from_settings(settings)
     kf = open_keyfile(settings)
@@ -132,8 +134,6 @@ def rotate(settings: Settings, now: datetime, *, force: bool = False, dry_run: b
             return RotateResult(False, False, plan.reason + " (another process rotated first)",
                                 signing_kid=plan.signing_kid,
                                 next_rotation=clock.iso(plan.next_rotation) if plan.next_rotation else None)
-        if transform is not None:
-            jwk = transform(tx.keyset, jwk)
         # Never older than the newest record: a slower concurrent rotation (a bigger key to
         # generate) must still come out newest, as its previousKeyId says.
         newest = rotation.newest_first(tx.keyset.records)[0] if tx.keyset.records else None
