@@ -34,8 +34,13 @@ fi
 def typer_script(shell: str) -> str:
     """Typer's completion script for ``shell``, from the app itself."""
     env = dict(os.environ, _TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION="1")
-    out = subprocess.run([sys.executable, "-m", "prisme_keys", "--show-completion", shell], env=env,
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "prisme_keys", "--show-completion", shell],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return out.strip("\n") + "\n"
 
 

@@ -41,8 +41,7 @@ ENVIRONMENT = [
 ]
 
 FILES = [
-    ("$XDG_DATA_HOME/prisme-keys/keys.json",
-     "The default key file (~/.local/share/prisme-keys/keys.json), mode 0600."),
+    ("$XDG_DATA_HOME/prisme-keys/keys.json", "The default key file (~/.local/share/prisme-keys/keys.json), mode 0600."),
     ("KEYFILE.lock", "The lock file beside the key file: created once, never replaced or removed."),
     ("$XDG_CONFIG_HOME/prisme-keys/config.toml", "The default config file (~/.config/prisme-keys/config.toml)."),
     ("$XDG_CACHE_HOME/prisme-keys/", "The JWKS cache of verify --jwks-url (~/.cache/prisme-keys/)."),
@@ -65,15 +64,23 @@ EXIT = [
 ]
 
 EXAMPLES = [
-    ("Create a key file, then rotate and prune from cron every hour:",
-     ["prisme-keys init", "17 * * * * prisme-keys -q rotate && prisme-keys -q prune"]),
+    (
+        "Create a key file, then rotate and prune from cron every hour:",
+        ["prisme-keys init", "17 * * * * prisme-keys -q rotate && prisme-keys -q prune"],
+    ),
     ("What would prune remove in 45 days?", ["prisme-keys --now +45d prune --dry-run"]),
     ("Publish the public set:", ["prisme-keys export --out /srv/www/oidc/jwks.json"]),
-    ("Mint a test token and verify it against a JWKS URL:",
-     ["TOKEN=$(prisme-keys mint --sub user-1 --ttl 15m)",
-      "prisme-keys verify \"$TOKEN\" --jwks-url https://api.example.com/oidc/jwks"]),
-    ("Check a published JWKS in CI:",
-     ["prisme-keys check https://api.example.com/oidc/jwks --strict --junit report.xml"]),
+    (
+        "Mint a test token and verify it against a JWKS URL:",
+        [
+            "TOKEN=$(prisme-keys mint --sub user-1 --ttl 15m)",
+            'prisme-keys verify "$TOKEN" --jwks-url https://api.example.com/oidc/jwks',
+        ],
+    ),
+    (
+        "Check a published JWKS in CI:",
+        ["prisme-keys check https://api.example.com/oidc/jwks --strict --junit report.xml"],
+    ),
 ]
 
 
@@ -114,7 +121,8 @@ def metavar(param) -> str:
     if isinstance(ann, type) and issubclass(ann, enum.Enum):
         return "[" + "|".join(str(m.value) for m in ann) + "]"
     return {"str": "TEXT", "int": "INTEGER", "float": "FLOAT", "Path": "PATH"}.get(
-        getattr(ann, "__name__", ""), "VALUE")
+        getattr(ann, "__name__", ""), "VALUE"
+    )
 
 
 def option_lines(params) -> list[str]:

@@ -4,16 +4,15 @@ All times are timezone-aware UTC :class:`datetime.datetime` values truncated to
 milliseconds, the precision of the gateway's ISO-8601 record times
 (``2026-11-29T08:00:00.000Z``). Durations are whole seconds.
 
-Only this module reads the system clock. ``--now`` installs an override with
-:func:`set_now`.
+Only this module reads the system clock, and :func:`now` always returns the real time:
+the time a command acts at (``--now``) is passed to the functions that need it as an
+argument, never stored here.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
-
-_override: datetime | None = None
+from datetime import UTC, datetime, timedelta
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION_RE = re.compile(r"^\s*([0-9]+)\s*([smhdw]?)\s*$")
@@ -25,16 +24,8 @@ def _truncate(dt: datetime) -> datetime:
 
 
 def now() -> datetime:
-    """Return the current time (UTC, millisecond precision), or the ``--now`` override."""
-    if _override is not None:
-        return _override
-    return _truncate(datetime.now(timezone.utc))
-
-
-def set_now(value: datetime | None) -> None:
-    """Install (or with ``None`` remove) a fixed "now" used by :func:`now`."""
-    global _override
-    _override = None if value is None else _truncate(value.astimezone(timezone.utc))
+    """Return the real current time (UTC, millisecond precision)."""
+    return _truncate(datetime.now(UTC))
 
 
 def parse_duration(text: str | int) -> int:
@@ -72,8 +63,8 @@ def parse_iso(text: str) -> datetime:
         s = s[:-1] + "+00:00"
     dt = datetime.fromisoformat(s)
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return dt.astimezone(timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC)
 
 
 def parse_time(text: str, base: datetime | None = None) -> datetime:
@@ -89,23 +80,21 @@ def parse_time(text: str, base: datetime | None = None) -> datetime:
     try:
         if m:
             secs = int(m.group(2)) * _UNITS[m.group(3) or "s"]
-            ref = base if base is not None else _truncate(datetime.now(timezone.utc))
+            ref = base if base is not None else _truncate(datetime.now(UTC))
             return _truncate(ref + timedelta(seconds=secs if m.group(1) == "+" else -secs))
         if re.fullmatch(r"[0-9]+(\.[0-9]+)?", s):
-            return _truncate(datetime.fromtimestamp(float(s), timezone.utc))
+            return _truncate(datetime.fromtimestamp(float(s), UTC))
     except (OverflowError, ValueError, OSError):
         raise ValueError(f"time out of range: {text!r} (years 1 to 9999)") from None
     try:
         return _truncate(parse_iso(s))
     except ValueError:
-        raise ValueError(
-            f"not a time: {text!r} (use ISO-8601, Unix seconds, or an offset like +31d, -2h)"
-        ) from None
+        raise ValueError(f"not a time: {text!r} (use ISO-8601, Unix seconds, or an offset like +31d, -2h)") from None
 
 
 def iso(dt: datetime) -> str:
     """Format as the gateway does: ``YYYY-MM-DDTHH:MM:SS.mmmZ`` (UTC, milliseconds)."""
-    dt = dt.astimezone(timezone.utc)
+    dt = dt.astimezone(UTC)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 
@@ -116,7 +105,7 @@ def to_numeric_date(dt: datetime) -> int:
 
 def from_numeric_date(value: int | float) -> datetime:
     """Return the aware UTC datetime of a NumericDate (seconds since the epoch)."""
-    return datetime.fromtimestamp(value, timezone.utc)
+    return datetime.fromtimestamp(value, UTC)
 
 
 def days(n: int) -> timedelta:
@@ -129,16 +118,15 @@ def seconds(n: int | float) -> timedelta:
     return timedelta(seconds=n)
 
 
-def humanize(dt: datetime, ref: datetime | None = None) -> str:
-    """Describe ``dt`` relative to ``ref`` (default :func:`now`): ``in 3 days``, ``2 hours ago``.
+def humanize(dt: datetime, ref: datetime) -> str:
+    """Describe ``dt`` relative to ``ref``: ``in 3 days``, ``2 hours ago``.
 
     The largest whole unit is used (seconds, minutes, hours, days).
     """
-    ref = ref if ref is not None else now()
     delta = (dt - ref).total_seconds()
     future = delta >= 0
     d = abs(delta)
-    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):  # noqa: B007 (unit is used after the loop)
         if d >= size - 0.5:  # rounded to the nearest unit: 29 days 23:59:59.9 is "30 days"
             n = int(d / size + 0.5)
             break

@@ -9,11 +9,12 @@ where it came from, for ``config show``.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
-from .errors import ConfigError
+from prisme_keys.errors import ConfigError
 
 APP_NAME = "prisme-keys"
 
@@ -38,7 +39,7 @@ def _p_kty(v: Any) -> str:
 
 
 def _p_alg(v: Any) -> str:
-    from .keys import SUPPORTED_ALGS
+    from prisme_keys.jwk import SUPPORTED_ALGS
 
     if v not in SUPPORTED_ALGS:
         raise ConfigError(
@@ -60,8 +61,9 @@ def _p_size(v: Any) -> int:
     return n
 
 
-def _p_pos(env: str, unit: str, limit: int = 10 ** 9) -> Callable[[Any], int]:
+def _p_pos(env: str, unit: str, limit: int = 10**9) -> Callable[[Any], int]:
     """Parser of a positive whole number of ``unit`` up to ``limit`` (dates must stay within year 9999)."""
+
     def parse(v: Any) -> int:
         try:
             n = _positive_int(env, v, unit)
@@ -69,8 +71,9 @@ def _p_pos(env: str, unit: str, limit: int = 10 ** 9) -> Callable[[Any], int]:
                 raise ValueError
             return n
         except ValueError:
-            raise ConfigError(f"bad value for {env}: {v!r}; allowed: a positive whole number of {unit} "
-                              f"up to {limit}") from None
+            raise ConfigError(
+                f"bad value for {env}: {v!r}; allowed: a positive whole number of {unit} up to {limit}"
+            ) from None
 
     return parse
 
@@ -90,8 +93,9 @@ def _p_nonneg_seconds(env: str) -> Callable[[Any], float]:
                 raise ValueError
             return f
         except (TypeError, ValueError):
-            raise ConfigError(f"bad value for {env}: {v!r}; allowed: a number of seconds from 0 to "
-                              f"{MAX_SECONDS}") from None
+            raise ConfigError(
+                f"bad value for {env}: {v!r}; allowed: a number of seconds from 0 to {MAX_SECONDS}"
+            ) from None
 
     return parse
 
@@ -102,7 +106,7 @@ def _p_lead(v: Any) -> float:
         return _p_nonneg_seconds("PRISME_KEYS_PUBLICATION_LEAD")(v)
     except ConfigError:
         if isinstance(v, str):
-            from .clock import parse_duration
+            from prisme_keys.clock import parse_duration
 
             try:
                 secs = float(parse_duration(v))
@@ -110,8 +114,10 @@ def _p_lead(v: Any) -> float:
                     return secs
             except ValueError:
                 pass
-        raise ConfigError(f"bad value for PRISME_KEYS_PUBLICATION_LEAD: {v!r}; allowed: seconds (0 or more) "
-                          "or a duration like 90s, 15m, 2h, 1d") from None
+        raise ConfigError(
+            f"bad value for PRISME_KEYS_PUBLICATION_LEAD: {v!r}; allowed: seconds (0 or more) "
+            "or a duration like 90s, 15m, 2h, 1d"
+        ) from None
 
 
 def _p_bool(env: str) -> Callable[[Any], bool]:
@@ -179,32 +185,84 @@ SPECS: tuple[Spec, ...] = (
     Spec("kty", "JWKS_KTY", "RSA", _p_kty, "key type of new keys"),
     Spec("alg", "JWKS_ALG", "RS256", _p_alg, "signature algorithm of new keys; default verify allow-list"),
     Spec("size", "JWKS_SIZE", 2048, _p_size, "size of new keys, bits"),
-    Spec("rotation_days", "JWKS_ROTATION_DAYS", 30, _p_pos("JWKS_ROTATION_DAYS", "days", MAX_DAYS),
-         "days before the signing key is replaced"),
-    Spec("access_tokens_max_age", "ACCESS_TOKENS_MAX_AGE", 2592000,
-         _p_pos("ACCESS_TOKENS_MAX_AGE", "seconds", MAX_SECONDS), "longest token lifetime, seconds"),
+    Spec(
+        "rotation_days",
+        "JWKS_ROTATION_DAYS",
+        30,
+        _p_pos("JWKS_ROTATION_DAYS", "days", MAX_DAYS),
+        "days before the signing key is replaced",
+    ),
+    Spec(
+        "access_tokens_max_age",
+        "ACCESS_TOKENS_MAX_AGE",
+        2592000,
+        _p_pos("ACCESS_TOKENS_MAX_AGE", "seconds", MAX_SECONDS),
+        "longest token lifetime, seconds",
+    ),
     Spec("oidc_provider_url", "OIDC_PROVIDER_URL", None, _p_str, "issuer (iss) of minted tokens, expected issuer"),
     Spec("api_url", "API_URL", None, _p_str, "audience (aud) of minted tokens, expected audience"),
     Spec("key_file", "PRISME_KEYS_FILE", None, _p_path, "key file"),
-    Spec("lock_timeout", "PRISME_KEYS_LOCK_TIMEOUT", 30.0, _p_nonneg_seconds("PRISME_KEYS_LOCK_TIMEOUT"),
-         "longest wait for the key file lock, seconds"),
-    Spec("allow_group_read", "PRISME_KEYS_ALLOW_GROUP_READ", False, _p_bool("PRISME_KEYS_ALLOW_GROUP_READ"),
-         "accept a group-readable key file (shared group file)"),
-    Spec("publication_lead", "PRISME_KEYS_PUBLICATION_LEAD", 0, _p_lead,
-         "seconds (or a duration like 1h, 1d) a new key is published before it signs"),
-    Spec("passphrase_file", "PRISME_KEYS_PASSPHRASE_FILE", None, _p_path,
-         "file holding the passphrase of an encrypted key file (first line)"),
-    Spec("passphrase", "PRISME_KEYS_PASSPHRASE", None, _p_str,
-         "passphrase of an encrypted key file (environment only)", secret=True),
+    Spec(
+        "lock_timeout",
+        "PRISME_KEYS_LOCK_TIMEOUT",
+        30.0,
+        _p_nonneg_seconds("PRISME_KEYS_LOCK_TIMEOUT"),
+        "longest wait for the key file lock, seconds",
+    ),
+    Spec(
+        "allow_group_read",
+        "PRISME_KEYS_ALLOW_GROUP_READ",
+        False,
+        _p_bool("PRISME_KEYS_ALLOW_GROUP_READ"),
+        "accept a group-readable key file (shared group file)",
+    ),
+    Spec(
+        "publication_lead",
+        "PRISME_KEYS_PUBLICATION_LEAD",
+        0,
+        _p_lead,
+        "seconds (or a duration like 1h, 1d) a new key is published before it signs",
+    ),
+    Spec(
+        "passphrase_file",
+        "PRISME_KEYS_PASSPHRASE_FILE",
+        None,
+        _p_path,
+        "file holding the passphrase of an encrypted key file (first line)",
+    ),
+    Spec(
+        "passphrase",
+        "PRISME_KEYS_PASSPHRASE",
+        None,
+        _p_str,
+        "passphrase of an encrypted key file (environment only)",
+        secret=True,
+    ),
     Spec("broker_host", "BROKER_HOST", "redis://localhost:6379/10", _p_str, "Redis URL of the event broker"),
-    Spec("broker_namespace", "BROKER_NAMESPACE", "", lambda v: "" if v is None else str(v),
-         "prefix of the broker's stream names"),
-    Spec("broker_topic_maxlen", "BROKER_TOPIC_MAXLEN", 10000, _p_pos("BROKER_TOPIC_MAXLEN", "entries"),
-         "approximate MAXLEN of each stream"),
-    Spec("contexts_cache_host", "CONTEXTS_CACHE_HOST", "redis://localhost:6379/0", _p_str,
-         "Redis URL of the runtime's cache (runtime:jwk)"),
-    Spec("internal_api_key", "INTERNAL_API_KEY", None, _p_str, "runtime internal API key (POST /sys/certs)",
-         secret=True),
+    Spec(
+        "broker_namespace",
+        "BROKER_NAMESPACE",
+        "",
+        lambda v: "" if v is None else str(v),
+        "prefix of the broker's stream names",
+    ),
+    Spec(
+        "broker_topic_maxlen",
+        "BROKER_TOPIC_MAXLEN",
+        10000,
+        _p_pos("BROKER_TOPIC_MAXLEN", "entries"),
+        "approximate MAXLEN of each stream",
+    ),
+    Spec(
+        "contexts_cache_host",
+        "CONTEXTS_CACHE_HOST",
+        "redis://localhost:6379/0",
+        _p_str,
+        "Redis URL of the runtime's cache (runtime:jwk)",
+    ),
+    Spec(
+        "internal_api_key", "INTERNAL_API_KEY", None, _p_str, "runtime internal API key (POST /sys/certs)", secret=True
+    ),
 )
 _BY_NAME = {s.name: s for s in SPECS}
 
@@ -269,7 +327,7 @@ class Settings:
             userinfo, _, hostport = m.group(2).rpartition("@")
             user, colon, _ = userinfo.partition(":")
             shown = f"{user}:***" if colon else "***"
-            return f"{m.group(1)}{shown}@{hostport}{text[m.end():]}"
+            return f"{m.group(1)}{shown}@{hostport}{text[m.end() :]}"
 
         rows = []
         for spec in SPECS:
@@ -280,10 +338,17 @@ class Settings:
                 value = str(value)
             elif isinstance(value, str):
                 value = mask_url(value)
-            rows.append({"name": spec.name, "env": spec.env, "value": value,
-                         "source": self.sources.get(spec.name, "default")})
-        rows.append({"name": "config_path", "env": "PRISME_KEYS_CONFIG", "value": str(self.config_path),
-                     "source": self.sources.get("config_path", "default")})
+            rows.append(
+                {"name": spec.name, "env": spec.env, "value": value, "source": self.sources.get(spec.name, "default")}
+            )
+        rows.append(
+            {
+                "name": "config_path",
+                "env": "PRISME_KEYS_CONFIG",
+                "value": str(self.config_path),
+                "source": self.sources.get("config_path", "default"),
+            }
+        )
         return rows
 
 
@@ -308,8 +373,10 @@ def read_config(path: Path) -> dict[str, Any]:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     if "passphrase" in data:
-        raise ConfigError(f"config file {path}: the passphrase is not read from the config file; "
-                          "use PRISME_KEYS_PASSPHRASE or passphrase_file")
+        raise ConfigError(
+            f"config file {path}: the passphrase is not read from the config file; "
+            "use PRISME_KEYS_PASSPHRASE or passphrase_file"
+        )
     unknown = sorted(set(data) - set(_BY_NAME))
     if unknown:
         raise ConfigError(
@@ -343,8 +410,10 @@ def load(flags: Mapping[str, Any] | None = None, environ: Mapping[str, str] | No
     if sources["config_path"] != "default" and not config_path.exists():
         # A config file named on purpose must exist: a typo must not fall back to defaults.
         how = "--config" if sources["config_path"] == "flag" else "PRISME_KEYS_CONFIG"
-        raise ConfigError(f"config file {config_path} (from {how}) does not exist; create it with: "
-                          f"prisme-keys --config {config_path} config init")
+        raise ConfigError(
+            f"config file {config_path} (from {how}) does not exist; create it with: "
+            f"prisme-keys --config {config_path} config init"
+        )
     config = read_config(config_path)
 
     values: dict[str, Any] = {}

@@ -9,11 +9,12 @@ import json
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 
-from prisme_keys import keys
+from prisme_keys import jwk as jwk_rules
 
 
 def b64(data: bytes) -> str:
@@ -30,7 +31,7 @@ _PRIV: dict[str, Any] = {}
 def private_key(jwk: dict) -> Any:
     k = _PRIV.get(jwk["n"])
     if k is None:
-        k = _PRIV[jwk["n"]] = keys.private_key_from_jwk(jwk)
+        k = _PRIV[jwk["n"]] = jwk_rules.private_key_from_jwk(jwk)
     return k
 
 
@@ -54,15 +55,21 @@ def hs_token(secret: bytes, claims: dict, header: dict) -> str:
 def claims(now: float | None = None, **kw: Any) -> dict:
     """Gateway-style claims valid for an hour from ``now`` (default: the real time)."""
     t = int(now if now is not None else time.time())
-    c = {"exp": t + 3600, "iat": t, "sub": "u1", "iss": "https://issuer.test", "aud": "https://api.test",
-         "prismeaiSessionId": "8f8e4f5e-9a43-4bd6-9d57-1c2f7c6c8a01"}
+    c = {
+        "exp": t + 3600,
+        "iat": t,
+        "sub": "u1",
+        "iss": "https://issuer.test",
+        "aud": "https://api.test",
+        "prismeaiSessionId": "8f8e4f5e-9a43-4bd6-9d57-1c2f7c6c8a01",
+    }
     c.update(kw)
     return {k: v for k, v in c.items() if v is not None}
 
 
 def jwks(*jwks_: dict) -> dict:
     """A public JWK Set of the given keys."""
-    return {"keys": [keys.public_jwk(j) for j in jwks_]}
+    return {"keys": [jwk_rules.public_jwk(j) for j in jwks_]}
 
 
 @dataclass
@@ -72,8 +79,8 @@ class Route:
     status: int = 200
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
-    hang: bool = False                 # accept, read the request, never answer
-    stream_bytes: int | None = None    # send this many bytes of JSON-ish padding, no Content-Length
+    hang: bool = False  # accept, read the request, never answer
+    stream_bytes: int | None = None  # send this many bytes of JSON-ish padding, no Content-Length
     etag: str | None = None
 
 
@@ -96,7 +103,7 @@ class JwksServer:
             def log_message(self, *a: Any) -> None:
                 pass
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 server.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
                 r = server.routes.get(self.path)
                 if callable(r):
@@ -150,12 +157,20 @@ class JwksServer:
     def url(self, path: str = "/jwks", host: str = "127.0.0.1") -> str:
         return f"{self.scheme}://{host}:{self.port}{path}"
 
-    def serve_json(self, path: str, doc: Any, *, content_type: str = "application/jwk-set+json",
-                   headers: dict[str, str] | None = None, etag: str | None = None, status: int = 200) -> None:
+    def serve_json(
+        self,
+        path: str,
+        doc: Any,
+        *,
+        content_type: str = "application/jwk-set+json",
+        headers: dict[str, str] | None = None,
+        etag: str | None = None,
+        status: int = 200,
+    ) -> None:
         h = {"Content-Type": content_type, **(headers or {})}
         self.routes[path] = Route(status, json.dumps(doc).encode(), h, etag=etag)
 
-    def __enter__(self) -> "JwksServer":
+    def __enter__(self) -> JwksServer:
         self.thread.start()
         return self
 

@@ -38,9 +38,26 @@ class RedisServer:
             pytest.skip(msg)
         self.port = port or free_port()
         self.proc = subprocess.Popen(
-            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--protected-mode", "yes", "--daemonize", "no", "--loglevel", "warning"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                exe,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "yes",
+                "--daemonize",
+                "no",
+                "--loglevel",
+                "warning",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 10
         while True:
             try:
@@ -86,8 +103,12 @@ def redis_env(redis_server):
 
     for db in (0, 10):
         redis.Redis.from_url(redis_server.url(db)).flushdb()
-    return {"BROKER_HOST": redis_server.url(10), "CONTEXTS_CACHE_HOST": redis_server.url(0),
-            "BROKER_NAMESPACE": "test:", "BROKER_TOPIC_MAXLEN": "100"}
+    return {
+        "BROKER_HOST": redis_server.url(10),
+        "CONTEXTS_CACHE_HOST": redis_server.url(0),
+        "BROKER_NAMESPACE": "test:",
+        "BROKER_TOPIC_MAXLEN": "100",
+    }
 
 
 class Consumer:
@@ -123,10 +144,15 @@ class RuntimeStub:
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                stub.requests.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()},
-                                      "body": json.loads(body or b"null")})
+                stub.requests.append(
+                    {
+                        "path": self.path,
+                        "headers": {k.lower(): v for k, v in self.headers.items()},
+                        "body": json.loads(body or b"null"),
+                    }
+                )
                 data = json.dumps({"ok": stub.status < 400}).encode()
                 self.send_response(stub.status)
                 self.send_header("Content-Type", "application/json")

@@ -7,15 +7,17 @@ import xml.etree.ElementTree as ET
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-
 from conftest import no_traceback, record, write_keyfile
-from prisme_keys import keys
 
-COMPROMISED = json.load(open(keys.__file__.rsplit("/", 1)[0] + "/data/known-compromised-keys.json"))["keys"][0]["jwk"]
+from prisme_keys import jwk as jwk_rules
+
+COMPROMISED = json.load(open(jwk_rules.__file__.rsplit("/", 1)[0] + "/data/known-compromised-keys.json"))["keys"][0][
+    "jwk"
+]
 
 
 class _Handler(BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802
+    def do_GET(self):
         status, headers, body = self.server.reply
         self.send_response(status)
         for k, v in headers.items():
@@ -50,7 +52,7 @@ def handmade():
 
 
 def pub(jwk, **over):
-    d = keys.public_jwk(jwk)
+    d = jwk_rules.public_jwk(jwk)
     d.update(over)
     return d
 
@@ -78,8 +80,10 @@ def test_leaked_private_member_fails_without_printing_it(cli, handmade, keypool,
     p, doc, checks = run_check(cli, handmade.url, "--no-against")
     assert p.returncode == 10
     assert checks["secrecy.private_members"]["status"] == "fail"
-    assert checks["secrecy.private_members"]["detail"] == \
-        f"PRIVATE KEY MATERIAL PUBLISHED: {keypool[0]['kid']} publishes d, qi"
+    assert (
+        checks["secrecy.private_members"]["detail"]
+        == f"PRIVATE KEY MATERIAL PUBLISHED: {keypool[0]['kid']} publishes d, qi"
+    )
     junit = tmp_path / "r.xml"
     p2 = cli("check", handmade.url, "--no-against", "--junit", str(junit))
     for stream in (p.stdout, p.stderr, p2.stdout, p2.stderr, junit.read_text()):
@@ -87,24 +91,29 @@ def test_leaked_private_member_fails_without_printing_it(cli, handmade, keypool,
         assert keypool[0]["d"][:20] not in stream
 
 
-@pytest.mark.parametrize("case,check,status", [
-    ("duplicate kids", "shape.kids", "fail"),
-    ("1024-bit key", "shape.key_size", "fail"),
-    ("padded n", "shape.n_canonical", "fail"),
-    ("oct key", "shape.kty", "fail"),
-    ("compromised sample key", "compromised.known_keys", "fail"),
-    ("e not AQAB", "shape.e", "fail"),
-    ("use enc", "shape.use", "fail"),
-    ("alg HS256", "shape.alg", "fail"),
-    ("empty set", "shape.non_empty", "fail"),
-])
+@pytest.mark.parametrize(
+    "case,check,status",
+    [
+        ("duplicate kids", "shape.kids", "fail"),
+        ("1024-bit key", "shape.key_size", "fail"),
+        ("padded n", "shape.n_canonical", "fail"),
+        ("oct key", "shape.kty", "fail"),
+        ("compromised sample key", "compromised.known_keys", "fail"),
+        ("e not AQAB", "shape.e", "fail"),
+        ("use enc", "shape.use", "fail"),
+        ("alg HS256", "shape.alg", "fail"),
+        ("empty set", "shape.non_empty", "fail"),
+    ],
+)
 def test_shape_problems(cli, handmade, keypool, case, check, status):
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     good = pub(keypool[0])
     keyset = {
         "duplicate kids": [good, pub(keypool[1], kid=good["kid"])],
-        "1024-bit key": [keys.public_jwk(keys.private_key_to_jwk(rsa.generate_private_key(65537, 1024), "RS256"))],
+        "1024-bit key": [
+            jwk_rules.public_jwk(jwk_rules.private_key_to_jwk(rsa.generate_private_key(65537, 1024), "RS256"))
+        ],
         "padded n": [dict(good, n=good["n"] + "==")],
         "oct key": [good, {"kty": "oct", "kid": "sym", "use": "sig", "alg": "HS256"}],
         "compromised sample key": [good, dict(COMPROMISED, kid="renamed-kid")],
@@ -119,8 +128,10 @@ def test_shape_problems(cli, handmade, keypool, case, check, status):
     assert checks[check]["status"] == status, (case, checks[check])
     assert p.stderr.startswith("{") and json.loads(p.stderr)["exit"] == 10
     if case == "compromised sample key":
-        assert "renamed-kid (thumbprint jkbrph9-RTpMIlNxkzbbH-EwsT6iGulAhU-sxD3TjVo) is publicly known" in \
-            checks[check]["detail"]
+        assert (
+            "renamed-kid (thumbprint jkbrph9-RTpMIlNxkzbbH-EwsT6iGulAhU-sxD3TjVo) is publicly known"
+            in checks[check]["detail"]
+        )
     if case == "1024-bit key":
         assert checks[check]["detail"].endswith("has 1024 bits")
 
@@ -135,8 +146,11 @@ def test_html_at_200_and_404(cli, handmade):
     handmade.set(status=404, body=b'{"error":"not found"}', ctype="application/json")
     p, doc, checks = run_check(cli, handmade.url, "--no-against")
     assert p.returncode == 10
-    assert checks["transport.status"] == {"name": "transport.status", "status": "fail",
-                                          "detail": "HTTP 404, expected 200"}
+    assert checks["transport.status"] == {
+        "name": "transport.status",
+        "status": "fail",
+        "detail": "HTTP 404, expected 200",
+    }
 
 
 def test_no_cache_control_warns_and_strict_fails(cli, handmade, keypool):
@@ -149,16 +163,27 @@ def test_no_cache_control_warns_and_strict_fails(cli, handmade, keypool):
 
 
 def test_missing_signing_key_against_local_file(cli, handmade, keypool, tmp_path):
-    kf = write_keyfile(tmp_path / "k.json", [
-        record(keypool[1], created="2026-02-01T00:00:00.000Z", rotates="2026-03-03T00:00:00.000Z",
-               expires="2026-04-02T00:00:00.000Z", previous=keypool[0]["kid"]),
-        record(keypool[0], expires="2026-03-03T00:00:00.000Z")])
+    kf = write_keyfile(
+        tmp_path / "k.json",
+        [
+            record(
+                keypool[1],
+                created="2026-02-01T00:00:00.000Z",
+                rotates="2026-03-03T00:00:00.000Z",
+                expires="2026-04-02T00:00:00.000Z",
+                previous=keypool[0]["kid"],
+            ),
+            record(keypool[0], expires="2026-03-03T00:00:00.000Z"),
+        ],
+    )
     handmade.set({"keys": [pub(keypool[0]), pub(keypool[2])]})
     p, doc, checks = run_check(cli, handmade.url, keyfile=kf)
     assert p.returncode == 10
     assert checks["against.signing_published"] == {
-        "name": "against.signing_published", "status": "fail",
-        "detail": f"signing key {keypool[1]['kid']} is not published"}
+        "name": "against.signing_published",
+        "status": "fail",
+        "detail": f"signing key {keypool[1]['kid']} is not published",
+    }
     assert checks["against.unexpired_published"]["detail"] == f"not published: {keypool[1]['kid']}"
     assert checks["against.unknown_published"]["status"] == "warn"
 
@@ -188,8 +213,17 @@ def test_junit_report(cli, handmade, keypool, tmp_path):
 
 def test_check_against_serve_roundtrip_and_after_rotation(cli, keyfile):
     env = {"OIDC_PROVIDER_URL": "https://issuer.test", "API_URL": "https://api.test"}
-    proc = cli.popen("--key-file", str(keyfile), "serve", "--port", "0", stdout=subprocess.PIPE,
-                     stderr=subprocess.DEVNULL, text=True, env=env)
+    proc = cli.popen(
+        "--key-file",
+        str(keyfile),
+        "serve",
+        "--port",
+        "0",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
     try:
         url = proc.stdout.readline().split()[1]
         g = ["--key-file", str(keyfile)]

@@ -1,18 +1,19 @@
 """clock.py and settings.py: durations, times, precedence, bad values."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
-
 from conftest import empty_config
+
 from prisme_keys import clock, settings
 from prisme_keys.errors import ConfigError
 
-T = datetime(2026, 1, 1, tzinfo=timezone.utc)
+T = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-@pytest.mark.parametrize("text,secs", [("90s", 90), ("15m", 900), ("2h", 7200), ("30d", 2592000), ("3600", 3600),
-                                       (" 1w ", 604800)])
+@pytest.mark.parametrize(
+    "text,secs", [("90s", 90), ("15m", 900), ("2h", 7200), ("30d", 2592000), ("3600", 3600), (" 1w ", 604800)]
+)
 def test_durations(text, secs):
     assert clock.parse_duration(text) == secs
 
@@ -24,8 +25,8 @@ def test_bad_durations(text):
 
 
 def test_parse_time_forms():
-    assert clock.parse_time("+31d", T) == datetime(2026, 2, 1, tzinfo=timezone.utc)
-    assert clock.parse_time("-2h", T) == datetime(2025, 12, 31, 22, tzinfo=timezone.utc)
+    assert clock.parse_time("+31d", T) == datetime(2026, 2, 1, tzinfo=UTC)
+    assert clock.parse_time("-2h", T) == datetime(2025, 12, 31, 22, tzinfo=UTC)
     assert clock.parse_time("1767225600") == T
     assert clock.parse_time("2026-01-01T00:00:00Z") == T
     assert clock.parse_time("2026-01-01T01:00:00+01:00") == T
@@ -34,20 +35,19 @@ def test_parse_time_forms():
 
 
 def test_iso_has_milliseconds_and_z():
-    assert clock.iso(datetime(2026, 11, 29, 8, 0, 0, 123456, tzinfo=timezone.utc)) == "2026-11-29T08:00:00.123Z"
+    assert clock.iso(datetime(2026, 11, 29, 8, 0, 0, 123456, tzinfo=UTC)) == "2026-11-29T08:00:00.123Z"
 
 
 def test_humanize():
-    assert clock.humanize(datetime(2026, 1, 4, tzinfo=timezone.utc), T) == "in 3 days"
-    assert clock.humanize(datetime(2025, 12, 30, tzinfo=timezone.utc), T) == "2 days ago"
-    assert clock.humanize(datetime(2026, 1, 1, 0, 5, tzinfo=timezone.utc), T) == "in 5 minutes"
+    assert clock.humanize(datetime(2026, 1, 4, tzinfo=UTC), T) == "in 3 days"
+    assert clock.humanize(datetime(2025, 12, 30, tzinfo=UTC), T) == "2 days ago"
+    assert clock.humanize(datetime(2026, 1, 1, 0, 5, tzinfo=UTC), T) == "in 5 minutes"
 
 
 def test_precedence_flag_env_config_default(tmp_path):
     cfg = tmp_path / "c.toml"
     cfg.write_text('rotation_days = 7\nsize = 3072\nalg = "RS384"\nkey_file = "/from/config.json"\n')
-    s = settings.load({"config_path": cfg, "key_file": "/from/flag.json"},
-                      {"JWKS_SIZE": "4096"})
+    s = settings.load({"config_path": cfg, "key_file": "/from/flag.json"}, {"JWKS_SIZE": "4096"})
     assert s.rotation_days == 7 and s.sources["rotation_days"] == f"config:{cfg}"
     assert s.size == 4096 and s.sources["size"] == "env:JWKS_SIZE"
     assert s.alg == "RS384"
@@ -57,21 +57,30 @@ def test_precedence_flag_env_config_default(tmp_path):
     assert str(s2.key_file) == "/from/env.json"
 
 
-@pytest.mark.parametrize("env,value,msg", [
-    ("JWKS_KTY", "EC", "bad value for JWKS_KTY: 'EC'; allowed: RSA"),
-    ("JWKS_ALG", "PS256", "bad value for JWKS_ALG: 'PS256'; allowed: RS256, RS384, RS512 (PS256/PS384/PS512"),
-    ("JWKS_ALG", "HS256", "bad value for JWKS_ALG: 'HS256'"),
-    ("JWKS_SIZE", "1024", "bad value for JWKS_SIZE: '1024'; allowed: a whole number of bits from 2048 to 16384, "
-                          "a multiple of 8"),
-    ("JWKS_SIZE", "16392", "bad value for JWKS_SIZE: '16392'"),
-    ("JWKS_SIZE", "2049", "bad value for JWKS_SIZE: '2049'"),
-    ("JWKS_SIZE", "big", "bad value for JWKS_SIZE: 'big'"),
-    ("JWKS_ROTATION_DAYS", "0", "bad value for JWKS_ROTATION_DAYS: '0'; allowed: a positive whole number of days"),
-    ("JWKS_ROTATION_DAYS", "-3", "bad value for JWKS_ROTATION_DAYS: '-3'"),
-    ("JWKS_ROTATION_DAYS", "1.5", "bad value for JWKS_ROTATION_DAYS: '1.5'"),
-    ("ACCESS_TOKENS_MAX_AGE", "abc", "bad value for ACCESS_TOKENS_MAX_AGE: 'abc'; allowed: a positive whole number "
-                                     "of seconds"),
-])
+@pytest.mark.parametrize(
+    "env,value,msg",
+    [
+        ("JWKS_KTY", "EC", "bad value for JWKS_KTY: 'EC'; allowed: RSA"),
+        ("JWKS_ALG", "PS256", "bad value for JWKS_ALG: 'PS256'; allowed: RS256, RS384, RS512 (PS256/PS384/PS512"),
+        ("JWKS_ALG", "HS256", "bad value for JWKS_ALG: 'HS256'"),
+        (
+            "JWKS_SIZE",
+            "1024",
+            "bad value for JWKS_SIZE: '1024'; allowed: a whole number of bits from 2048 to 16384, a multiple of 8",
+        ),
+        ("JWKS_SIZE", "16392", "bad value for JWKS_SIZE: '16392'"),
+        ("JWKS_SIZE", "2049", "bad value for JWKS_SIZE: '2049'"),
+        ("JWKS_SIZE", "big", "bad value for JWKS_SIZE: 'big'"),
+        ("JWKS_ROTATION_DAYS", "0", "bad value for JWKS_ROTATION_DAYS: '0'; allowed: a positive whole number of days"),
+        ("JWKS_ROTATION_DAYS", "-3", "bad value for JWKS_ROTATION_DAYS: '-3'"),
+        ("JWKS_ROTATION_DAYS", "1.5", "bad value for JWKS_ROTATION_DAYS: '1.5'"),
+        (
+            "ACCESS_TOKENS_MAX_AGE",
+            "abc",
+            "bad value for ACCESS_TOKENS_MAX_AGE: 'abc'; allowed: a positive whole number of seconds",
+        ),
+    ],
+)
 def test_bad_values_name_setting_value_and_allowed(tmp_path, env, value, msg):
     with pytest.raises(ConfigError) as info:
         settings.load({"config_path": empty_config(tmp_path)}, {env: value})
@@ -126,19 +135,25 @@ def test_config_init_show_path(cli):
 def test_describe_masks_url_passwords(cli):
     import json
 
-    env = {"BROKER_HOST": "redis://user:p%40ss@10.0.0.5:6379/10", "CONTEXTS_CACHE_HOST": "rediss://:hunter2@cache:6380/0",
-           "OIDC_PROVIDER_URL": "https://tok3n@issuer.test/x"}
+    env = {
+        "BROKER_HOST": "redis://user:p%40ss@10.0.0.5:6379/10",
+        "CONTEXTS_CACHE_HOST": "rediss://:hunter2@cache:6380/0",
+        "OIDC_PROVIDER_URL": "https://tok3n@issuer.test/x",
+    }
     s = settings.load(environ=env)
     rows = {r["name"]: r["value"] for r in s.describe()}
     assert rows["broker_host"] == "redis://user:***@10.0.0.5:6379/10"
     assert rows["contexts_cache_host"] == "rediss://:***@cache:6380/0"
     assert rows["oidc_provider_url"] == "https://***@issuer.test/x"
     assert settings.load(environ={}).describe()[0]["value"] == "RSA"
-    assert {r["name"]: r["value"] for r in settings.load(environ={}).describe()}["broker_host"] == \
-        "redis://localhost:6379/10"
+    assert {r["name"]: r["value"] for r in settings.load(environ={}).describe()}[
+        "broker_host"
+    ] == "redis://localhost:6379/10"
     for args in (("--json", "config", "show"), ("config", "show")):
         p = cli(*args, env=env)
         assert p.returncode == 0, p.stderr
         assert "p%40ss" not in p.stdout and "hunter2" not in p.stdout and "tok3n" not in p.stdout
-    assert json.loads(cli("--json", "config", "show", env=env).stdout)["broker_host"]["value"] == \
-        "redis://user:***@10.0.0.5:6379/10"
+    assert (
+        json.loads(cli("--json", "config", "show", env=env).stdout)["broker_host"]["value"]
+        == "redis://user:***@10.0.0.5:6379/10"
+    )

@@ -4,9 +4,9 @@ import json
 import os
 from importlib import resources
 
-
 from conftest import no_traceback, record, write_keyfile
-from prisme_keys import keys
+
+from prisme_keys import jwk as jwk_rules
 
 T1 = "2026-01-02T00:00:00.000Z"
 
@@ -45,11 +45,19 @@ def test_permissions_and_missing(cli, keyfile, tmp_path):
 
 
 def test_overdue_rotation_and_expired_keys(cli, tmp_path, keypool):
-    kf = write_keyfile(tmp_path / "k.json", [
-        record(keypool[0], created="2026-02-01T00:00:00.000Z", rotates="2026-03-03T00:00:00.000Z",
-               expires="2026-04-02T00:00:00.000Z", previous=keypool[1]["kid"]),
-        record(keypool[1]),
-    ])
+    kf = write_keyfile(
+        tmp_path / "k.json",
+        [
+            record(
+                keypool[0],
+                created="2026-02-01T00:00:00.000Z",
+                rotates="2026-03-03T00:00:00.000Z",
+                expires="2026-04-02T00:00:00.000Z",
+                previous=keypool[1]["kid"],
+            ),
+            record(keypool[1]),
+        ],
+    )
     rc, doc, problems = run(cli, kf, now="2026-03-05T00:00:00.000Z")
     assert rc == 4 and problems == {"rotation_overdue", "expired_key"}
     msgs = " ".join(f["message"] for f in doc["findings"])
@@ -62,14 +70,17 @@ def test_duplicate_kids_weak_compromised_and_no_private(cli, tmp_path, keypool):
     raw = resources.files("prisme_keys").joinpath("data/known-compromised-keys.json").read_text("utf-8")
     bad_jwk = json.loads(raw)["keys"][0]["jwk"]
     dup = dict(keypool[2])
-    pub_only = keys.public_jwk(keypool[0])
-    kf = write_keyfile(tmp_path / "k.json", [
-        record(pub_only),
-        record(dup, created="2025-12-30T00:00:00.000Z"),
-        record(dict(keypool[2]), created="2025-12-29T00:00:00.000Z"),
-        record(bad_jwk, created="2025-12-28T00:00:00.000Z"),
-        record(dict(keypool[3], e="Aw"), created="2025-12-27T00:00:00.000Z"),
-    ])
+    pub_only = jwk_rules.public_jwk(keypool[0])
+    kf = write_keyfile(
+        tmp_path / "k.json",
+        [
+            record(pub_only),
+            record(dup, created="2025-12-30T00:00:00.000Z"),
+            record(dict(keypool[2]), created="2025-12-29T00:00:00.000Z"),
+            record(bad_jwk, created="2025-12-28T00:00:00.000Z"),
+            record(dict(keypool[3], e="Aw"), created="2025-12-27T00:00:00.000Z"),
+        ],
+    )
     rc, doc, problems = run(cli, kf)
     assert rc == 4
     assert {"no_private_key", "duplicate_kid", "compromised_key", "weak_exponent"} <= problems
@@ -81,7 +92,7 @@ def test_duplicate_kids_weak_compromised_and_no_private(cli, tmp_path, keypool):
 def test_weak_key_bits(cli, tmp_path):
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    small = keys.private_key_to_jwk(rsa.generate_private_key(public_exponent=65537, key_size=1024), "RS256")
+    small = jwk_rules.private_key_to_jwk(rsa.generate_private_key(public_exponent=65537, key_size=1024), "RS256")
     kf = write_keyfile(tmp_path / "k.json", [record(small)])
     rc, doc, problems = run(cli, kf)
     assert "weak_key" in problems
@@ -115,4 +126,4 @@ def test_json_shape_and_quiet_text(cli, keyfile):
     os.chmod(keyfile, 0o604)
     p = cli("--key-file", str(keyfile), "--now", T1, "doctor")
     assert p.returncode == 4 and "chmod 600" in p.stdout and "1 problem" in p.stdout
-    assert keys.PRIVATE_MEMBERS and json.loads(keyfile.read_text())["keys"][0]["jwk"]["d"] not in p.stdout
+    assert jwk_rules.PRIVATE_MEMBERS and json.loads(keyfile.read_text())["keys"][0]["jwk"]["d"] not in p.stdout

@@ -5,18 +5,19 @@ import os
 import stat
 
 import pytest
-
 from conftest import T0, empty_config, no_traceback, record, write_keyfile
-from prisme_keys import encryption, keys
+
+from prisme_keys import jwk as jwk_rules
 from prisme_keys.errors import KeyFileError
-from prisme_keys.keyfile import KeySet
+from prisme_keys.store import encryption
+from prisme_keys.store.keyfile import KeySet
 
 PW = {"PRISME_KEYS_PASSPHRASE": "correct horse battery staple"}
 T31 = "2026-02-01T00:00:00.000Z"
 
 
 def private_values(jwk):
-    return [jwk[m] for m in keys.PRIVATE_MEMBERS if m in jwk]
+    return [jwk[m] for m in jwk_rules.PRIVATE_MEMBERS if m in jwk]
 
 
 @pytest.fixture
@@ -44,7 +45,7 @@ def test_encrypt_hides_private_members_and_keeps_public(cli, enc_file, keypool):
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["keys"][0]["private"] == "encrypted"
     p = cli(*g, "export")
-    assert p.returncode == 0 and json.loads(p.stdout) == {"keys": [keys.public_jwk(keypool[0])]}
+    assert p.returncode == 0 and json.loads(p.stdout) == {"keys": [jwk_rules.public_jwk(keypool[0])]}
     assert cli(*g, "--now", T0, "prune").returncode == 0
     assert cli(*g, "--now", T31, "rotate", "--dry-run").returncode == 0
     assert cli(*g, "--now", T0, "doctor").returncode == 0
@@ -80,8 +81,13 @@ def test_wrong_passphrase_changes_nothing(cli, enc_file):
     g = ["--key-file", str(enc_file)]
     before = enc_file.read_bytes()
     bad = {"PRISME_KEYS_PASSPHRASE": "Tr0ub4dor&3"}
-    for args in (["export", "--private"], ["decrypt"], ["--now", T31, "rotate"], ["--now", T31, "rotate", "--force"],
-                 ["encrypt", "--rekey"]):
+    for args in (
+        ["export", "--private"],
+        ["decrypt"],
+        ["--now", T31, "rotate"],
+        ["--now", T31, "rotate", "--force"],
+        ["encrypt", "--rekey"],
+    ):
         p = cli(*g, *args, env={**bad, "PRISME_KEYS_NEW_PASSPHRASE": "x"})
         assert p.returncode == 4, (args, p.stderr)
         assert "wrong passphrase" in p.stderr and "Tr0ub4dor" not in p.stderr + p.stdout
@@ -102,10 +108,10 @@ def test_tampering_is_exit_4_file_unchanged(cli, enc_file, where):
     field = {"kid": "kid"}.get(where, where)
     if where == "check":
         field = "ciphertext"
-    raw = bytearray(keys.b64url_decode(box[field])) if where != "kid" else None
+    raw = bytearray(jwk_rules.b64url_decode(box[field])) if where != "kid" else None
     if raw is not None:
         raw[len(raw) // 2] ^= 0x01  # flip one bit of one byte
-        box[field] = keys.b64url_encode(bytes(raw))
+        box[field] = jwk_rules.b64url_encode(bytes(raw))
     else:
         rec["kid"] = rec["jwk"]["kid"] = "another-kid"
     write_keyfile(enc_file, doc["keys"])
@@ -127,14 +133,16 @@ def test_rotate_encrypts_new_key_and_mint_path_decrypts(cli, enc_file, keypool, 
     assert p.returncode == 0, p.stderr
     new_kid = json.loads(p.stdout)["created"]["kid"]
     doc = json.loads(enc_file.read_text())
-    assert [r["kid"] for r in doc["keys"]][0] == new_kid
+    assert next(r["kid"] for r in doc["keys"]) == new_kid
     assert all("enc" in r["jwk"] and not encryption.has_plain_private(r["jwk"]) for r in doc["keys"])
     # library: signing_jwk decrypts the signing key
-    from prisme_keys import clock, lifecycle, settings
+    from prisme_keys import clock, settings
+    from prisme_keys.store import lifecycle
+
     s = settings.load({"key_file": enc_file, "config_path": empty_config(tmp_path)}, environ=PW)
     rec, jwk = lifecycle.signing_jwk(s, clock.parse_iso(T31))
-    assert rec["kid"] == new_kid and keys.has_private(jwk)
-    keys.private_key_from_jwk(jwk)
+    assert rec["kid"] == new_kid and jwk_rules.has_private(jwk)
+    jwk_rules.private_key_from_jwk(jwk)
     s2 = settings.load({"key_file": enc_file, "config_path": empty_config(tmp_path)}, environ={})
     with pytest.raises(KeyFileError) as ei:
         lifecycle.signing_jwk(s2, clock.parse_iso(T31))
@@ -201,7 +209,9 @@ def test_config_never_shows_or_reads_passphrase(cli, tmp_path):
 
 def test_import_style_plain_record_written_into_encrypted_file_is_sealed(enc_file, keypool, tmp_path):
     """A writer adding a clear-text key through KeyFile.transaction() gets it encrypted on commit."""
-    from prisme_keys import lifecycle, settings
+    from prisme_keys import settings
+    from prisme_keys.store import lifecycle
+
     s = settings.load({"key_file": enc_file, "config_path": empty_config(tmp_path)}, environ=PW)
     kf = lifecycle.open_keyfile(s)
     with kf.transaction() as tx:
@@ -235,7 +245,7 @@ def test_aad_binds_ciphertext_to_its_record(keypool):
         encryption.unlock(ks.extra["encryption"], "PW")
     # hostile KDF parameters are refused before any work
     hdr = json.loads(json.dumps(ks.extra["encryption"]))
-    hdr["kdf"]["n"] = 2 ** 40
+    hdr["kdf"]["n"] = 2**40
     with pytest.raises(KeyFileError, match="outside"):
         encryption.unlock(hdr, "pw")
 
@@ -243,7 +253,8 @@ def test_aad_binds_ciphertext_to_its_record(keypool):
 def test_prompt_on_terminal(tmp_path, keyfile):
     """On a terminal the passphrase is prompted (twice when new); piped stdin never prompts."""
     import pty
-    from conftest import script, Cli
+
+    from conftest import Cli, script
 
     env = Cli(tmp_path).env
     pid, fd = pty.fork()

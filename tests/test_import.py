@@ -6,12 +6,13 @@ import json
 from importlib import resources
 
 import pytest
-
 from conftest import T0, no_traceback, record, write_keyfile
 
-from prisme_keys import clock, importer, keys
+from prisme_keys import clock
+from prisme_keys import jwk as jwk_rules
 from prisme_keys.errors import KeyFileError, UsageError
 from prisme_keys.settings import Settings
+from prisme_keys.store import importer
 
 NOW = "2026-02-10T00:00:00.000Z"
 
@@ -21,9 +22,16 @@ def chain(pool, n=3):
     recs = []
     for i in range(n):
         c = clock.parse_iso(T0) + clock.days(30 * i)
-        recs.append({"kid": pool[i]["kid"], "previousKeyId": pool[i - 1]["kid"] if i else None,
-                     "createdAt": clock.iso(c), "rotatesAt": clock.iso(c + clock.days(30)),
-                     "expiresAt": clock.iso(c + clock.days(60)), "jwk": pool[i]})
+        recs.append(
+            {
+                "kid": pool[i]["kid"],
+                "previousKeyId": pool[i - 1]["kid"] if i else None,
+                "createdAt": clock.iso(c),
+                "rotatesAt": clock.iso(c + clock.days(30)),
+                "expiresAt": clock.iso(c + clock.days(60)),
+                "jwk": pool[i],
+            }
+        )
     return list(reversed(recs))
 
 
@@ -34,7 +42,7 @@ def keys_of(path):
 def small_jwk():
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    return keys.private_key_to_jwk(rsa.generate_private_key(public_exponent=65537, key_size=1024), "RS256")
+    return jwk_rules.private_key_to_jwk(rsa.generate_private_key(public_exponent=65537, key_size=1024), "RS256")
 
 
 def compromised_with_d(pool_key):
@@ -47,6 +55,7 @@ def compromised_with_d(pool_key):
 
 
 # -- round trips through the CLI ----------------------------------------------------------
+
 
 def test_records_round_trip(cli, tmp_path, keypool):
     src = write_keyfile(tmp_path / "src.json", chain(keypool))
@@ -66,8 +75,14 @@ def test_records_round_trip(cli, tmp_path, keypool):
     arr = json.dumps([json.loads(ln) for ln in lines])
     p = cli("--json", "--key-file", str(dst), "import", "-", input=arr)
     assert p.returncode == 0, p.stderr
-    assert json.loads(p.stdout) == {"path": str(dst), "format": "records", "imported": [], "skipped": kids,
-                                    "created_file": False, "signing_kid": kids[0]}
+    assert json.loads(p.stdout) == {
+        "path": str(dst),
+        "format": "records",
+        "imported": [],
+        "skipped": kids,
+        "created_file": False,
+        "signing_kid": kids[0],
+    }
     assert keys_of(dst) == keys_of(src)
 
 
@@ -91,9 +106,10 @@ def test_private_jwks_round_trip(cli, tmp_path, keypool):
 def test_pem_import_with_alg_and_kid(cli, tmp_path, keypool, keyfile):
     from cryptography.hazmat.primitives import serialization
 
-    key = keys.private_key_from_jwk(keypool[3])
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
-                            serialization.NoEncryption()).decode()
+    key = jwk_rules.private_key_from_jwk(keypool[3])
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+    ).decode()
     f = tmp_path / "k.pem"
     f.write_text(pem)
     p = cli("--key-file", str(keyfile), "--now", NOW, "import", str(f), "--alg", "RS384", "--kid", "pem-key-1")
@@ -106,34 +122,53 @@ def test_pem_import_with_alg_and_kid(cli, tmp_path, keypool, keyfile):
     assert new["jwk"] == expect
     assert list(new) == ["kid", "previousKeyId", "createdAt", "rotatesAt", "expiresAt", "jwk"]
     # PKCS#8 without --kid: the thumbprint is the kid
-    pk8 = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption()).decode()
+    pk8 = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
     dst = tmp_path / "d.json"
     p = cli("--key-file", str(dst), "import", "--create", "-", input=pk8)
     assert p.returncode == 0, p.stderr
-    assert keys_of(dst)[0]["kid"] == keys.thumbprint(keypool[3]) and keys_of(dst)[0]["jwk"]["alg"] == "RS256"
+    assert keys_of(dst)[0]["kid"] == jwk_rules.thumbprint(keypool[3]) and keys_of(dst)[0]["jwk"]["alg"] == "RS256"
 
 
 def test_mongo_extended_json_lines(cli, tmp_path, keypool):
     lines = [
-        {"_id": {"$oid": "65a1b2c3d4e5f60718293a4b"}, "kid": keypool[1]["kid"], "previousKeyId": keypool[0]["kid"],
-         "createdAt": {"$date": "2026-01-31T00:00:00Z"}, "rotatesAt": {"$date": {"$numberLong": "1774828800000"}},
-         "expiresAt": {"$date": "2026-04-29T00:00:00.000+00:00"}, "jwk": keypool[1], "__v": {"$numberInt": "0"}},
-        {"_id": {"$oid": "65a1b2c3d4e5f60718293a4a"}, "kid": keypool[0]["kid"],
-         "createdAt": "2026-01-01T00:00:00.000Z", "rotatesAt": "2026-01-31T00:00:00.000Z",
-         "expiresAt": "2026-03-02T00:00:00.000Z", "jwk": keypool[0]},
+        {
+            "_id": {"$oid": "65a1b2c3d4e5f60718293a4b"},
+            "kid": keypool[1]["kid"],
+            "previousKeyId": keypool[0]["kid"],
+            "createdAt": {"$date": "2026-01-31T00:00:00Z"},
+            "rotatesAt": {"$date": {"$numberLong": "1774828800000"}},
+            "expiresAt": {"$date": "2026-04-29T00:00:00.000+00:00"},
+            "jwk": keypool[1],
+            "__v": {"$numberInt": "0"},
+        },
+        {
+            "_id": {"$oid": "65a1b2c3d4e5f60718293a4a"},
+            "kid": keypool[0]["kid"],
+            "createdAt": "2026-01-01T00:00:00.000Z",
+            "rotatesAt": "2026-01-31T00:00:00.000Z",
+            "expiresAt": "2026-03-02T00:00:00.000Z",
+            "jwk": keypool[0],
+        },
     ]
     dst = tmp_path / "dst.json"
     p = cli("--key-file", str(dst), "import", "--create", "-", input="\n".join(json.dumps(x) for x in lines) + "\n")
     assert p.returncode == 0, p.stderr
     assert keys_of(dst) == [
-        record(keypool[1], "2026-01-31T00:00:00.000Z", "2026-03-30T00:00:00.000Z", "2026-04-29T00:00:00.000Z",
-               keypool[0]["kid"]),
+        record(
+            keypool[1],
+            "2026-01-31T00:00:00.000Z",
+            "2026-03-30T00:00:00.000Z",
+            "2026-04-29T00:00:00.000Z",
+            keypool[0]["kid"],
+        ),
         record(keypool[0]),  # no previousKeyId in the dump: the oldest key has none
     ]
 
 
 # -- rejections: nothing written ----------------------------------------------------------
+
 
 @pytest.fixture
 def existing(tmp_path, keypool):
@@ -156,8 +191,10 @@ def test_truncated_record_rejected(cli, existing, keypool):
     good = json.dumps(record(keypool[1]))
     bad = json.dumps(record(keypool[2]))[:300]
     err = _reject(cli, existing, good + "\n" + bad + "\n")
-    assert err.startswith("prisme-keys: error: import from stdin rejected, nothing written: record 2 (line 2): "
-                          "not valid JSON (Unterminated string")
+    assert err.startswith(
+        "prisme-keys: error: import from stdin rejected, nothing written: record 2 (line 2): "
+        "not valid JSON (Unterminated string"
+    )
     assert "truncated?" in err
     # a record cut before its jwk
     cut = {k: v for k, v in record(keypool[2]).items() if k != "jwk"}
@@ -195,7 +232,7 @@ def test_known_compromised_key_rejected(cli, existing, keypool):
 
 
 def test_public_only_jwks_rejected(cli, existing, keypool):
-    err = _reject(cli, existing, json.dumps({"keys": [keys.public_jwk(keypool[1])]}))
+    err = _reject(cli, existing, json.dumps({"keys": [jwk_rules.public_jwk(keypool[1])]}))
     assert "key 1: no private key (member 'd')" in err
 
 
@@ -211,15 +248,19 @@ def test_kid_conflicts(cli, existing, keypool):
     err = _reject(cli, existing, json.dumps({"keys": [dict(keypool[1], kid="x"), dict(keypool[2], kid="x")]}))
     assert err.endswith("key 2: kid 'x' is also key 1 with a different key")
     # several problems: the first is named, the rest counted
-    err = _reject(cli, existing, json.dumps({"keys": [small_jwk(), keys.public_jwk(keypool[1]), keypool[2]]}))
+    err = _reject(cli, existing, json.dumps({"keys": [small_jwk(), jwk_rules.public_jwk(keypool[1]), keypool[2]]}))
     assert "key 1: 1024-bit key" in err and err.endswith("(and 1 more rejected: key 2)")
 
 
 def test_same_material_skipped(cli, existing, keypool):
-    p = cli("--key-file", str(existing), "--now", NOW, "import", "-", input=json.dumps({"keys": [keypool[0], keypool[1]]}))
+    p = cli(
+        "--key-file", str(existing), "--now", NOW, "import", "-", input=json.dumps({"keys": [keypool[0], keypool[1]]})
+    )
     assert p.returncode == 0, p.stderr
-    assert p.stdout.strip() == (f"imported 1 key into {existing}: {keypool[1]['kid']}; skipped 1 already present: "
-                                f"{keypool[0]['kid']}; signing key {keypool[1]['kid']}")
+    assert p.stdout.strip() == (
+        f"imported 1 key into {existing}: {keypool[1]['kid']}; skipped 1 already present: "
+        f"{keypool[0]['kid']}; signing key {keypool[1]['kid']}"
+    )
     assert [r["kid"] for r in keys_of(existing)] == [keypool[1]["kid"], keypool[0]["kid"]]
 
 
@@ -238,18 +279,23 @@ def test_unreadable_inputs(cli, existing, tmp_path):
     assert "is empty" in _reject(cli, existing, "  \n")
     assert "holds no keys" in _reject(cli, existing, '{"hello": 1}')
     assert "not valid JSON" in _reject(cli, existing, '{"keys": [')
-    assert "not a readable PEM private key" in _reject(cli, existing, "-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n")
+    assert "not a readable PEM private key" in _reject(
+        cli, existing, "-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n"
+    )
     p = cli("--key-file", str(existing), "import", str(tmp_path / "nope.json"))
     assert p.returncode == 4 and "cannot read" in p.stderr
 
 
 def test_kid_option_with_several_keys_is_usage_error(cli, existing, keypool):
-    p = cli("--key-file", str(existing), "import", "--kid", "k", "-", input=json.dumps({"keys": [keypool[1], keypool[2]]}))
+    p = cli(
+        "--key-file", str(existing), "import", "--kid", "k", "-", input=json.dumps({"keys": [keypool[1], keypool[2]]})
+    )
     assert p.returncode == 2
     assert "--kid names one key" in p.stderr
 
 
 # -- library ------------------------------------------------------------------------------
+
 
 def test_prepare_fills_and_completes(keypool):
     st = Settings()
@@ -257,9 +303,9 @@ def test_prepare_fills_and_completes(keypool):
     bare = {m: keypool[1][m] for m in ("kty", "n", "e", "d")}  # no kid, alg, use, CRT members
     fmt, out = importer.prepare(json.dumps(bare).encode(), st, now, name="x")
     assert fmt == "jwks"
-    (pos, rec), = out
+    ((pos, rec),) = out
     assert pos == "key 1"
-    assert rec["kid"] == keys.thumbprint(keypool[1])
+    assert rec["kid"] == jwk_rules.thumbprint(keypool[1])
     assert rec["jwk"] == dict(keypool[1], kid=rec["kid"])  # p, q, dp, dq, qi recovered
     assert rec["createdAt"] == NOW
 

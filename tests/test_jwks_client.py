@@ -6,12 +6,12 @@ import time
 import tracemalloc
 
 import pytest
-
-from prisme_keys import jwks_client, tokens
-from prisme_keys.errors import FetchError, NoUsableKey
-from prisme_keys.tokens import VerifyOptions
-
 from jwks_server import JwksServer, Route, claims, jwks, rs_token, tls_context
+
+from prisme_keys.errors import FetchError, NoUsableKey
+from prisme_keys.tokens import jwks_client
+from prisme_keys.tokens import verify as verifier
+from prisme_keys.tokens.verify import VerifyOptions
 
 
 @pytest.fixture
@@ -49,17 +49,21 @@ def test_status_500_html(server):
 
 
 def test_200_text_html(server):
-    server.routes["/jwks"] = Route(200, b"<!DOCTYPE html><form>login</form>", {"Content-Type": "text/html; charset=utf-8"})
-    assert fail(server.url()) == (f"{server.url()} answered with Content-Type text/html, not a JWK Set "
-                                  "(a login or error page?)")
+    server.routes["/jwks"] = Route(
+        200, b"<!DOCTYPE html><form>login</form>", {"Content-Type": "text/html; charset=utf-8"}
+    )
+    assert fail(server.url()) == (
+        f"{server.url()} answered with Content-Type text/html, not a JWK Set (a login or error page?)"
+    )
 
 
 def test_not_json_and_not_a_set(server):
     server.routes["/jwks"] = Route(200, b"<html>", {"Content-Type": "application/json"})
-    assert fail(server.url()) == (f"the body from {server.url()} is not JSON (Content-Type application/json, "
-                                  "starts with '<html>')")
+    assert fail(server.url()) == (
+        f"the body from {server.url()} is not JSON (Content-Type application/json, starts with '<html>')"
+    )
     server.serve_json("/jwks", {"kty": "RSA"})
-    assert fail(server.url()) == f"the JSON from {server.url()} is not a JWK Set: an object without a \"keys\" array"
+    assert fail(server.url()) == f'the JSON from {server.url()} is not a JWK Set: an object without a "keys" array'
     server.serve_json("/jwks", [1])
     assert fail(server.url()) == f"the JSON from {server.url()} is not a JWK Set: a JSON list"
 
@@ -80,15 +84,17 @@ def test_huge_body_capped_flat_memory(server):
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert msg == (f"the JWKS at {server.url()} is larger than the limit of 1048576 bytes (--max-bytes); "
-                   "stopped reading")
+    assert msg == (
+        f"the JWKS at {server.url()} is larger than the limit of 1048576 bytes (--max-bytes); stopped reading"
+    )
     assert peak < 4 * 1024 * 1024
 
 
 def test_content_length_over_cap(server):
     server.routes["/jwks"] = Route(200, b"x" * 2000, {"Content-Type": "application/json"})
-    assert fail(server.url(), max_bytes=1000) == (f"the JWKS at {server.url()} is 2000 bytes; the limit is "
-                                                  "1000 bytes (--max-bytes)")
+    assert fail(server.url(), max_bytes=1000) == (
+        f"the JWKS at {server.url()} is 2000 bytes; the limit is 1000 bytes (--max-bytes)"
+    )
 
 
 def test_redirects(server, keypool):
@@ -97,13 +103,16 @@ def test_redirects(server, keypool):
         server.routes[f"/r{i}"] = Route(302, b"", {"Location": "/final" if i == 0 else f"/r{i - 1}"})
     res = jwks_client.fetch(server.url("/r2"), use_cache=False)
     assert res.final_url == server.url("/final") and len(res.redirects) == 3
-    assert fail(server.url("/r3")) == f"more than 3 redirects fetching {server.url('/r3')} (last: {server.url('/final')})"
+    assert (
+        fail(server.url("/r3")) == f"more than 3 redirects fetching {server.url('/r3')} (last: {server.url('/final')})"
+    )
 
 
 def test_http_refused_for_non_loopback():
     assert fail("http://jwks.example.invalid/jwks") == (
         "refusing plain http for jwks.example.invalid: use https:// or --allow-http "
-        "(http is accepted for loopback addresses only)")
+        "(http is accepted for loopback addresses only)"
+    )
     assert fail("ftp://x/y") == "bad URL 'ftp://x/y': use an https:// URL"
 
 
@@ -132,15 +141,18 @@ def test_https_with_private_ca(ca, keypool, tmp_path):
             plain.serve_json("/jwks", jwks(keypool[0]))
             s.routes["/down"] = Route(302, b"", {"Location": plain.url()})
             assert fail(s.url("/down"), cacert=str(cafile)) == (
-                f"refusing a redirect from https to http ({s.url('/down')} -> {plain.url()})")
+                f"refusing a redirect from https to http ({s.url('/down')} -> {plain.url()})"
+            )
 
 
 def test_private_members_never_cached(server, keypool, tmp_path):
     server.serve_json("/jwks", {"keys": [keypool[0]]})
     res = jwks_client.fetch(server.url(), cache_dir=tmp_path)
     assert "d" not in res.doc["keys"][0]
-    assert res.warnings == [f"{server.url()} publishes private key members for key(s) {keypool[0]['kid']}; they "
-                            "were ignored and not cached (the private key is exposed: replace it)"]
+    assert res.warnings == [
+        f"{server.url()} publishes private key members for key(s) {keypool[0]['kid']}; they "
+        "were ignored and not cached (the private key is exposed: replace it)"
+    ]
     text = jwks_client.cache_path(server.url(), tmp_path).read_text()
     assert keypool[0]["d"] not in text and keypool[0]["p"] not in text
     again = jwks_client.fetch(server.url(), cache_dir=tmp_path)
@@ -170,17 +182,17 @@ def test_unknown_kid_refetch_once(server, keypool, tmp_path):
     k1, k2, k3 = keypool[0], keypool[1], keypool[2]
     server.serve_json("/jwks", jwks(k1))
     src0 = jwks_client.UrlKeySource(server.url(), cache_dir=tmp_path)
-    assert tokens.verify(rs_token(k1, claims()), src0).kid == k1["kid"]
+    assert verifier.verify(rs_token(k1, claims()), src0).kid == k1["kid"]
     server.serve_json("/jwks", jwks(k1, k2))
     src1 = jwks_client.UrlKeySource(server.url(), cache_dir=tmp_path)
     assert src1.result.from_cache
-    assert tokens.verify(rs_token(k2, claims()), src1).kid == k2["kid"]
+    assert verifier.verify(rs_token(k2, claims()), src1).kid == k2["kid"]
     # a second unknown kid within 30 s: no new request
     server.serve_json("/jwks", jwks(k1, k2, k3))
     n = len(server.requests)
     src2 = jwks_client.UrlKeySource(server.url(), cache_dir=tmp_path)
     with pytest.raises(NoUsableKey) as info:
-        tokens.verify(rs_token(k3, claims()), src2)
+        verifier.verify(rs_token(k3, claims()), src2)
     assert len(server.requests) == n
     assert info.value.message.startswith(f"unknown kid {k3['kid']!r}; kids in {server.url()}: ")
     assert "next refetch allowed in" in info.value.message
@@ -194,7 +206,7 @@ def test_refetch_limited_within_one_source(server, keypool, tmp_path):
     n = len(server.requests)
     for _ in range(3):
         with pytest.raises(NoUsableKey):
-            tokens.verify(rs_token(k2, claims()), src)
+            verifier.verify(rs_token(k2, claims()), src)
     assert len(server.requests) == n + 1
 
 
@@ -202,5 +214,5 @@ def test_no_usable_key_in_fetched_set(server, keypool):
     server.serve_json("/jwks", {"keys": [{"kty": "EC", "kid": "e1"}]})
     src = jwks_client.UrlKeySource(server.url(), use_cache=False)
     with pytest.raises(NoUsableKey) as info:
-        tokens.verify(rs_token(keypool[0], claims()), src, VerifyOptions())
+        verifier.verify(rs_token(keypool[0], claims()), src, VerifyOptions())
     assert info.value.message == f"{server.url()} has no usable RSA signing key (1 skipped)"

@@ -2,16 +2,16 @@
 
 import pytest
 
-from prisme_keys import keys
+from prisme_keys import jwk as jwk_rules
 from prisme_keys.errors import KeyFileError
 
 # RFC 7638 section 3.1 example key and its thumbprint.
 RFC7638_JWK = {
     "kty": "RSA",
     "n": "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3o"
-         "knjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6"
-         "qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJz"
-         "KnqDKgw",
+    "knjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6"
+    "qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJz"
+    "KnqDKgw",
     "e": "AQAB",
     "alg": "RS256",
     "kid": "2011-04-29",
@@ -19,58 +19,58 @@ RFC7638_JWK = {
 
 
 def test_rfc7638_example_thumbprint():
-    assert keys.thumbprint(RFC7638_JWK) == "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+    assert jwk_rules.thumbprint(RFC7638_JWK) == "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
 
 
 def test_thumbprint_ignores_padding_and_extra_members():
     padded = dict(RFC7638_JWK, n=RFC7638_JWK["n"] + "=", e="AQAB", use="sig", kid="other")
-    assert keys.thumbprint(padded) == "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+    assert jwk_rules.thumbprint(padded) == "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
 
 
 def test_thumbprint_rejects_non_rsa():
     with pytest.raises(ValueError):
-        keys.thumbprint({"kty": "EC", "crv": "P-256", "x": "a", "y": "b"})
+        jwk_rules.thumbprint({"kty": "EC", "crv": "P-256", "x": "a", "y": "b"})
 
 
 def test_generated_jwk_shape(keypool):
     jwk = keypool[0]
     assert list(jwk) == ["kty", "kid", "use", "alg", "n", "e", "d", "p", "q", "dp", "dq", "qi"]
     assert (jwk["kty"], jwk["use"], jwk["alg"], jwk["e"]) == ("RSA", "sig", "RS256", "AQAB")
-    assert jwk["kid"] == keys.thumbprint(jwk)
-    n = keys.b64url_decode(jwk["n"])
+    assert jwk["kid"] == jwk_rules.thumbprint(jwk)
+    n = jwk_rules.b64url_decode(jwk["n"])
     assert len(n) == 256 and n[0] != 0
-    assert keys.key_bits(jwk) == 2048
+    assert jwk_rules.key_bits(jwk) == 2048
     for m in ("n", "e", "d", "p", "q", "dp", "dq", "qi"):
         assert "=" not in jwk[m] and "+" not in jwk[m] and "/" not in jwk[m]
 
 
 def test_4096_bit_key_modulus_is_512_bytes(big_key):
-    assert len(keys.b64url_decode(big_key["n"])) == 512
-    assert keys.key_bits(big_key) == 4096
+    assert len(jwk_rules.b64url_decode(big_key["n"])) == 512
+    assert jwk_rules.key_bits(big_key) == 4096
 
 
 def test_public_projection_keeps_only_public_members(keypool):
-    pub = keys.public_jwk(keypool[1])
+    pub = jwk_rules.public_jwk(keypool[1])
     assert list(pub) == ["kty", "kid", "use", "alg", "n", "e"]
-    assert not set(pub) & set(keys.PRIVATE_MEMBERS)
+    assert not set(pub) & set(jwk_rules.PRIVATE_MEMBERS)
 
 
 def test_private_key_roundtrip_and_consistency(keypool):
     jwk = keypool[2]
-    key = keys.private_key_from_jwk(jwk)
-    assert keys.private_key_to_jwk(key, "RS256") == jwk
+    key = jwk_rules.private_key_from_jwk(jwk)
+    assert jwk_rules.private_key_to_jwk(key, "RS256") == jwk
     bad = dict(jwk, d=keypool[3]["d"])
     with pytest.raises(ValueError, match="does not match"):
-        keys.private_key_from_jwk(bad)
+        jwk_rules.private_key_from_jwk(bad)
     with pytest.raises(ValueError, match="'n'"):
-        keys.private_key_from_jwk({k: v for k, v in jwk.items() if k != "n"})
+        jwk_rules.private_key_from_jwk({k: v for k, v in jwk.items() if k != "n"})
 
 
 def test_check_signing_jwk_rejects_small_and_compromised_keys():
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    small = keys.private_key_to_jwk(rsa.generate_private_key(65537, 1024), "RS256")
+    small = jwk_rules.private_key_to_jwk(rsa.generate_private_key(65537, 1024), "RS256")
     with pytest.raises(KeyFileError, match="has 1024 bits; at least 2048 are required"):
-        keys.check_signing_jwk(small)
+        jwk_rules.check_signing_jwk(small)
     # The thumbprint is recomputed from the listed public key and matches the one the list states.
-    assert list(keys.compromised_thumbprints()) == ["jkbrph9-RTpMIlNxkzbbH-EwsT6iGulAhU-sxD3TjVo"]
+    assert list(jwk_rules.compromised_thumbprints()) == ["jkbrph9-RTpMIlNxkzbbH-EwsT6iGulAhU-sxD3TjVo"]

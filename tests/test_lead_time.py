@@ -5,10 +5,11 @@ import json
 from datetime import timedelta
 
 import pytest
-
 from conftest import T0, empty_config, record, write_keyfile
-from prisme_keys import clock, lifecycle, rotation, settings
+
+from prisme_keys import clock, settings
 from prisme_keys.errors import ConfigError
+from prisme_keys.store import lifecycle, rotation
 
 DAY = timedelta(days=1)
 T = clock.parse_iso(T0)
@@ -16,8 +17,9 @@ ROT = T + timedelta(days=29)  # the signing key rotates at T0 + 30 d, so with L 
 
 
 def load(kf, tmp_path, **env):
-    return settings.load({"key_file": kf, "config_path": empty_config(tmp_path)},
-                         environ={"PRISME_KEYS_PUBLICATION_LEAD": "1d", **env})
+    return settings.load(
+        {"key_file": kf, "config_path": empty_config(tmp_path)}, environ={"PRISME_KEYS_PUBLICATION_LEAD": "1d", **env}
+    )
 
 
 def kid_of(token: str) -> str:
@@ -66,9 +68,15 @@ def test_rotation_creates_next_key_with_dates(rotated, keypool):
 def test_signing_key_switches_at_activation_and_export_holds_both(rotated, keypool):
     kf, s, _ = rotated
     old, new = keypool[0]["kid"], keypool[1]["kid"]
-    for offset, want in ((timedelta(0), old), (timedelta(hours=1), old), (timedelta(hours=23, minutes=59), old),
-                         (DAY - timedelta(milliseconds=1), old), (DAY, new), (DAY + timedelta(hours=1), new),
-                         (timedelta(days=20), new)):
+    for offset, want in (
+        (timedelta(0), old),
+        (timedelta(hours=1), old),
+        (timedelta(hours=23, minutes=59), old),
+        (DAY - timedelta(milliseconds=1), old),
+        (DAY, new),
+        (DAY + timedelta(hours=1), new),
+        (timedelta(days=20), new),
+    ):
         now = ROT + offset
         rec, jwk = lifecycle.signing_jwk(s, now)
         assert rec["kid"] == want, offset
@@ -106,8 +114,12 @@ def test_end_to_end_mint_list_export(cli, tmp_path, keypool):
     new, old = created["kid"], keypool[0]["kid"]
     p = cli(*g, "--now", clock.iso(ROT + timedelta(hours=2)), "list", env=env)
     assert p.returncode == 0 and "next from 2026-01-31 00:00" in p.stdout
-    for offset, want in ((timedelta(hours=1), old), (DAY - timedelta(seconds=1), old), (DAY, new),
-                         (DAY + timedelta(days=3), new)):
+    for offset, want in (
+        (timedelta(hours=1), old),
+        (DAY - timedelta(seconds=1), old),
+        (DAY, new),
+        (DAY + timedelta(days=3), new),
+    ):
         now = clock.iso(ROT + offset)
         p = cli(*g, "--now", now, "mint", env=env)
         assert p.returncode == 0, p.stderr

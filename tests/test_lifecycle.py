@@ -6,9 +6,9 @@ import stat
 
 import jwt
 import pytest
-
 from conftest import T0, no_traceback, record, write_keyfile
-from prisme_keys import keys
+
+from prisme_keys import jwk as jwk_rules
 
 T29 = "2026-01-30T00:00:00.000Z"
 T31 = "2026-02-01T00:00:00.000Z"
@@ -32,7 +32,7 @@ def test_lifecycle_on_fixed_clock(cli, tmp_path):
     assert doc["format"] == 1 and [r["kid"] for r in doc["keys"]] == [first["kid"]]
     rec = doc["keys"][0]
     assert list(rec) == ["kid", "previousKeyId", "createdAt", "rotatesAt", "expiresAt", "jwk"]
-    assert rec["previousKeyId"] is None and rec["jwk"]["kid"] == rec["kid"] == keys.thumbprint(rec["jwk"])
+    assert rec["previousKeyId"] is None and rec["jwk"]["kid"] == rec["kid"] == jwk_rules.thumbprint(rec["jwk"])
 
     before = kf.read_bytes()
     p = cli(*g, "--now", T29, "rotate")
@@ -89,21 +89,40 @@ def test_prune_never_removes_signing_key(cli, keyfile):
 
 
 def test_prune_keeps_signing_key_removes_only_expired(cli, tmp_path, keypool):
-    recs = [record(keypool[2], created="2026-02-01T00:00:00.000Z", rotates="2026-03-03T00:00:00.000Z",
-                   expires="2026-04-02T00:00:00.000Z", previous=keypool[1]["kid"]),
-            record(keypool[1], created="2026-01-15T00:00:00.000Z", expires="2026-02-10T00:00:00.000Z"),
-            record(keypool[0], expires="2026-03-01T00:00:00.000Z")]
+    recs = [
+        record(
+            keypool[2],
+            created="2026-02-01T00:00:00.000Z",
+            rotates="2026-03-03T00:00:00.000Z",
+            expires="2026-04-02T00:00:00.000Z",
+            previous=keypool[1]["kid"],
+        ),
+        record(keypool[1], created="2026-01-15T00:00:00.000Z", expires="2026-02-10T00:00:00.000Z"),
+        record(keypool[0], expires="2026-03-01T00:00:00.000Z"),
+    ]
     kf = write_keyfile(tmp_path / "k.json", recs)
     p = cli("--key-file", str(kf), "--now", "2026-02-20T00:00:00Z", "--json", "prune")
     assert json.loads(p.stdout)["pruned"] == [keypool[1]["kid"]]
     assert [r["kid"] for r in load(kf)["keys"]] == [keypool[2]["kid"], keypool[0]["kid"]]
 
 
-@pytest.mark.parametrize("content", [b"", b"   \n", b'{"format": 1, "keys": [', b"not json at all",
-                                     b'{"format": 2, "keys": []}', b'{"keys": []}', b"[1, 2]",
-                                     b'{"format": 1, "keys": [{"kid": "x"}]}', b"\xff\xfe\x00"])
-@pytest.mark.parametrize("command", [["init"], ["rotate"], ["rotate", "--force"], ["prune"], ["list"], ["export"],
-                                     ["export", "--private"]])
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",
+        b"   \n",
+        b'{"format": 1, "keys": [',
+        b"not json at all",
+        b'{"format": 2, "keys": []}',
+        b'{"keys": []}',
+        b"[1, 2]",
+        b'{"format": 1, "keys": [{"kid": "x"}]}',
+        b"\xff\xfe\x00",
+    ],
+)
+@pytest.mark.parametrize(
+    "command", [["init"], ["rotate"], ["rotate", "--force"], ["prune"], ["list"], ["export"], ["export", "--private"]]
+)
 def test_corrupt_key_file_exit_4_unchanged(cli, tmp_path, content, command):
     kf = tmp_path / "keys.json"
     kf.write_bytes(content)
@@ -121,8 +140,10 @@ def test_missing_key_file_rotate_prune_exit_4_and_create_nothing(cli, tmp_path):
     for cmd in (["rotate"], ["rotate", "--force"], ["prune"], ["list"], ["export"]):
         p = cli("--key-file", str(kf), *cmd)
         assert p.returncode == 4
-        assert p.stderr == (f"prisme-keys: error: key file {kf} does not exist; create it with: prisme-keys init "
-                            "(or name another with --key-file / PRISME_KEYS_FILE)\n")
+        assert p.stderr == (
+            f"prisme-keys: error: key file {kf} does not exist; create it with: prisme-keys init "
+            "(or name another with --key-file / PRISME_KEYS_FILE)\n"
+        )
     assert not kf.exists()
 
 
@@ -141,8 +162,9 @@ def test_group_readable_key_file_refused_unless_allowed(cli, keyfile):
     assert f"has unsafe permissions 0640 (readable by group or others); fix with: chmod 600 {keyfile}" in p.stderr
     p = cli("--key-file", str(keyfile), "list", env={"PRISME_KEYS_ALLOW_GROUP_READ": "1"})
     assert p.returncode == 0, p.stderr
-    p = cli("--key-file", str(keyfile), "--now", "2026-02-01T00:00:00Z", "rotate",
-            env={"PRISME_KEYS_ALLOW_GROUP_READ": "1"})
+    p = cli(
+        "--key-file", str(keyfile), "--now", "2026-02-01T00:00:00Z", "rotate", env={"PRISME_KEYS_ALLOW_GROUP_READ": "1"}
+    )
     assert p.returncode == 0
     assert stat.S_IMODE(os.stat(keyfile).st_mode) == 0o640  # the shared mode is kept on rewrite
     os.chmod(keyfile, 0o604)
@@ -156,8 +178,14 @@ def test_lock_timeout_names_lock_file(cli, keyfile):
     lock = open(str(keyfile) + ".lock", "a+")
     fcntl.flock(lock, fcntl.LOCK_EX)
     try:
-        p = cli("--key-file", str(keyfile), "--now", "2026-02-01T00:00:00Z", "rotate",
-                env={"PRISME_KEYS_LOCK_TIMEOUT": "0.5"})
+        p = cli(
+            "--key-file",
+            str(keyfile),
+            "--now",
+            "2026-02-01T00:00:00Z",
+            "rotate",
+            env={"PRISME_KEYS_LOCK_TIMEOUT": "0.5"},
+        )
     finally:
         lock.close()
     assert p.returncode == 4
@@ -166,8 +194,10 @@ def test_lock_timeout_names_lock_file(cli, keyfile):
 
 
 def _run_many(cli, keyfile, args, n=10):
-    procs = [cli.popen("--key-file", str(keyfile), "--now", "2026-02-01T00:00:00Z", *args,
-                       stdout=-1, stderr=-1) for _ in range(n)]
+    procs = [
+        cli.popen("--key-file", str(keyfile), "--now", "2026-02-01T00:00:00Z", *args, stdout=-1, stderr=-1)
+        for _ in range(n)
+    ]
     return [(p.wait(timeout=120), p.stderr.read().decode()) for p in procs]
 
 
@@ -192,8 +222,7 @@ def test_ten_forced_rotations_add_ten_keys(cli, keyfile):
 
 
 def test_export_public_jwks_verifies_with_pyjwt(cli, tmp_path, keypool):
-    recs = [record(keypool[1], created="2026-01-10T00:00:00.000Z", previous=keypool[0]["kid"]),
-            record(keypool[0])]
+    recs = [record(keypool[1], created="2026-01-10T00:00:00.000Z", previous=keypool[0]["kid"]), record(keypool[0])]
     kf = write_keyfile(tmp_path / "k.json", recs)
     p = cli("--key-file", str(kf), "export")
     assert p.returncode == 0
@@ -202,9 +231,9 @@ def test_export_public_jwks_verifies_with_pyjwt(cli, tmp_path, keypool):
     for k in jwks["keys"]:
         assert list(k) == ["kty", "kid", "use", "alg", "n", "e"]
         assert not set(k) & {"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
-        assert "=" not in k["n"] and len(keys.b64url_decode(k["n"])) == 256 and k["e"] == "AQAB"
-    for k, src in zip(jwks["keys"], (keypool[1], keypool[0])):
-        priv = keys.private_key_from_jwk(src)
+        assert "=" not in k["n"] and len(jwk_rules.b64url_decode(k["n"])) == 256 and k["e"] == "AQAB"
+    for k, src in zip(jwks["keys"], (keypool[1], keypool[0]), strict=False):
+        priv = jwk_rules.private_key_from_jwk(src)
         token = jwt.encode({"sub": "x"}, priv, algorithm="RS256", headers={"kid": src["kid"]})
         pub = jwt.PyJWK(k).key
         assert jwt.decode(token, pub, algorithms=["RS256"]) == {"sub": "x"}
@@ -226,7 +255,7 @@ def test_generate_standalone(cli, keyfile):
     before = keyfile.read_bytes()
     p = cli("--key-file", str(keyfile), "generate", env={"JWKS_ALG": "RS384"})
     jwk = json.loads(p.stdout)
-    assert jwk["alg"] == "RS384" and "d" in jwk and jwk["kid"] == keys.thumbprint(jwk)
+    assert jwk["alg"] == "RS384" and "d" in jwk and jwk["kid"] == jwk_rules.thumbprint(jwk)
     p = cli("generate", "--public")
     assert list(json.loads(p.stdout)) == ["kty", "kid", "use", "alg", "n", "e"]
     assert keyfile.read_bytes() == before
@@ -240,8 +269,13 @@ def test_private_output_refused_on_a_terminal(cli, keyfile):
 
     master, slave = pty.openpty()
     try:
-        p = subprocess.run([script(), "--key-file", str(keyfile), "export", "--private"], stdout=slave,
-                           stderr=subprocess.PIPE, env=cli.env, timeout=60)
+        p = subprocess.run(
+            [script(), "--key-file", str(keyfile), "export", "--private"],
+            stdout=slave,
+            stderr=subprocess.PIPE,
+            env=cli.env,
+            timeout=60,
+        )
     finally:
         os.close(slave)
         os.close(master)
@@ -252,8 +286,11 @@ def test_private_output_refused_on_a_terminal(cli, keyfile):
 def test_json_errors_are_one_object_on_stderr(cli, tmp_path):
     p = cli("--key-file", str(tmp_path / "none.json"), "--json", "list")
     assert p.returncode == 4 and p.stdout == ""
-    assert json.loads(p.stderr) == {"code": "key_file_missing", "exit": 4, "message": p.stderr and json.loads(
-        p.stderr)["message"]}
+    assert json.loads(p.stderr) == {
+        "code": "key_file_missing",
+        "exit": 4,
+        "message": p.stderr and json.loads(p.stderr)["message"],
+    }
     assert json.loads(p.stderr)["message"].startswith(f"key file {tmp_path / 'none.json'} does not exist")
 
 
@@ -270,7 +307,7 @@ def test_readme_main_job_on_default_key_file(cli):
     from pathlib import Path
 
     readme = (Path(__file__).parent.parent / "README.md").read_text()
-    first = [ln for ln in readme.splitlines() if ln.startswith("python3 -m venv")][0]
+    first = next(ln for ln in readme.splitlines() if ln.startswith("python3 -m venv"))
     steps = re.findall(r"\.venv/bin/prisme-keys ([a-z ]+?)(?: &&|$)", first)
     assert steps == ["init", "rotate", "prune", "export"]
     outs = [cli(*s.split()) for s in steps]

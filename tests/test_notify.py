@@ -5,17 +5,25 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import T0, no_traceback, record, write_keyfile
-from redis_server import Consumer, RedisServer, RuntimeStub, free_port, redis_env, redis_server, runtime_stub  # noqa: F401
+from redis_server import (  # noqa: F401
+    Consumer,
+    RedisServer,
+    RuntimeStub,
+    free_port,
+    redis_env,
+    redis_server,
+    runtime_stub,
+)
 
-from prisme_keys import broker, clock
+from prisme_keys import clock
+from prisme_keys.publish import announce as broker
 
 GW = "gateway.jwks.updated"
 RT = "runtime.jwks.updated"
 NS = "test:"
 TOPICS = [GW, RT, "catchall_stream"]
-DUE = "2026-02-01T00:00:00.000Z"          # past the pool key's rotatesAt (2026-01-31)
+DUE = "2026-02-01T00:00:00.000Z"  # past the pool key's rotatesAt (2026-01-31)
 NOT_DUE = "2026-01-10T00:00:00.000Z"
 
 
@@ -94,8 +102,13 @@ def test_rotate_notify_json(cli, kf, redis_env):
 
 def test_prune_notify_announces_deleted(cli, tmp_path, keypool, redis_server, redis_env):
     old = record(keypool[0])  # expires 2026-03-02
-    cur = record(keypool[1], created="2026-01-31T00:00:00.000Z", rotates="2026-03-30T00:00:00.000Z",
-                 expires="2026-04-29T00:00:00.000Z", previous=keypool[0]["kid"])
+    cur = record(
+        keypool[1],
+        created="2026-01-31T00:00:00.000Z",
+        rotates="2026-03-30T00:00:00.000Z",
+        expires="2026-04-29T00:00:00.000Z",
+        previous=keypool[0]["kid"],
+    )
     path = write_keyfile(tmp_path / "keys.json", [cur, old])
     consumer = Consumer(redis_env["BROKER_HOST"], NS, TOPICS)
     p = cli("--key-file", str(path), "--now", "2026-03-10T00:00:00.000Z", "prune", "--notify", env=redis_env)
@@ -153,8 +166,12 @@ def test_runtime_refusing_is_exit_11_without_secret(cli, kf, redis_env):
 def test_redis_stopped_keeps_change_exit_11_then_notify_delivers(cli, kf, keypool, redis_server, redis_env):
     dead = RedisServer()
     dead.stop()  # its port is now closed
-    dead_env = dict(redis_env, BROKER_HOST=f"redis://:hunter2pw@127.0.0.1:{dead.port}/10",
-                    CONTEXTS_CACHE_HOST=f"redis://127.0.0.1:{dead.port}/0", INTERNAL_API_KEY="s3cret-internal-key")
+    dead_env = dict(
+        redis_env,
+        BROKER_HOST=f"redis://:hunter2pw@127.0.0.1:{dead.port}/10",
+        CONTEXTS_CACHE_HOST=f"redis://127.0.0.1:{dead.port}/0",
+        INTERNAL_API_KEY="s3cret-internal-key",
+    )
     before = kf.read_text()
     p = cli("--key-file", str(kf), "--now", DUE, "rotate", "--notify", env=dead_env)
     assert p.returncode == 11, p.stderr
@@ -165,8 +182,10 @@ def test_redis_stopped_keeps_change_exit_11_then_notify_delivers(cli, kf, keypoo
     assert p.stdout.startswith(f"rotated: signing key {kid}")
     err = p.stderr.strip()
     assert err.count("\n") == 0
-    assert err.startswith(f"prisme-keys: error: key file {kf} was changed (created {kid}) but the notification failed: "
-                          f"cannot publish gateway.jwks.updated on the broker at redis://127.0.0.1:{dead.port}/10")
+    assert err.startswith(
+        f"prisme-keys: error: key file {kf} was changed (created {kid}) but the notification failed: "
+        f"cannot publish gateway.jwks.updated on the broker at redis://127.0.0.1:{dead.port}/10"
+    )
     assert err.endswith(f"re-send it with: prisme-keys notify --created {kid}")
     for secret in ("hunter2pw", "s3cret-internal-key", recs[0]["jwk"]["d"]):
         assert secret not in p.stdout + p.stderr
@@ -237,13 +256,21 @@ def test_bad_broker_url_is_config_error(cli, kf):
 
 # -- library ------------------------------------------------------------------------------
 
+
 def test_envelope_shape():
     now = clock.parse_iso(T0)
     ev = broker.envelope(GW, {"created": ["a"], "deleted": []}, now, "cid")
-    assert ev == {"type": GW, "payload": {"created": ["a"], "deleted": []},
-                  "source": {"host": {"replica": broker.replica_name(), "service": "prisme-keys"},
-                             "correlationId": "cid", "serviceTopic": GW},
-                  "createdAt": T0, "size": len('{"created":["a"],"deleted":[]}')}
+    assert ev == {
+        "type": GW,
+        "payload": {"created": ["a"], "deleted": []},
+        "source": {
+            "host": {"replica": broker.replica_name(), "service": "prisme-keys"},
+            "correlationId": "cid",
+            "serviceTopic": GW,
+        },
+        "createdAt": T0,
+        "size": len('{"created":["a"],"deleted":[]}'),
+    }
     assert broker.stream_name("ns:", GW) == "streams:ns:gateway.jwks.updated"
     assert broker.stream_name("", "catchall_stream") == "streams:catchall_stream"
 

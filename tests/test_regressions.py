@@ -4,9 +4,9 @@ import json
 import os
 import stat
 import subprocess
+from datetime import UTC
 
 import pytest
-
 from conftest import empty_config, no_traceback, record, write_keyfile
 
 DEEP = "[" * 30000 + "]" * 30000
@@ -61,8 +61,12 @@ def test_non_finite_and_out_of_range_values(cli, keyfile):
     one_error_line(cli(*g, "verify", "a.b.c", "--leeway", "nan"), 2)
     one_error_line(cli(*g, "verify", "a.b.c", "--jwks-url", "http://127.0.0.1:9/x", "--timeout", "nan"), 2)
     one_error_line(cli(*g, "--now", "+99999999d", "rotate", "--dry-run"), 2)
-    for env in ({"JWKS_ROTATION_DAYS": "99999999999"}, {"ACCESS_TOKENS_MAX_AGE": "300000000000"},
-                {"PRISME_KEYS_PUBLICATION_LEAD": "9999999d"}, {"PRISME_KEYS_LOCK_TIMEOUT": "inf"}):
+    for env in (
+        {"JWKS_ROTATION_DAYS": "99999999999"},
+        {"ACCESS_TOKENS_MAX_AGE": "300000000000"},
+        {"PRISME_KEYS_PUBLICATION_LEAD": "9999999d"},
+        {"PRISME_KEYS_LOCK_TIMEOUT": "inf"},
+    ):
         p = cli(*g, "rotate", "--force", env=env)
         one_error_line(p, 3)
         assert f"bad value for {next(iter(env))}" in p.stderr
@@ -79,11 +83,14 @@ def test_named_config_file_must_exist(cli, keyfile, tmp_path):
     assert cli("--key-file", str(keyfile), "list").returncode == 0  # the default path may be absent
 
 
-@pytest.mark.parametrize("mutate,reason", [
-    (lambda r: r["jwk"].update(n="!!!"), "jwk n or e is not base64url"),
-    (lambda r: r["jwk"].update(e="AAAA"), "jwk n/e are not an RSA public key"),
-    (lambda r: r["jwk"].update(kid="other"), "differs from its jwk kid 'other'"),
-])
+@pytest.mark.parametrize(
+    "mutate,reason",
+    [
+        (lambda r: r["jwk"].update(n="!!!"), "jwk n or e is not base64url"),
+        (lambda r: r["jwk"].update(e="AAAA"), "jwk n/e are not an RSA public key"),
+        (lambda r: r["jwk"].update(kid="other"), "differs from its jwk kid 'other'"),
+    ],
+)
 def test_parseable_but_invalid_records_are_exit_4_everywhere(cli, tmp_path, keypool, mutate, reason):
     rec = record(dict(keypool[0]))
     mutate(rec)
@@ -133,13 +140,15 @@ def test_key_created_after_now_is_still_the_signing_key(cli, keyfile, keypool):
 
 def test_slower_concurrent_rotation_still_comes_out_newest(tmp_path, keypool):
     """A forced rotation planned at T but committed after another host's rotation stamped T+1s."""
-    from prisme_keys import clock, lifecycle, settings
+    from prisme_keys import clock, settings
+    from prisme_keys.store import lifecycle
 
     newest = record(keypool[1], created="2026-01-01T00:00:01.000Z", previous=keypool[0]["kid"])
     kf = write_keyfile(tmp_path / "k.json", [newest, record(keypool[0])])
     s = settings.load({"key_file": str(kf), "config_path": str(empty_config(tmp_path))}, {})
-    res = lifecycle.rotate(s, clock.parse_iso("2026-01-01T00:00:00.000Z"), force=True,
-                           keygen=lambda bits, alg: keypool[2])
+    res = lifecycle.rotate(
+        s, clock.parse_iso("2026-01-01T00:00:00.000Z"), force=True, keygen=lambda bits, alg: keypool[2]
+    )
     recs = json.loads(kf.read_text())["keys"]
     assert [r["kid"] for r in recs] == [keypool[2]["kid"], keypool[1]["kid"], keypool[0]["kid"]]
     assert recs[0]["previousKeyId"] == keypool[1]["kid"]
@@ -162,7 +171,7 @@ def test_check_deep_json_duplicate_keys_and_negative_max_age(cli):
     replies = []
 
     class H(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
+        def do_GET(self):
             body, cache = replies[-1]
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
@@ -178,9 +187,11 @@ def test_check_deep_json_duplicate_keys_and_negative_max_age(cli):
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{srv.server_address[1]}/jwks"
     try:
-        cases = [((DEEP.encode(), "max-age=60"), "shape.jwk_set", "body is JSON nested too deeply"),
-                 ((b'{"keys": [], "keys": []}', "max-age=60"), "shape.jwk_set", "repeats a member"),
-                 ((b'{"keys": []}', "max-age=-5"), "transport.cache_control", "not a whole number")]
+        cases = [
+            ((DEEP.encode(), "max-age=60"), "shape.jwk_set", "body is JSON nested too deeply"),
+            ((b'{"keys": [], "keys": []}', "max-age=60"), "shape.jwk_set", "repeats a member"),
+            ((b'{"keys": []}', "max-age=-5"), "transport.cache_control", "not a whole number"),
+        ]
         for reply, name, detail in cases:
             replies.append(reply)
             p = cli("--json", "check", url, "--no-against")
@@ -194,11 +205,11 @@ def test_check_deep_json_duplicate_keys_and_negative_max_age(cli):
 
 
 def test_relative_times_round_to_the_nearest_unit():
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from prisme_keys import clock
 
-    t = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    t = datetime(2026, 1, 1, tzinfo=UTC)
     assert clock.humanize(t + timedelta(days=30, milliseconds=-5), t) == "in 30 days"  # right after init
     assert clock.humanize(t - timedelta(hours=2, seconds=1), t) == "2 hours ago"
 
@@ -211,11 +222,23 @@ def test_non_string_path_in_config_is_exit_3(cli, tmp_path):
     assert "bad value for a path setting: 5" in p.stderr
 
 
-@pytest.mark.parametrize("mutate,reason", [
-    (lambda r: r.update(kid="evil\x1b[2Jkid", jwk=dict(r["jwk"], kid="evil\x1b[2Jkid")), "contains control characters"),
-    (lambda r: r.update(rotatesAt="2025-01-01T00:00:00.000Z"), "rotatesAt 2025-01-01T00:00:00.000Z is before createdAt"),
-    (lambda r: r.update(expiresAt="2025-12-31T00:00:00.000Z"), "expiresAt 2025-12-31T00:00:00.000Z is before createdAt"),
-])
+@pytest.mark.parametrize(
+    "mutate,reason",
+    [
+        (
+            lambda r: r.update(kid="evil\x1b[2Jkid", jwk=dict(r["jwk"], kid="evil\x1b[2Jkid")),
+            "contains control characters",
+        ),
+        (
+            lambda r: r.update(rotatesAt="2025-01-01T00:00:00.000Z"),
+            "rotatesAt 2025-01-01T00:00:00.000Z is before createdAt",
+        ),
+        (
+            lambda r: r.update(expiresAt="2025-12-31T00:00:00.000Z"),
+            "expiresAt 2025-12-31T00:00:00.000Z is before createdAt",
+        ),
+    ],
+)
 def test_import_rejects_control_character_kids_and_backwards_dates(cli, keyfile, keypool, mutate, reason):
     rec = record(dict(keypool[3]))
     mutate(rec)
@@ -241,8 +264,15 @@ def test_ctrl_c_is_exit_130_with_one_line_and_no_file(cli, tmp_path):
     import time
 
     kf = tmp_path / "k.json"
-    p = cli.popen("--key-file", str(kf), "init", env={"JWKS_SIZE": "8192"}, stdout=subprocess.PIPE,
-                  stderr=subprocess.PIPE, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    p = cli.popen(
+        "--key-file",
+        str(kf),
+        "init",
+        env={"JWKS_SIZE": "8192"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     time.sleep(0.5)
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=120)
@@ -258,11 +288,14 @@ def test_private_output_to_a_terminal_is_refused_for_every_spelling_of_stdout(cl
 
     master, slave = pty.openpty()
     try:
-        p = subprocess.run([script(), "--key-file", str(keyfile), *args], stdout=slave, stderr=subprocess.PIPE,
-                           env=cli.env, timeout=60)
+        p = subprocess.run(
+            [script(), "--key-file", str(keyfile), *args], stdout=slave, stderr=subprocess.PIPE, env=cli.env, timeout=60
+        )
     finally:
         os.close(slave)
         os.close(master)
     assert p.returncode == 2
-    assert p.stderr == (b"prisme-keys: error: refusing to print private key material on a terminal; "
-                        b"use --out FILE, a pipe or a redirect, or add --to-terminal\n")
+    assert p.stderr == (
+        b"prisme-keys: error: refusing to print private key material on a terminal; "
+        b"use --out FILE, a pipe or a redirect, or add --to-terminal\n"
+    )

@@ -9,7 +9,6 @@ import urllib.request
 import pytest
 
 
-
 class Served:
     def __init__(self, proc, url):
         self.proc, self.base = proc, url.rsplit("/oidc/jwks", 1)[0]
@@ -24,9 +23,18 @@ class Served:
 
 
 def start(cli, keyfile, *extra, env=None):
-    proc = cli.popen("--key-file", str(keyfile), "serve", "--port", "0", *extra, stdout=subprocess.PIPE,
-                     stderr=subprocess.PIPE, text=True,
-                     env={"OIDC_PROVIDER_URL": "https://issuer.test", "API_URL": "https://api.test", **(env or {})})
+    proc = cli.popen(
+        "--key-file",
+        str(keyfile),
+        "serve",
+        "--port",
+        "0",
+        *extra,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={"OIDC_PROVIDER_URL": "https://issuer.test", "API_URL": "https://api.test", **(env or {})},
+    )
     line = proc.stdout.readline()
     assert line.startswith("serving http://127.0.0.1:"), (line, proc.stderr.read() if proc.poll() is not None else "")
     return Served(proc, line.split()[1])
@@ -60,8 +68,9 @@ def test_bad_requests_get_json_4xx(served):
     assert served.get("/v2/login/anonymous")[0] == 405
     assert served.get("/oidc/jwks", method="POST", data=b"{}")[0] == 405
     for body in (b"{", b"[1]", b'{"expiresAfter": "soon"}', b'{"expiresAfter": -5}', b'{"expiresAfter": true}'):
-        status, _, raw = served.get("/v2/login/anonymous", method="POST", data=body,
-                                    headers={"Content-Type": "application/json"})
+        status, _, raw = served.get(
+            "/v2/login/anonymous", method="POST", data=body, headers={"Content-Type": "application/json"}
+        )
         assert status == 400, body
         assert json.loads(raw)["error"] == "bad_request"
     assert served.get("/v2/login/anonymous", method="DELETE")[0] == 405
@@ -69,8 +78,12 @@ def test_bad_requests_get_json_4xx(served):
 
 
 def test_anonymous_login_token_verifies_against_served_jwks(served, cli, keyfile, keypool):
-    status, headers, raw = served.get("/v2/login/anonymous", method="POST", data=b'{"expiresAfter": 120}',
-                                      headers={"Content-Type": "application/json"})
+    status, headers, raw = served.get(
+        "/v2/login/anonymous",
+        method="POST",
+        data=b'{"expiresAfter": 120}',
+        headers={"Content-Type": "application/json"},
+    )
     assert status == 200
     doc = json.loads(raw)
     assert set(doc) == {"token", "sessionId", "expires", "id"}
@@ -83,8 +96,16 @@ def test_anonymous_login_token_verifies_against_served_jwks(served, cli, keyfile
     assert claims["prismeaiSessionId"] == doc["sessionId"]
     assert (claims["iss"], claims["aud"]) == ("https://issuer.test", "https://api.test")
     assert jwt.get_unverified_header(doc["token"]) == {"typ": "jwt", "alg": "RS256", "kid": keypool[0]["kid"]}
-    p = cli("verify", doc["token"], "--jwks-url", served.base + "/oidc/jwks", "--issuer", "https://issuer.test",
-            "--audience", "https://api.test")
+    p = cli(
+        "verify",
+        doc["token"],
+        "--jwks-url",
+        served.base + "/oidc/jwks",
+        "--issuer",
+        "https://issuer.test",
+        "--audience",
+        "https://api.test",
+    )
     assert p.returncode == 0, p.stderr
     assert p.stdout.startswith(f"valid: kid {keypool[0]['kid']}")
     # empty body: default lifetime ACCESS_TOKENS_MAX_AGE
@@ -129,7 +150,7 @@ def _raw(served, data: bytes, *, wait_close: bool = True) -> bytes:
         while True:
             try:
                 chunk = sock.recv(65536)
-            except socket.timeout:
+            except TimeoutError:
                 assert not wait_close, "the server kept the connection open"
                 break
             if not chunk:
@@ -188,8 +209,10 @@ def test_unread_body_closes_connection_never_parsed_as_a_request(served):
     res = _responses(_raw(served, req + body))
     assert [r[0] for r in res] == [413] and res[0][1]["connection"] == "close"
     # chunked: refused (411) and closed
-    req = (b"POST /v2/login/anonymous HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-           b"%x\r\n%s\r\n0\r\n\r\n" % (len(smuggled), smuggled))
+    req = b"POST /v2/login/anonymous HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n" % (
+        len(smuggled),
+        smuggled,
+    )
     res = _responses(_raw(served, req))
     assert [r[0] for r in res] == [411] and json.loads(res[0][2])["error"] == "length_required"
     # a body on a GET, on an unknown route, on an unknown method: closed after the answer
@@ -205,8 +228,9 @@ def test_unread_body_closes_connection_never_parsed_as_a_request(served):
 
 def test_deeply_nested_login_body_is_400(served):
     body = b'{"a":' + b"[" * 30000 + b"]" * 30000 + b"}"
-    status, _, raw = served.get("/v2/login/anonymous", method="POST", data=body,
-                                headers={"Content-Type": "application/json"})
+    status, _, raw = served.get(
+        "/v2/login/anonymous", method="POST", data=body, headers={"Content-Type": "application/json"}
+    )
     assert status == 400 and json.loads(raw) == {"error": "bad_request", "message": "body is not JSON"}
     assert served.get("/oidc/jwks")[0] == 200
     assert "Traceback" not in _stop(served)

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import script
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,8 +56,9 @@ def test_man_page_matches_the_code():
 
 def test_man_page_renders_without_groff_warnings():
     need("groff")
-    p = subprocess.run(["groff", "-man", "-Tutf8", "-ww", "-z", str(ROOT / "man" / "prisme-keys.1")],
-                       capture_output=True, text=True)
+    p = subprocess.run(
+        ["groff", "-man", "-Tutf8", "-ww", "-z", str(ROOT / "man" / "prisme-keys.1")], capture_output=True, text=True
+    )
     assert (p.returncode, p.stderr) == (0, "")
 
 
@@ -66,9 +66,27 @@ def test_every_command_has_help_and_is_in_readme_and_man_page():
     readme = (ROOT / "README.md").read_text()
     man = (ROOT / "man" / "prisme-keys.1").read_text().replace("\\-", "-")
     names = [n for n, _ in all_commands()]
-    for expected in ("init", "rotate", "prune", "list", "export", "generate", "mint", "decode", "verify", "check",
-                     "serve", "import", "notify", "doctor", "encrypt", "decrypt", "config show", "config path",
-                     "config init"):
+    for expected in (
+        "init",
+        "rotate",
+        "prune",
+        "list",
+        "export",
+        "generate",
+        "mint",
+        "decode",
+        "verify",
+        "check",
+        "serve",
+        "import",
+        "notify",
+        "doctor",
+        "encrypt",
+        "decrypt",
+        "config show",
+        "config path",
+        "config init",
+    ):
         assert expected in names, f"command {expected} is missing"
     for name, cmd in all_commands():
         assert (cmd.help or "").strip(), f"{name} has no help text"
@@ -94,15 +112,20 @@ def test_bash_completes_commands_and_verify_options():
         import shlex
 
         words = line.split(" ")
-        prog = "\n".join([
-            f"source {COMPLETIONS / 'prisme-keys.bash'}",
-            "COMP_WORDS=(" + " ".join(shlex.quote(w) for w in words) + ")",
-            f"COMP_CWORD={len(words) - 1}",
-            f"COMP_LINE={shlex.quote(line)}; COMP_POINT={len(line)}",
-            "_prisme_keys_completion prisme-keys",
-            'printf "%s\\n" "${COMPREPLY[@]}"', ""])
-        return subprocess.run(["bash", "--norc", "--noprofile", "-c", prog], capture_output=True, text=True,
-                              env=shell_env(), timeout=30).stdout.split()
+        prog = "\n".join(
+            [
+                f"source {COMPLETIONS / 'prisme-keys.bash'}",
+                "COMP_WORDS=(" + " ".join(shlex.quote(w) for w in words) + ")",
+                f"COMP_CWORD={len(words) - 1}",
+                f"COMP_LINE={shlex.quote(line)}; COMP_POINT={len(line)}",
+                "_prisme_keys_completion prisme-keys",
+                'printf "%s\\n" "${COMPREPLY[@]}"',
+                "",
+            ]
+        )
+        return subprocess.run(
+            ["bash", "--norc", "--noprofile", "-c", prog], capture_output=True, text=True, env=shell_env(), timeout=30
+        ).stdout.split()
 
     assert complete("prisme-keys ro") == ["rotate"]
     opts = complete("prisme-keys verify --")
@@ -116,17 +139,23 @@ def test_bash_completion_file_loads_through_bash_completion():
         if IN_CI:
             pytest.fail("bash-completion is not installed; .ci/run installs it")
         pytest.skip("bash-completion is not installed")
-    prog = ("source /usr/share/bash-completion/bash_completion\n"
-            f"source {COMPLETIONS / 'prisme-keys.bash'}\ncomplete -p prisme-keys\n")
+    prog = (
+        "source /usr/share/bash-completion/bash_completion\n"
+        f"source {COMPLETIONS / 'prisme-keys.bash'}\ncomplete -p prisme-keys\n"
+    )
     p = subprocess.run(["bash", "--norc", "-c", prog], capture_output=True, text=True, env=shell_env(), timeout=30)
     assert p.stdout.strip() == "complete -o default -F _prisme_keys_completion prisme-keys"
 
 
 def test_fish_lists_commands():
     need("fish")
-    p = subprocess.run(["fish", "--no-config", "-c",
-                        f"source {COMPLETIONS / 'prisme-keys.fish'}; complete -C 'prisme-keys '"],
-                       capture_output=True, text=True, env=shell_env(), timeout=30)
+    p = subprocess.run(
+        ["fish", "--no-config", "-c", f"source {COMPLETIONS / 'prisme-keys.fish'}; complete -C 'prisme-keys '"],
+        capture_output=True,
+        text=True,
+        env=shell_env(),
+        timeout=30,
+    )
     listed = {ln.split("\t")[0] for ln in p.stdout.splitlines()}
     assert {"init", "rotate", "prune", "list", "export", "mint", "verify", "check", "serve"} <= listed, p.stdout
 
@@ -162,8 +191,7 @@ def test_zsh_completes_from_fpath_installed_file(tmp_path):
     fp = tmp_path / "site-functions"
     fp.mkdir()
     shutil.copy(COMPLETIONS / "_prisme-keys", fp / "_prisme-keys")  # a plain fpath install
-    (tmp_path / ".zshrc").write_text(f"fpath=({fp} $fpath)\nautoload -Uz compinit && compinit -u -D\n"
-                                     "PS1='READY> '\n")
+    (tmp_path / ".zshrc").write_text(f"fpath=({fp} $fpath)\nautoload -Uz compinit && compinit -u -D\nPS1='READY> '\n")
     env = dict(shell_env(), ZDOTDIR=str(tmp_path))
     outs = _pty_session(["zsh", "-i"], env, [(b"", "READY>"), (b"prisme-keys ro\t", "prisme-keys rotate")])
     assert "prisme-keys rotate" in outs[1], outs
@@ -172,42 +200,83 @@ def test_zsh_completes_from_fpath_installed_file(tmp_path):
 def test_wheel_carries_completions_man_page_and_key_list(tmp_path):
     pytest.importorskip("build")
     dist = tmp_path / "dist"
-    p = subprocess.run([sys.executable, "-m", "build", "--wheel", "--sdist", "--outdir", str(dist),
-                        str(ROOT)], capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--sdist", "--outdir", str(dist), str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     import tarfile
     import zipfile
 
     wheel = next(dist.glob("*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
-    for suffix in ("prisme_keys/data/known-compromised-keys.json", "data/share/man/man1/prisme-keys.1",
-                   "data/share/bash-completion/completions/prisme-keys.bash",
-                   "data/share/zsh/site-functions/_prisme-keys",
-                   "data/share/fish/vendor_completions.d/prisme-keys.fish"):
+    for suffix in (
+        "prisme_keys/data/known-compromised-keys.json",
+        "data/share/man/man1/prisme-keys.1",
+        "data/share/bash-completion/completions/prisme-keys.bash",
+        "data/share/zsh/site-functions/_prisme-keys",
+        "data/share/fish/vendor_completions.d/prisme-keys.fish",
+    ):
         assert any(n.endswith(suffix) for n in names), (suffix, names)
     sdist = next(dist.glob("*.tar.gz"))
     snames = tarfile.open(sdist).getnames()
-    for suffix in ("man/prisme-keys.1", "completions/_prisme-keys", "completions/prisme-keys.bash",
-                   "completions/prisme-keys.fish", "prisme_keys/data/known-compromised-keys.json"):
+    for suffix in (
+        "man/prisme-keys.1",
+        "completions/_prisme-keys",
+        "completions/prisme-keys.bash",
+        "completions/prisme-keys.fish",
+        "prisme_keys/data/known-compromised-keys.json",
+    ):
         assert any(n.endswith(suffix) for n in snames), (suffix, snames)
     # a fresh virtualenv that reuses this one's dependencies, with the wheel installed into it
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     import sysconfig
 
-    site = Path(subprocess.run([str(venv / "bin" / "python"), "-c", "import sysconfig;print(sysconfig.get_path('purelib'))"],
-                               capture_output=True, text=True, check=True).stdout.strip())
+    site = Path(
+        subprocess.run(
+            [str(venv / "bin" / "python"), "-c", "import sysconfig;print(sysconfig.get_path('purelib'))"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    )
     (site / "deps.pth").write_text(sysconfig.get_path("purelib") + "\n")
-    p = subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "-q",
-                        "--no-deps", str(wheel)], capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(venv / "bin" / "python"),
+            "install",
+            "-q",
+            "--no-deps",
+            str(wheel),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if p.returncode != 0:  # older pip without --python: install with a target prefix
-        p = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--prefix", str(venv),
-                            str(wheel)], capture_output=True, text=True, timeout=300)
+        p = subprocess.run(
+            [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--prefix", str(venv), str(wheel)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     assert p.returncode == 0, p.stderr
     from prisme_keys import __version__
 
-    v = subprocess.run([str(venv / "bin" / "prisme-keys"), "--version"], capture_output=True, text=True,
-                       env=dict(os.environ, PYTHONPATH=""), cwd=tmp_path)
+    v = subprocess.run(
+        [str(venv / "bin" / "prisme-keys"), "--version"],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=""),
+        cwd=tmp_path,
+    )
     assert (v.returncode, v.stdout) == (0, f"prisme-keys {__version__}\n")
     assert (venv / "share" / "man" / "man1" / "prisme-keys.1").exists()
     assert (venv / "share" / "zsh" / "site-functions" / "_prisme-keys").exists()
@@ -220,11 +289,18 @@ HEAVY = ("jose", "cryptography", "urllib.request", "rich", "redis", "http.client
 def test_fast_paths_import_no_heavy_module(case):
     """--help, decode and a completion request import no python-jose, cryptography, urllib, rich, redis."""
     env = dict(os.environ)
-    args = {"help": ["--help"], "decode": ["decode", "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1In0.c2ln"], "completion": []}[case]
+    args = {"help": ["--help"], "decode": ["decode", "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1In0.c2ln"], "completion": []}[
+        case
+    ]
     if case == "completion":
         env.update(COMP_WORDS="prisme-keys ro", COMP_CWORD="1", _PRISME_KEYS_COMPLETE="complete_bash")
-    p = subprocess.run([sys.executable, "-X", "importtime", "-m", "prisme_keys", *args], capture_output=True,
-                       text=True, env=env, timeout=60)
+    p = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "prisme_keys", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert p.returncode == 0, p.stderr[-500:]
     imported = {ln.rsplit("|", 1)[1].strip() for ln in p.stderr.splitlines() if ln.startswith("import time:")}
     assert imported, "no -X importtime output"

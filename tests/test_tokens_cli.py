@@ -10,11 +10,10 @@ import uuid
 
 import jwt as pyjwt
 import pytest
-
-from prisme_keys import keys
-
 from conftest import no_traceback, record, write_keyfile
 from jwks_server import JwksServer, Route, bj, claims, jwks, rs_token
+
+from prisme_keys import jwk as jwk_rules
 
 ISS, AUD = "https://api.example.test", "https://api.example.test/v2"
 ENV = {"OIDC_PROVIDER_URL": ISS, "API_URL": AUD}
@@ -24,9 +23,15 @@ NOW = "2026-01-05T00:00:00Z"
 @pytest.fixture
 def kf(cli, keypool):
     """Key file at the default location: signing key keypool[0] (2026-01-01) and retired keypool[1]."""
-    recs = [record(keypool[0], created="2026-01-01T00:00:00.000Z", previous=keypool[1]["kid"]),
-            record(keypool[1], created="2025-12-01T00:00:00.000Z", rotates="2025-12-31T00:00:00.000Z",
-                   expires="2026-01-30T00:00:00.000Z")]
+    recs = [
+        record(keypool[0], created="2026-01-01T00:00:00.000Z", previous=keypool[1]["kid"]),
+        record(
+            keypool[1],
+            created="2025-12-01T00:00:00.000Z",
+            rotates="2025-12-31T00:00:00.000Z",
+            expires="2026-01-30T00:00:00.000Z",
+        ),
+    ]
     write_keyfile(cli.default_key_file, recs)
     cli.env.update(ENV)
     return cli
@@ -47,16 +52,44 @@ def test_mint_anonymous_exactly_like_gateway(kf, keypool):
     assert uuid.UUID(c["prismeaiSessionId"]).version == 4
     assert len(c["sub"]) == 24 and int(c["sub"], 16) >= 0
     h, p, _ = doc["token"].split(".")
-    assert json.loads(keys.b64url_decode(h)) == doc["header"] and json.loads(keys.b64url_decode(p)) == c
+    assert json.loads(jwk_rules.b64url_decode(h)) == doc["header"] and json.loads(jwk_rules.b64url_decode(p)) == c
 
 
 def test_mint_options(kf, keypool, tmp_path):
     extra = tmp_path / "c.json"
     extra.write_text(json.dumps({"role": "admin", "n": 1}))
-    doc = json.loads(ok(kf("--json", "mint", "--sub", "bob", "--ttl", "15m", "--iss", "i", "--aud", "a", "--aud",
-                           "b", "--claim", "n=2", "--claim", "flag=true", "--claim", "word=hello",
-                           "--claims", str(extra), "--session-id", "s1", "--not-before", "1m",
-                           "--kid", keypool[1]["kid"])))
+    doc = json.loads(
+        ok(
+            kf(
+                "--json",
+                "mint",
+                "--sub",
+                "bob",
+                "--ttl",
+                "15m",
+                "--iss",
+                "i",
+                "--aud",
+                "a",
+                "--aud",
+                "b",
+                "--claim",
+                "n=2",
+                "--claim",
+                "flag=true",
+                "--claim",
+                "word=hello",
+                "--claims",
+                str(extra),
+                "--session-id",
+                "s1",
+                "--not-before",
+                "1m",
+                "--kid",
+                keypool[1]["kid"],
+            )
+        )
+    )
     c = doc["claims"]
     assert doc["header"]["kid"] == keypool[1]["kid"]
     assert c["exp"] - c["iat"] == 900 and c["nbf"] - c["iat"] == 60
@@ -67,7 +100,7 @@ def test_mint_options(kf, keypool, tmp_path):
 def test_mint_count_and_expired(kf):
     out = ok(kf("mint", "--count", "5")).splitlines()
     assert len(out) == 5 and len(set(out)) == 5
-    sids = {json.loads(keys.b64url_decode(t.split(".")[1]))["prismeaiSessionId"] for t in out}
+    sids = {json.loads(jwk_rules.b64url_decode(t.split(".")[1]))["prismeaiSessionId"] for t in out}
     assert len(sids) == 5
     p = kf("verify", "-", input=ok(kf("mint", "--expired")))
     assert p.returncode == 7 and p.stderr.startswith("prisme-keys: error: token expired 1 minute ago (exp ")
@@ -76,7 +109,10 @@ def test_mint_count_and_expired(kf):
 def test_mint_usage_errors(kf, keypool):
     p = kf("mint", "--claim", "novalue")
     assert p.returncode == 2
-    assert p.stderr == "prisme-keys: error: --claim 'novalue': use NAME=VALUE (VALUE is JSON when it parses, else a string)\n"
+    assert (
+        p.stderr
+        == "prisme-keys: error: --claim 'novalue': use NAME=VALUE (VALUE is JSON when it parses, else a string)\n"
+    )
     p = kf("mint", "--count", "2", "--session-id", "x")
     assert p.returncode == 2
     p = kf("mint", "--kid", "nope")
@@ -100,17 +136,21 @@ def test_decode_cli(kf):
     assert "warning: alg is 'NONE': the token is unsigned; verify always rejects it" in p.stderr
     p = kf("decode", "a.b.c.d.e")
     assert p.returncode == 5
-    assert p.stderr == ("prisme-keys: error: token has 5 segments: an encrypted JWE, which is not supported "
-                        "(only signed tokens, compact JWS with 3 segments)\n")
+    assert p.stderr == (
+        "prisme-keys: error: token has 5 segments: an encrypted JWE, which is not supported "
+        "(only signed tokens, compact JWS with 3 segments)\n"
+    )
     p = kf("--json", "decode", "x.y")
     assert p.returncode == 5 and json.loads(p.stderr)["exit"] == 5 and p.stdout == ""
 
 
 def test_decode_imports_no_crypto(kf):
     tok = ok(kf("mint")).strip()
-    code = ("import sys; from prisme_keys.cli import main; rc = main(['decode', %r]); "
-            "bad = [m for m in ('jose', 'cryptography') if m in sys.modules]; "
-            "sys.exit(10 + len(bad) if bad else rc)" % tok)
+    code = (
+        f"import sys; from prisme_keys.cli import main; rc = main(['decode', {tok!r}]); "
+        "bad = [m for m in ('jose', 'cryptography') if m in sys.modules]; "
+        "sys.exit(10 + len(bad) if bad else rc)"
+    )
     p = subprocess.run([sys.executable, "-c", code], env=kf.env, capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
 
@@ -132,7 +172,10 @@ def test_verify_result_line_and_json(kf, keypool):
     assert out == f"valid: kid {keypool[0]['kid']}, sub alice, expires in 30 days\n"
     env = {"OIDC_PROVIDER_URL": "", "API_URL": ""}
     out = ok(kf("--now", NOW, "verify", tok, env=env))
-    assert out == f"valid: kid {keypool[0]['kid']}, sub alice, expires in 30 days, issuer not checked, audience not checked\n"
+    assert (
+        out
+        == f"valid: kid {keypool[0]['kid']}, sub alice, expires in 30 days, issuer not checked, audience not checked\n"
+    )
     doc = json.loads(ok(kf("--now", NOW, "--json", "verify", tok)))
     assert doc["valid"] is True and doc["kid"] == keypool[0]["kid"] and doc["claims"]["sub"] == "alice"
     p = kf("--now", NOW, "verify", tok, "--audience", "https://other")
@@ -153,7 +196,7 @@ def test_verify_future_iat_leeway(kf, keypool):
 
 def test_verify_jwks_file(kf, keypool, tmp_path):
     f = tmp_path / "set.json"
-    f.write_text(json.dumps({"keys": [{"kty": "EC", "kid": "ec"}, keys.public_jwk(keypool[2])]}))
+    f.write_text(json.dumps({"keys": [{"kty": "EC", "kid": "ec"}, jwk_rules.public_jwk(keypool[2])]}))
     tok = rs_token(keypool[2], claims(iss=ISS, aud=AUD))
     p = kf("verify", tok, "--jwks-file", str(f))
     assert p.returncode == 0 and p.stderr == f"warning: skipping key 'ec' of JWKS file {f}: kty 'EC' is not RSA\n"
@@ -186,8 +229,12 @@ def test_verify_batch_cli(kf, keypool):
     docs = [json.loads(x) for x in p.stdout.splitlines()]
     assert p.returncode == 5
     assert [d["valid"] for d in docs] == [True, True, False, True]
-    assert docs[2] == {"line": 3, "valid": False, "exit": 5,
-                       "error": "token has 1 segment; a compact JWS has 3 separated by dots"}
+    assert docs[2] == {
+        "line": 3,
+        "valid": False,
+        "exit": 5,
+        "error": "token has 1 segment; a compact JWS has 3 separated by dots",
+    }
     assert set(docs[0]) == {"line", "valid", "exit", "kid", "sub"}
     p = kf("verify", "--batch", input="\n".join(good) + "\n")
     assert p.returncode == 0 and len(p.stdout.splitlines()) == 3
@@ -199,18 +246,26 @@ def test_interop_mint_verifies_in_pyjwt(kf):
     jwk_set = pyjwt.PyJWKSet.from_dict(json.loads(ok(kf("export"))))
     kid = pyjwt.get_unverified_header(tok)["kid"]
     key = next(k for k in jwk_set.keys if k.key_id == kid)
-    c = pyjwt.decode(tok, key.key, algorithms=["RS256"], audience=AUD, issuer=ISS,
-                     options={"require": ["exp", "iat", "sub", "iss", "aud"]})
+    c = pyjwt.decode(
+        tok,
+        key.key,
+        algorithms=["RS256"],
+        audience=AUD,
+        issuer=ISS,
+        options={"require": ["exp", "iat", "sub", "iss", "aud"]},
+    )
     assert "prismeaiSessionId" in c
 
 
 def test_interop_pyjwt_token_verifies_here(kf, keypool):
     from cryptography.hazmat.primitives import serialization
 
-    pem = keys.private_key_from_jwk(keypool[0]).private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    tok = pyjwt.encode(claims(iss=ISS, aud=AUD, sub="from-pyjwt"), pem, algorithm="RS256",
-                       headers={"kid": keypool[0]["kid"]})
+    pem = jwk_rules.private_key_from_jwk(keypool[0]).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    tok = pyjwt.encode(
+        claims(iss=ISS, aud=AUD, sub="from-pyjwt"), pem, algorithm="RS256", headers={"kid": keypool[0]["kid"]}
+    )
     out = ok(kf("verify", tok, "--require", "prismeaiSessionId"))
     assert out.startswith(f"valid: kid {keypool[0]['kid']}, sub from-pyjwt, expires in ")
 

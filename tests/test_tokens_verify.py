@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC
 
 import pytest
-
-from prisme_keys import keys, tokens
-from prisme_keys.errors import (ClaimsRejected, MalformedTokenError, NoUsableKey, SignatureRejected,
-                                UsageError)
-from prisme_keys.tokens import StaticKeySource, VerifyOptions
-
 from jwks_server import bj, claims, hs_token, jwks, rs_token
+
+from prisme_keys import jwk as jwk_rules
+from prisme_keys.errors import (
+    ClaimsRejected,
+    MalformedTokenError,
+    NoUsableKey,
+    SignatureRejected,
+    UsageError,
+)
+from prisme_keys.tokens import jws
+from prisme_keys.tokens import verify as verifier
+from prisme_keys.tokens.keyring import StaticKeySource
+from prisme_keys.tokens.verify import VerifyOptions
 
 OPTS = VerifyOptions(issuer="https://issuer.test", audience="https://api.test")
 
@@ -23,14 +31,14 @@ def src(doc: dict) -> StaticKeySource:
 
 def expect(exc_type: type, token: str, source: StaticKeySource, opts: VerifyOptions = OPTS, **kw) -> str:
     with pytest.raises(exc_type) as info:
-        tokens.verify(token, source, opts, **kw)
+        verifier.verify(token, source, opts, **kw)
     assert exc_type.exit_code == info.value.exit_code
     return info.value.message
 
 
 def test_valid_token_verifies(keypool):
     k = keypool[0]
-    res = tokens.verify(rs_token(k, claims()), src(jwks(k)), OPTS)
+    res = verifier.verify(rs_token(k, claims()), src(jwks(k)), OPTS)
     assert res.kid == k["kid"] and res.claims["sub"] == "u1"
     assert res.issuer_checked and res.audience_checked
     assert res.to_dict()["valid"] is True
@@ -40,11 +48,11 @@ def test_valid_token_verifies(keypool):
 def _pub_forms(jwk):
     from cryptography.hazmat.primitives import serialization
 
-    pub = keys.public_key_from_jwk(jwk)
+    pub = jwk_rules.public_key_from_jwk(jwk)
     pem = pub.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     der = pub.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     pkcs1 = pub.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.PKCS1)
-    return [pem, der, pkcs1, json.dumps(keys.public_jwk(jwk)).encode()]
+    return [pem, der, pkcs1, json.dumps(jwk_rules.public_jwk(jwk)).encode()]
 
 
 @pytest.mark.parametrize("form", range(4))
@@ -56,7 +64,7 @@ def test_hs256_key_confusion_rejected(keypool, form):
     assert msg == "algorithm 'HS256' is not allowed (allowed: RS256); HMAC, EC, EdDSA and PSS tokens are never accepted"
     # widening the allow-list can never admit HMAC
     with pytest.raises(UsageError):
-        tokens.parse_algorithms("RS256,HS256")
+        verifier.parse_algorithms("RS256,HS256")
 
 
 # 2. alg none in any spelling
@@ -66,7 +74,7 @@ def test_alg_none_rejected(keypool, alg):
     tok = f"{bj({'alg': alg, 'kid': k['kid']})}.{bj(claims())}."
     msg = expect(SignatureRejected, tok, src(jwks(k)), VerifyOptions(algorithms=("RS256", "RS384", "RS512")))
     assert msg == f"alg {alg!r}: unsigned tokens are never accepted"
-    d = tokens.decode(tok)
+    d = jws.decode(tok)
     assert d.to_dict()["label"] == "UNVERIFIED"
     assert any("unsigned" in w for w in d.warnings)
 
@@ -85,9 +93,10 @@ def test_rs384_outside_default_list_then_widened(keypool):
     tok = rs_token(k, claims(), alg="RS384")
     msg = expect(SignatureRejected, tok, src(jwks(k)))
     assert msg == "algorithm 'RS384' is not allowed (allowed: RS256); widen the list with --algorithms"
-    opts = VerifyOptions(algorithms=tokens.parse_algorithms("RS256,RS384"), issuer="https://issuer.test",
-                         audience="https://api.test")
-    assert tokens.verify(tok, src(jwks(k)), opts).kid == k["kid"]
+    opts = VerifyOptions(
+        algorithms=verifier.parse_algorithms("RS256,RS384"), issuer="https://issuer.test", audience="https://api.test"
+    )
+    assert verifier.verify(tok, src(jwks(k)), opts).kid == k["kid"]
 
 
 def test_alg_must_match_key_alg(keypool):
@@ -101,32 +110,43 @@ def test_alg_must_match_key_alg(keypool):
 def test_skips_unusable_keys_with_one_warning_each(keypool):
     k = dict(keypool[2])
     k.pop("alg")
-    doc = {"keys": [
-        {"kty": "EC", "kid": "ec1", "crv": "P-256", "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
-         "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"},
-        {"kty": "OKP", "kid": "ed1", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"},
-        keys.public_jwk(k),
-    ]}
+    doc = {
+        "keys": [
+            {
+                "kty": "EC",
+                "kid": "ec1",
+                "crv": "P-256",
+                "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+                "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0",
+            },
+            {"kty": "OKP", "kid": "ed1", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"},
+            jwk_rules.public_jwk(k),
+        ]
+    }
     s = src(doc)
     warnings = s.take_warnings()
-    assert warnings == ["skipping key 'ec1' of test set: kty 'EC' is not RSA",
-                        "skipping key 'ed1' of test set: kty 'OKP' is not RSA"]
-    assert tokens.verify(rs_token(k, claims()), s, OPTS).kid == k["kid"]
+    assert warnings == [
+        "skipping key 'ec1' of test set: kty 'EC' is not RSA",
+        "skipping key 'ed1' of test set: kty 'OKP' is not RSA",
+    ]
+    assert verifier.verify(rs_token(k, claims()), s, OPTS).kid == k["kid"]
 
 
 def test_malformed_members_never_break_the_set(keypool):
     k = keypool[0]
-    doc = {"keys": [
-        "not an object",
-        {"kty": "RSA", "kid": "nomod", "e": "AQAB"},
-        {"kty": "RSA", "kid": "cert", "x5c": ["MIIB..."]},
-        {"kty": "RSA", "kid": "badn", "n": "!!!", "e": "AQAB"},
-        {"kty": "RSA", "kid": "numn", "n": 12345, "e": "AQAB"},
-        {"kty": "RSA", "kid": "oaep", "alg": "RSA-OAEP", "n": k["n"], "e": "AQAB"},
-        {"kty": "RSA", "kid": "ops", "key_ops": ["encrypt"], "n": k["n"], "e": "AQAB"},
-        {"kid": 7},
-        keys.public_jwk(k),
-    ]}
+    doc = {
+        "keys": [
+            "not an object",
+            {"kty": "RSA", "kid": "nomod", "e": "AQAB"},
+            {"kty": "RSA", "kid": "cert", "x5c": ["MIIB..."]},
+            {"kty": "RSA", "kid": "badn", "n": "!!!", "e": "AQAB"},
+            {"kty": "RSA", "kid": "numn", "n": 12345, "e": "AQAB"},
+            {"kty": "RSA", "kid": "oaep", "alg": "RSA-OAEP", "n": k["n"], "e": "AQAB"},
+            {"kty": "RSA", "kid": "ops", "key_ops": ["encrypt"], "n": k["n"], "e": "AQAB"},
+            {"kid": 7},
+            jwk_rules.public_jwk(k),
+        ]
+    }
     s = src(doc)
     w = s.take_warnings()
     assert w == [
@@ -136,12 +156,16 @@ def test_malformed_members_never_break_the_set(keypool):
         "skipping key 'badn' of test set: member 'n' is not base64url",
         "skipping key 'numn' of test set: member 'n' is not a base64url string",
         "skipping key 'oaep' of test set: alg 'RSA-OAEP' is not RS256, RS384 or RS512",
-        "skipping key 'ops' of test set: key_ops [\"encrypt\"] does not allow \"verify\"",
+        'skipping key \'ops\' of test set: key_ops ["encrypt"] does not allow "verify"',
         "skipping key #8 of test set: kid is not a string",
     ]
-    assert tokens.verify(rs_token(k, claims()), s, OPTS).kid == k["kid"]
+    assert verifier.verify(rs_token(k, claims()), s, OPTS).kid == k["kid"]
     msg = expect(NoUsableKey, rs_token(k, claims(), {"alg": "RS256", "kid": "cert"}), s)
-    assert msg == "key 'cert' in test set cannot verify signatures: certificate-only key (x5c without n and e) is not supported"
+    assert (
+        msg
+        == "key 'cert' in test set cannot verify signatures: "
+        "certificate-only key (x5c without n and e) is not supported"
+    )
 
 
 def test_no_usable_key_at_all(keypool):
@@ -155,17 +179,17 @@ def test_no_usable_key_at_all(keypool):
 def test_same_kid_enc_and_sig(keypool, enc_first):
     sig = keypool[0]
     enc = {"kty": "RSA", "kid": sig["kid"], "use": "enc", "alg": "RSA-OAEP", "n": keypool[1]["n"], "e": "AQAB"}
-    pub = keys.public_jwk(sig)
+    pub = jwk_rules.public_jwk(sig)
     s = src({"keys": [enc, pub] if enc_first else [pub, enc]})
     assert len(s.take_warnings()) == 1
-    assert tokens.verify(rs_token(sig, claims()), s, OPTS).kid == sig["kid"]
+    assert verifier.verify(rs_token(sig, claims()), s, OPTS).kid == sig["kid"]
 
 
 def test_same_kid_two_sig_keys_tries_each(keypool):
     a, b = keypool[0], dict(keypool[1])
     b["kid"] = a["kid"]
     s = src(jwks(a, b))
-    assert tokens.verify(rs_token(b, claims()), s, OPTS).kid == a["kid"]
+    assert verifier.verify(rs_token(b, claims()), s, OPTS).kid == a["kid"]
     c = dict(keypool[2])
     c["kid"] = a["kid"]
     msg = expect(SignatureRejected, rs_token(c, claims()), s)
@@ -176,7 +200,7 @@ def test_same_kid_two_sig_keys_tries_each(keypool):
 def test_no_kid_single_key(keypool):
     k = keypool[0]
     tok = rs_token(k, claims(), {"typ": "jwt", "alg": "RS256"})
-    assert tokens.verify(tok, src(jwks(k)), OPTS).kid == k["kid"]
+    assert verifier.verify(tok, src(jwks(k)), OPTS).kid == k["kid"]
 
 
 def test_no_kid_two_keys(keypool):
@@ -189,8 +213,9 @@ def test_no_kid_two_keys(keypool):
 def test_unknown_kid_lists_kids(keypool):
     a, b = keypool[0], keypool[1]
     msg = expect(NoUsableKey, rs_token(keypool[2], claims()), src(jwks(a, b)))
-    assert msg == (f"unknown kid {keypool[2]['kid']!r}; kids in test set: {a['kid']!r}, {b['kid']!r} "
-                   "(the key set is local)")
+    assert msg == (
+        f"unknown kid {keypool[2]['kid']!r}; kids in test set: {a['kid']!r}, {b['kid']!r} (the key set is local)"
+    )
 
 
 def test_bad_signature(keypool):
@@ -207,7 +232,7 @@ def test_bad_signature(keypool):
 def test_small_key_rejected_naming_size():
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    small = keys.private_key_to_jwk(rsa.generate_private_key(65537, 1024), "RS256")
+    small = jwk_rules.private_key_to_jwk(rsa.generate_private_key(65537, 1024), "RS256")
     msg = expect(SignatureRejected, rs_token(small, claims()), src(jwks(small)))
     assert msg == f"key {small['kid']!r} is a 1024-bit RSA key; at least 2048 bits are required"
 
@@ -221,18 +246,22 @@ def test_crit_header_rejected(keypool):
 # 9. padded n and e
 def test_padded_n_e_accepted_with_warning(keypool):
     k = keypool[3]
-    pub = keys.public_jwk(k)
+    pub = jwk_rules.public_jwk(k)
     pub["n"] = pub["n"] + "=" * (-len(pub["n"]) % 4)
     pub["e"] = "AQAB="  # "AQAB" needs none; an extra '=' as some publishers write
     s = src({"keys": [pub]})
-    assert s.take_warnings() == [f"key {k['kid']!r} of test set: n/e carry '=' padding (RFC 7518 section 6.3.1 "
-                                 "wants unpadded base64url); accepted"]
-    assert tokens.verify(rs_token(k, claims()), s, OPTS).kid == k["kid"]
+    assert s.take_warnings() == [
+        f"key {k['kid']!r} of test set: n/e carry '=' padding (RFC 7518 section 6.3.1 "
+        "wants unpadded base64url); accepted"
+    ]
+    assert verifier.verify(rs_token(k, claims()), s, OPTS).kid == k["kid"]
 
 
 # 10. exp types
-@pytest.mark.parametrize("value,shown", [("1700000000", "str '1700000000'"), ("soon", "str 'soon'"),
-                                         (True, "bool true"), (None, None), ([1], "list [1]")])
+@pytest.mark.parametrize(
+    "value,shown",
+    [("1700000000", "str '1700000000'"), ("soon", "str 'soon'"), (True, "bool true"), (None, None), ([1], "list [1]")],
+)
 def test_exp_must_be_numeric_date(keypool, value, shown):
     k = keypool[0]
     c = claims()
@@ -241,7 +270,7 @@ def test_exp_must_be_numeric_date(keypool, value, shown):
         msg = expect(ClaimsRejected, rs_token(k, c), src(jwks(k)))
         assert msg == "claim 'exp' is missing (a token must expire; --no-exp-required accepts it)"
         opts = VerifyOptions(issuer="https://issuer.test", audience="https://api.test", require_exp=False)
-        assert tokens.verify(rs_token(k, c), src(jwks(k)), opts).claims["sub"] == "u1"
+        assert verifier.verify(rs_token(k, c), src(jwks(k)), opts).claims["sub"] == "u1"
         return
     c["exp"] = value
     msg = expect(ClaimsRejected, rs_token(k, c), src(jwks(k)))
@@ -258,59 +287,70 @@ def test_iat_nbf_types(keypool, name):
 def test_fractional_future_exp_ok(keypool):
     k = keypool[0]
     c = claims(exp=time.time() + 120.5)
-    assert tokens.verify(rs_token(k, c), src(jwks(k)), OPTS).claims["exp"] == c["exp"]
+    assert verifier.verify(rs_token(k, c), src(jwks(k)), OPTS).claims["exp"] == c["exp"]
 
 
 def test_expired(keypool):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     k = keypool[0]
-    now = datetime(2026, 1, 10, tzinfo=timezone.utc)
+    now = datetime(2026, 1, 10, tzinfo=UTC)
     c = claims(now=now.timestamp() - 3 * 86400 - 3600)
     msg = expect(ClaimsRejected, rs_token(k, c), src(jwks(k)), now=now)
-    assert msg == f"token expired 3 days ago (exp {tokens._iso(c['exp'])})"
+    assert msg == f"token expired 3 days ago (exp {verifier._iso(c['exp'])})"
     o = VerifyOptions(issuer="https://issuer.test", audience="https://api.test", leeway=4 * 86400)
-    assert tokens.verify(rs_token(k, c), src(jwks(k)), o, now=now)
+    assert verifier.verify(rs_token(k, c), src(jwks(k)), o, now=now)
 
 
 # 11. iat / nbf ahead
 @pytest.mark.parametrize("name,word", [("iat", "issued in the future: iat"), ("nbf", "not valid yet: nbf")])
 def test_future_iat_nbf_and_leeway(keypool, name, word):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     k = keypool[0]
-    now = datetime(2026, 1, 10, tzinfo=timezone.utc)
+    now = datetime(2026, 1, 10, tzinfo=UTC)
     t = now.timestamp()
     c = claims(now=t, **{name: int(t) + 30})
     msg = expect(ClaimsRejected, rs_token(k, c), src(jwks(k)), now=now)
-    assert msg == (f"token {word} {tokens._iso(t + 30)} is 30 seconds ahead; "
-                   "if clocks differ, allow it with --leeway SECONDS")
+    assert msg == (
+        f"token {word} {verifier._iso(t + 30)} is 30 seconds ahead; if clocks differ, allow it with --leeway SECONDS"
+    )
     o = VerifyOptions(issuer="https://issuer.test", audience="https://api.test", leeway=60)
-    assert tokens.verify(rs_token(k, c), src(jwks(k)), o, now=now).kid == k["kid"]
+    assert verifier.verify(rs_token(k, c), src(jwks(k)), o, now=now).kid == k["kid"]
 
 
 def test_issuer_and_audience(keypool):
     k = keypool[0]
     s = src(jwks(k))
-    assert expect(ClaimsRejected, rs_token(k, claims(iss="https://evil.test")), s) == \
-        "issuer mismatch: expected 'https://issuer.test', received 'https://evil.test'"
-    assert expect(ClaimsRejected, rs_token(k, claims(iss=None)), s) == \
-        "claim 'iss' is missing; expected 'https://issuer.test'"
-    assert expect(ClaimsRejected, rs_token(k, claims(aud="https://other.test")), s) == \
-        "audience mismatch: expected 'https://api.test', received 'https://other.test'"
-    assert expect(ClaimsRejected, rs_token(k, claims(aud=None)), s) == \
-        "claim 'aud' is missing; expected 'https://api.test'"
-    assert expect(ClaimsRejected, rs_token(k, claims(aud=["a", "b"])), s) == \
-        "audience mismatch: expected 'https://api.test', received [\"a\", \"b\"]"
-    assert tokens.verify(rs_token(k, claims(aud=["a", "https://api.test"])), s, OPTS)
-    res = tokens.verify(rs_token(k, claims(aud=None, iss=None)), s, VerifyOptions())
+    assert (
+        expect(ClaimsRejected, rs_token(k, claims(iss="https://evil.test")), s)
+        == "issuer mismatch: expected 'https://issuer.test', received 'https://evil.test'"
+    )
+    assert (
+        expect(ClaimsRejected, rs_token(k, claims(iss=None)), s)
+        == "claim 'iss' is missing; expected 'https://issuer.test'"
+    )
+    assert (
+        expect(ClaimsRejected, rs_token(k, claims(aud="https://other.test")), s)
+        == "audience mismatch: expected 'https://api.test', received 'https://other.test'"
+    )
+    assert (
+        expect(ClaimsRejected, rs_token(k, claims(aud=None)), s)
+        == "claim 'aud' is missing; expected 'https://api.test'"
+    )
+    assert (
+        expect(ClaimsRejected, rs_token(k, claims(aud=["a", "b"])), s)
+        == 'audience mismatch: expected \'https://api.test\', received ["a", "b"]'
+    )
+    assert verifier.verify(rs_token(k, claims(aud=["a", "https://api.test"])), s, OPTS)
+    res = verifier.verify(rs_token(k, claims(aud=None, iss=None)), s, VerifyOptions())
     assert not res.audience_checked and not res.issuer_checked
 
 
 def test_require_claim(keypool):
     k = keypool[0]
     o = VerifyOptions(require=("prismeaiSessionId",))
-    assert tokens.verify(rs_token(k, claims()), src(jwks(k)), o)
+    assert verifier.verify(rs_token(k, claims()), src(jwks(k)), o)
     msg = expect(ClaimsRejected, rs_token(k, claims(prismeaiSessionId=None)), src(jwks(k)), o)
     assert msg == "required claim 'prismeaiSessionId' is missing"
 
@@ -319,7 +359,7 @@ def test_require_claim(keypool):
 @pytest.mark.parametrize("fmt", ["  {}\n", "Bearer {}", "bearer {}", "BEARER   {}\t", "{}"])
 def test_token_forms_accepted(keypool, fmt):
     k = keypool[0]
-    assert tokens.verify(fmt.format(rs_token(k, claims())), src(jwks(k)), OPTS).kid == k["kid"]
+    assert verifier.verify(fmt.format(rs_token(k, claims())), src(jwks(k)), OPTS).kid == k["kid"]
 
 
 def test_space_inside_segment(keypool):
@@ -328,8 +368,10 @@ def test_space_inside_segment(keypool):
     bad = tok[:20] + " " + tok[20:]
     assert expect(MalformedTokenError, bad, src(jwks(k))) == "token contains whitespace inside segment 1 (header)"
     i = tok.index(".") + 10
-    assert expect(MalformedTokenError, tok[:i] + " " + tok[i:], src(jwks(k))) == \
-        "token contains whitespace inside segment 2 (payload)"
+    assert (
+        expect(MalformedTokenError, tok[:i] + " " + tok[i:], src(jwks(k)))
+        == "token contains whitespace inside segment 2 (payload)"
+    )
 
 
 def test_verify_batch_json_lines(keypool):
@@ -339,13 +381,18 @@ def test_verify_batch_json_lines(keypool):
     good = rs_token(k, claims())
     lines = f"{good}\n\nnot-a-token\n{rs_token(k, claims(iss='x'))}\n{good}\n".encode()
     out = io.StringIO()
-    rc = tokens.verify_batch(tokens.iter_lines(io.BytesIO(lines)), src(jwks(k)), OPTS, out.write)
+    rc = verifier.verify_batch(verifier.iter_lines(io.BytesIO(lines)), src(jwks(k)), OPTS, out.write)
     docs = [json.loads(x) for x in out.getvalue().splitlines()]
     assert rc == 5
     assert docs == [
         {"line": 1, "valid": True, "exit": 0, "kid": k["kid"], "sub": "u1"},
         {"line": 3, "valid": False, "exit": 5, "error": "token has 1 segment; a compact JWS has 3 separated by dots"},
-        {"line": 4, "valid": False, "exit": 7, "error": "issuer mismatch: expected 'https://issuer.test', received 'x'"},
+        {
+            "line": 4,
+            "valid": False,
+            "exit": 7,
+            "error": "issuer mismatch: expected 'https://issuer.test', received 'x'",
+        },
         {"line": 5, "valid": True, "exit": 0, "kid": k["kid"], "sub": "u1"},
     ]
 
@@ -353,8 +400,8 @@ def test_verify_batch_json_lines(keypool):
 def test_iter_lines_caps_long_lines():
     import io
 
-    data = b"a" * (tokens.MAX_TOKEN_BYTES + 10000) + b"\nshort\n"
-    assert list(tokens.iter_lines(io.BytesIO(data))) == [(1, None), (2, b"short\n")]
+    data = b"a" * (jws.MAX_TOKEN_BYTES + 10000) + b"\nshort\n"
+    assert list(verifier.iter_lines(io.BytesIO(data))) == [(1, None), (2, b"short\n")]
 
 
 # Regression (found by tests/test_fuzz.py): a 2048-bit signature is 342 base64url characters whose
@@ -371,7 +418,7 @@ def test_non_canonical_base64url_segment_is_malformed(keypool, segment):
     if unused is None:  # a segment of 4n characters has no unused bits: pad the JSON to get one
         pytest.skip("segment length is a multiple of 4")
     twin = alphabet[alphabet.index(seg[-1]) | 1]  # same decoded bytes, one padding bit set
-    assert keys.b64url_decode(seg[:-1] + twin) == keys.b64url_decode(seg)
+    assert jwk_rules.b64url_decode(seg[:-1] + twin) == jwk_rules.b64url_decode(seg)
     parts[segment] = seg[:-1] + twin
     msg = expect(MalformedTokenError, ".".join(parts), src(jwks(k)))
     assert msg.startswith(f"segment {segment + 1} (")
@@ -379,7 +426,7 @@ def test_non_canonical_base64url_segment_is_malformed(keypool, segment):
 
 
 # Regression: an exp beyond year 9999 passed check_claims and broke the caller (OverflowError, exit 1)
-@pytest.mark.parametrize("name,value", [("exp", 10 ** 23), ("exp", 1e300), ("nbf", -10 ** 20), ("iat", 10 ** 400)])
+@pytest.mark.parametrize("name,value", [("exp", 10**23), ("exp", 1e300), ("nbf", -(10**20)), ("iat", 10**400)])
 def test_time_claims_out_of_range_rejected(keypool, name, value):
     k = keypool[0]
     msg = expect(ClaimsRejected, rs_token(k, claims(**{name: value})), src(jwks(k)))
@@ -387,5 +434,5 @@ def test_time_claims_out_of_range_rejected(keypool, name, value):
 
 
 def test_printable_escapes_control_characters():
-    assert tokens.printable("plain ünïcode") == "plain ünïcode"
-    assert tokens.printable("a\x1b[2Jb\r\t\x00\x9b\u202e") == "a\\x1b[2Jb\\r\\t\\x00\\x9b\\u202e"
+    assert jws.printable("plain ünïcode") == "plain ünïcode"
+    assert jws.printable("a\x1b[2Jb\r\t\x00\x9b\u202e") == "a\\x1b[2Jb\\r\\t\\x00\\x9b\\u202e"

@@ -13,10 +13,12 @@ import signal
 import time
 from collections import Counter
 
-
 from conftest import empty_config, write_keyfile
-from prisme_keys import clock, keyfile, lifecycle, rotation, settings
+
+from prisme_keys import clock, settings
+from prisme_keys import jwk as jwk_rules
 from prisme_keys.errors import PrismeKeysError
+from prisme_keys.store import keyfile, lifecycle, rotation
 
 NOW = clock.parse_iso("2026-01-15T00:00:00.000Z")
 
@@ -27,9 +29,16 @@ def big_set(keypool, n):
     for i in range(n):
         created = NOW - clock.days(1) - clock.seconds(3600 * i)
         jwk = dict(keypool[i % len(keypool)], kid=f"k{i:04d}")
-        recs.append({"kid": jwk["kid"], "previousKeyId": f"k{i + 1:04d}" if i + 1 < n else None,
-                     "createdAt": clock.iso(created), "rotatesAt": clock.iso(created + clock.days(30)),
-                     "expiresAt": clock.iso(created + clock.days(60)), "jwk": jwk})
+        recs.append(
+            {
+                "kid": jwk["kid"],
+                "previousKeyId": f"k{i + 1:04d}" if i + 1 < n else None,
+                "createdAt": clock.iso(created),
+                "rotatesAt": clock.iso(created + clock.days(30)),
+                "expiresAt": clock.iso(created + clock.days(60)),
+                "jwk": jwk,
+            }
+        )
     return recs
 
 
@@ -45,7 +54,7 @@ def test_sigkill_during_rotate_leaves_old_or_new(tmp_path, keypool, big_key):
     s = load_settings(kf, tmp_path)
     policy = rotation.Policy.from_settings(s)
     expected_new = rotation.apply_rotation(old_records, big_key, policy, NOW).records
-    lifecycle.keys.check_signing_jwk(big_key)
+    jwk_rules.check_signing_jwk(big_key)
 
     def child(wfd):
         real = keyfile.KeyFile._write_atomic
@@ -58,7 +67,7 @@ def test_sigkill_during_rotate_leaves_old_or_new(tmp_path, keypool, big_key):
         keyfile.KeyFile._write_atomic = marked
         # the key was validated once in the parent; skip the slow re-validation (RSA checks) so the
         # run is dominated by the file work this test is about
-        lifecycle.keys.check_signing_jwk = lambda jwk, **kw: None
+        jwk_rules.check_signing_jwk = lambda jwk, **kw: None
         os.write(wfd, b"S")
         lifecycle.rotate(s, NOW, force=True, keygen=lambda b, a: dict(big_key))
         os.write(wfd, b"E")
@@ -114,8 +123,13 @@ def test_sigkill_during_rotate_leaves_old_or_new(tmp_path, keypool, big_key):
             marks, _ = one(rng.uniform(0, 0.03), after_w=True)
         else:
             marks, _ = one(rng.uniform(0, span))
-        phase = {b"": "before start", b"S": "reading/planning", b"SW": "during write",
-                 b"SWD": "after write", b"SWDE": "completed"}[marks]
+        phase = {
+            b"": "before start",
+            b"S": "reading/planning",
+            b"SW": "during write",
+            b"SWD": "after write",
+            b"SWDE": "completed",
+        }[marks]
         phases[phase] += 1
         data = kf.read_bytes()
         ks = keyfile.parse(data, kf)  # never corrupt, never truncated
@@ -144,9 +158,16 @@ def test_fifty_processes_rotate_prune_export(tmp_path, keypool):
     for i in range(6):  # expired non-signing keys for prune to remove
         created = NOW - clock.days(200 + i)
         jwk = dict(keypool[i], kid=f"old{i}")
-        expired.append({"kid": jwk["kid"], "previousKeyId": None, "createdAt": clock.iso(created),
-                        "rotatesAt": clock.iso(created + clock.days(30)),
-                        "expiresAt": clock.iso(created + clock.days(60)), "jwk": jwk})
+        expired.append(
+            {
+                "kid": jwk["kid"],
+                "previousKeyId": None,
+                "createdAt": clock.iso(created),
+                "rotatesAt": clock.iso(created + clock.days(30)),
+                "expiresAt": clock.iso(created + clock.days(60)),
+                "jwk": jwk,
+            }
+        )
     write_keyfile(kf, live + expired)
     s = load_settings(kf, tmp_path, PRISME_KEYS_LOCK_TIMEOUT="1.5")
     logdir = tmp_path / "log"
@@ -154,7 +175,7 @@ def test_fifty_processes_rotate_prune_export(tmp_path, keypool):
     deadline = time.time() + 3.0
 
     def child(n):
-        lifecycle.keys.check_signing_jwk = lambda jwk, **kw: None  # pool keys are valid; keep the CPU for the file work
+        jwk_rules.check_signing_jwk = lambda jwk, **kw: None  # pool keys are valid; keep the CPU for the file work
         rng = random.Random(n)
         created, i, code = [], 0, 0
         try:

@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import sys
+from datetime import datetime
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
-from ..errors import UsageError
+from prisme_keys.errors import UsageError
 
 
-def when(iso_time: Optional[str]) -> str:
-    """``on 2026-12-29 08:00 UTC (in 30 days)`` for an ISO time, or ``""``."""
+def when(iso_time: Optional[str], now: datetime) -> str:
+    """``on 2026-12-29 08:00 UTC (in 30 days)`` for an ISO time relative to ``now``, or ``""``."""
     if not iso_time:
         return ""
-    from .. import clock
+    from prisme_keys import clock
 
     dt = clock.parse_iso(iso_time)
-    return f"on {dt.strftime('%Y-%m-%d %H:%M')} UTC ({clock.humanize(dt)})"
+    return f"on {dt.strftime('%Y-%m-%d %H:%M')} UTC ({clock.humanize(dt, now)})"
 
 
 def _to_stdout(out: Optional[Path | str]) -> bool:
@@ -29,11 +30,13 @@ def refuse_private_on_terminal(out: Optional[Path | str], to_terminal: bool) -> 
     Raises:
         UsageError: naming the ways out (``--out FILE``, a pipe or redirect, ``--to-terminal``).
     """
-    from ..output import is_tty
+    from prisme_keys.cli.output import is_tty
 
     if _to_stdout(out) and not to_terminal and is_tty(sys.stdout):
-        raise UsageError("refusing to print private key material on a terminal; "
-                         "use --out FILE, a pipe or a redirect, or add --to-terminal")
+        raise UsageError(
+            "refusing to print private key material on a terminal; "
+            "use --out FILE, a pipe or a redirect, or add --to-terminal"
+        )
 
 
 def write_result(text: str, out: Optional[Path | str], *, private: bool, to_terminal: bool = False) -> None:
@@ -46,7 +49,7 @@ def write_result(text: str, out: Optional[Path | str], *, private: bool, to_term
         KeyFileError: ``out`` cannot be written.
     """
     if not _to_stdout(out):
-        from ..keyfile import write_output
+        from prisme_keys.store.keyfile import write_output
 
         write_output(out, text, private=private)
         return
@@ -54,3 +57,32 @@ def write_result(text: str, out: Optional[Path | str], *, private: bool, to_term
         refuse_private_on_terminal(out, to_terminal)
     sys.stdout.write(text)
     sys.stdout.flush()
+
+
+def read_stdin_capped(limit: int) -> bytes:
+    """Read at most ``limit + 1`` bytes of stdin (binary), so callers can tell "too large" apart.
+
+    Raises:
+        UsageError: stdin is closed or unreadable.
+    """
+    try:
+        return sys.stdin.buffer.read(limit + 1)
+    except (AttributeError, ValueError, OSError) as exc:
+        raise UsageError(f"cannot read standard input: {getattr(exc, 'strerror', None) or exc}") from None
+
+
+def read_token_arg(arg: str, stdin: Any = None) -> str:
+    """The token named by a command argument: the text itself, or ``-`` for stdin (size-capped).
+
+    Raises:
+        MalformedTokenError: empty or over 64 KiB, whitespace inside, not UTF-8 (exit 5).
+    """
+    from prisme_keys.tokens import jws
+
+    if arg != "-":
+        return jws.clean_token(arg)
+    limit = jws.MAX_TOKEN_BYTES + 4096
+    data = stdin.read(limit + 1) if stdin is not None else read_stdin_capped(limit)
+    if len(data) > limit:
+        raise jws.too_large(len(data))
+    return jws.clean_token(data)

@@ -7,35 +7,39 @@ from typing import Optional
 
 import typer
 
-from . import app, state
+from prisme_keys.cli.app import app, state
 
-config_app = typer.Typer(help="Show the effective settings, the config file path, or write a default config.",
-                         no_args_is_help=True, rich_markup_mode=None)
+config_app = typer.Typer(
+    help="Show the effective settings, the config file path, or write a default config.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
 app.add_typer(config_app, name="config")
 
 
 @config_app.command("show")
-def show() -> None:
+def show(ctx: typer.Context) -> None:
     """Print every effective setting, its environment variable and where its value came from."""
-    from .. import output
+    from prisme_keys.cli import output
 
-    st = state()
+    st = state(ctx)
     rows = st.settings.describe()
     if st.json:
         output.emit_json({r["name"]: {"value": r["value"], "env": r["env"], "source": r["source"]} for r in rows})
         return
-    output.table(["setting", "env", "value", "source"],
-                 [[r["name"], r["env"], "" if r["value"] is None else r["value"], r["source"]] for r in rows])
+    output.table(
+        ["setting", "env", "value", "source"],
+        [[r["name"], r["env"], "" if r["value"] is None else r["value"], r["source"]] for r in rows],
+    )
 
 
 @config_app.command("path")
-def path() -> None:
+def path(ctx: typer.Context) -> None:
     """Print the path of the config file consulted (it may not exist)."""
-    from .. import output
+    from prisme_keys import settings as settings_mod
+    from prisme_keys.cli import output
 
-    from .. import settings as settings_mod
-
-    st = state()
+    st = state(ctx)
     p = st.flags.get("config_path") or settings_mod.load_config_path()
     if st.json:
         output.emit_json({"path": str(p), "exists": Path(p).exists()})
@@ -45,15 +49,19 @@ def path() -> None:
 
 @config_app.command("init")
 def init_config(
+    ctx: typer.Context,
     force: bool = typer.Option(False, "--force", help="Replace an existing config file."),
-    out: Optional[str] = typer.Option(None, "--out", "-o", metavar="FILE", help="Write to FILE instead of the config path."),
+    out: Optional[str] = typer.Option(
+        None, "--out", "-o", metavar="FILE", help="Write to FILE instead of the config path."
+    ),
 ) -> None:
     """Write a TOML config file holding every setting at its default."""
-    from .. import output, settings as settings_mod
-    from ..errors import ConfigError
-    from ..keyfile import atomic_write
+    from prisme_keys import settings as settings_mod
+    from prisme_keys.cli import output
+    from prisme_keys.errors import ConfigError
+    from prisme_keys.store.keyfile import atomic_write
 
-    st = state()
+    st = state(ctx)
     target = out or st.flags.get("config_path") or settings_mod.load_config_path()
     target = Path(target)
     if target.exists() and not force:

@@ -7,56 +7,83 @@ from typing import Any, Optional
 
 import typer
 
-from . import app, state
-from .common import refuse_private_on_terminal, when, write_result
+from prisme_keys.cli.app import app, state
+from prisme_keys.cli.common import refuse_private_on_terminal, when, write_result
 
 
 def _keygen(st: Any) -> Any:
     """Key generator with a spinner on stderr for keys of 3072 bits or more."""
-    from .. import keys, output
+    from prisme_keys import jwk as jwk_rules
+    from prisme_keys.cli import output
 
     def gen(bits: int, alg: str) -> dict:
         with output.spinner(f"generating a {bits}-bit RSA key...", enabled=bits >= 3072 and not st.quiet):
-            return keys.generate_jwk(bits, alg)
+            return jwk_rules.generate_jwk(bits, alg)
 
     return gen
 
 
 @app.command()
 def init(
-    encrypt: bool = typer.Option(False, "--encrypt", help="Encrypt the private key members with a passphrase "
-                                 "(PRISME_KEYS_PASSPHRASE, --passphrase-file FILE, or a prompt on a terminal)."),
+    ctx: typer.Context,
+    encrypt: bool = typer.Option(
+        False,
+        "--encrypt",
+        help="Encrypt the private key members with a passphrase "
+        "(PRISME_KEYS_PASSPHRASE, --passphrase-file FILE, or a prompt on a terminal).",
+    ),
 ) -> None:
     """Create the key file with its first signing key; refuses if the file exists."""
-    from .. import lifecycle, output
+    from prisme_keys.cli import output
+    from prisme_keys.store import lifecycle
 
-    st = state()
+    st = state(ctx)
     sealer = None
     if encrypt:
-        from .. import encryption
+        from prisme_keys.store import protect
 
-        sealer = encryption.init_sealer(st.settings)
+        sealer = protect.init_sealer(st.settings)
     res = lifecycle.init(st.settings, st.now(), _keygen(st), encryption=sealer)
     rec = res.record
     if st.json:
-        from .. import keys
+        from prisme_keys import jwk as jwk_rules
 
-        output.emit_json({"created": True, "path": res.path, "kid": rec["kid"], "alg": rec["jwk"]["alg"],
-                          "bits": keys.key_bits(rec["jwk"]), "createdAt": rec["createdAt"],
-                          "rotatesAt": rec["rotatesAt"], "expiresAt": rec["expiresAt"], "encrypted": encrypt})
+        output.emit_json(
+            {
+                "created": True,
+                "path": res.path,
+                "kid": rec["kid"],
+                "alg": rec["jwk"]["alg"],
+                "bits": jwk_rules.key_bits(rec["jwk"]),
+                "createdAt": rec["createdAt"],
+                "rotatesAt": rec["rotatesAt"],
+                "expiresAt": rec["expiresAt"],
+                "encrypted": encrypt,
+            }
+        )
     else:
-        output.line(f"created {res.path}{' (encrypted)' if encrypt else ''}: signing key {rec['kid']}; "
-                    f"rotation due {when(rec['rotatesAt'])}")
+        output.line(
+            f"created {res.path}{' (encrypted)' if encrypt else ''}: signing key {rec['kid']}; "
+            f"rotation due {when(rec['rotatesAt'], st.now())}"
+        )
 
 
 @app.command()
 def rotate(
+    ctx: typer.Context,
     force: bool = typer.Option(False, "--force", help="Add a new signing key even if rotation is not due."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Say what would happen; write nothing."),
-    notify: bool = typer.Option(False, "--notify", help="After a change, announce it on the Redis broker "
-                                "and update the runtime (see prisme-keys notify)."),
-    runtime_url: Optional[str] = typer.Option(None, "--runtime-url", metavar="URL", help="With --notify: "
-                                              "POST the signing key to URL/sys/certs (implies --notify)."),
+    notify: bool = typer.Option(
+        False,
+        "--notify",
+        help="After a change, announce it on the Redis broker and update the runtime (see prisme-keys notify).",
+    ),
+    runtime_url: Optional[str] = typer.Option(
+        None,
+        "--runtime-url",
+        metavar="URL",
+        help="With --notify: POST the signing key to URL/sys/certs (implies --notify).",
+    ),
 ) -> None:
     """Add a new signing key when the current one is due (JWKS_ROTATION_DAYS).
 
@@ -64,12 +91,18 @@ def rotate(
     due it changes nothing and exits 0; when several hosts find rotation due at once, the
     lock makes exactly one of them add a key.
     """
-    from .. import lifecycle, output
+    from prisme_keys.cli import output
+    from prisme_keys.store import lifecycle
 
-    st = state()
+    st = state(ctx)
     res = lifecycle.rotate(st.settings, st.now(), force=force, dry_run=dry_run, keygen=_keygen(st))
-    doc = {"rotated": res.rotated and not res.dry_run, "dry_run": res.dry_run, "due": res.rotated,
-           "reason": res.reason, "signing_kid": res.signing_kid}
+    doc = {
+        "rotated": res.rotated and not res.dry_run,
+        "dry_run": res.dry_run,
+        "due": res.rotated,
+        "reason": res.reason,
+        "signing_kid": res.signing_kid,
+    }
     if res.created:
         doc["created"] = {k: res.created[k] for k in ("kid", "previousKeyId", "createdAt", "rotatesAt", "expiresAt")}
         if res.created.get("activatesAt"):
@@ -81,59 +114,82 @@ def rotate(
     if st.json:
         output.emit_json(doc)
     elif res.dry_run:
-        output.line(f"would rotate: {res.reason}" if res.rotated else
-                    f"nothing due; next rotation {when(res.next_rotation)}")
+        output.line(
+            f"would rotate: {res.reason}"
+            if res.rotated
+            else f"nothing due; next rotation {when(res.next_rotation, st.now())}"
+        )
     elif res.created:
         msg = f"rotated: signing key {res.created['kid']}"
         if res.created.get("activatesAt"):
-            msg = f"rotated: next key {res.created['kid']} published, signs {when(res.created['activatesAt'])}"
+            msg = (
+                f"rotated: next key {res.created['kid']} published, signs {when(res.created['activatesAt'], st.now())}"
+            )
         if res.retired:
-            msg += f"; {res.retired['kid']} retires {when(res.retired['expiresAt'])}"
+            msg += f"; {res.retired['kid']} retires {when(res.retired['expiresAt'], st.now())}"
         output.line(msg)
     elif not st.quiet:  # nothing done: silent under -q, so cron mails only real changes
-        output.line(f"{res.reason}; next rotation {when(res.next_rotation)}" if res.next_rotation
-                    else res.reason)
-    from .sync_cmds import after_rotate
+        output.line(
+            f"{res.reason}; next rotation {when(res.next_rotation, st.now())}" if res.next_rotation else res.reason
+        )
+    from prisme_keys.cli.sync_cmds import after_rotate
 
-    after_rotate(res, notify, runtime_url)
+    after_rotate(st, res, notify, runtime_url)
 
 
 @app.command()
 def prune(
+    ctx: typer.Context,
     dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be removed; write nothing."),
-    notify: bool = typer.Option(False, "--notify", help="After a change, announce it on the Redis broker "
-                                "and update the runtime (see prisme-keys notify)."),
-    runtime_url: Optional[str] = typer.Option(None, "--runtime-url", metavar="URL", help="With --notify: "
-                                              "POST the signing key to URL/sys/certs (implies --notify)."),
+    notify: bool = typer.Option(
+        False,
+        "--notify",
+        help="After a change, announce it on the Redis broker and update the runtime (see prisme-keys notify).",
+    ),
+    runtime_url: Optional[str] = typer.Option(
+        None,
+        "--runtime-url",
+        metavar="URL",
+        help="With --notify: POST the signing key to URL/sys/certs (implies --notify).",
+    ),
 ) -> None:
     """Remove expired keys that no longer sign (never the signing key, never the last key)."""
-    from .. import lifecycle, output
+    from prisme_keys.cli import output
+    from prisme_keys.store import lifecycle
 
-    st = state()
+    st = state(ctx)
     res = lifecycle.prune(st.settings, st.now(), dry_run=dry_run)
     kids = [r["kid"] for r in res.removed]
     for n in res.notes:
         output.warn(n, quiet=st.quiet)
-    doc = {"pruned": kids if not dry_run else [], "would_prune": kids if dry_run else [],
-           "dry_run": dry_run, "kept": res.kept, "notes": res.notes, "next_expiry": res.next_prune}
+    doc = {
+        "pruned": kids if not dry_run else [],
+        "would_prune": kids if dry_run else [],
+        "dry_run": dry_run,
+        "kept": res.kept,
+        "notes": res.notes,
+        "next_expiry": res.next_prune,
+    }
     if st.json:
         output.emit_json(doc)
     elif kids:
         verb = "would prune" if dry_run else "pruned"
         output.line(f"{verb} {len(kids)} key{'s' if len(kids) != 1 else ''}: {', '.join(kids)}")
     elif not st.quiet:
-        output.line("nothing to prune" + (f"; next expiry {when(res.next_prune)}" if res.next_prune else ""))
-    from .sync_cmds import after_prune
+        output.line("nothing to prune" + (f"; next expiry {when(res.next_prune, st.now())}" if res.next_prune else ""))
+    from prisme_keys.cli.sync_cmds import after_prune
 
-    after_prune(res, notify, runtime_url)
+    after_prune(st, res, notify, runtime_url)
 
 
 @app.command("list")
-def list_cmd() -> None:
+def list_cmd(ctx: typer.Context) -> None:
     """List the keys: kid, algorithm, size, state (signing/next/retired/expired) and dates."""
-    from .. import clock, lifecycle, output
+    from prisme_keys import clock
+    from prisme_keys.cli import output
+    from prisme_keys.store import lifecycle
 
-    st = state()
+    st = state(ctx)
     now = st.now()
     rows = lifecycle.list_keys(st.settings, now)
     if st.json:
@@ -141,13 +197,22 @@ def list_cmd() -> None:
         return
 
     def d(v: Optional[str]) -> str:
-        return f"{v[:16].replace('T', ' ')} ({clock.humanize(clock.parse_iso(v), now)})" if v else ""  # noqa: E501
+        return f"{v[:16].replace('T', ' ')} ({clock.humanize(clock.parse_iso(v), now)})" if v else ""
 
     output.table(
         ["kid", "alg", "bits", "state", "created", "rotates", "expires"],
-        [[r["kid"], r["alg"], r["bits"],
-          r["state"] + (f" from {d(r['activatesAt'])}" if r["state"] == "next" else ""),
-          d(r["createdAt"]), d(r["rotatesAt"]), d(r["expiresAt"])] for r in rows],
+        [
+            [
+                r["kid"],
+                r["alg"],
+                r["bits"],
+                r["state"] + (f" from {d(r['activatesAt'])}" if r["state"] == "next" else ""),
+                d(r["createdAt"]),
+                d(r["rotatesAt"]),
+                d(r["expiresAt"]),
+            ]
+            for r in rows
+        ],
     )
 
 
@@ -158,17 +223,26 @@ class ExportFormat(str, Enum):
 
 @app.command()
 def export(
-    out: Optional[str] = typer.Option(None, "--out", "-o", metavar="FILE", help="Write to FILE (atomically; 0600 with --private)."),
-    fmt: ExportFormat = typer.Option(ExportFormat.jwks, "--format", help="jwks: a JWK Set; records: gateway "
-                                     "records as JSON lines (needs --private)."),
-    private: bool = typer.Option(False, "--private", help="Include private key members. Goes to --out FILE "
-                                 "(mode 0600) or to stdout only when stdout is not a terminal, unless --to-terminal."),
+    ctx: typer.Context,
+    out: Optional[str] = typer.Option(
+        None, "--out", "-o", metavar="FILE", help="Write to FILE (atomically; 0600 with --private)."
+    ),
+    fmt: ExportFormat = typer.Option(
+        ExportFormat.jwks, "--format", help="jwks: a JWK Set; records: gateway records as JSON lines (needs --private)."
+    ),
+    private: bool = typer.Option(
+        False,
+        "--private",
+        help="Include private key members. Goes to --out FILE "
+        "(mode 0600) or to stdout only when stdout is not a terminal, unless --to-terminal.",
+    ),
     to_terminal: bool = typer.Option(False, "--to-terminal", help="Allow private output on a terminal."),
 ) -> None:
     """Export the public JWKS (newest first), or with --private the keys the gateway loads."""
-    from .. import lifecycle, output
+    from prisme_keys.cli import output
+    from prisme_keys.store import lifecycle
 
-    st = state()
+    st = state(ctx)
     doc = lifecycle.export(st.settings, fmt=fmt.value, private=private)
     if fmt is ExportFormat.records and not st.json:  # JSON lines for mongoimport; --json: one array
         import json
@@ -181,8 +255,11 @@ def export(
 
 @app.command()
 def generate(
+    ctx: typer.Context,
     public: bool = typer.Option(False, "--public", help="Print only the public JWK."),
-    out: Optional[str] = typer.Option(None, "--out", "-o", metavar="FILE", help="Write to FILE (atomically; 0600 when private)."),
+    out: Optional[str] = typer.Option(
+        None, "--out", "-o", metavar="FILE", help="Write to FILE (atomically; 0600 when private)."
+    ),
     to_terminal: bool = typer.Option(False, "--to-terminal", help="Allow private output on a terminal."),
 ) -> None:
     """Generate a standalone RSA JWK (JWKS_SIZE, JWKS_ALG); the key file is untouched.
@@ -190,11 +267,11 @@ def generate(
     The private JWK goes to --out FILE (mode 0600) or to stdout only when stdout is not a
     terminal (a pipe or a redirect), unless --to-terminal.
     """
-    from .. import lifecycle, output
+    from prisme_keys.cli import output
+    from prisme_keys.store import lifecycle
 
-    st = state()
+    st = state(ctx)
     if not public:
         refuse_private_on_terminal(out, to_terminal)  # before the (slow) key generation
     jwk = lifecycle.generate(st.settings, public=public, keygen=_keygen(st))
     write_result(output.json_text(jwk), out, private=not public, to_terminal=to_terminal)
-

@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
 
-from . import app, state
-from ..errors import UsageError
+from prisme_keys.cli.app import app, state
+from prisme_keys.cli.common import read_stdin_capped, read_token_arg
+from prisme_keys.errors import UsageError
 
-_TOKEN_HELP = ("The token, or - to read it from stdin. Surrounding whitespace and one 'Bearer ' prefix "
-               "are accepted; at most 64 KiB.")
+_TOKEN_HELP = (
+    "The token, or - to read it from stdin. Surrounding whitespace and one 'Bearer ' prefix "
+    "are accepted; at most 64 KiB."
+)
 
 
 def _duration(value: Optional[str], flag: str) -> Optional[int]:
     if value is None:
         return None
-    from .. import clock
+    from prisme_keys import clock
 
     try:
         return clock.parse_duration(value)
@@ -28,38 +31,64 @@ def _duration(value: Optional[str], flag: str) -> Optional[int]:
 
 @app.command()
 def mint(
-    sub: Optional[str] = typer.Option(None, "--sub", help="Subject (user id). Without it: an anonymous token "
-                                      "exactly as the gateway's anonymous login makes it (fresh unique sub)."),
-    kid: Optional[str] = typer.Option(None, "--kid", help="Sign with this key instead of the signing key "
-                                      "(it must still hold its private key; e.g. a retired key)."),
-    expires_after: Optional[int] = typer.Option(None, "--expires-after", metavar="SECONDS", min=0,
-                                                help="Lifetime in seconds, as anonymous login's expiresAfter "
-                                                "(default ACCESS_TOKENS_MAX_AGE)."),
-    ttl: Optional[str] = typer.Option(None, "--ttl", metavar="DURATION", help="Lifetime: 90s, 15m, 2h, 30d "
-                                      "or seconds (same as --expires-after)."),
+    ctx: typer.Context,
+    sub: Optional[str] = typer.Option(
+        None,
+        "--sub",
+        help="Subject (user id). Without it: an anonymous token "
+        "exactly as the gateway's anonymous login makes it (fresh unique sub).",
+    ),
+    kid: Optional[str] = typer.Option(
+        None,
+        "--kid",
+        help="Sign with this key instead of the signing key (it must still hold its private key; e.g. a retired key).",
+    ),
+    expires_after: Optional[int] = typer.Option(
+        None,
+        "--expires-after",
+        metavar="SECONDS",
+        min=0,
+        help="Lifetime in seconds, as anonymous login's expiresAfter (default ACCESS_TOKENS_MAX_AGE).",
+    ),
+    ttl: Optional[str] = typer.Option(
+        None, "--ttl", metavar="DURATION", help="Lifetime: 90s, 15m, 2h, 30d or seconds (same as --expires-after)."
+    ),
     iss: Optional[str] = typer.Option(None, "--iss", help="Issuer (default OIDC_PROVIDER_URL)."),
-    aud: Optional[List[str]] = typer.Option(None, "--aud", help="Audience; repeat for a list (default API_URL)."),
-    claim: Optional[List[str]] = typer.Option(None, "--claim", metavar="K=V", help="Extra claim; V is JSON "
-                                              "when it parses, else a string. Repeatable; overrides others."),
-    claims: Optional[str] = typer.Option(None, "--claims", metavar="FILE|-", help="A JSON object of claims "
-                                         "merged in (--claim wins)."),
-    session_id: Optional[str] = typer.Option(None, "--session-id", help="prismeaiSessionId (default a fresh "
-                                             "UUIDv4 per token)."),
-    not_before: Optional[str] = typer.Option(None, "--not-before", metavar="DURATION",
-                                             help="Set nbf this long after iat."),
-    expired: bool = typer.Option(False, "--expired", help="Make the token already expired (exp one minute "
-                                 "ago), for negative tests."),
-    count: int = typer.Option(1, "--count", min=1, help="Mint N tokens, one a line, each with its own "
-                              "session id (and, anonymous, its own sub)."),
+    aud: Optional[list[str]] = typer.Option(None, "--aud", help="Audience; repeat for a list (default API_URL)."),
+    claim: Optional[list[str]] = typer.Option(
+        None,
+        "--claim",
+        metavar="K=V",
+        help="Extra claim; V is JSON when it parses, else a string. Repeatable; overrides others.",
+    ),
+    claims: Optional[str] = typer.Option(
+        None, "--claims", metavar="FILE|-", help="A JSON object of claims merged in (--claim wins)."
+    ),
+    session_id: Optional[str] = typer.Option(
+        None, "--session-id", help="prismeaiSessionId (default a fresh UUIDv4 per token)."
+    ),
+    not_before: Optional[str] = typer.Option(
+        None, "--not-before", metavar="DURATION", help="Set nbf this long after iat."
+    ),
+    expired: bool = typer.Option(
+        False, "--expired", help="Make the token already expired (exp one minute ago), for negative tests."
+    ),
+    count: int = typer.Option(
+        1,
+        "--count",
+        min=1,
+        help="Mint N tokens, one a line, each with its own session id (and, anonymous, its own sub).",
+    ),
 ) -> None:
     """Mint tokens signed by the signing key, as the gateway issues them.
 
     Prints the bare token(s), one a line. With --json: {token, header, claims} (a list
     of them when --count is above 1).
     """
-    from .. import output, tokens
+    from prisme_keys.cli import output
+    from prisme_keys.tokens import mint as minter
 
-    st = state()
+    st = state(ctx)
     if ttl is not None and expires_after is not None:
         raise UsageError("give --ttl or --expires-after, not both")
     lifetime = _duration(ttl, "--ttl") if ttl is not None else expires_after
@@ -69,12 +98,21 @@ def mint(
             text = sys.stdin.read() if claims == "-" else Path(claims).read_text("utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise UsageError(f"--claims {claims}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
-        extra.update(tokens.load_claims(text, claims))
-    extra.update(tokens.parse_claim_pairs(claim or []))
-    opts = tokens.MintOptions(sub=sub, kid=kid, lifetime=lifetime, iss=iss, aud=list(aud) if aud else None,
-                              claims=extra, session_id=session_id,
-                              not_before=_duration(not_before, "--not-before"), expired=expired, count=count)
-    run = tokens.mint(st.settings, st.now(), opts)
+        extra.update(minter.load_claims(text, claims))
+    extra.update(minter.parse_claim_pairs(claim or []))
+    opts = minter.MintOptions(
+        sub=sub,
+        kid=kid,
+        lifetime=lifetime,
+        iss=iss,
+        aud=list(aud) if aud else None,
+        claims=extra,
+        session_id=session_id,
+        not_before=_duration(not_before, "--not-before"),
+        expired=expired,
+        count=count,
+    )
+    run = minter.mint(st.settings, st.now(), opts)
     for w in run.warnings:
         output.warn(w, quiet=st.quiet)
     if st.json:
@@ -89,6 +127,7 @@ def mint(
 
 @app.command()
 def decode(
+    ctx: typer.Context,
     token: str = typer.Argument(..., metavar="TOKEN|-", help=_TOKEN_HELP),
 ) -> None:
     """Show a token's header and claims WITHOUT verifying it (labelled UNVERIFIED).
@@ -99,10 +138,11 @@ def decode(
     """
     import json
 
-    from .. import output, tokens
+    from prisme_keys.cli import output
+    from prisme_keys.tokens import jws
 
-    st = state()
-    d = tokens.decode(tokens.read_token_arg(token), st.now())
+    st = state(ctx)
+    d = jws.decode(read_token_arg(token), st.now())
     for w in d.warnings:
         output.warn(w, quiet=st.quiet)
     if st.json:
@@ -117,32 +157,51 @@ def decode(
 
 @app.command()
 def verify(
+    ctx: typer.Context,
     token: Optional[str] = typer.Argument(None, metavar="TOKEN|-", help=_TOKEN_HELP),
-    jwks_file: Optional[str] = typer.Option(None, "--jwks-file", metavar="FILE", help="Verify against this JWK "
-                                            "Set file instead of the key file."),
-    jwks_url: Optional[str] = typer.Option(None, "--jwks-url", metavar="URL", help="Verify against the JWKS at "
-                                           "URL (https required except for loopback; cached, see --no-cache)."),
-    algorithms: Optional[str] = typer.Option(None, "--algorithms", metavar="ALGS", help="Comma-separated "
-                                             "allow-list, e.g. RS256,RS384 (default JWKS_ALG). HS*, ES*, PS* "
-                                             "and none are never accepted."),
-    issuer: Optional[str] = typer.Option(None, "--issuer", help="Expected iss (default OIDC_PROVIDER_URL; "
-                                         "unchecked when neither is set)."),
-    audience: Optional[str] = typer.Option(None, "--audience", help="Expected aud (default API_URL; "
-                                           "unchecked when neither is set)."),
-    leeway: float = typer.Option(0, "--leeway", metavar="SECONDS", min=0, help="Clock skew tolerated for "
-                                 "exp, nbf and iat."),
+    jwks_file: Optional[str] = typer.Option(
+        None, "--jwks-file", metavar="FILE", help="Verify against this JWK Set file instead of the key file."
+    ),
+    jwks_url: Optional[str] = typer.Option(
+        None,
+        "--jwks-url",
+        metavar="URL",
+        help="Verify against the JWKS at URL (https required except for loopback; cached, see --no-cache).",
+    ),
+    algorithms: Optional[str] = typer.Option(
+        None,
+        "--algorithms",
+        metavar="ALGS",
+        help="Comma-separated "
+        "allow-list, e.g. RS256,RS384 (default JWKS_ALG). HS*, ES*, PS* "
+        "and none are never accepted.",
+    ),
+    issuer: Optional[str] = typer.Option(
+        None, "--issuer", help="Expected iss (default OIDC_PROVIDER_URL; unchecked when neither is set)."
+    ),
+    audience: Optional[str] = typer.Option(
+        None, "--audience", help="Expected aud (default API_URL; unchecked when neither is set)."
+    ),
+    leeway: float = typer.Option(
+        0, "--leeway", metavar="SECONDS", min=0, help="Clock skew tolerated for exp, nbf and iat."
+    ),
     no_exp_required: bool = typer.Option(False, "--no-exp-required", help="Accept a token without exp."),
-    require: Optional[List[str]] = typer.Option(None, "--require", metavar="CLAIM", help="Claim that must be "
-                                                "present (repeatable), e.g. prismeaiSessionId."),
-    batch: bool = typer.Option(False, "--batch", help="Read tokens from stdin, one a line; print one JSON "
-                               "line per token {line, valid, exit, error?, kid?, sub?}; exit 0 when all are "
-                               "valid, else the exit code of the first failure."),
+    require: Optional[list[str]] = typer.Option(
+        None, "--require", metavar="CLAIM", help="Claim that must be present (repeatable), e.g. prismeaiSessionId."
+    ),
+    batch: bool = typer.Option(
+        False,
+        "--batch",
+        help="Read tokens from stdin, one a line; print one JSON "
+        "line per token {line, valid, exit, error?, kid?, sub?}; exit 0 when all are "
+        "valid, else the exit code of the first failure.",
+    ),
     timeout: float = typer.Option(5.0, "--timeout", metavar="SECONDS", help="Total time for fetching the JWKS."),
     max_bytes: int = typer.Option(1 << 20, "--max-bytes", metavar="BYTES", min=1, help="Largest JWKS body."),
-    cacert: Optional[str] = typer.Option(None, "--cacert", metavar="FILE", help="Trust this CA (PEM) for the "
-                                         "JWKS URL instead of the system store."),
-    allow_http: bool = typer.Option(False, "--allow-http", help="Allow a plain http JWKS URL on a "
-                                    "non-loopback host."),
+    cacert: Optional[str] = typer.Option(
+        None, "--cacert", metavar="FILE", help="Trust this CA (PEM) for the JWKS URL instead of the system store."
+    ),
+    allow_http: bool = typer.Option(False, "--allow-http", help="Allow a plain http JWKS URL on a non-loopback host."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the JWKS cache."),
 ) -> None:
     """Verify a token's signature and claims against the key file, a JWKS file or a JWKS URL.
@@ -151,9 +210,10 @@ def verify(
     --json). Exit 5 malformed, 6 signature/algorithm rejected, 7 claims rejected, 8 no
     usable key, 9 JWKS fetch failed.
     """
-    from .. import output, tokens
+    from prisme_keys.cli import output
+    from prisme_keys.tokens import verify as verifier
 
-    st = state()
+    st = state(ctx)
     s = st.settings
     if leeway != leeway or leeway == float("inf"):  # NaN would make every time comparison false
         raise UsageError(f"--leeway must be a finite number of seconds, not {leeway}")
@@ -161,14 +221,31 @@ def verify(
         raise UsageError("--batch reads tokens from stdin; give no TOKEN argument")
     if not batch and token is None:
         raise UsageError("missing TOKEN (or - for stdin, or --batch)")
-    opts = tokens.VerifyOptions(
-        algorithms=tokens.parse_algorithms(algorithms) if algorithms is not None else (s.alg,),
+    opts = verifier.VerifyOptions(
+        algorithms=verifier.parse_algorithms(algorithms) if algorithms is not None else (s.alg,),
         issuer=issuer if issuer is not None else s.oidc_provider_url,
         audience=audience if audience is not None else s.api_url,
-        leeway=leeway, require_exp=not no_exp_required, require=tuple(require or ()))
-    raw = None if batch else tokens.read_token_arg(token)
-    source = tokens.open_source(s, jwks_file=jwks_file, jwks_url=jwks_url, timeout=timeout, max_bytes=max_bytes,
-                                cacert=cacert, allow_http=allow_http, use_cache=not no_cache)
+        leeway=leeway,
+        require_exp=not no_exp_required,
+        require=tuple(require or ()),
+    )
+    if jwks_file is not None and jwks_url is not None:
+        raise UsageError("give --jwks-file or --jwks-url, not both")
+    if jwks_file == "-" and (batch or token == "-"):
+        raise UsageError("--jwks-file - and the token cannot both come from stdin")
+    raw = None if batch else read_token_arg(token)
+    jwks_data = read_stdin_capped(64 * 1024 * 1024) if jwks_file == "-" else None
+    source = verifier.open_source(
+        s,
+        jwks_file=jwks_file,
+        jwks_url=jwks_url,
+        timeout=timeout,
+        max_bytes=max_bytes,
+        cacert=cacert,
+        allow_http=allow_http,
+        use_cache=not no_cache,
+        jwks_data=jwks_data,
+    )
     final = getattr(getattr(source, "result", None), "final_url", None)
     if final and final != jwks_url:
         output.note(f"note: JWKS served by {final} (redirected from {jwks_url})", quiet=st.quiet)
@@ -179,11 +256,13 @@ def verify(
     for w in source.take_warnings():
         warn(w)
     if batch:
-        rc = tokens.verify_batch(tokens.iter_lines(sys.stdin.buffer), source, opts, sys.stdout.write, warn)
+        rc = verifier.verify_batch(
+            verifier.iter_lines(sys.stdin.buffer), source, opts, sys.stdout.write, warn, now=st.now()
+        )
         sys.stdout.flush()
         raise typer.Exit(rc)
     try:
-        res = tokens.verify(raw, source, opts)
+        res = verifier.verify(raw, source, opts, now=st.now())
     finally:
         for w in source.take_warnings():
             warn(w)

@@ -38,8 +38,13 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=15)
     a = ap.parse_args()
     home = Path(tempfile.mkdtemp())
-    env = dict(os.environ, HOME=str(home), XDG_DATA_HOME=str(home / "d"), XDG_CONFIG_HOME=str(home / "c"),
-               XDG_CACHE_HOME=str(home / "k"))
+    env = dict(
+        os.environ,
+        HOME=str(home),
+        XDG_DATA_HOME=str(home / "d"),
+        XDG_CONFIG_HOME=str(home / "c"),
+        XDG_CACHE_HOME=str(home / "k"),
+    )
     kf = home / "keys.json"
     pk = script()
     subprocess.run([pk, "--key-file", str(kf), "init"], env=env, check=True, stdout=subprocess.DEVNULL)

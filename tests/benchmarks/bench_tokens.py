@@ -28,7 +28,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from prisme_keys import keys
+from prisme_keys import jwk as jwk_rules
 
 EXE = str(Path(sys.executable).parent / "prisme-keys")
 
@@ -44,20 +44,41 @@ def run(args: list[str], env: dict, stdin: Path | None = None, stdout: Path | No
 
 
 def bench(bits: int, n: int, work: Path, repeat: int) -> None:
-    jwk = keys.generate_jwk(bits, "RS256")
+    jwk = jwk_rules.generate_jwk(bits, "RS256")
     kf = work / f"keys{bits}.json"
     from prisme_keys import clock
+
     now = clock.iso(clock.now())
-    kf.write_text(json.dumps({"format": 1, "keys": [{"kid": jwk["kid"], "previousKeyId": None, "createdAt": now,
-                                                     "rotatesAt": "2099-01-01T00:00:00.000Z",
-                                                     "expiresAt": "2099-02-01T00:00:00.000Z", "jwk": jwk}]}))
+    kf.write_text(
+        json.dumps(
+            {
+                "format": 1,
+                "keys": [
+                    {
+                        "kid": jwk["kid"],
+                        "previousKeyId": None,
+                        "createdAt": now,
+                        "rotatesAt": "2099-01-01T00:00:00.000Z",
+                        "expiresAt": "2099-02-01T00:00:00.000Z",
+                        "jwk": jwk,
+                    }
+                ],
+            }
+        )
+    )
     os.chmod(kf, 0o600)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JWKS_", "PRISME_KEYS_"))}
-    env.update({"PRISME_KEYS_FILE": str(kf), "OIDC_PROVIDER_URL": "https://api.example.test",
-                "API_URL": "https://api.example.test/v2", "XDG_CACHE_HOME": str(work / "cache")})
+    env.update(
+        {
+            "PRISME_KEYS_FILE": str(kf),
+            "OIDC_PROVIDER_URL": "https://api.example.test",
+            "API_URL": "https://api.example.test/v2",
+            "XDG_CACHE_HOME": str(work / "cache"),
+        }
+    )
     toks = work / f"tokens{bits}.txt"
 
-    priv = keys.private_key_from_jwk(jwk)
+    priv = jwk_rules.private_key_from_jwk(jwk)
     pub = priv.public_key()
     pad, h = padding.PKCS1v15(), hashes.SHA256()
     one = work / "one.txt"
@@ -93,8 +114,10 @@ def bench(bits: int, n: int, work: Path, repeat: int) -> None:
         e2e = n / total
         steady = (n - 1) / max(total - startup, 1e-9)
         rraw = n / raw
-        print(f"{bits:5d}  {name:22s} raw {rraw:9.0f}/s | end-to-end {e2e:9.0f}/s ratio {e2e / rraw:4.2f} | "
-              f"steady-state {steady:9.0f}/s ratio {steady / rraw:4.2f}  (start-up {startup:.2f} s)")
+        print(
+            f"{bits:5d}  {name:22s} raw {rraw:9.0f}/s | end-to-end {e2e:9.0f}/s ratio {e2e / rraw:4.2f} | "
+            f"steady-state {steady:9.0f}/s ratio {steady / rraw:4.2f}  (start-up {startup:.2f} s)"
+        )
 
     row(f"mint --count {n}", t_mint, t_mint1, t_raw_sign)
     row(f"verify --batch {n}", t_ver, t_ver1, t_raw_verify)

@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 
 def is_tty(stream: Any) -> bool:
@@ -28,8 +29,13 @@ def _console(stderr: bool = False) -> Any:
     stream = sys.stderr if stderr else sys.stdout
     color = is_tty(stream) and not os.environ.get("NO_COLOR")
     tty = is_tty(stream)
-    return Console(file=stream, no_color=not color, highlight=False, width=None if tty else 250,
-                   color_system="auto" if color else None)
+    return Console(
+        file=stream,
+        no_color=not color,
+        highlight=False,
+        width=None if tty else 250,
+        color_system="auto" if color else None,
+    )
 
 
 def json_text(doc: Any) -> str:
@@ -70,8 +76,13 @@ def error(message: str, *, code: str, exit_code: int, as_json: bool) -> None:
     sys.stderr.flush()
 
 
-def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], *, title: str | None = None,
-          styles: dict[str, str] | None = None) -> None:
+def table(
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    *,
+    title: str | None = None,
+    styles: dict[str, str] | None = None,
+) -> None:
     """Draw a rich table on stdout (plain box characters when not a terminal)."""
     from rich import box
     from rich.table import Table

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from . import clock
+from prisme_keys import clock
 
 Record = dict[str, Any]
 
@@ -44,7 +44,7 @@ class Policy:
     lead: float = 0
 
     @classmethod
-    def from_settings(cls, settings: Any) -> "Policy":
+    def from_settings(cls, settings: Any) -> Policy:
         """Build from a :class:`prisme_keys.settings.Settings`."""
         return cls(settings.rotation_days, settings.access_tokens_max_age, settings.publication_lead)
 

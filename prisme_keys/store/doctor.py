@@ -30,8 +30,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from . import clock, keys, rotation
-from .errors import KeyFileError, PrismeKeysError
+from prisme_keys import clock
+from prisme_keys import jwk as jwk_rules
+from prisme_keys.errors import KeyFileError, PrismeKeysError
+from prisme_keys.store import rotation
 
 PROBLEM = ("error", "warning")
 
@@ -66,14 +68,19 @@ class Report:
 
     def to_dict(self) -> dict[str, Any]:
         """The ``--json`` document."""
-        return {"path": self.path, "healthy": self.healthy, "keys": self.keys, "encrypted": self.encrypted,
-                "problems": sum(1 for f in self.findings if f.severity in PROBLEM),
-                "findings": [asdict(f) for f in self.findings]}
+        return {
+            "path": self.path,
+            "healthy": self.healthy,
+            "keys": self.keys,
+            "encrypted": self.encrypted,
+            "problems": sum(1 for f in self.findings if f.severity in PROBLEM),
+            "findings": [asdict(f) for f in self.findings],
+        }
 
 
 def audit(settings: Any, now: datetime) -> Report:
     """Audit the key file named by ``settings`` at ``now``; never writes, never prompts."""
-    from .lifecycle import open_keyfile
+    from prisme_keys.store.lifecycle import open_keyfile
 
     kf = open_keyfile(settings)
     rep = Report(str(kf.path))
@@ -116,16 +123,24 @@ def _permissions(kf: Any, settings: Any, add: Any) -> None:
     if mode & 0o007:
         add("error", "permissions", f"mode {mode:04o}: readable or writable by others; fix with: chmod 600 {kf.path}")
     elif mode & 0o070 & ~allowed:
-        add("error", "permissions", f"mode {mode:04o}: readable or writable by the group; fix with: chmod 600 "
-            f"{kf.path} (or set PRISME_KEYS_ALLOW_GROUP_READ=1 for a shared group file)")
+        add(
+            "error",
+            "permissions",
+            f"mode {mode:04o}: readable or writable by the group; fix with: chmod 600 "
+            f"{kf.path} (or set PRISME_KEYS_ALLOW_GROUP_READ=1 for a shared group file)",
+        )
     else:
         add("info", "permissions", f"mode {mode:04o}")
     if info["uid"] is not None and hasattr(os, "getuid") and info["uid"] not in (os.getuid(), 0):
         add("warning", "owner", f"the key file is owned by uid {info['uid']}, not by you (uid {os.getuid()})")
     fmode = info["folder_mode"]
     if fmode is not None and fmode & 0o002 and not fmode & 0o1000:
-        add("error", "folder_permissions", f"folder {kf.path.parent} (mode {fmode:04o}) is writable by others: "
-            "anyone can replace the key file; fix with: chmod o-w")
+        add(
+            "error",
+            "folder_permissions",
+            f"folder {kf.path.parent} (mode {fmode:04o}) is writable by others: "
+            "anyone can replace the key file; fix with: chmod o-w",
+        )
     lmode = info["lock_mode"]
     if lmode is not None and lmode & 0o002:
         add("warning", "lock_permissions", f"lock file {kf.lock_path} (mode {lmode:04o}) is writable by others")
@@ -141,7 +156,7 @@ def _kids(records: list[dict], add: Any) -> None:
     by_tp: dict[str, list[str]] = {}
     for r in records:
         try:
-            by_tp.setdefault(keys.thumbprint(r["jwk"]), []).append(r["kid"])
+            by_tp.setdefault(jwk_rules.thumbprint(r["jwk"]), []).append(r["kid"])
         except ValueError:
             add("error", "bad_public_key", f"key {r['kid']}: n or e is not base64url", r["kid"])
     for kids in by_tp.values():
@@ -159,13 +174,21 @@ def _dates_and_rotation(records: list[dict], settings: Any, now: datetime, add: 
     plan = rotation.plan_rotation(records, policy, now)
     if plan.due:
         since = f" since {clock.iso(plan.next_rotation)}" if plan.next_rotation else ""
-        add("warning", "rotation_overdue", f"signing key {plan.signing_kid} is due for rotation{since}; "
-            "run prisme-keys rotate", plan.signing_kid)
+        add(
+            "warning",
+            "rotation_overdue",
+            f"signing key {plan.signing_kid} is due for rotation{since}; run prisme-keys rotate",
+            plan.signing_kid,
+        )
     elif plan.next_rotation:
         add("info", "rotation", f"next rotation {clock.iso(plan.next_rotation)}")
     if policy.lead and policy.lead >= policy.rotation_days * 86400:
-        add("warning", "lead_too_long", f"the publication lead ({policy.lead:g} s) is not shorter than the "
-            f"rotation period ({policy.rotation_days} days): keys will sign longer than JWKS_ROTATION_DAYS")
+        add(
+            "warning",
+            "lead_too_long",
+            f"the publication lead ({policy.lead:g} s) is not shorter than the "
+            f"rotation period ({policy.rotation_days} days): keys will sign longer than JWKS_ROTATION_DAYS",
+        )
     for r in records:
         kid = r["kid"]
         st = rotation.state(r, records, now)
@@ -175,51 +198,72 @@ def _dates_and_rotation(records: list[dict], settings: Any, now: datetime, add: 
             add("error", "bad_dates", f"key {kid}: activatesAt is not an ISO-8601 time", kid)
             continue
         if not c <= a <= ro <= e:
-            add("warning", "dates_out_of_order",
-                f"key {kid}: expected createdAt <= activatesAt <= rotatesAt <= expiresAt", kid)
+            add(
+                "warning",
+                "dates_out_of_order",
+                f"key {kid}: expected createdAt <= activatesAt <= rotatesAt <= expiresAt",
+                kid,
+            )
         if c > now + timedelta(minutes=5):
             add("warning", "created_in_future", f"key {kid} was created in the future ({r['createdAt']})", kid)
         if st == "expired":
             add("warning", "expired_key", f"key {kid} expired {r['expiresAt']}; run prisme-keys prune", kid)
         if r is signing and now >= e:
-            add("error", "signing_key_expired", f"signing key {kid} is past its expiresAt ({r['expiresAt']}): "
-                "tokens it signs may be rejected by tidy verifiers; run prisme-keys rotate", kid)
+            add(
+                "error",
+                "signing_key_expired",
+                f"signing key {kid} is past its expiresAt ({r['expiresAt']}): "
+                "tokens it signs may be rejected by tidy verifiers; run prisme-keys rotate",
+                kid,
+            )
         if st == "next":
             add("info", "next_key", f"key {kid} is published and signs from {clock.iso(a)}", kid)
-        if (r is signing or st == "next") and not (keys.has_private(r["jwk"]) or "enc" in r["jwk"]):
-            add("error", "no_private_key", f"{st} key {kid} has no private members: mint and the gateway "
-                "cannot sign with it", kid)
+        if (r is signing or st == "next") and not (jwk_rules.has_private(r["jwk"]) or "enc" in r["jwk"]):
+            add(
+                "error",
+                "no_private_key",
+                f"{st} key {kid} has no private members: mint and the gateway cannot sign with it",
+                kid,
+            )
 
 
 def _strength(records: list[dict], add: Any) -> None:
     for r in records:
         jwk, kid = r["jwk"], r["kid"]
-        bits = keys.key_bits(jwk)
-        if bits < keys.MIN_BITS:
-            add("error", "weak_key", f"key {kid} has {bits} bits; at least {keys.MIN_BITS} are required", kid)
+        bits = jwk_rules.key_bits(jwk)
+        if bits < jwk_rules.MIN_BITS:
+            add("error", "weak_key", f"key {kid} has {bits} bits; at least {jwk_rules.MIN_BITS} are required", kid)
         try:
-            e = keys.b64_to_int(jwk["e"])
+            e = jwk_rules.b64_to_int(jwk["e"])
         except (ValueError, KeyError, TypeError):
             e = 0
         if e != 65537:
             sev = "error" if e < 65537 or e % 2 == 0 else "warning"
             add(sev, "weak_exponent", f"key {kid} has public exponent {e} (expected 65537)", kid)
-        if jwk.get("alg") not in keys.SUPPORTED_ALGS:
-            add("error", "bad_alg", f"key {kid} has alg {jwk.get('alg')!r}; expected one of "
-                + ", ".join(keys.SUPPORTED_ALGS), kid)
+        if jwk.get("alg") not in jwk_rules.SUPPORTED_ALGS:
+            add(
+                "error",
+                "bad_alg",
+                f"key {kid} has alg {jwk.get('alg')!r}; expected one of " + ", ".join(jwk_rules.SUPPORTED_ALGS),
+                kid,
+            )
         if jwk.get("use", "sig") != "sig":
-            add("warning", "bad_use", f"key {kid} has use {jwk.get('use')!r}, not \"sig\"", kid)
-        reason = keys.compromised_reason(jwk)
+            add("warning", "bad_use", f'key {kid} has use {jwk.get("use")!r}, not "sig"', kid)
+        reason = jwk_rules.compromised_reason(jwk)
         if reason:
-            add("error", "compromised_key", f"key {kid} is publicly known ({reason}): anyone can sign with it; "
-                "rotate now and remove it", kid)
-        if keys.has_private(jwk):
+            add(
+                "error",
+                "compromised_key",
+                f"key {kid} is publicly known ({reason}): anyone can sign with it; rotate now and remove it",
+                kid,
+            )
+        if jwk_rules.has_private(jwk):
             _consistent(jwk, kid, add)
 
 
 def _consistent(jwk: dict, kid: str, add: Any) -> None:
     try:
-        keys.private_key_from_jwk(jwk)
+        jwk_rules.private_key_from_jwk(jwk)
     except ValueError as exc:
         add("error", "bad_private_key", f"key {kid}: private members are inconsistent ({exc})", kid)
     except Exception as exc:  # cryptography refusing odd numbers
@@ -227,18 +271,25 @@ def _consistent(jwk: dict, kid: str, add: Any) -> None:
 
 
 def _encryption(keyset: Any, kf: Any, settings: Any, rep: Report, add: Any) -> None:
-    from . import encryption
+    from prisme_keys.store import encryption
 
     hdr = encryption.header(keyset)
     enc_recs = [r for r in keyset.records if "enc" in r["jwk"]]
     plain = [r for r in keyset.records if encryption.has_plain_private(r["jwk"])]
     if hdr is None:
         for r in enc_recs:
-            add("error", "enc_without_header", f"key {r['kid']} is encrypted but the file has no encryption header",
-                r["kid"])
+            add(
+                "error",
+                "enc_without_header",
+                f"key {r['kid']} is encrypted but the file has no encryption header",
+                r["kid"],
+            )
         if plain:
-            add("info", "encryption", "not encrypted: private members are stored in clear text "
-                "(protect them with prisme-keys encrypt)")
+            add(
+                "info",
+                "encryption",
+                "not encrypted: private members are stored in clear text (protect them with prisme-keys encrypt)",
+            )
         return
     rep.encrypted = True
     kdf = hdr.get("kdf") if isinstance(hdr, dict) else None
@@ -250,20 +301,31 @@ def _encryption(keyset: Any, kf: Any, settings: Any, rep: Report, add: Any) -> N
     if kdf.get("name") == "argon2id":
         weak = kdf.get("memory_cost", 0) < 19456 or kdf.get("iterations", 0) < 2
     elif kdf.get("name") == "scrypt":
-        weak = kdf.get("n", 0) < 2 ** 15
+        weak = kdf.get("n", 0) < 2**15
     else:
         weak = False
         add("error", "encryption_header", f"unknown KDF {kdf.get('name')!r}")
     if weak:
-        add("warning", "weak_kdf", "the KDF parameters are below OWASP's minimums; "
-            "raise them with prisme-keys encrypt --rekey")
+        add(
+            "warning",
+            "weak_kdf",
+            "the KDF parameters are below OWASP's minimums; raise them with prisme-keys encrypt --rekey",
+        )
     for r in plain:
-        add("error", "plaintext_in_encrypted_file", f"key {r['kid']} has private members in clear text in an "
-            "encrypted file; run prisme-keys encrypt --rekey", r["kid"])
+        add(
+            "error",
+            "plaintext_in_encrypted_file",
+            f"key {r['kid']} has private members in clear text in an encrypted file; run prisme-keys encrypt --rekey",
+            r["kid"],
+        )
     source = encryption.PassphraseSource.from_settings(settings, interactive=False)
     if not source.available():
-        add("info", "passphrase", "no passphrase given: encrypted records were not authenticated "
-            "(set PRISME_KEYS_PASSPHRASE or --passphrase-file to check them)")
+        add(
+            "info",
+            "passphrase",
+            "no passphrase given: encrypted records were not authenticated "
+            "(set PRISME_KEYS_PASSPHRASE or --passphrase-file to check them)",
+        )
         return
     try:
         key = encryption.unlock(hdr, source.get("doctor"), kf.path)

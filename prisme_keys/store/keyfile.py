@@ -26,13 +26,14 @@ import socket
 import stat
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from . import clock
-from .errors import KeyFileError
+from prisme_keys import clock
+from prisme_keys.errors import KeyFileError
 
 FORMAT_VERSION = 1
 RECORD_TIMES = ("createdAt", "rotatesAt", "expiresAt")
@@ -89,7 +90,7 @@ def validate_record(rec: Any, where: str) -> None:
         raise ValueError(f"{where} ({rec['kid']}): jwk is not an object")
     if jwk.get("kty") != "RSA" or not isinstance(jwk.get("n"), str) or not isinstance(jwk.get("e"), str):
         raise ValueError(f"{where} ({rec['kid']}): jwk is not an RSA key with n and e")
-    from .keys import b64_to_int
+    from prisme_keys.jwk import b64_to_int
 
     try:
         n, e = b64_to_int(jwk["n"]), b64_to_int(jwk["e"])
@@ -108,6 +109,7 @@ def parse(data: bytes, path: Path | str = "<key file>") -> KeySet:
         KeyFileError: empty, truncated, not JSON, unknown format or a malformed record;
             the message names the file and says it was left unchanged.
     """
+
     def bad(why: str) -> KeyFileError:
         return KeyFileError(f"key file {path} is unusable: {why}; it was left unchanged", code="key_file_corrupt")
 
@@ -149,8 +151,9 @@ class KeyFile:
         lock_timeout: seconds to wait for ``<path>.lock`` before :class:`KeyFileError`.
     """
 
-    def __init__(self, path: Path | str, *, allow_group_read: bool = False, lock_timeout: float = 30.0,
-                 passphrase: Any = None) -> None:
+    def __init__(
+        self, path: Path | str, *, allow_group_read: bool = False, lock_timeout: float = 30.0, passphrase: Any = None
+    ) -> None:
         # Follow symlinks: the lock file and the atomic rename must sit beside the real file,
         # or hosts reaching it through a link would each write their own copy.
         self.path = Path(os.path.realpath(path)) if os.path.islink(path) else Path(path)
@@ -171,8 +174,11 @@ class KeyFile:
         bad = stat.S_IMODE(st.st_mode) & 0o077 & ~allowed
         if bad:
             mode = f"{stat.S_IMODE(st.st_mode):04o}"
-            hint = "" if self.allow_group_read else (
-                " (or, for a file shared by a group, chmod 640 and set PRISME_KEYS_ALLOW_GROUP_READ=1)")
+            hint = (
+                ""
+                if self.allow_group_read
+                else (" (or, for a file shared by a group, chmod 640 and set PRISME_KEYS_ALLOW_GROUP_READ=1)")
+            )
             raise KeyFileError(
                 f"key file {self.path} has unsafe permissions {mode} (readable by group or others); "
                 f"fix with: chmod 600 {self.path}{hint}",
@@ -226,6 +232,7 @@ class KeyFile:
     def stat_info(self) -> dict[str, Any]:
         """``{mode, uid, size, folder_mode, folder_uid, lock_mode}`` of the file, its folder and lock file
         (``None`` for what does not exist), for ``doctor``."""
+
         def st(p: Path) -> os.stat_result | None:
             try:
                 return os.stat(p)
@@ -233,10 +240,14 @@ class KeyFile:
                 return None
 
         f, d, lk = st(self.path), st(self.path.parent), st(self.lock_path)
-        return {"mode": stat.S_IMODE(f.st_mode) if f else None, "uid": f.st_uid if f else None,
-                "size": f.st_size if f else None,
-                "folder_mode": stat.S_IMODE(d.st_mode) if d else None, "folder_uid": d.st_uid if d else None,
-                "lock_mode": stat.S_IMODE(lk.st_mode) if lk else None}
+        return {
+            "mode": stat.S_IMODE(f.st_mode) if f else None,
+            "uid": f.st_uid if f else None,
+            "size": f.st_size if f else None,
+            "folder_mode": stat.S_IMODE(d.st_mode) if d else None,
+            "folder_uid": d.st_uid if d else None,
+            "lock_mode": stat.S_IMODE(lk.st_mode) if lk else None,
+        }
 
     # -- locking -------------------------------------------------------------------------
     @contextmanager
@@ -325,7 +336,7 @@ class KeyFile:
             self._write_atomic(dumps(keyset.to_document()), no_clobber=True)
 
     @contextmanager
-    def transaction(self) -> Iterator["Transaction"]:
+    def transaction(self) -> Iterator[Transaction]:
         """Lock, re-read, and let the caller replace the records atomically.
 
         Usage::
@@ -380,7 +391,7 @@ class Transaction:
         Raises:
             KeyFileError: write failure; passphrase missing or wrong on an encrypted file.
         """
-        from . import encryption
+        from prisme_keys.store import encryption
 
         hdr = encryption.header(self.keyset)
         if hdr is not None and any(encryption.has_plain_private(r["jwk"]) for r in self.keyset.records):
@@ -455,7 +466,7 @@ def write_output(path: Path | str, text: str, *, private: bool) -> None:
         UsageError: ``path`` is not a regular file.
         KeyFileError: when it cannot be written.
     """
-    from .errors import UsageError
+    from prisme_keys.errors import UsageError
 
     target = Path(os.path.realpath(path))
     try:
@@ -465,6 +476,8 @@ def write_output(path: Path | str, text: str, *, private: bool) -> None:
     except OSError as exc:
         raise KeyFileError(f"cannot write {path}: {exc.strerror}") from None
     if st is not None and not stat.S_ISREG(st.st_mode):
-        raise UsageError(f"--out {path} is not a regular file (a device, FIFO or folder); "
-                         "write to a file, or to stdout through a pipe or redirect")
+        raise UsageError(
+            f"--out {path} is not a regular file (a device, FIFO or folder); "
+            "write to a file, or to stdout through a pipe or redirect"
+        )
     atomic_write(target, text.encode("utf-8"), mode=0o600 if private else 0o644)

@@ -16,7 +16,7 @@ import json
 from functools import lru_cache
 from typing import Any
 
-from .errors import KeyFileError
+from prisme_keys.errors import KeyFileError
 
 #: JWK members that hold private key material (RSA and symmetric); never printed.
 PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth", "k")

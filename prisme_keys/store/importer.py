@@ -29,9 +29,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from . import clock, keys
-from .errors import KeyFileError, UsageError
-from .settings import Settings
+from prisme_keys import clock
+from prisme_keys import jwk as jwk_rules
+from prisme_keys.errors import KeyFileError, UsageError
+from prisme_keys.settings import Settings
 
 #: Largest input read, bytes.
 MAX_INPUT_BYTES = 64 * 1024 * 1024
@@ -107,6 +108,7 @@ def read_source(source: str) -> tuple[bytes, str]:
 
 # -- parsing -----------------------------------------------------------------------------
 
+
 def _ext_date(value: Any) -> Any:
     try:
         if isinstance(value, str):
@@ -168,7 +170,9 @@ def parse_source(data: bytes, name: str = "input") -> tuple[str, list[Candidate]
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise _rejected(f"{name} is not UTF-8 text (a JWKS, gateway records or a PEM key); nothing was imported") from None
+        raise _rejected(
+            f"{name} is not UTF-8 text (a JWKS, gateway records or a PEM key); nothing was imported"
+        ) from None
     stripped = text.strip()
     if not stripped:
         raise _rejected(f"{name} is empty; nothing was imported")
@@ -206,8 +210,10 @@ def parse_source(data: bytes, name: str = "input") -> tuple[str, list[Candidate]
         return "records", [_classify(x, f"record {i + 1}") for i, x in enumerate(doc)]
     if isinstance(doc, dict) and ("jwk" in doc or "kty" in doc):
         return ("records" if "jwk" in doc else "jwks"), [_classify(doc, "record 1")]
-    raise _rejected(f"{name} holds no keys: expected a JWKS {{\"keys\": [...]}}, gateway records "
-                    "(a JSON array or JSON lines) or a PEM RSA private key; nothing was imported")
+    raise _rejected(
+        f'{name} holds no keys: expected a JWKS {{"keys": [...]}}, gateway records '
+        "(a JSON array or JSON lines) or a PEM RSA private key; nothing was imported"
+    )
 
 
 def _pem_to_jwk(text: str, name: str) -> dict[str, Any]:
@@ -215,19 +221,23 @@ def _pem_to_jwk(text: str, name: str) -> dict[str, Any]:
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     if "ENCRYPTED" in text.split("\n", 1)[0] or "Proc-Type: 4,ENCRYPTED" in text:
-        raise _rejected(f"{name}: the PEM key is encrypted; decrypt it first "
-                        "(openssl pkey -in KEY -out PLAIN); nothing was imported")
+        raise _rejected(
+            f"{name}: the PEM key is encrypted; decrypt it first "
+            "(openssl pkey -in KEY -out PLAIN); nothing was imported"
+        )
     try:
         key = serialization.load_pem_private_key(text.encode("ascii", "replace"), password=None)
     except TypeError:
         raise _rejected(f"{name}: the PEM key is encrypted; decrypt it first; nothing was imported") from None
     except (ValueError, Exception) as exc:  # cryptography raises ValueError / UnsupportedAlgorithm
         kind = type(exc).__name__
-        raise _rejected(f"{name}: not a readable PEM private key ({kind}); "
-                        "expected an unencrypted RSA PRIVATE KEY or PRIVATE KEY block; nothing was imported") from None
+        raise _rejected(
+            f"{name}: not a readable PEM private key ({kind}); "
+            "expected an unencrypted RSA PRIVATE KEY or PRIVATE KEY block; nothing was imported"
+        ) from None
     if not isinstance(key, rsa.RSAPrivateKey):
         raise _rejected(f"{name}: the PEM key is not an RSA key; only RSA keys are supported; nothing was imported")
-    jwk = keys.private_key_to_jwk(key, "RS256", kid="")
+    jwk = jwk_rules.private_key_to_jwk(key, "RS256", kid="")
     # alg and kid are filled like any other key's (from --alg/--kid, else settings and thumbprint)
     del jwk["alg"]
     del jwk["kid"]
@@ -235,6 +245,7 @@ def _pem_to_jwk(text: str, name: str) -> dict[str, Any]:
 
 
 # -- validation ---------------------------------------------------------------------------
+
 
 def _check(cand: Candidate, alg: str | None, kid: str | None, settings: Settings) -> dict[str, Any]:
     """Validate and complete one candidate into a record (times may still be missing).
@@ -255,29 +266,31 @@ def _check(cand: Candidate, alg: str | None, kid: str | None, settings: Settings
             raise ValueError(f"jwk member {m!r} is missing or not a string (truncated record?)")
     # The known-compromised check comes first: its reason is the one that matters.
     try:
-        keys.thumbprint(jwk)
+        jwk_rules.thumbprint(jwk)
     except ValueError:
         raise ValueError("jwk members n/e are not base64url") from None
-    reason = keys.compromised_reason(jwk)
+    reason = jwk_rules.compromised_reason(jwk)
     if reason:
         raise ValueError(f"it is a known-compromised key, its private half is public ({reason})")
-    if not keys.has_private(jwk):
-        raise ValueError("no private key (member 'd'): the gateway signs with the private key; "
-                         "import a private JWKS, gateway records or a PEM private key")
-    bits = keys.key_bits(jwk)
-    if bits < keys.MIN_BITS:
-        raise ValueError(f"{bits}-bit key; at least {keys.MIN_BITS} bits are required")
-    if bits > keys.MAX_BITS:
-        raise ValueError(f"{bits}-bit key; at most {keys.MAX_BITS} bits are supported")
-    if "alg" in jwk and jwk["alg"] not in keys.SUPPORTED_ALGS:
+    if not jwk_rules.has_private(jwk):
+        raise ValueError(
+            "no private key (member 'd'): the gateway signs with the private key; "
+            "import a private JWKS, gateway records or a PEM private key"
+        )
+    bits = jwk_rules.key_bits(jwk)
+    if bits < jwk_rules.MIN_BITS:
+        raise ValueError(f"{bits}-bit key; at least {jwk_rules.MIN_BITS} bits are required")
+    if bits > jwk_rules.MAX_BITS:
+        raise ValueError(f"{bits}-bit key; at most {jwk_rules.MAX_BITS} bits are supported")
+    if "alg" in jwk and jwk["alg"] not in jwk_rules.SUPPORTED_ALGS:
         raise ValueError(f"alg {jwk['alg']!r} is not supported (RS256, RS384, RS512)")
     if "use" in jwk and jwk["use"] != "sig":
         raise ValueError(f"use is {jwk['use']!r}, not 'sig'")
     try:
-        pkey = keys.private_key_from_jwk(jwk)
+        pkey = jwk_rules.private_key_from_jwk(jwk)
     except ValueError as exc:
         raise ValueError(f"private key members are inconsistent: {exc}") from None
-    except Exception as exc:  # noqa: BLE001 - cryptography rejecting impossible numbers
+    except Exception as exc:
         raise ValueError(f"private key members are inconsistent ({type(exc).__name__})") from None
 
     # kid: record kid, jwk kid, --kid, thumbprint
@@ -293,20 +306,19 @@ def _check(cand: Candidate, alg: str | None, kid: str | None, settings: Settings
     given = rkid or jkid
     if kid is not None and given and kid != given:
         raise ValueError(f"--kid {kid!r} differs from the key's own kid {given!r}")
-    final_kid = given or kid or keys.thumbprint(jwk)
+    final_kid = given or kid or jwk_rules.thumbprint(jwk)
 
     out_jwk = dict(jwk)
     out_jwk["kid"] = final_kid
     out_jwk.setdefault("use", "sig")
     out_jwk.setdefault("alg", alg or settings.alg)
     if any(m not in out_jwk for m in _CRT):
-        full = keys.private_key_to_jwk(pkey, out_jwk["alg"], kid=final_kid)
+        full = jwk_rules.private_key_to_jwk(pkey, out_jwk["alg"], kid=final_kid)
         for m in _CRT:
             out_jwk.setdefault(m, full[m])
     # keep the JWK members in the gateway's order, extras after
     order = ["kty", "kid", "use", "alg", "n", "e", "d", *_CRT]
-    out_jwk = {**{m: out_jwk[m] for m in order if m in out_jwk},
-               **{m: v for m, v in out_jwk.items() if m not in order}}
+    out_jwk = {**{m: out_jwk[m] for m in order if m in out_jwk}, **{m: v for m, v in out_jwk.items() if m not in order}}
 
     out: dict[str, Any] = {"kid": final_kid}
     if "previousKeyId" in rec:
@@ -341,10 +353,10 @@ def _fill_times(rec: dict[str, Any], created: datetime, settings: Settings) -> d
 
 def _same_material(a: dict[str, Any], b: dict[str, Any]) -> bool:
     try:
-        if keys.thumbprint(a) != keys.thumbprint(b):
+        if jwk_rules.thumbprint(a) != jwk_rules.thumbprint(b):
             return False
-        if keys.has_private(a) and keys.has_private(b):
-            return keys.b64_to_int(a["d"]) == keys.b64_to_int(b["d"])
+        if jwk_rules.has_private(a) and jwk_rules.has_private(b):
+            return jwk_rules.b64_to_int(a["d"]) == jwk_rules.b64_to_int(b["d"])
         return True
     except (ValueError, KeyError):
         return False
@@ -359,8 +371,15 @@ def _reject(name: str, problems: list[tuple[str, str]]) -> KeyFileError:
     return _rejected(f"import from {name} rejected, nothing written: {pos}: {why}{more}")
 
 
-def prepare(data: bytes, settings: Settings, now: datetime, *, name: str = "input",
-            alg: str | None = None, kid: str | None = None) -> tuple[str, list[tuple[str, dict[str, Any]]]]:
+def prepare(
+    data: bytes,
+    settings: Settings,
+    now: datetime,
+    *,
+    name: str = "input",
+    alg: str | None = None,
+    kid: str | None = None,
+) -> tuple[str, list[tuple[str, dict[str, Any]]]]:
     """Parse and validate an import input without touching the key file.
 
     Args:
@@ -379,7 +398,7 @@ def prepare(data: bytes, settings: Settings, now: datetime, *, name: str = "inpu
         UsageError: ``--alg`` not supported, or ``--kid`` with several keys.
         KeyFileError: the input is unreadable or a key is rejected (position and reason).
     """
-    if alg is not None and alg not in keys.SUPPORTED_ALGS:
+    if alg is not None and alg not in jwk_rules.SUPPORTED_ALGS:
         raise UsageError(f"--alg {alg!r} is not supported; use RS256, RS384 or RS512")
     fmt, cands = parse_source(data, name)
     if not cands:
@@ -408,8 +427,9 @@ def prepare(data: bytes, settings: Settings, now: datetime, *, name: str = "inpu
     return fmt, out
 
 
-def merge(existing: list[dict[str, Any]], incoming: list[tuple[str, dict[str, Any]]],
-          name: str = "input") -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
+def merge(
+    existing: list[dict[str, Any]], incoming: list[tuple[str, dict[str, Any]]], name: str = "input"
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
     """Merge validated records into the key file's records.
 
     A kid already present with the same key material is skipped; with different material,
@@ -421,13 +441,13 @@ def merge(existing: list[dict[str, Any]], incoming: list[tuple[str, dict[str, An
     Raises:
         KeyFileError: a conflict (position and reason); nothing is to be written.
     """
-    from . import rotation
+    from prisme_keys.store import rotation
 
     by_kid = {r["kid"]: r for r in existing}
     by_tp: dict[str, str] = {}
     for r in existing:
         try:
-            by_tp[keys.thumbprint(r["jwk"])] = r["kid"]
+            by_tp[jwk_rules.thumbprint(r["jwk"])] = r["kid"]
         except ValueError:
             pass
     added: list[dict[str, Any]] = []
@@ -435,7 +455,7 @@ def merge(existing: list[dict[str, Any]], incoming: list[tuple[str, dict[str, An
     problems: list[tuple[str, str]] = []
     for pos, rec in incoming:
         k = rec["kid"]
-        tp = keys.thumbprint(rec["jwk"])
+        tp = jwk_rules.thumbprint(rec["jwk"])
         if k in by_kid:
             if _same_material(by_kid[k]["jwk"], rec["jwk"]):
                 skipped.append(k)
@@ -462,8 +482,16 @@ def merge(existing: list[dict[str, Any]], incoming: list[tuple[str, dict[str, An
     return merged, [r for r in merged if id(r) in added_ids], skipped
 
 
-def import_keys(settings: Settings, now: datetime, data: bytes, *, name: str = "input",
-                alg: str | None = None, kid: str | None = None, create: bool = False) -> ImportResult:
+def import_keys(
+    settings: Settings,
+    now: datetime,
+    data: bytes,
+    *,
+    name: str = "input",
+    alg: str | None = None,
+    kid: str | None = None,
+    create: bool = False,
+) -> ImportResult:
     """Import keys into the key file, all or nothing, under the key file's lock.
 
     Args:
@@ -480,17 +508,20 @@ def import_keys(settings: Settings, now: datetime, data: bytes, *, name: str = "
             missing (without ``create``), corrupt or locked too long, or encrypted without its
             passphrase. The key file is unchanged in every error case.
     """
-    from . import rotation
-    from .keyfile import KeySet
-    from .lifecycle import open_keyfile
+    from prisme_keys.store import rotation
+    from prisme_keys.store.keyfile import KeySet
+    from prisme_keys.store.lifecycle import open_keyfile
 
     fmt, incoming = prepare(data, settings, now, name=name, alg=alg, kid=kid)
     kf = open_keyfile(settings)
     result = ImportResult(str(kf.path), fmt)
     if not kf.exists():
         if not create:
-            raise KeyFileError(f"key file {kf.path} does not exist; add --create to create it from the "
-                               "imported keys (or name another with --key-file)", code="key_file_missing")
+            raise KeyFileError(
+                f"key file {kf.path} does not exist; add --create to create it from the "
+                "imported keys (or name another with --key-file)",
+                code="key_file_missing",
+            )
         merged, added, skipped = merge([], incoming, name)
         try:
             kf.create(KeySet(records=merged))

@@ -18,13 +18,14 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 
-from . import lifecycle
-from .errors import PrismeKeysError
-from .settings import Settings
+from prisme_keys.errors import PrismeKeysError
+from prisme_keys.settings import Settings
+from prisme_keys.store import lifecycle
 
 JWKS_PATHS = ("/oidc/jwks", "/.well-known/jwks.json")
 DISCOVERY_PATH = "/oidc/.well-known/openid-configuration"
@@ -82,8 +83,15 @@ class JWKSServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], settings: Settings, *, cache_control: str | None,
-                 minter: Minter | None, issuer: str | None = None) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        settings: Settings,
+        *,
+        cache_control: str | None,
+        minter: Minter | None,
+        issuer: str | None = None,
+    ) -> None:
         super().__init__(address, _Handler)
         self.settings = settings
         self.view = KeyFileView(settings)
@@ -128,12 +136,16 @@ class _Handler(BaseHTTPRequestHandler):
         if code == 501:  # the stdlib's "Unsupported method": no do_<METHOD>
             code, err, message = 405, "method_not_allowed", f"{self.command} is not supported"
         else:
-            err = {400: "bad_request", 408: "timeout", 414: "uri_too_long", 431: "headers_too_large",
-                   505: "http_version_not_supported"}.get(code, "error")
+            err = {
+                400: "bad_request",
+                408: "timeout",
+                414: "uri_too_long",
+                431: "headers_too_large",
+                505: "http_version_not_supported",
+            }.get(code, "error")
             message = message or self.responses.get(code, ("error",))[0]
         self.log_error("code %d, message %s", code, message)
-        self._json(code, {"error": err, "message": message},
-                   {"Allow": "GET, HEAD, POST"} if code == 405 else None)
+        self._json(code, {"error": err, "message": message}, {"Allow": "GET, HEAD, POST"} if code == 405 else None)
 
     def _send(self, status: int, body: bytes, ctype: str, extra: dict[str, str] | None = None) -> None:
         self.send_response(status)
@@ -157,7 +169,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _path(self) -> str:
         return self.path.split("?", 1)[0]
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server naming)
+    def do_GET(self) -> None:
         path = self._path()
         try:
             if path in JWKS_PATHS:
@@ -175,7 +187,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_HEAD = do_GET
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         path = self._path()
         if path != LOGIN_PATH:
             if path in JWKS_PATHS or path == DISCOVERY_PATH:
@@ -209,7 +221,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             if "expiresAfter" in body:
                 v = body["expiresAfter"]
-                if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0 or v != v or v > 10 ** 10:
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0 or v != v or v > 10**10:
                     self._error(400, "bad_request", "expiresAfter must be a positive number of seconds")
                     return
                 expires_after = int(v)
@@ -224,14 +236,15 @@ class _Handler(BaseHTTPRequestHandler):
         cookie = f"access-token={res['token']}; Path=/; HttpOnly; SameSite=Lax; Max-Age={expires_after}"
         self._json(200, res, {"Set-Cookie": cookie})
 
-    def do_PUT(self) -> None:  # noqa: N802
+    def do_PUT(self) -> None:
         self._error(405, "method_not_allowed", f"{self.command} is not supported")
 
     do_DELETE = do_PATCH = do_PUT
 
 
-def make_server(settings: Settings, host: str, port: int, *, cache_control: str | None,
-                minter: Minter | None) -> JWKSServer:
+def make_server(
+    settings: Settings, host: str, port: int, *, cache_control: str | None, minter: Minter | None
+) -> JWKSServer:
     """Bind a :class:`JWKSServer` (port 0 picks a free port); the key file is read once to fail early.
 
     Raises:
@@ -243,7 +256,6 @@ def make_server(settings: Settings, host: str, port: int, *, cache_control: str 
     return server
 
 
-
 def anonymous_minter(settings: Settings, issuer: str, expires_after: int) -> dict:
     """Mint an anonymous token as the gateway's anonymous login does.
 
@@ -253,19 +265,24 @@ def anonymous_minter(settings: Settings, issuer: str, expires_after: int) -> dic
     Raises:
         KeyFileError: no usable signing key.
     """
-    from . import clock, tokens
+    from prisme_keys import clock
+    from prisme_keys.tokens import mint as minter
 
     now = clock.now()
-    run = tokens.mint(settings, now, tokens.MintOptions(lifetime=expires_after, iss=issuer))
+    run = minter.mint(settings, now, minter.MintOptions(lifetime=expires_after, iss=issuer))
     minted = next(run.tokens)
     claims = minted.claims
-    return {"token": minted.token, "sessionId": claims["prismeaiSessionId"], "id": claims["sub"],
-            "expires": clock.iso(clock.from_numeric_date(claims["exp"]))}
+    return {
+        "token": minted.token,
+        "sessionId": claims["prismeaiSessionId"],
+        "id": claims["sub"],
+        "expires": clock.iso(clock.from_numeric_date(claims["exp"])),
+    }
 
 
 def is_loopback_host(host: str) -> bool:
     """True for ``localhost`` and loopback addresses (the address ``serve`` binds to)."""
-    from .jwks_client import is_loopback
+    from prisme_keys.tokens.jwks_client import is_loopback
 
     return is_loopback(host)
 
@@ -277,7 +294,7 @@ def start(settings: Settings, host: str, port: int, *, cache_control: str | None
         KeyFileError: missing, corrupt or unsafe key file.
         UsageError: the address cannot be bound.
     """
-    from .errors import UsageError
+    from prisme_keys.errors import UsageError
 
     try:
         return make_server(settings, host, port, cache_control=cache_control, minter=anonymous_minter)

@@ -9,24 +9,31 @@ does the file work through :mod:`prisme_keys.keyfile` and the rules of
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any
 
-from . import clock, keys, rotation
-from .errors import KeyFileError, UsageError
-from .keyfile import KeyFile, KeySet
-from .settings import Settings
+from prisme_keys import clock
+from prisme_keys import jwk as jwk_rules
+from prisme_keys.errors import KeyFileError, UsageError
+from prisme_keys.settings import Settings
+from prisme_keys.store import rotation
+from prisme_keys.store.keyfile import KeyFile, KeySet
 
 KeyGen = Callable[[int, str], dict]
 
 
 def open_keyfile(settings: Settings) -> KeyFile:
     """The :class:`KeyFile` named by the settings (path, group-read opt-in, lock timeout, passphrase source)."""
-    from .encryption import PassphraseSource
+    from prisme_keys.store.encryption import PassphraseSource
 
-    return KeyFile(settings.key_file, allow_group_read=settings.allow_group_read, lock_timeout=settings.lock_timeout,
-                   passphrase=PassphraseSource.from_settings(settings))
+    return KeyFile(
+        settings.key_file,
+        allow_group_read=settings.allow_group_read,
+        lock_timeout=settings.lock_timeout,
+        passphrase=PassphraseSource.from_settings(settings),
+    )
 
 
 def load_records(settings: Settings) -> list[dict[str, Any]]:
@@ -39,8 +46,8 @@ def load_records(settings: Settings) -> list[dict[str, Any]]:
 
 
 def _new_jwk(settings: Settings, keygen: KeyGen | None) -> dict[str, Any]:
-    jwk = (keygen or keys.generate_jwk)(settings.size, settings.alg)
-    keys.check_signing_jwk(jwk, generated=True)  # made by cryptography (or a test keygen): skip the slow check
+    jwk = (keygen or jwk_rules.generate_jwk)(settings.size, settings.alg)
+    jwk_rules.check_signing_jwk(jwk, generated=True)  # made by cryptography (or a test keygen): skip the slow check
     return jwk
 
 
@@ -52,14 +59,13 @@ class InitResult:
     record: dict[str, Any]
 
 
-def init(settings: Settings, now: datetime, keygen: KeyGen | None = None, *,
-         encryption: Any = None) -> InitResult:
+def init(settings: Settings, now: datetime, keygen: KeyGen | None = None, *, encryption: Any = None) -> InitResult:
     """Create the key file with its first signing key.
 
     Args:
         settings: effective settings (size, alg, rotation days, max age, key file).
         now: creation time (UTC).
-        keygen: ``(bits, alg) -> private JWK``; default :func:`keys.generate_jwk`.
+        keygen: ``(bits, alg) -> private JWK``; default :func:`jwk_rules.generate_jwk`.
         encryption: optional callable ``KeySet -> KeySet`` applied before writing (``--encrypt``).
 
     Raises:
@@ -102,8 +108,9 @@ class RotateResult:
     next_rotation: str | None = None
 
 
-def rotate(settings: Settings, now: datetime, *, force: bool = False, dry_run: bool = False,
-           keygen: KeyGen | None = None) -> RotateResult:
+def rotate(
+    settings: Settings, now: datetime, *, force: bool = False, dry_run: bool = False, keygen: KeyGen | None = None
+) -> RotateResult:
     """Add a new signing key when due (or ``force``); safe to run from cron on many hosts.
 
     The plan is made on an unlocked read; when due, the key is generated outside the lock,
@@ -112,7 +119,7 @@ def rotate(settings: Settings, now: datetime, *, force: bool = False, dry_run: b
     the new key is encrypted when the transaction commits.
 
     Args:
-        keygen: ``(bits, alg) -> private JWK``; default :func:`keys.generate_jwk`.
+        keygen: ``(bits, alg) -> private JWK``; default :func:`jwk_rules.generate_jwk`.
 
     Raises:
         KeyFileError: missing (never created here), corrupt or unsafe file, lock timeout,
@@ -124,16 +131,25 @@ def rotate(settings: Settings, now: datetime, *, force: bool = False, dry_run: b
     records = keyset.records
     plan = rotation.plan_rotation(records, policy, now, force)
     if not plan.due or dry_run:
-        return RotateResult(plan.due, dry_run, plan.reason, signing_kid=plan.signing_kid,
-                            next_rotation=clock.iso(plan.next_rotation) if plan.next_rotation else None)
+        return RotateResult(
+            plan.due,
+            dry_run,
+            plan.reason,
+            signing_kid=plan.signing_kid,
+            next_rotation=clock.iso(plan.next_rotation) if plan.next_rotation else None,
+        )
     _unlock_early(kf, keyset, "rotate (the new key must be encrypted)")
     jwk = _new_jwk(settings, keygen)
     with kf.transaction() as tx:
         plan = rotation.plan_rotation(tx.keyset.records, policy, now, force)
         if not plan.due:
-            return RotateResult(False, False, plan.reason + " (another process rotated first)",
-                                signing_kid=plan.signing_kid,
-                                next_rotation=clock.iso(plan.next_rotation) if plan.next_rotation else None)
+            return RotateResult(
+                False,
+                False,
+                plan.reason + " (another process rotated first)",
+                signing_kid=plan.signing_kid,
+                next_rotation=clock.iso(plan.next_rotation) if plan.next_rotation else None,
+            )
         # Never older than the newest record: a slower concurrent rotation (a bigger key to
         # generate) must still come out newest, as its previousKeyId says.
         newest = rotation.newest_first(tx.keyset.records)[0] if tx.keyset.records else None
@@ -142,8 +158,7 @@ def rotate(settings: Settings, now: datetime, *, force: bool = False, dry_run: b
         tx.keyset.records = result.records
         tx.commit()
     signing = rotation.signing_record(result.records, at)
-    return RotateResult(True, False, plan.reason, result.created, result.retired,
-                        signing["kid"] if signing else None)
+    return RotateResult(True, False, plan.reason, result.created, result.retired, signing["kid"] if signing else None)
 
 
 @dataclass
@@ -185,14 +200,14 @@ def describe(records: list[dict[str, Any]], now: datetime) -> list[dict[str, Any
         row = {
             "kid": r["kid"],
             "alg": jwk.get("alg"),
-            "bits": keys.key_bits(jwk),
+            "bits": jwk_rules.key_bits(jwk),
             "state": rotation.state(r, records, now),
             "createdAt": r["createdAt"],
             "activatesAt": r.get("activatesAt") or r["createdAt"],
             "rotatesAt": r["rotatesAt"],
             "expiresAt": r["expiresAt"],
             "previousKeyId": r.get("previousKeyId"),
-            "private": "encrypted" if "enc" in jwk else ("yes" if keys.has_private(jwk) else "no"),
+            "private": "encrypted" if "enc" in jwk else ("yes" if jwk_rules.has_private(jwk) else "no"),
         }
         rows.append(row)
     return rows
@@ -216,10 +231,13 @@ def public_jwks(records: list[dict[str, Any]]) -> dict[str, Any]:
     seen: set[str] = set()
     for r in records:
         if r["kid"] in seen:
-            raise KeyFileError(f"the key file holds kid {r['kid']!r} twice; refusing to publish an ambiguous "
-                               "set (run prisme-keys doctor)", code="duplicate_kid")
+            raise KeyFileError(
+                f"the key file holds kid {r['kid']!r} twice; refusing to publish an ambiguous "
+                "set (run prisme-keys doctor)",
+                code="duplicate_kid",
+            )
         seen.add(r["kid"])
-    return {"keys": [keys.public_jwk(r["jwk"]) for r in rotation.newest_first(records)]}
+    return {"keys": [jwk_rules.public_jwk(r["jwk"]) for r in rotation.newest_first(records)]}
 
 
 def export(settings: Settings, *, fmt: str = "jwks", private: bool = False) -> Any:
@@ -246,7 +264,7 @@ def export(settings: Settings, *, fmt: str = "jwks", private: bool = False) -> A
     records = keyset.records
     if not private:
         return public_jwks(records)
-    from . import encryption
+    from prisme_keys.store import encryption
 
     records = encryption.open_records(keyset, kf.passphrase, kf.path, "export --private")
     if fmt == "jwks":
@@ -256,7 +274,7 @@ def export(settings: Settings, *, fmt: str = "jwks", private: bool = False) -> A
 
 def _unlock_early(kf: KeyFile, keyset: KeySet, why: str) -> None:
     """On an encrypted key file, get and verify the passphrase now (before slow work or the lock)."""
-    from . import encryption
+    from prisme_keys.store import encryption
 
     hdr = encryption.header(keyset)
     if hdr is not None:
@@ -268,7 +286,7 @@ def _unlock_early(kf: KeyFile, keyset: KeySet, why: str) -> None:
 def generate(settings: Settings, *, public: bool = False, keygen: KeyGen | None = None) -> dict[str, Any]:
     """A standalone key (private JWK, or its public projection); the key file is untouched."""
     jwk = _new_jwk(settings, keygen)
-    return keys.public_jwk(jwk) if public else jwk
+    return jwk_rules.public_jwk(jwk) if public else jwk
 
 
 def signing_jwk(settings: Settings, now: datetime, kid: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -294,14 +312,15 @@ def signing_jwk(settings: Settings, now: datetime, kid: str | None = None) -> tu
     else:
         found = [r for r in records if r["kid"] == kid]
         if not found:
-            raise KeyFileError(f"no key with kid {kid!r} in {settings.key_file}; kids present: "
-                               + ", ".join(r["kid"] for r in records))
+            raise KeyFileError(
+                f"no key with kid {kid!r} in {settings.key_file}; kids present: " + ", ".join(r["kid"] for r in records)
+            )
         rec = found[0]
     if "enc" in rec["jwk"]:
-        from . import encryption
+        from prisme_keys.store import encryption
 
         rec = encryption.open_records(keyset, kf.passphrase, kf.path, "signing", [rec])[0]
     jwk = rec["jwk"]
-    if not keys.has_private(jwk):
+    if not jwk_rules.has_private(jwk):
         raise KeyFileError(f"key {rec['kid']} in {settings.key_file} holds no private key")
     return rec, jwk

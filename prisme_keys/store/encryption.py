@@ -40,24 +40,25 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
-from .errors import KeyFileError
-from .keys import PRIVATE_MEMBERS, b64url_decode, b64url_encode
+from prisme_keys.errors import KeyFileError
+from prisme_keys.jwk import PRIVATE_MEMBERS, b64url_decode, b64url_encode
 
 VERSION = 1
 CIPHER = "A256GCM"
 #: Default KDF parameters (Argon2id, RFC 9106 section 4 second recommended option).
 ARGON2_DEFAULTS = {"iterations": 3, "lanes": 4, "memory_cost": 65536}
 #: Fallback (scrypt) parameters when Argon2id is not available.
-SCRYPT_DEFAULTS = {"n": 2 ** 17, "r": 8, "p": 1}
+SCRYPT_DEFAULTS = {"n": 2**17, "r": 8, "p": 1}
 #: Smallest parameters accepted when reading (anything lower is a downgraded file).
 ARGON2_MIN = {"iterations": 1, "lanes": 1, "memory_cost": 8192}
-SCRYPT_MIN = {"n": 2 ** 14, "r": 8, "p": 1}
+SCRYPT_MIN = {"n": 2**14, "r": 8, "p": 1}
 #: Largest parameters accepted when reading (a hostile file must not exhaust memory/time).
 ARGON2_MAX = {"iterations": 64, "lanes": 64, "memory_cost": 4 * 1024 * 1024}
-SCRYPT_MAX = {"n": 2 ** 22, "r": 32, "p": 16}
+SCRYPT_MAX = {"n": 2**22, "r": 32, "p": 16}
 _CHECK_PLAINTEXT = b"prisme-keys passphrase check v1"
 _CHECK_AAD = b"prisme-keys/encryption-check/v1"
 
@@ -67,14 +68,17 @@ _KEY_CACHE: dict[tuple[str, str], bytes] = {}
 
 
 def _where() -> str:
-    return ("set PRISME_KEYS_PASSPHRASE, pass --passphrase-file FILE (before the command) or set "
-            "PRISME_KEYS_PASSPHRASE_FILE, or run on a terminal to be prompted")
+    return (
+        "set PRISME_KEYS_PASSPHRASE, pass --passphrase-file FILE (before the command) or set "
+        "PRISME_KEYS_PASSPHRASE_FILE, or run on a terminal to be prompted"
+    )
 
 
 def passphrase_required(path: Any, why: str) -> KeyFileError:
     """The error raised when a passphrase is needed and none was given."""
-    return KeyFileError(f"key file {path} is encrypted and {why} needs its passphrase: {_where()}",
-                        code="passphrase_required")
+    return KeyFileError(
+        f"key file {path} is encrypted and {why} needs its passphrase: {_where()}", code="passphrase_required"
+    )
 
 
 # -- passphrase sources ------------------------------------------------------------------
@@ -90,8 +94,9 @@ def read_passphrase_file(path: Path | str) -> str:
     except FileNotFoundError:
         raise KeyFileError(f"passphrase file {path} does not exist", code="passphrase_file") from None
     except OSError as exc:
-        raise KeyFileError(f"cannot read passphrase file {path}: {exc.strerror or exc}",
-                           code="passphrase_file") from None
+        raise KeyFileError(
+            f"cannot read passphrase file {path}: {exc.strerror or exc}", code="passphrase_file"
+        ) from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -139,8 +144,15 @@ class PassphraseSource:
         path: the key file, for messages.
     """
 
-    def __init__(self, passphrase: str | None = None, passphrase_file: Path | str | None = None, *,
-                 file_first: bool = False, interactive: bool = True, path: Any = "<key file>") -> None:
+    def __init__(
+        self,
+        passphrase: str | None = None,
+        passphrase_file: Path | str | None = None,
+        *,
+        file_first: bool = False,
+        interactive: bool = True,
+        path: Any = "<key file>",
+    ) -> None:
         self._env = passphrase or None
         self._file = passphrase_file
         self._file_first = file_first
@@ -149,12 +161,16 @@ class PassphraseSource:
         self._value: str | None = None
 
     @classmethod
-    def from_settings(cls, settings: Any, *, interactive: bool = True) -> "PassphraseSource":
+    def from_settings(cls, settings: Any, *, interactive: bool = True) -> PassphraseSource:
         """Build from :class:`prisme_keys.settings.Settings` (``passphrase``, ``passphrase_file``)."""
         sources = getattr(settings, "sources", {}) or {}
-        return cls(getattr(settings, "passphrase", None), getattr(settings, "passphrase_file", None),
-                   file_first=sources.get("passphrase_file") == "flag", interactive=interactive,
-                   path=getattr(settings, "key_file", "<key file>"))
+        return cls(
+            getattr(settings, "passphrase", None),
+            getattr(settings, "passphrase_file", None),
+            file_first=sources.get("passphrase_file") == "flag",
+            interactive=interactive,
+            path=getattr(settings, "key_file", "<key file>"),
+        )
 
     def available(self) -> bool:
         """True when a passphrase can be had without prompting (or a prompt is possible)."""
@@ -212,8 +228,9 @@ def new_kdf_params(kdf: str | None = None) -> dict[str, Any]:
 def _int_param(kdf: dict, name: str, lo: int, hi: int) -> int:
     v = kdf.get(name)
     if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
-        raise KeyFileError(f"encryption header: KDF parameter {name}={v!r} is outside {lo}..{hi}",
-                           code="key_file_corrupt")
+        raise KeyFileError(
+            f"encryption header: KDF parameter {name}={v!r} is outside {lo}..{hi}", code="key_file_corrupt"
+        )
     return v
 
 
@@ -233,8 +250,9 @@ def derive_key(passphrase: str, kdf: dict[str, Any]) -> bytes:
     except ValueError:
         salt = b""
     if len(salt) < 16:
-        raise KeyFileError("encryption header: the KDF salt is missing or shorter than 16 bytes",
-                           code="key_file_corrupt")
+        raise KeyFileError(
+            "encryption header: the KDF salt is missing or shorter than 16 bytes", code="key_file_corrupt"
+        )
     if kdf.get("length", 32) != 32:
         raise KeyFileError("encryption header: KDF length must be 32", code="key_file_corrupt")
     secret = passphrase.encode("utf-8")
@@ -248,8 +266,10 @@ def derive_key(passphrase: str, kdf: dict[str, Any]) -> bytes:
 
             key = Argon2id(salt=salt, length=32, iterations=it, lanes=lanes, memory_cost=mem).derive(secret)
         except ImportError:
-            raise KeyFileError("the key file is encrypted with Argon2id, which this installation's "
-                               "cryptography/OpenSSL lacks (needs OpenSSL >= 3.2)") from None
+            raise KeyFileError(
+                "the key file is encrypted with Argon2id, which this installation's "
+                "cryptography/OpenSSL lacks (needs OpenSSL >= 3.2)"
+            ) from None
         except Exception as exc:  # UnsupportedAlgorithm, MemoryError
             raise KeyFileError(f"cannot derive the key with Argon2id: {type(exc).__name__}") from None
     elif name == "scrypt":
@@ -265,8 +285,9 @@ def derive_key(passphrase: str, kdf: dict[str, Any]) -> bytes:
         except Exception as exc:
             raise KeyFileError(f"cannot derive the key with scrypt: {type(exc).__name__}") from None
     else:
-        raise KeyFileError(f"encryption header: unknown KDF {name!r} (known: argon2id, scrypt)",
-                           code="key_file_corrupt")
+        raise KeyFileError(
+            f"encryption header: unknown KDF {name!r} (known: argon2id, scrypt)", code="key_file_corrupt"
+        )
     _KEY_CACHE[cache_key] = key
     return key
 
@@ -333,19 +354,25 @@ def unlock(hdr: Any, passphrase: str, path: Any = "<key file>") -> bytes:
         KeyFileError: malformed header, unknown cipher/KDF, or a wrong passphrase (``passphrase_wrong``).
     """
     if not isinstance(hdr, dict) or hdr.get("version") != VERSION:
-        raise KeyFileError(f"key file {path}: unknown encryption header version "
-                           f"{hdr.get('version') if isinstance(hdr, dict) else hdr!r}", code="key_file_corrupt")
+        raise KeyFileError(
+            f"key file {path}: unknown encryption header version "
+            f"{hdr.get('version') if isinstance(hdr, dict) else hdr!r}",
+            code="key_file_corrupt",
+        )
     if hdr.get("cipher") != CIPHER:
-        raise KeyFileError(f"key file {path}: unknown cipher {hdr.get('cipher')!r} (known: {CIPHER})",
-                           code="key_file_corrupt")
+        raise KeyFileError(
+            f"key file {path}: unknown cipher {hdr.get('cipher')!r} (known: {CIPHER})", code="key_file_corrupt"
+        )
     key = derive_key(passphrase, hdr.get("kdf"))
     try:
         ok = _open(key, hdr.get("check"), _CHECK_AAD) == _CHECK_PLAINTEXT
     except ValueError:
         ok = False
     if not ok:
-        raise KeyFileError(f"wrong passphrase for key file {path} (or its encryption header was altered); "
-                           "nothing was changed", code="passphrase_wrong")
+        raise KeyFileError(
+            f"wrong passphrase for key file {path} (or its encryption header was altered); nothing was changed",
+            code="passphrase_wrong",
+        )
     return key
 
 
@@ -384,7 +411,8 @@ def open_record(rec: dict[str, Any], key: bytes, path: Any = "<key file>") -> di
         raise KeyFileError(
             f"key {rec.get('kid')!r} in {path}: its encrypted private members fail authentication "
             "(tampered, corrupted or moved from another record); nothing was changed",
-            code="key_file_tampered") from None
+            code="key_file_tampered",
+        ) from None
     out_jwk = {k: v for k, v in jwk.items() if k != "enc"}
     out_jwk.update(private)
     return dict(rec, jwk=out_jwk)
@@ -402,11 +430,12 @@ def encrypt_keyset(keyset: Any, passphrase: str, path: Any = "<key file>", kdf: 
         KeyFileError: already encrypted, or records hold ``enc`` without a header.
     """
     if is_encrypted(keyset):
-        raise KeyFileError(f"key file {path} is already encrypted; change its passphrase with "
-                           "prisme-keys encrypt --rekey", code="already_encrypted")
+        raise KeyFileError(
+            f"key file {path} is already encrypted; change its passphrase with prisme-keys encrypt --rekey",
+            code="already_encrypted",
+        )
     if any("enc" in r["jwk"] for r in keyset.records):
-        raise KeyFileError(f"key file {path} holds encrypted records but no encryption header",
-                           code="key_file_corrupt")
+        raise KeyFileError(f"key file {path} holds encrypted records but no encryption header", code="key_file_corrupt")
     hdr, key = new_header(passphrase, kdf)
     seal_keyset_records(keyset, key)
     keyset.extra["encryption"] = hdr
@@ -434,8 +463,9 @@ def rekey_keyset(keyset: Any, old: str, new: str, path: Any = "<key file>", kdf:
     return encrypt_keyset(keyset, new, path, kdf)
 
 
-def open_records(keyset: Any, passphrase_source: Passphrase | None, path: Any, why: str,
-                 records: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+def open_records(
+    keyset: Any, passphrase_source: Passphrase | None, path: Any, why: str, records: list[dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
     """Decrypted copies of ``records`` (default: all of the key set's records).
 
     Plain records are returned as they are, and no passphrase is asked when none is encrypted.
@@ -445,105 +475,8 @@ def open_records(keyset: Any, passphrase_source: Passphrase | None, path: Any, w
         return list(recs)
     hdr = header(keyset)
     if hdr is None:
-        raise KeyFileError(f"key file {path} holds encrypted records but no encryption header",
-                           code="key_file_corrupt")
+        raise KeyFileError(f"key file {path} holds encrypted records but no encryption header", code="key_file_corrupt")
     if passphrase_source is None:
         raise passphrase_required(path, why)
     key = unlock(hdr, passphrase_source(why), path)
     return [open_record(r, key, path) for r in recs]
-
-
-# -- whole-file operations (the commands) ----------------------------------------------------
-def new_passphrase_source(settings: Any, new_passphrase_file: Path | str | None = None) -> PassphraseSource:
-    """The source of a *new* passphrase for ``encrypt --rekey``: ``--new-passphrase-file``, else
-    ``PRISME_KEYS_NEW_PASSPHRASE``, else a prompt (asked twice) on a terminal."""
-    return PassphraseSource(os.environ.get("PRISME_KEYS_NEW_PASSPHRASE") or None, new_passphrase_file,
-                            file_first=True, path=getattr(settings, "key_file", "<key file>"))
-
-
-def init_sealer(settings: Any) -> Callable[[Any], Any]:
-    """For ``init --encrypt``: get the new passphrase now (before the key is generated) and return
-    the ``KeySet -> KeySet`` hook that encrypts the first key set."""
-    source = PassphraseSource.from_settings(settings)
-    passphrase = source.get("init --encrypt", new=True)
-
-    def seal(keyset: Any) -> Any:
-        return encrypt_keyset(keyset, passphrase, settings.key_file)
-
-    return seal
-
-
-def encrypt_file(settings: Any) -> dict[str, Any]:
-    """Encrypt the key file's private members in place (atomic rewrite under the lock).
-
-    Returns:
-        ``{path, encrypted: True, kdf, cipher, keys}``.
-
-    Raises:
-        KeyFileError: already encrypted, no passphrase, missing/corrupt file, lock timeout.
-    """
-    from .lifecycle import open_keyfile
-
-    kf = open_keyfile(settings)
-    if is_encrypted(kf.load()):
-        raise KeyFileError(f"key file {kf.path} is already encrypted; change its passphrase with "
-                           "prisme-keys encrypt --rekey", code="already_encrypted")
-    passphrase = kf.passphrase.get("encrypt", new=True)
-    with kf.transaction() as tx:
-        encrypt_keyset(tx.keyset, passphrase, kf.path)
-        tx.commit()
-        hdr = tx.keyset.extra["encryption"]
-        n = len(tx.keyset.records)
-    return {"path": str(kf.path), "encrypted": True, "kdf": _kdf_summary(hdr), "cipher": CIPHER, "keys": n}
-
-
-def decrypt_file(settings: Any) -> dict[str, Any]:
-    """Decrypt the key file in place (private members back in clear text, header removed).
-
-    Raises:
-        KeyFileError: not encrypted, no/wrong passphrase, a tampered record (nothing written).
-    """
-    from .lifecycle import open_keyfile
-
-    kf = open_keyfile(settings)
-    ks = kf.load()
-    if not is_encrypted(ks):
-        raise KeyFileError(f"key file {kf.path} is not encrypted", code="not_encrypted")
-    passphrase = kf.passphrase.get("decrypt")
-    unlock(header(ks), passphrase, kf.path)  # fail fast on a wrong passphrase, before the lock
-    with kf.transaction() as tx:
-        decrypt_keyset(tx.keyset, passphrase, kf.path)
-        tx.commit()
-        n = len(tx.keyset.records)
-    return {"path": str(kf.path), "encrypted": False, "keys": n}
-
-
-def rekey_file(settings: Any, new_source: PassphraseSource) -> dict[str, Any]:
-    """Change the passphrase (new salt, current default KDF parameters, new nonces) in one atomic rewrite.
-
-    Raises:
-        KeyFileError: not encrypted, no/wrong current passphrase, no new passphrase, a tampered record.
-    """
-    from .lifecycle import open_keyfile
-
-    kf = open_keyfile(settings)
-    ks = kf.load()
-    if not is_encrypted(ks):
-        raise KeyFileError(f"key file {kf.path} is not encrypted; encrypt it with prisme-keys encrypt",
-                           code="not_encrypted")
-    old = kf.passphrase.get("encrypt --rekey")
-    unlock(header(ks), old, kf.path)
-    new = new_source.get("encrypt --rekey", new=True)
-    with kf.transaction() as tx:
-        rekey_keyset(tx.keyset, old, new, kf.path)
-        tx.commit()
-        hdr = tx.keyset.extra["encryption"]
-        n = len(tx.keyset.records)
-    return {"path": str(kf.path), "encrypted": True, "rekeyed": True, "kdf": _kdf_summary(hdr),
-            "cipher": CIPHER, "keys": n}
-
-
-def _kdf_summary(hdr: dict[str, Any]) -> dict[str, Any]:
-    kdf = dict(hdr.get("kdf") or {})
-    kdf.pop("salt", None)
-    return kdf

@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
-from . import keys, rotation
+from prisme_keys import jwk as jwk_rules
+from prisme_keys.store import rotation
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
 _B64URL = re.compile(r"^[A-Za-z0-9_-]*$")
@@ -84,7 +86,7 @@ class Report:
 
 def is_loopback(url: str) -> bool:
     """True when ``url``'s host is ``localhost`` or a loopback address (127.0.0.0/8, ::1)."""
-    from .jwks_client import is_loopback as host_is_loopback
+    from prisme_keys.tokens.jwks_client import is_loopback as host_is_loopback
 
     return host_is_loopback(urlsplit(url).hostname)
 
@@ -108,8 +110,13 @@ def transport_checks(resp: Response) -> list[Check]:
     if media in ("application/json", "application/jwk-set+json"):
         out.append(Check("transport.content_type", PASS, ctype))
     else:
-        out.append(Check("transport.content_type", FAIL,
-                         f"content type {ctype or '(none)'!s}; expected application/jwk-set+json or application/json"))
+        out.append(
+            Check(
+                "transport.content_type",
+                FAIL,
+                f"content type {ctype or '(none)'!s}; expected application/jwk-set+json or application/json",
+            )
+        )
     out.append(_cache_control(resp.headers.get("cache-control")))
     return out
 
@@ -117,8 +124,11 @@ def transport_checks(resp: Response) -> list[Check]:
 def _cache_control(value: str | None) -> Check:
     name = "transport.cache_control"
     if value is None:
-        return Check(name, WARN, "no Cache-Control header: each verifier picks its own cache time "
-                                 "(the reference gateway sends none)")
+        return Check(
+            name,
+            WARN,
+            "no Cache-Control header: each verifier picks its own cache time (the reference gateway sends none)",
+        )
     directives = {}
     for part in value.split(","):
         k, _, v = part.strip().partition("=")
@@ -140,6 +150,7 @@ def _cache_control(value: str | None) -> Check:
 
 def parse_body(resp: Response) -> tuple[Check, list[Any] | None]:
     """``shape.jwk_set``: the body is JSON ``{"keys": [...]}``; returns the keys or ``None``."""
+
     def no_dupes(pairs: list) -> dict:
         d = dict(pairs)
         if len(d) != len(pairs):
@@ -152,7 +163,7 @@ def parse_body(resp: Response) -> tuple[Check, list[Any] | None]:
         return Check("shape.jwk_set", FAIL, "body is JSON nested too deeply"), None
     except ValueError as exc:
         if str(exc) == "duplicate member":
-            return Check("shape.jwk_set", FAIL, "an object in the body repeats a member (e.g. two \"keys\")"), None
+            return Check("shape.jwk_set", FAIL, 'an object in the body repeats a member (e.g. two "keys")'), None
         start = resp.body[:40].decode("utf-8", "replace").strip().replace("\n", " ")
         return Check("shape.jwk_set", FAIL, f"body is not JSON (starts with {start!r})"), None
     except UnicodeDecodeError:
@@ -170,8 +181,11 @@ def _kid(k: Any, i: int) -> str:
 def shape_checks(jwks: list[Any], allowed_algs: tuple[str, ...]) -> list[Check]:
     """The ``shape.*`` checks on the published keys."""
     out: list[Check] = []
-    out.append(Check("shape.non_empty", PASS, f"{len(jwks)} key(s)") if jwks else
-               Check("shape.non_empty", FAIL, "the set holds no key"))
+    out.append(
+        Check("shape.non_empty", PASS, f"{len(jwks)} key(s)")
+        if jwks
+        else Check("shape.non_empty", FAIL, "the set holds no key")
+    )
     objs = [(i, k) for i, k in enumerate(jwks) if isinstance(k, dict)]
     if len(objs) != len(jwks):
         out.append(Check("shape.members", FAIL, f"{len(jwks) - len(objs)} entry(ies) are not JSON objects"))
@@ -199,19 +213,48 @@ def shape_checks(jwks: list[Any], allowed_algs: tuple[str, ...]) -> list[Check]:
                     worst = status
         out.append(Check(name, worst, "; ".join(notes) if notes else ok))
 
-    each("shape.kty", lambda i, k: None if k.get("kty") == "RSA" else
-         (FAIL, f"{_kid(k, i)} has kty {k.get('kty')!r}"), "every key is RSA")
-    each("shape.use", lambda i, k: None if k.get("use") == "sig" else
-         ((WARN, f"{_kid(k, i)} has no use") if "use" not in k else (FAIL, f"{_kid(k, i)} has use {k.get('use')!r}")),
-         'every key has use "sig"')
-    each("shape.alg", lambda i, k: None if k.get("alg") in allowed_algs else
-         ((WARN, f"{_kid(k, i)} has no alg") if "alg" not in k else
-          (FAIL, f"{_kid(k, i)} has alg {k.get('alg')!r}, allowed: {', '.join(allowed_algs)}")),
-         f"every key's alg is in {', '.join(allowed_algs)}")
-    each("shape.e", lambda i, k: None if k.get("e") == "AQAB" or k.get("kty") != "RSA" else
-         (FAIL, f"{_kid(k, i)} has e {str(k.get('e'))[:12]!r}, expected AQAB (65537)"), "every e is AQAB")
+    each(
+        "shape.kty",
+        lambda i, k: None if k.get("kty") == "RSA" else (FAIL, f"{_kid(k, i)} has kty {k.get('kty')!r}"),
+        "every key is RSA",
+    )
+    each(
+        "shape.use",
+        lambda i, k: (
+            None
+            if k.get("use") == "sig"
+            else (
+                (WARN, f"{_kid(k, i)} has no use")
+                if "use" not in k
+                else (FAIL, f"{_kid(k, i)} has use {k.get('use')!r}")
+            )
+        ),
+        'every key has use "sig"',
+    )
+    each(
+        "shape.alg",
+        lambda i, k: (
+            None
+            if k.get("alg") in allowed_algs
+            else (
+                (WARN, f"{_kid(k, i)} has no alg")
+                if "alg" not in k
+                else (FAIL, f"{_kid(k, i)} has alg {k.get('alg')!r}, allowed: {', '.join(allowed_algs)}")
+            )
+        ),
+        f"every key's alg is in {', '.join(allowed_algs)}",
+    )
+    each(
+        "shape.e",
+        lambda i, k: (
+            None
+            if k.get("e") == "AQAB" or k.get("kty") != "RSA"
+            else (FAIL, f"{_kid(k, i)} has e {str(k.get('e'))[:12]!r}, expected AQAB (65537)")
+        ),
+        "every e is AQAB",
+    )
     each("shape.n_canonical", lambda i, k: _n_problem(i, k), "every n is unpadded base64url without a leading zero")
-    each("shape.key_size", lambda i, k: _size_problem(i, k), f"every key has at least {keys.MIN_BITS} bits")
+    each("shape.key_size", lambda i, k: _size_problem(i, k), f"every key has at least {jwk_rules.MIN_BITS} bits")
     return out
 
 
@@ -226,12 +269,12 @@ def _n_problem(i: int, k: dict) -> tuple[str, str] | None:
     if not _B64URL.match(n):
         return FAIL, f"{_kid(k, i)}: n is not base64url"
     try:
-        raw = keys.b64url_decode(n)
+        raw = jwk_rules.b64url_decode(n)
     except ValueError:
         return FAIL, f"{_kid(k, i)}: n is not base64url"
     if raw[:1] == b"\0":
         return FAIL, f"{_kid(k, i)}: n has a leading zero byte"
-    if keys.b64url_encode(raw) != n:
+    if jwk_rules.b64url_encode(raw) != n:
         return FAIL, f"{_kid(k, i)}: n is not canonical base64url (non-zero padding bits)"
     return None
 
@@ -239,8 +282,8 @@ def _n_problem(i: int, k: dict) -> tuple[str, str] | None:
 def _size_problem(i: int, k: dict) -> tuple[str, str] | None:
     if k.get("kty") != "RSA":
         return None
-    bits = keys.key_bits(k)
-    if bits < keys.MIN_BITS:
+    bits = jwk_rules.key_bits(k)
+    if bits < jwk_rules.MIN_BITS:
         return FAIL, f"{_kid(k, i)} has {bits} bits"
     return None
 
@@ -250,7 +293,7 @@ def secrecy_check(jwks: list[Any]) -> Check:
     leaks = []
     for i, k in enumerate(jwks):
         if isinstance(k, dict):
-            members = [m for m in keys.PRIVATE_MEMBERS if m in k]
+            members = [m for m in jwk_rules.PRIVATE_MEMBERS if m in k]
             if members:
                 leaks.append(f"{_kid(k, i)} publishes {', '.join(members)}")
     if leaks:
@@ -263,9 +306,9 @@ def compromised_check(jwks: list[Any]) -> Check:
     bad = []
     for i, k in enumerate(jwks):
         if isinstance(k, dict):
-            reason = keys.compromised_reason(k)
+            reason = jwk_rules.compromised_reason(k)
             if reason:
-                bad.append(f"{_kid(k, i)} (thumbprint {keys.thumbprint(k)}) is publicly known: {reason}")
+                bad.append(f"{_kid(k, i)} (thumbprint {jwk_rules.thumbprint(k)}) is publicly known: {reason}")
     if bad:
         return Check("compromised.known_keys", FAIL, "; ".join(bad))
     return Check("compromised.known_keys", PASS, "no known-compromised key")
@@ -288,14 +331,23 @@ def against_checks(jwks: list[Any], records: list[dict[str, Any]], now: datetime
         out.append(Check("against.signing_published", FAIL, f"signing key {signing['kid']} is not published"))
     live = [r for r in records if rotation.state(r, records, now) != "expired"]
     unpublished = [r["kid"] for r in live if r["kid"] not in published]
-    out.append(Check("against.unexpired_published", FAIL, f"not published: {', '.join(unpublished)}") if unpublished
-               else Check("against.unexpired_published", PASS, f"all {len(live)} unexpired key(s) are published"))
+    out.append(
+        Check("against.unexpired_published", FAIL, f"not published: {', '.join(unpublished)}")
+        if unpublished
+        else Check("against.unexpired_published", PASS, f"all {len(live)} unexpired key(s) are published")
+    )
     unknown = [kid for kid in published if kid not in local]
-    out.append(Check("against.unknown_published", WARN, f"published but not in the key file: {', '.join(unknown)}")
-               if unknown else Check("against.unknown_published", PASS, "every published key is in the key file"))
+    out.append(
+        Check("against.unknown_published", WARN, f"published but not in the key file: {', '.join(unknown)}")
+        if unknown
+        else Check("against.unknown_published", PASS, "every published key is in the key file")
+    )
     lingering = [r["kid"] for r in records if rotation.state(r, records, now) == "expired" and r["kid"] in published]
-    out.append(Check("against.expired_lingering", WARN, f"expired but still published: {', '.join(lingering)}")
-               if lingering else Check("against.expired_lingering", PASS, "no expired key is published"))
+    out.append(
+        Check("against.expired_lingering", WARN, f"expired but still published: {', '.join(lingering)}")
+        if lingering
+        else Check("against.expired_lingering", PASS, "no expired key is published")
+    )
     differ = []
     for kid, pubs in published.items():
         if kid in local:
@@ -305,13 +357,23 @@ def against_checks(jwks: list[Any], records: list[dict[str, Any]], now: datetime
                     if m in mine and p.get(m) != mine[m]:
                         differ.append(f"{kid}: {m} differs")
                         break
-    out.append(Check("against.public_parts_equal", FAIL, "; ".join(differ)) if differ
-               else Check("against.public_parts_equal", PASS, "published public parts equal the local ones"))
+    out.append(
+        Check("against.public_parts_equal", FAIL, "; ".join(differ))
+        if differ
+        else Check("against.public_parts_equal", PASS, "published public parts equal the local ones")
+    )
     return out
 
 
-def evaluate(resp: Response, *, allowed_algs: tuple[str, ...], records: list[dict[str, Any]] | None,
-             now: datetime, roundtrip: Callable[[], Check] | None = None, strict: bool = False) -> Report:
+def evaluate(
+    resp: Response,
+    *,
+    allowed_algs: tuple[str, ...],
+    records: list[dict[str, Any]] | None,
+    now: datetime,
+    roundtrip: Callable[[], Check] | None = None,
+    strict: bool = False,
+) -> Report:
     """Run every check on a fetched response.
 
     Args:
@@ -343,12 +405,14 @@ def junit_xml(report: Report) -> str:
 
     failing = {FAIL, WARN} if report.strict else {FAIL}
     fails = sum(1 for c in report.checks if c.status in failing)
-    lines = ['<?xml version="1.0" encoding="UTF-8"?>',
-             f'<testsuites name="prisme-keys check" tests="{len(report.checks)}" failures="{fails}">',
-             f'  <testsuite name={quoteattr("check " + report.url)} tests="{len(report.checks)}" '
-             f'failures="{fails}" errors="0" skipped="0">']
+    lines = [
+        '<?xml version="1.0" encoding="UTF-8"?>',
+        f'<testsuites name="prisme-keys check" tests="{len(report.checks)}" failures="{fails}">',
+        f'  <testsuite name={quoteattr("check " + report.url)} tests="{len(report.checks)}" '
+        f'failures="{fails}" errors="0" skipped="0">',
+    ]
     for c in report.checks:
-        head = f'    <testcase classname={quoteattr(c.name.split(".")[0])} name={quoteattr(c.name)}'
+        head = f"    <testcase classname={quoteattr(c.name.split('.')[0])} name={quoteattr(c.name)}"
         if c.status in failing:
             lines.append(head + ">")
             lines.append(f"      <failure message={quoteattr(c.detail)} type={quoteattr(c.status)}/>")
@@ -371,24 +435,37 @@ def _esc(text: str) -> str:
 
 def _roundtrip(settings: Any, url: str, now: datetime, fetch_kw: dict[str, Any]) -> Check:
     """Mint a 5-minute token with the local signing key and verify it against ``url`` as ``verify`` does."""
-    from . import jwks_client, tokens
-    from .errors import PrismeKeysError
+    from prisme_keys.errors import PrismeKeysError
+    from prisme_keys.tokens import jwks_client
+    from prisme_keys.tokens import mint as minter
+    from prisme_keys.tokens import verify as verifier
 
     try:
-        run = tokens.mint(settings, now, tokens.MintOptions(lifetime=300, sub="prisme-keys-check"))
+        run = minter.mint(settings, now, minter.MintOptions(lifetime=300, sub="prisme-keys-check"))
         token = next(run.tokens).token
         source = jwks_client.UrlKeySource(url, use_cache=False, **fetch_kw)
-        opts = tokens.VerifyOptions(algorithms=(run.alg,), issuer=settings.oidc_provider_url,
-                                    audience=settings.api_url)
-        res = tokens.verify(token, source, opts, now=now)
+        opts = verifier.VerifyOptions(
+            algorithms=(run.alg,), issuer=settings.oidc_provider_url, audience=settings.api_url
+        )
+        res = verifier.verify(token, source, opts, now=now)
     except PrismeKeysError as exc:
         return Check("roundtrip", FAIL, f"{exc.message} (exit {exc.exit_code})")
     return Check("roundtrip", PASS, f"a token signed by {res.kid} verifies against the published set")
 
 
-def run(settings: Any, url: str, *, now: datetime, against: bool | None = None, roundtrip: bool = False,
-        strict: bool = False, algorithms: str | None = None, timeout: float = 5.0, cacert: Any = None,
-        allow_http: bool = False) -> Report:
+def run(
+    settings: Any,
+    url: str,
+    *,
+    now: datetime,
+    against: bool | None = None,
+    roundtrip: bool = False,
+    strict: bool = False,
+    algorithms: str | None = None,
+    timeout: float = 5.0,
+    cacert: Any = None,
+    allow_http: bool = False,
+) -> Report:
     """Fetch ``url`` (never from the cache) and run every check.
 
     Args:
@@ -407,9 +484,11 @@ def run(settings: Any, url: str, *, now: datetime, against: bool | None = None, 
         KeyFileError: ``against``/``roundtrip`` asked for and the key file is unusable (exit 4).
         UsageError: bad ``algorithms``.
     """
-    from . import jwks_client, lifecycle, tokens
+    from prisme_keys.store import lifecycle
+    from prisme_keys.tokens import jwks_client
+    from prisme_keys.tokens import verify as verifier
 
-    algs = tokens.parse_algorithms(algorithms) if algorithms else (settings.alg,)
+    algs = verifier.parse_algorithms(algorithms) if algorithms else (settings.alg,)
     fetch_kw = {"timeout": timeout, "cacert": str(cacert) if cacert else None, "allow_http": allow_http}
     raw = jwks_client.fetch_raw(url, **fetch_kw)
     resp = Response(url, raw.final_url, raw.status, raw.headers, raw.body)

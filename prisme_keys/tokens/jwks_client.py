@@ -30,16 +30,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import clock
-from .errors import FetchError, UsageError
+from prisme_keys import clock
+from prisme_keys.errors import FetchError, UsageError
+from prisme_keys.jwk import PRIVATE_MEMBERS
+from prisme_keys.tokens.keyring import KeyRing
 
-DEFAULT_TIMEOUT = 5.0          #: seconds, whole exchange including redirects
-DEFAULT_MAX_BYTES = 1 << 20    #: 1 MiB body cap
+DEFAULT_TIMEOUT = 5.0  #: seconds, whole exchange including redirects
+DEFAULT_MAX_BYTES = 1 << 20  #: 1 MiB body cap
 MAX_REDIRECTS = 3
-DEFAULT_MAX_AGE = 600          #: seconds a set is fresh without Cache-Control (10 minutes)
-MAX_CACHE_AGE = 86400          #: longest freshness honoured, seconds
-REFETCH_INTERVAL = 30          #: seconds between forced refetches of one URL
-PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth", "k")
+DEFAULT_MAX_AGE = 600  #: seconds a set is fresh without Cache-Control (10 minutes)
+MAX_CACHE_AGE = 86400  #: longest freshness honoured, seconds
+REFETCH_INTERVAL = 30  #: seconds between forced refetches of one URL
+
 
 _REDIRECTS = (301, 302, 303, 307, 308)
 
@@ -125,17 +127,28 @@ def _check_url(url: str, allow_http: bool, previous: str | None = None) -> Any:
     if previous is not None and previous.startswith("https:") and parts.scheme == "http":
         raise FetchError(f"refusing a redirect from https to http ({previous} -> {url})", code="insecure_redirect")
     if parts.scheme == "http" and not allow_http and not is_loopback(parts.hostname):
-        raise FetchError(f"refusing plain http for {parts.hostname}: use https:// or --allow-http "
-                         "(http is accepted for loopback addresses only)", code="insecure_url")
+        raise FetchError(
+            f"refusing plain http for {parts.hostname}: use https:// or --allow-http "
+            "(http is accepted for loopback addresses only)",
+            code="insecure_url",
+        )
     return parts
 
 
-def _exchange(url: str, *, deadline: float, max_bytes: int, cacert: str | None, allow_http: bool,
-              headers: dict[str, str], holder: dict[str, Any]) -> RawResponse:
+def _exchange(
+    url: str,
+    *,
+    deadline: float,
+    max_bytes: int,
+    cacert: str | None,
+    allow_http: bool,
+    headers: dict[str, str],
+    holder: dict[str, Any],
+) -> RawResponse:
     import http.client
     import time
 
-    from . import __version__
+    from prisme_keys import __version__
 
     redirects: list[str] = []
     current, previous = url, None
@@ -152,15 +165,20 @@ def _exchange(url: str, *, deadline: float, max_bytes: int, cacert: str | None, 
                 try:
                     ctx = ssl.create_default_context(cafile=cacert)
                 except (OSError, ssl.SSLError) as exc:
-                    raise FetchError(f"cannot load --cacert {cacert}: {getattr(exc, 'strerror', None) or exc}",
-                                     code="tls_error") from None
+                    raise FetchError(
+                        f"cannot load --cacert {cacert}: {getattr(exc, 'strerror', None) or exc}", code="tls_error"
+                    ) from None
             conn: Any = http.client.HTTPSConnection(parts.hostname, parts.port, timeout=remaining, context=ctx)
         else:
             conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=remaining)
         holder["conn"] = conn
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        hdrs = {"Accept": "application/jwk-set+json, application/json;q=0.9", "Accept-Encoding": "identity",
-                "User-Agent": f"prisme-keys/{__version__}", **headers}
+        hdrs = {
+            "Accept": "application/jwk-set+json, application/json;q=0.9",
+            "Accept-Encoding": "identity",
+            "User-Agent": f"prisme-keys/{__version__}",
+            **headers,
+        }
         conn.request("GET", path, headers=hdrs)
         resp = conn.getresponse()
         rheaders = {k.lower(): v for k, v in resp.getheaders()}
@@ -171,15 +189,18 @@ def _exchange(url: str, *, deadline: float, max_bytes: int, cacert: str | None, 
             nxt = urljoin(current, rheaders["location"])
             redirects.append(nxt)
             if len(redirects) > MAX_REDIRECTS:
-                raise FetchError(f"more than {MAX_REDIRECTS} redirects fetching {url} (last: {nxt})",
-                                 code="too_many_redirects")
+                raise FetchError(
+                    f"more than {MAX_REDIRECTS} redirects fetching {url} (last: {nxt})", code="too_many_redirects"
+                )
             previous, current = current, nxt
             continue
         length = rheaders.get("content-length", "")
         if length.isdigit() and int(length) > max_bytes:
             conn.close()
-            raise FetchError(f"the JWKS at {current} is {int(length)} bytes; the limit is {max_bytes} bytes "
-                             "(--max-bytes)", code="too_large")
+            raise FetchError(
+                f"the JWKS at {current} is {int(length)} bytes; the limit is {max_bytes} bytes (--max-bytes)",
+                code="too_large",
+            )
         chunks, total = [], 0
         while True:
             left = deadline - time.monotonic()
@@ -193,16 +214,25 @@ def _exchange(url: str, *, deadline: float, max_bytes: int, cacert: str | None, 
             total += len(data)
             if total > max_bytes:
                 conn.close()
-                raise FetchError(f"the JWKS at {current} is larger than the limit of {max_bytes} bytes "
-                                 "(--max-bytes); stopped reading", code="too_large")
+                raise FetchError(
+                    f"the JWKS at {current} is larger than the limit of {max_bytes} bytes "
+                    "(--max-bytes); stopped reading",
+                    code="too_large",
+                )
             chunks.append(data)
         conn.close()
         return RawResponse(url, current, resp.status, resp.reason or "", rheaders, b"".join(chunks), redirects)
 
 
-def fetch_raw(url: str, *, timeout: float = DEFAULT_TIMEOUT, max_bytes: int = DEFAULT_MAX_BYTES,
-              cacert: str | None = None, allow_http: bool = False,
-              headers: dict[str, str] | None = None) -> RawResponse:
+def fetch_raw(
+    url: str,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    cacert: str | None = None,
+    allow_http: bool = False,
+    headers: dict[str, str] | None = None,
+) -> RawResponse:
     """GET ``url`` under a total deadline; no status or body checks (see :func:`fetch`).
 
     Args:
@@ -216,12 +246,11 @@ def fetch_raw(url: str, *, timeout: float = DEFAULT_TIMEOUT, max_bytes: int = DE
         FetchError: bad or insecure URL, network error, TLS error, timeout, redirect rules,
             body over the cap.
     """
+    import http.client
+    import math
     import socket
     import ssl
     import threading
-    import http.client
-
-    import math
 
     if not math.isfinite(timeout) or timeout <= 0:
         raise UsageError(f"--timeout must be a number of seconds above 0, not {timeout!r}")
@@ -234,8 +263,15 @@ def fetch_raw(url: str, *, timeout: float = DEFAULT_TIMEOUT, max_bytes: int = DE
 
     def run() -> None:
         try:
-            box["ok"] = _exchange(url, deadline=deadline, max_bytes=max_bytes, cacert=cacert,
-                                  allow_http=allow_http, headers=headers or {}, holder=holder)
+            box["ok"] = _exchange(
+                url,
+                deadline=deadline,
+                max_bytes=max_bytes,
+                cacert=cacert,
+                allow_http=allow_http,
+                headers=headers or {},
+                holder=holder,
+            )
         except BaseException as exc:  # handed to the caller's thread
             box["err"] = exc
 
@@ -255,14 +291,17 @@ def fetch_raw(url: str, *, timeout: float = DEFAULT_TIMEOUT, max_bytes: int = DE
     err = box.get("err")
     if err is None:
         return box["ok"]
-    host = (holder.get("conn").host if holder.get("conn") is not None else url)
+    host = holder.get("conn").host if holder.get("conn") is not None else url
     if isinstance(err, FetchError):
         raise err
     if isinstance(err, (TimeoutError, socket.timeout)):
         raise FetchError(f"no complete answer from {url} within {timeout:g} s (--timeout)", code="timeout")
     if isinstance(err, ssl.SSLCertVerificationError):
-        raise FetchError(f"TLS certificate of {host} not trusted: {err.verify_message or err.reason} "
-                         "(--cacert FILE trusts a private CA)", code="tls_error")
+        raise FetchError(
+            f"TLS certificate of {host} not trusted: {err.verify_message or err.reason} "
+            "(--cacert FILE trusts a private CA)",
+            code="tls_error",
+        )
     if isinstance(err, ssl.SSLError):
         raise FetchError(f"TLS error with {host}: {err.reason or err}", code="tls_error")
     if isinstance(err, socket.gaierror):
@@ -304,21 +343,25 @@ def parse_jwks(raw: RawResponse) -> dict[str, Any]:
     where = raw.final_url
     ctype = raw.content_type
     if not 200 <= raw.status < 300:
-        raise FetchError(f"HTTP {raw.status} {raw.reason} from {where}"
-                         + (f" ({ctype} body)" if ctype else ""), code="http_status")
+        raise FetchError(
+            f"HTTP {raw.status} {raw.reason} from {where}" + (f" ({ctype} body)" if ctype else ""), code="http_status"
+        )
     if ctype in ("text/html", "application/xhtml+xml"):
-        raise FetchError(f"{where} answered with Content-Type {ctype}, not a JWK Set (a login or error page?)",
-                         code="not_json")
+        raise FetchError(
+            f"{where} answered with Content-Type {ctype}, not a JWK Set (a login or error page?)", code="not_json"
+        )
     try:
         doc = json.loads(raw.body)
     except RecursionError:
         raise FetchError(f"the body from {where} is JSON nested too deeply to be a JWK Set", code="not_json") from None
     except (ValueError, UnicodeDecodeError):
         start = raw.body[:20].decode("utf-8", "replace").strip()
-        raise FetchError(f"the body from {where} is not JSON (Content-Type {ctype or 'absent'}, starts with "
-                         f"{start!r})", code="not_json") from None
+        raise FetchError(
+            f"the body from {where} is not JSON (Content-Type {ctype or 'absent'}, starts with {start!r})",
+            code="not_json",
+        ) from None
     if not isinstance(doc, dict) or not isinstance(doc.get("keys"), list):
-        what = "an object without a \"keys\" array" if isinstance(doc, dict) else f"a JSON {type(doc).__name__}"
+        what = 'an object without a "keys" array' if isinstance(doc, dict) else f"a JSON {type(doc).__name__}"
         raise FetchError(f"the JSON from {where} is not a JWK Set: {what}", code="not_a_jwk_set")
     return doc
 
@@ -338,7 +381,7 @@ def _max_age(headers: dict[str, str]) -> int | None:
 def cache_path(url: str, cache_dir: Path | str | None = None) -> Path:
     """The cache file of ``url``: ``<cache dir>/jwks/<sha256(url)>.json``."""
     if cache_dir is None:
-        from .settings import default_cache_dir
+        from prisme_keys.settings import default_cache_dir
 
         cache_dir = default_cache_dir()
     return Path(cache_dir) / "jwks" / (hashlib.sha256(url.encode("utf-8")).hexdigest() + ".json")
@@ -355,8 +398,8 @@ def _load_cache(path: Path, url: str) -> dict[str, Any] | None:
 
 
 def _save_cache(path: Path, entry: dict[str, Any]) -> None:
-    from .errors import PrismeKeysError
-    from .keyfile import atomic_write
+    from prisme_keys.errors import PrismeKeysError
+    from prisme_keys.store.keyfile import atomic_write
 
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -366,13 +409,23 @@ def _save_cache(path: Path, entry: dict[str, Any]) -> None:
 
 
 def _leak_warning(url: str, kids: list[str]) -> str:
-    return (f"{url} publishes private key members for key(s) {', '.join(kids)}; they were ignored and not "
-            "cached (the private key is exposed: replace it)")
+    return (
+        f"{url} publishes private key members for key(s) {', '.join(kids)}; they were ignored and not "
+        "cached (the private key is exposed: replace it)"
+    )
 
 
-def fetch(url: str, *, timeout: float = DEFAULT_TIMEOUT, max_bytes: int = DEFAULT_MAX_BYTES,
-          cacert: str | None = None, allow_http: bool = False, use_cache: bool = True,
-          cache_dir: Path | str | None = None, force: bool = False) -> FetchResult:
+def fetch(
+    url: str,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    cacert: str | None = None,
+    allow_http: bool = False,
+    use_cache: bool = True,
+    cache_dir: Path | str | None = None,
+    force: bool = False,
+) -> FetchResult:
     """Fetch the JWK Set at ``url`` (or serve it from the cache).
 
     Args:
@@ -396,9 +449,18 @@ def fetch(url: str, *, timeout: float = DEFAULT_TIMEOUT, max_bytes: int = DEFAUL
         age = now_ts - float(entry.get("fetched_at", 0))
         if -60 <= age < float(entry.get("max_age", 0)):
             warnings = [_leak_warning(url, entry["leaked"])] if entry.get("leaked") else []
-            return FetchResult(url, entry.get("final_url", url), 0, entry.get("headers", {}),
-                               entry.get("content_type", ""), b"", entry["doc"], True,
-                               float(entry["fetched_at"]), warnings)
+            return FetchResult(
+                url,
+                entry.get("final_url", url),
+                0,
+                entry.get("headers", {}),
+                entry.get("content_type", ""),
+                b"",
+                entry["doc"],
+                True,
+                float(entry["fetched_at"]),
+                warnings,
+            )
     cond: dict[str, str] = {}
     if entry is not None:
         if entry.get("etag"):
@@ -414,19 +476,52 @@ def fetch(url: str, *, timeout: float = DEFAULT_TIMEOUT, max_bytes: int = DEFAUL
             entry["refetched_at"] = now_ts
         _save_cache(path, entry)  # type: ignore[arg-type]
         warnings = [_leak_warning(url, entry["leaked"])] if entry.get("leaked") else []
-        return FetchResult(url, raw.final_url, 304, raw.headers, entry.get("content_type", ""), b"",
-                           entry["doc"], True, now_ts, warnings, raw.redirects)
+        return FetchResult(
+            url,
+            raw.final_url,
+            304,
+            raw.headers,
+            entry.get("content_type", ""),
+            b"",
+            entry["doc"],
+            True,
+            now_ts,
+            warnings,
+            raw.redirects,
+        )
     doc, leaked = strip_private(parse_jwks(raw))
     warnings = [_leak_warning(url, leaked)] if leaked else []
     if path is not None:
         max_age = _max_age(raw.headers)
         if max_age is not None:
-            _save_cache(path, {"url": url, "final_url": raw.final_url, "fetched_at": now_ts, "max_age": max_age,
-                               "etag": raw.headers.get("etag"), "last_modified": raw.headers.get("last-modified"),
-                               "content_type": raw.content_type, "doc": doc, "leaked": leaked,
-                               "refetched_at": now_ts if force else (entry or {}).get("refetched_at")})
-    return FetchResult(url, raw.final_url, raw.status, raw.headers, raw.content_type, raw.body, doc, False,
-                       now_ts, warnings, raw.redirects)
+            _save_cache(
+                path,
+                {
+                    "url": url,
+                    "final_url": raw.final_url,
+                    "fetched_at": now_ts,
+                    "max_age": max_age,
+                    "etag": raw.headers.get("etag"),
+                    "last_modified": raw.headers.get("last-modified"),
+                    "content_type": raw.content_type,
+                    "doc": doc,
+                    "leaked": leaked,
+                    "refetched_at": now_ts if force else (entry or {}).get("refetched_at"),
+                },
+            )
+    return FetchResult(
+        url,
+        raw.final_url,
+        raw.status,
+        raw.headers,
+        raw.content_type,
+        raw.body,
+        doc,
+        False,
+        now_ts,
+        warnings,
+        raw.redirects,
+    )
 
 
 def refetch_allowed(url: str, cache_dir: Path | str | None = None) -> float:
@@ -449,13 +544,27 @@ class UrlKeySource:
         FetchError: the first fetch failed.
     """
 
-    def __init__(self, url: str, *, timeout: float = DEFAULT_TIMEOUT, max_bytes: int = DEFAULT_MAX_BYTES,
-                 cacert: str | None = None, allow_http: bool = False, use_cache: bool = True,
-                 cache_dir: Path | str | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        cacert: str | None = None,
+        allow_http: bool = False,
+        use_cache: bool = True,
+        cache_dir: Path | str | None = None,
+    ) -> None:
         self.url = url
         self.description = url
-        self._kw = dict(timeout=timeout, max_bytes=max_bytes, cacert=cacert, allow_http=allow_http,
-                        use_cache=use_cache, cache_dir=cache_dir)
+        self._kw = {
+            "timeout": timeout,
+            "max_bytes": max_bytes,
+            "cacert": cacert,
+            "allow_http": allow_http,
+            "use_cache": use_cache,
+            "cache_dir": cache_dir,
+        }
         self._seen: set[str] = set()
         self._pending: list[str] = []
         self._refetched_at: float | None = None
@@ -463,7 +572,6 @@ class UrlKeySource:
         self._build()
 
     def _build(self) -> None:
-        from .tokens import KeyRing
 
         self._ring = KeyRing(self.result.doc, self.url)
         for w in self.result.warnings + self._ring.warnings:

@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from . import clock
-from .errors import ConfigError, NotifyError
-from .settings import Settings
+from prisme_keys import clock
+from prisme_keys.errors import ConfigError, NotifyError
+from prisme_keys.settings import Settings
 
 GATEWAY_EVENT = "gateway.jwks.updated"
 RUNTIME_EVENT = "runtime.jwks.updated"
@@ -56,8 +56,9 @@ def stream_name(namespace: str, topic: str) -> str:
     return f"{STREAM_PREFIX}{namespace or ''}{topic}"
 
 
-def envelope(event_type: str, payload: dict[str, Any], now: datetime,
-             correlation_id: str | None = None) -> dict[str, Any]:
+def envelope(
+    event_type: str, payload: dict[str, Any], now: datetime, correlation_id: str | None = None
+) -> dict[str, Any]:
     """The broker's event envelope.
 
     Args:
@@ -120,8 +121,10 @@ def _client(url: str | None, setting: str) -> Any:
     parts = urlsplit(url)
     db = parts.path.strip("/")
     if parts.scheme not in ("redis", "rediss", "unix") or (parts.scheme != "unix" and db and not db.isdigit()):
-        raise ConfigError(f"bad value for {setting}: {safe_url(url)}; allowed: a Redis URL "
-                          "redis[s]://[user:password@]host:port/DB with a numeric database")
+        raise ConfigError(
+            f"bad value for {setting}: {safe_url(url)}; allowed: a Redis URL "
+            "redis[s]://[user:password@]host:port/DB with a numeric database"
+        )
     try:
         return redis.Redis.from_url(url, socket_connect_timeout=TIMEOUT, socket_timeout=TIMEOUT)
     except ValueError as exc:
@@ -156,13 +159,20 @@ class NotifyResult:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready summary (no key material)."""
-        return {"created": self.created, "deleted": self.deleted, "gateway_event": self.gateway_event,
-                "runtime": self.runtime, "runtime_kid": self.runtime_kid, "runtime_event": self.runtime_event,
-                "correlationId": self.correlation_id}
+        return {
+            "created": self.created,
+            "deleted": self.deleted,
+            "gateway_event": self.gateway_event,
+            "runtime": self.runtime,
+            "runtime_kid": self.runtime_kid,
+            "runtime_event": self.runtime_event,
+            "correlationId": self.correlation_id,
+        }
 
 
-def publish(settings: Settings, event_type: str, payload: dict[str, Any], now: datetime,
-            correlation_id: str | None = None) -> dict[str, str]:
+def publish(
+    settings: Settings, event_type: str, payload: dict[str, Any], now: datetime, correlation_id: str | None = None
+) -> dict[str, str]:
     """``XADD`` one event to its stream and to the catch-all stream on ``BROKER_HOST``.
 
     Uses ``MAXLEN ~ BROKER_TOPIC_MAXLEN`` (approximate trimming) and one field ``value`` holding
@@ -180,8 +190,10 @@ def publish(settings: Settings, event_type: str, payload: dict[str, Any], now: d
     client = _client(url, "BROKER_HOST")
     doc = envelope(event_type, payload, now, correlation_id)
     value = json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
-    streams = [stream_name(settings.broker_namespace, event_type),
-               stream_name(settings.broker_namespace, CATCHALL_STREAM)]
+    streams = [
+        stream_name(settings.broker_namespace, event_type),
+        stream_name(settings.broker_namespace, CATCHALL_STREAM),
+    ]
     try:
         ids = {}
         for s in streams:
@@ -242,9 +254,11 @@ def post_runtime_key(settings: Settings, runtime_url: str, jwk: dict[str, Any]) 
 
     opener = urllib.request.build_opener(_NoRedirect)
     req = urllib.request.Request(
-        target, data=json.dumps({"jwk": jwk}).encode("utf-8"), method="POST",
-        headers={"Content-Type": "application/json", API_KEY_HEADER: settings.internal_api_key,
-                 "User-Agent": SERVICE})
+        target,
+        data=json.dumps({"jwk": jwk}).encode("utf-8"),
+        method="POST",
+        headers={"Content-Type": "application/json", API_KEY_HEADER: settings.internal_api_key, "User-Agent": SERVICE},
+    )
     try:
         with opener.open(req, timeout=TIMEOUT) as resp:
             resp.read(65536)
@@ -256,9 +270,15 @@ def post_runtime_key(settings: Settings, runtime_url: str, jwk: dict[str, Any]) 
         raise NotifyError(f"cannot reach the runtime at {safe_url(target)}: {reason}") from None
 
 
-def announce(settings: Settings, now: datetime, *, created: list[str] | None = None,
-             deleted: list[str] | None = None, runtime: bool = True,
-             runtime_url: str | None = None) -> NotifyResult:
+def announce(
+    settings: Settings,
+    now: datetime,
+    *,
+    created: list[str] | None = None,
+    deleted: list[str] | None = None,
+    runtime: bool = True,
+    runtime_url: str | None = None,
+) -> NotifyResult:
     """Tell the gateways and the runtime about a key change (idempotent; safe to re-send).
 
     Publishes ``gateway.jwks.updated`` ``{created, deleted}`` (see :func:`publish`), then, when
@@ -278,7 +298,7 @@ def announce(settings: Settings, now: datetime, *, created: list[str] | None = N
         KeyFileError: (``runtime``) the key file is missing, corrupt or holds no private key.
         NotifyError: Redis or the runtime unreachable or refusing.
     """
-    from .lifecycle import signing_jwk
+    from prisme_keys.store.lifecycle import signing_jwk
 
     res = NotifyResult(list(created or []), list(deleted or []), correlation_id=str(uuid.uuid4()))
     jwk = None
@@ -287,8 +307,9 @@ def announce(settings: Settings, now: datetime, *, created: list[str] | None = N
             raise ConfigError("INTERNAL_API_KEY is not set; the runtime's /sys/certs needs it (--runtime-url)")
         rec, jwk = signing_jwk(settings, now)
         res.runtime_kid = rec["kid"]
-    res.gateway_event = publish(settings, GATEWAY_EVENT, {"created": res.created, "deleted": res.deleted},
-                                now, res.correlation_id)
+    res.gateway_event = publish(
+        settings, GATEWAY_EVENT, {"created": res.created, "deleted": res.deleted}, now, res.correlation_id
+    )
     if jwk is not None:
         if runtime_url is not None:
             post_runtime_key(settings, runtime_url, jwk)

@@ -1,0 +1,198 @@
+"""The public Python API of prisme-keys: the operations of the command line as typed functions.
+
+The command line (:mod:`prisme_keys.cli`) is a thin shell over these functions, and the pytest
+plugin uses them too. Every function takes the effective :class:`~prisme_keys.settings.Settings`
+(see :func:`load_settings`) and, where time matters, ``now``: an aware UTC
+:class:`~datetime.datetime` (default: the real clock). Errors are
+:class:`~prisme_keys.errors.PrismeKeysError` subclasses; each carries a stable ``code`` and the
+command line's ``exit_code``.
+
+Example::
+
+    from prisme_keys import api
+
+    settings = api.load_settings({"key_file": "keys.json"})
+    api.init(settings)                       # first signing key (RFC 7638 thumbprint as kid)
+    token = api.mint(settings, sub="alice")  # compact JWS, RS256, gateway claims
+    result = api.verify(token, settings)     # against the key file's public keys
+    assert result.claims["sub"] == "alice"
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from prisme_keys import clock
+from prisme_keys.settings import Settings
+from prisme_keys.settings import load as _load_settings
+from prisme_keys.store import lifecycle
+from prisme_keys.store.keyfile import KeyFile
+from prisme_keys.tokens import jwks_client
+from prisme_keys.tokens import mint as minter
+from prisme_keys.tokens import verify as verifier
+from prisme_keys.tokens.jws import Decoded
+from prisme_keys.tokens.jws import decode as _decode
+from prisme_keys.tokens.mint import MintOptions
+from prisme_keys.tokens.verify import VerifyOptions, VerifyResult
+
+__all__ = [
+    "Decoded",
+    "MintOptions",
+    "Settings",
+    "VerifyOptions",
+    "VerifyResult",
+    "decode",
+    "export",
+    "fetch_jwks",
+    "init",
+    "list_keys",
+    "load_settings",
+    "mint",
+    "mint_many",
+    "open_keyfile",
+    "prune",
+    "rotate",
+    "verify",
+]
+
+
+def _now(now: datetime | None) -> datetime:
+    return now if now is not None else clock.now()
+
+
+def load_settings(flags: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """The effective settings: ``flags`` > ``environ`` (default ``os.environ``) > config file > defaults.
+
+    Args:
+        flags: ``{key_file, config_path, passphrase_file}`` (paths; ``None`` values are ignored).
+        environ: the environment to read ``JWKS_*``, ``ACCESS_TOKENS_MAX_AGE``, ``PRISME_KEYS_*`` from.
+
+    Raises:
+        ConfigError: a bad value or an unreadable config file (exit 3).
+    """
+    return _load_settings(flags, environ)
+
+
+def open_keyfile(settings: Settings) -> KeyFile:
+    """The key file named by ``settings`` (not read yet), with its lock and passphrase source."""
+    return lifecycle.open_keyfile(settings)
+
+
+def init(settings: Settings, now: datetime | None = None) -> lifecycle.InitResult:
+    """Create the key file with its first signing key (``settings.size`` bits, ``settings.alg``).
+
+    Raises:
+        KeyFileError: the file exists, or cannot be written (exit 4).
+    """
+    return lifecycle.init(settings, _now(now))
+
+
+def rotate(
+    settings: Settings, now: datetime | None = None, *, force: bool = False, dry_run: bool = False
+) -> lifecycle.RotateResult:
+    """Add a new signing key when rotation is due (``now >= rotatesAt``), under the key-file lock.
+
+    Raises:
+        KeyFileError: missing, corrupt or unsafe key file, lock timeout (exit 4).
+    """
+    return lifecycle.rotate(settings, _now(now), force=force, dry_run=dry_run)
+
+
+def prune(settings: Settings, now: datetime | None = None, *, dry_run: bool = False) -> lifecycle.PruneResult:
+    """Remove non-signing keys whose ``expiresAt`` has passed (the signing key is never pruned).
+
+    Raises:
+        KeyFileError: missing, corrupt or unsafe key file, lock timeout (exit 4).
+    """
+    return lifecycle.prune(settings, _now(now), dry_run=dry_run)
+
+
+def list_keys(settings: Settings, now: datetime | None = None) -> list[dict[str, Any]]:
+    """The key records, newest first, each with its ``state`` (``next``/``signing``/``retired``/``expired``)."""
+    return lifecycle.list_keys(settings, _now(now))
+
+
+def export(settings: Settings, *, fmt: str = "jwks", private: bool = False) -> Any:
+    """The public JWKS ``{"keys": [{kty, use, kid, alg, n, e}]}`` (RFC 7517 section 5), newest first.
+
+    With ``fmt="records"`` and ``private=True``: the gateway records with their private JWKs.
+
+    Raises:
+        KeyFileError: missing, corrupt or unsafe key file (exit 4).
+        UsageError: ``records`` without ``private``, or an unknown format (exit 2).
+    """
+    return lifecycle.export(settings, fmt=fmt, private=private)
+
+
+def mint_many(settings: Settings, options: MintOptions | None = None, now: datetime | None = None) -> minter.MintRun:
+    """Mint ``options.count`` tokens signed by the signing key (or ``options.kid``); a lazy iterator.
+
+    Raises:
+        KeyFileError: no usable signing key (exit 4). UsageError: bad options (exit 2).
+    """
+    return minter.mint(settings, _now(now), options)
+
+
+def mint(settings: Settings, now: datetime | None = None, **options: Any) -> str:
+    """One token, compact serialization, shaped as the gateway's anonymous login issues it.
+
+    Args:
+        options: :class:`~prisme_keys.tokens.mint.MintOptions` fields (``sub``, ``lifetime`` in
+            seconds, ``iss``, ``aud``, ``claims``, ``not_before``, ``expired``, ``kid``...).
+
+    Raises:
+        KeyFileError: no usable signing key (exit 4). UsageError: bad options (exit 2).
+    """
+    run = minter.mint(settings, _now(now), MintOptions(**options))
+    return next(run.tokens).token
+
+
+def decode(token: str | bytes, now: datetime | None = None) -> Decoded:
+    """Header and claims of a compact JWS without verifying anything (UNVERIFIED).
+
+    Raises:
+        MalformedTokenError: not a compact JWS (exit 5).
+    """
+    return _decode(token, _now(now))
+
+
+def verify(
+    token: str | bytes,
+    settings: Settings,
+    options: VerifyOptions | None = None,
+    *,
+    jwks_url: str | None = None,
+    jwks_file: str | None = None,
+    now: datetime | None = None,
+) -> VerifyResult:
+    """Verify a token against the key file (default), a JWKS file or a JWKS URL.
+
+    The algorithm comes from ``options.algorithms`` (default ``(settings.alg,)``), never from
+    the token; the key is chosen by kid; then ``exp``/``nbf``/``iat`` (with leeway, seconds),
+    issuer and audience (RFC 7519 section 4.1).
+
+    Raises:
+        MalformedTokenError (5), SignatureRejected (6), ClaimsRejected (7), NoUsableKey (8),
+        FetchError (9), KeyFileError (4).
+    """
+    if options is None:
+        options = VerifyOptions(
+            algorithms=(settings.alg,), issuer=settings.oidc_provider_url, audience=settings.api_url
+        )
+    source = verifier.open_source(settings, jwks_file=jwks_file, jwks_url=jwks_url)
+    return verifier.verify(token, source, options, now=_now(now))
+
+
+def fetch_jwks(url: str, **options: Any) -> jwks_client.FetchResult:
+    """Fetch a published JWK Set (HTTPS, size-capped, cached per RFC 9111 freshness).
+
+    Args:
+        options: see :func:`prisme_keys.tokens.jwks_client.fetch` (``timeout`` seconds,
+            ``max_bytes``, ``cacert``, ``allow_http``, ``use_cache``, ``cache_dir``).
+
+    Raises:
+        FetchError: network, timeout, HTTP status, not JSON, too large, redirect, TLS (exit 9).
+    """
+    return jwks_client.fetch(url, **options)

@@ -1,0 +1,149 @@
+"""The Typer app, its global options, and the state of one invocation (:class:`State`).
+
+Every invocation builds its own :class:`State` in :func:`main` and hands it to Click as the
+context object; commands reach it through :func:`state`. Nothing here is module-level mutable
+state: two ``main()`` calls in one process never see each other's options.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Optional
+
+import typer
+
+from prisme_keys import __version__, clock
+from prisme_keys.errors import UsageError
+from prisme_keys.settings import Settings
+
+HELP = (
+    "Manage the RSA signing keys (JWKs) of a Prisme.ai-style API gateway.\n\n"
+    "Generate, rotate and prune keys in a local or shared key file, export the public JWKS, "
+    "mint, decode and verify tokens, and check a published JWKS from CI.\n\n"
+    "Exit codes: 0 ok, 1 internal error, 2 usage, 3 configuration, 4 key file, 5 malformed token, "
+    "6 signature rejected, 7 claims rejected, 8 no usable key, 9 JWKS fetch failed, 10 check failed, "
+    "11 notification failed, 130 interrupted."
+)
+
+app = typer.Typer(
+    name="prisme-keys",
+    help=HELP,
+    no_args_is_help=True,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain Click help: no rich import for --help (start-up time)
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@dataclass
+class State:
+    """The global options of one invocation and what they produce.
+
+    Attributes:
+        argv: the arguments of this invocation (for eager options such as ``--version``).
+        environ: the environment the settings are read from.
+        flags: global path flags, ``{key_file, config_path, passphrase_file}`` (``None`` when absent).
+        json / quiet / verbose / debug: output mode.
+        now_override: the ``--now`` time (UTC), or ``None`` to use the real clock.
+    """
+
+    argv: list[str] = field(default_factory=list)
+    environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
+    flags: dict[str, Any] = field(default_factory=dict)
+    json: bool = False
+    quiet: bool = False
+    verbose: bool = False
+    debug: bool = False
+    now_override: datetime | None = None
+    _settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        """The effective :class:`prisme_keys.settings.Settings`, loaded on first use.
+
+        Raises:
+            ConfigError: a bad setting value or an unreadable config file.
+        """
+        if self._settings is None:
+            from prisme_keys import settings as settings_mod
+
+            self._settings = settings_mod.load(self.flags, self.environ)
+        return self._settings
+
+    def now(self) -> datetime:
+        """The time this invocation acts at: ``--now`` when given, else the real clock (UTC)."""
+        return self.now_override if self.now_override is not None else clock.now()
+
+
+def state(ctx: typer.Context) -> State:
+    """The running invocation's :class:`State` (the context object :func:`prisme_keys.cli.main` made)."""
+    obj = ctx.find_object(State)
+    if obj is None:  # invoked without main() (e.g. Typer's CliRunner): a fresh state
+        obj = ctx.ensure_object(State)
+    return obj
+
+
+def _version(ctx: typer.Context, value: bool) -> None:
+    if value:
+        argv = ctx.obj.argv if isinstance(ctx.obj, State) else []
+        if "--json" in argv:  # eager: runs before --json is parsed
+            typer.echo(f'{{"version": "{__version__}"}}')
+        else:
+            typer.echo(f"prisme-keys {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _global(
+    ctx: typer.Context,
+    key_file: Optional[str] = typer.Option(
+        None,
+        "--key-file",
+        metavar="PATH",
+        help="Key file (also PRISME_KEYS_FILE; default: <user data dir>/prisme-keys/keys.json).",
+        show_default=False,
+    ),
+    config: Optional[str] = typer.Option(
+        None,
+        "--config",
+        metavar="PATH",
+        help="TOML settings file (also PRISME_KEYS_CONFIG; default: <user config dir>/prisme-keys/config.toml).",
+    ),
+    passphrase_file: Optional[str] = typer.Option(
+        None,
+        "--passphrase-file",
+        metavar="FILE",
+        help="Read the passphrase of an encrypted key file from FILE's first line "
+        "(also PRISME_KEYS_PASSPHRASE_FILE; or set PRISME_KEYS_PASSPHRASE; never a command-line value).",
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout instead of text."),
+    now: Optional[str] = typer.Option(
+        None,
+        "--now",
+        metavar="TIME",
+        help="Act as if the time were TIME: ISO-8601, Unix seconds, or an offset like +31d, -2h.",
+    ),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="Print only results and errors."),
+    verbose: bool = typer.Option(False, "-v", "--verbose", help="Print more detail on stderr."),
+    debug: bool = typer.Option(False, "--debug", help="Show a traceback on internal errors."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Global options come before the command."""
+    st = ctx.ensure_object(State)
+    for flag, value in (("--key-file", key_file), ("--config", config), ("--passphrase-file", passphrase_file)):
+        if value is not None and not value.strip():
+            raise UsageError(f"{flag}: empty path")
+    st.flags = {"key_file": key_file, "config_path": config, "passphrase_file": passphrase_file}
+    st.json, st.quiet, st.verbose = json_out, quiet, verbose
+    st.debug = st.debug or debug
+    if now is not None:
+        try:
+            st.now_override = clock.parse_time(now)
+        except ValueError as exc:
+            raise UsageError(f"--now: {exc}") from None

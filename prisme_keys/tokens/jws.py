@@ -1,0 +1,281 @@
+"""Compact JWS parsing (RFC 7515 section 7.1) and unverified decoding of JWT claims (RFC 7519).
+
+Nothing here imports ``cryptography`` or ``python-jose``: ``decode`` stays fast and never checks a
+signature; its result is labelled UNVERIFIED.
+
+Size cap: a token (after trimming whitespace and a ``Bearer`` prefix) is at most
+:data:`MAX_TOKEN_BYTES` (64 KiB); larger input is a malformed token (exit 5).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from prisme_keys import clock
+from prisme_keys.errors import MalformedTokenError
+from prisme_keys.jwk import SUPPORTED_ALGS
+
+#: Largest accepted token, in bytes (64 KiB), after trimming whitespace and ``Bearer``.
+MAX_TOKEN_BYTES = 64 * 1024
+#: Time claims shown by :func:`decode` and type-checked by :func:`verify`.
+TIME_CLAIMS = ("exp", "nbf", "iat")
+
+_SEGMENT_NAMES = ("header", "payload", "signature")
+B64URL_RE = re.compile(r"[A-Za-z0-9_-]*")
+_SPACE_RE = re.compile(r"\s")
+_B64_INDEX = {c: i for i, c in enumerate("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")}
+_BEARER_RE = re.compile(r"^bearer(?:\s+|$)", re.IGNORECASE)
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def clean_token(text: str | bytes) -> str:
+    """Trim surrounding whitespace and one ``Bearer`` prefix (any case).
+
+    Args:
+        text: the token as typed, pasted or read from stdin.
+
+    Returns:
+        The bare compact token.
+
+    Raises:
+        MalformedTokenError: empty, larger than :data:`MAX_TOKEN_BYTES`, not UTF-8, or
+            whitespace inside the token.
+    """
+    if isinstance(text, bytes):
+        if len(text) > MAX_TOKEN_BYTES + 4096:
+            raise too_large(len(text))
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError:
+            raise MalformedTokenError("token is not UTF-8 text") from None
+    s = text.strip()
+    m = _BEARER_RE.match(s)
+    if m:
+        s = s[m.end() :]
+    if not s:
+        raise MalformedTokenError("empty token" + (" after 'Bearer'" if m else ""))
+    if len(s) > MAX_TOKEN_BYTES:
+        raise too_large(len(s.encode("utf-8")))
+    ws = _SPACE_RE.search(s)
+    if ws:
+        seg = s.count(".", 0, ws.start())
+        name = _SEGMENT_NAMES[seg] if seg < 3 else f"segment {seg + 1}"
+        raise MalformedTokenError(f"token contains whitespace inside segment {seg + 1} ({name})")
+    return s
+
+
+def too_large(n: int) -> MalformedTokenError:
+    return MalformedTokenError(
+        f"token is {n} bytes; the limit is {MAX_TOKEN_BYTES} bytes (64 KiB)", code="token_too_large"
+    )
+
+
+def b64_segment(seg: str, index: int) -> bytes:
+    if not B64URL_RE.fullmatch(seg):
+        bad = next(c for c in seg if not (c.isalnum() and c.isascii()) and c not in "-_")
+        extra = " (padding '=' is not allowed in a compact JWS)" if bad == "=" else ""
+        raise MalformedTokenError(
+            f"segment {index + 1} ({_SEGMENT_NAMES[index]}) is not base64url: character {bad!r}{extra}"
+        )
+    rem = len(seg) % 4
+    if rem == 1:
+        raise MalformedTokenError(
+            f"segment {index + 1} ({_SEGMENT_NAMES[index]}) is not base64url: impossible length {len(seg)}"
+        )
+    if rem and _B64_INDEX[seg[-1]] & (0x0F if rem == 2 else 0x03):
+        # RFC 4648 section 3.5: the unused bits of the last character must be zero; otherwise
+        # several spellings decode to the same bytes and a token would be malleable.
+        raise MalformedTokenError(
+            f"segment {index + 1} ({_SEGMENT_NAMES[index]}) is not canonical base64url: "
+            f"its last character {seg[-1]!r} carries non-zero padding bits"
+        )
+    try:
+        return base64.urlsafe_b64decode(seg + "=" * (-len(seg) % 4))
+    except (binascii.Error, ValueError):  # pragma: no cover - excluded by the checks above
+        raise MalformedTokenError(f"segment {index + 1} ({_SEGMENT_NAMES[index]}) is not base64url") from None
+
+
+def _no_dupes(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError(f"duplicate member {k!r}")
+        out[k] = v
+    return out
+
+
+def no_json_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_no_dupes, parse_constant=no_json_constants)
+
+
+def json_object(raw: bytes, index: int) -> dict[str, Any]:
+    what = _SEGMENT_NAMES[index]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise MalformedTokenError(f"segment {index + 1} ({what}) is not UTF-8") from None
+    try:
+        doc = _DECODER.decode(text)
+    except ValueError as exc:
+        raise MalformedTokenError(f"segment {index + 1} ({what}) is not JSON: {exc}") from None
+    except RecursionError:
+        raise MalformedTokenError(f"segment {index + 1} ({what}) is nested too deeply") from None
+    if not isinstance(doc, dict):
+        raise MalformedTokenError(f"segment {index + 1} ({what}) is JSON but not an object")
+    return doc
+
+
+def split(token: str) -> tuple[str, str, str]:
+    """Split a cleaned compact token into its three segments.
+
+    Raises:
+        MalformedTokenError: a five-segment JWE (not supported) or not three segments.
+    """
+    parts = token.split(".")
+    if len(parts) == 3:
+        return parts[0], parts[1], parts[2]
+    if len(parts) == 5:
+        raise MalformedTokenError(
+            "token has 5 segments: an encrypted JWE, which is not supported "
+            "(only signed tokens, compact JWS with 3 segments)",
+            code="jwe_not_supported",
+        )
+    raise MalformedTokenError(
+        f"token has {len(parts)} segment{'s' if len(parts) != 1 else ''}; a compact JWS has 3 separated by dots"
+    )
+
+
+def parse(token: str | bytes) -> tuple[dict[str, Any], dict[str, Any], bytes]:
+    """Parse a token (no signature check): ``(header, claims, signature_bytes)``.
+
+    Accepts surrounding whitespace and a ``Bearer`` prefix (see :func:`clean_token`).
+
+    Raises:
+        MalformedTokenError: naming the problem: size, segment count, base64url, UTF-8, JSON.
+    """
+    h, p, s = split(clean_token(token))
+    header = json_object(b64_segment(h, 0), 0)
+    claims = json_object(b64_segment(p, 1), 1)
+    return header, claims, b64_segment(s, 2)
+
+
+def is_numeric_date(value: Any) -> bool:
+    """True for a NumericDate (RFC 7519 section 2): an int or finite float, never a bool or a string."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return True
+    return isinstance(value, float) and value == value and value not in (float("inf"), float("-inf"))
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters, ANSI escapes and other non-printable characters escaped
+    as in ``repr`` (``\\x1b``, ``\\n``, ``\\u202e``), for human output on a terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def show_value(value: Any, limit: int = 60) -> str:
+    try:
+        text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else repr(value)
+    except (RecursionError, ValueError):
+        text = f"<{type(value).__name__} nested too deeply>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# --------------------------------------------------------------------------- decode
+
+
+@dataclass
+class Decoded:
+    """Result of :func:`decode` (nothing here is verified).
+
+    Attributes:
+        header: the JOSE header (dict).
+        claims: the JWT claims (dict).
+        signature_bytes: length of the decoded signature, bytes.
+        times: ``{claim: {value, iso, relative}}`` for ``exp``, ``nbf``, ``iat`` holding NumericDates.
+        warnings: one line each: ``alg`` none, a missing kid, an expired token, ill-typed time claims.
+    """
+
+    header: dict[str, Any]
+    claims: dict[str, Any]
+    signature_bytes: int
+    times: dict[str, dict[str, Any]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``decode --json`` document."""
+        return {
+            "verified": False,
+            "label": "UNVERIFIED",
+            "header": self.header,
+            "claims": self.claims,
+            "times": self.times,
+            "signature_bytes": self.signature_bytes,
+            "warnings": self.warnings,
+        }
+
+
+def decode(token: str | bytes, now: datetime | None = None) -> Decoded:
+    """Decode a token WITHOUT verifying it: header, claims and each time claim as ISO-8601 and relative.
+
+    Imports no cryptography. Accepts whitespace around the token and a ``Bearer`` prefix.
+
+    Args:
+        token: compact JWS (at most :data:`MAX_TOKEN_BYTES`).
+        now: reference time for "in 5 minutes" / "expired 3 days ago" (default :func:`clock.now`).
+
+    Raises:
+        MalformedTokenError: see :func:`parse`.
+    """
+    now = now if now is not None else clock.now()
+    header, claims, sig = parse(token)
+    out = Decoded(header, claims, len(sig))
+    alg = header.get("alg")
+    if isinstance(alg, str) and alg.lower() == "none":
+        out.warnings.append(f"alg is {alg!r}: the token is unsigned; verify always rejects it")
+    elif "alg" not in header:
+        out.warnings.append("the header has no alg")
+    elif alg not in SUPPORTED_ALGS:
+        out.warnings.append(
+            f"alg {show_value(alg)} is not an RSA signature algorithm (RS256/RS384/RS512); verify rejects it"
+        )
+    if "kid" not in header:
+        out.warnings.append("the header has no kid: a verifier must guess the key")
+    for name in TIME_CLAIMS:
+        if name not in claims:
+            continue
+        value = claims[name]
+        if not is_numeric_date(value):
+            out.warnings.append(f"claim {name!r} is not a NumericDate (got {show_value(value)}); verify rejects it")
+            continue
+        try:
+            dt = clock.from_numeric_date(value)
+        except (OverflowError, OSError, ValueError):
+            out.warnings.append(f"claim {name!r} is out of range ({value})")
+            continue
+        rel = clock.humanize(dt, now)
+        if name == "exp" and dt <= now:
+            rel = f"expired {rel}"
+            out.warnings.append(f"the token {rel}")
+        elif name == "exp":
+            rel = f"expires {rel}"
+        elif name == "nbf":
+            rel = f"valid from {rel}" if dt > now else f"valid since {rel}"
+        else:
+            rel = f"issued {rel}"
+        out.times[name] = {"value": value, "iso": clock.iso(dt), "relative": rel}
+    return out

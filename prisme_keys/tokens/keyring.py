@@ -1,0 +1,251 @@
+"""Verification keys: the usable RSA keys of a JWK Set, chosen by kid, ``kty``, ``use`` and ``alg``.
+
+A :class:`KeySource` yields a :class:`KeyRing`; sources are the key file's public set, a JWKS
+file (:func:`jwks_file_source`) or a JWKS URL (:class:`prisme_keys.tokens.jwks_client.UrlKeySource`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from prisme_keys.errors import FetchError
+from prisme_keys.jwk import PRIVATE_MEMBERS, SUPPORTED_ALGS
+from prisme_keys.tokens.jws import B64URL_RE, show_value
+
+
+def jose_key(key: Any, alg: str) -> Any:
+    """python-jose's key object (cryptography backend) for a ``cryptography`` RSA key and ``alg``.
+
+    Its ``sign(msg) -> bytes`` and ``verify(msg, sig) -> bool`` do RSASSA-PKCS1-v1_5 with the
+    hash of ``alg`` (RFC 7518 section 3.3); the algorithm is fixed when the object is built.
+    """
+    from jose import jwk as jose_jwk
+
+    return jose_jwk.construct(key, alg)
+
+
+@dataclass
+class KeyEntry:
+    """A public RSA key able to verify signatures.
+
+    Attributes:
+        kid: key id, or ``None``.
+        alg: the JWK's ``alg``, or ``None`` (then any allowed RS* algorithm).
+        bits: modulus size in bits.
+        key: the ``cryptography`` ``RSAPublicKey`` (built once per process, cached).
+    """
+
+    kid: str | None
+    alg: str | None
+    bits: int
+    key: Any
+    _verifiers: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def verifier(self, alg: str) -> Any:
+        """python-jose's RSA key object for ``alg`` (RS256/RS384/RS512), built once and cached."""
+        v = self._verifiers.get(alg)
+        if v is None:
+            v = self._verifiers[alg] = jose_key(self.key, alg)
+        return v
+
+
+_PUBKEY_CACHE: dict[tuple[str, str], tuple[Any, int]] = {}
+
+
+def _public_key(n: str, e: str) -> tuple[Any, int]:
+    hit = _PUBKEY_CACHE.get((n, e))
+    if hit is None:
+        from prisme_keys.jwk import public_key_from_jwk
+
+        key = public_key_from_jwk({"n": n, "e": e})
+        hit = (key, key.key_size)
+        if len(_PUBKEY_CACHE) > 256:
+            _PUBKEY_CACHE.clear()
+        _PUBKEY_CACHE[(n, e)] = hit
+    return hit
+
+
+_PRIVATE = PRIVATE_MEMBERS
+
+
+class KeyRing:
+    """The usable RSA signing keys of a JWK Set (RFC 7517 section 5).
+
+    Keys that cannot serve are skipped with one warning each and never break the rest:
+    other key types, ``use`` other than ``sig``, ``key_ops`` without ``verify``, an ``alg``
+    that is not RS256/RS384/RS512, missing ``n``/``e`` (certificate-only keys), malformed
+    members. Padded ``n``/``e`` are accepted with a warning.
+
+    Attributes:
+        entries: usable keys, in set order.
+        kids: every kid present in the set (usable or not), in order.
+        skipped: ``{kid: reason}`` for skipped keys that had a kid.
+        warnings: one line per skipped or doubtful key.
+        source: description of where the set came from.
+    """
+
+    def __init__(self, doc: Any, source: str = "the key set") -> None:
+        self.source = source
+        self.entries: list[KeyEntry] = []
+        self.kids: list[str] = []
+        self.skipped: dict[str, str] = {}
+        self.warnings: list[str] = []
+        keys_ = doc.get("keys") if isinstance(doc, dict) else None
+        if not isinstance(keys_, list):
+            raise FetchError(f'{source} is not a JWK Set (no "keys" array)', code="not_a_jwk_set")
+        for i, jwk in enumerate(keys_):
+            self._add(i, jwk)
+
+    def _add(self, i: int, jwk: Any) -> None:
+        if not isinstance(jwk, dict):
+            self.warnings.append(f"skipping key #{i + 1} of {self.source}: not a JSON object")
+            return
+        kid = jwk.get("kid")
+        if kid is not None and not isinstance(kid, str):
+            self.warnings.append(f"skipping key #{i + 1} of {self.source}: kid is not a string")
+            return
+        label = f"key {kid!r}" if kid is not None else f"key #{i + 1} (no kid)"
+        if kid is not None:
+            self.kids.append(kid)
+        reason = self._unusable(jwk)
+        if reason is None:
+            n, e = jwk["n"], jwk["e"]
+            if n.endswith("=") or e.endswith("="):
+                self.warnings.append(
+                    f"{label} of {self.source}: n/e carry '=' padding (RFC 7518 section 6.3.1 "
+                    "wants unpadded base64url); accepted"
+                )
+            try:
+                key, bits = _public_key(n, e)
+            except ValueError as exc:
+                reason = str(exc)
+            else:
+                self.entries.append(KeyEntry(kid, jwk.get("alg"), bits, key))
+        if reason is not None:
+            self.warnings.append(f"skipping {label} of {self.source}: {reason}")
+            if kid is not None:
+                self.skipped.setdefault(kid, reason)
+
+    @staticmethod
+    def _unusable(jwk: dict[str, Any]) -> str | None:
+        kty = jwk.get("kty")
+        if kty != "RSA":
+            return f"kty {show_value(kty)} is not RSA" if kty is not None else "no kty"
+        use = jwk.get("use")
+        if use is not None and use != "sig":
+            return f'use {show_value(use)} is not "sig" (an encryption key)'
+        ops = jwk.get("key_ops")
+        if ops is not None and (not isinstance(ops, list) or "verify" not in ops):
+            return f'key_ops {show_value(ops)} does not allow "verify"'
+        alg = jwk.get("alg")
+        if alg is not None and alg not in SUPPORTED_ALGS:
+            return f"alg {show_value(alg)} is not RS256, RS384 or RS512"
+        if "n" not in jwk or "e" not in jwk:
+            if "x5c" in jwk or "x5u" in jwk:
+                return "certificate-only key (x5c without n and e) is not supported"
+            return "missing " + " and ".join(m for m in ("n", "e") if m not in jwk)
+        for m in ("n", "e"):
+            v = jwk[m]
+            if not isinstance(v, str) or not v.rstrip("="):
+                return f"member {m!r} is not a base64url string"
+            if not B64URL_RE.fullmatch(v.rstrip("=")) or len(v.rstrip("=")) % 4 == 1:
+                return f"member {m!r} is not base64url"
+        return None
+
+    def private_members(self, doc: Any) -> list[str]:
+        """Kids (or ``#index``) of keys in ``doc`` that publish private members."""
+        out = []
+        for i, jwk in enumerate(doc.get("keys", []) if isinstance(doc, dict) else []):
+            if isinstance(jwk, dict) and any(m in jwk for m in _PRIVATE):
+                out.append(str(jwk.get("kid", f"#{i + 1}")))
+        return out
+
+
+class KeySource:
+    """Where verification keys come from. Subclasses: :class:`StaticKeySource`, ``jwks_client.UrlKeySource``.
+
+    Attributes:
+        description: e.g. ``key file /path``, ``JWKS file x.json``, ``https://.../oidc/jwks``.
+    """
+
+    description = "the key set"
+
+    def ring(self) -> KeyRing:
+        """The current :class:`KeyRing`."""
+        raise NotImplementedError
+
+    def refresh(self) -> str | None:
+        """Try to reload the set after an unknown kid.
+
+        Returns:
+            ``None`` when a new set was loaded, else a short reason why not (for the error message).
+        """
+        return "the key set is local"
+
+    def take_warnings(self) -> list[str]:
+        """Warnings not yet reported (each reported once)."""
+        return []
+
+
+class StaticKeySource(KeySource):
+    """A key set known in advance (the key file's public keys, a JWKS file)."""
+
+    def __init__(self, doc: Any, description: str) -> None:
+        self.description = description
+        self._ring = KeyRing(doc, description)
+        self._pending = list(self._ring.warnings)
+        leaked = self._ring.private_members(doc)
+        if leaked and not description.startswith("key file"):
+            self._pending.append(
+                f"{description} publishes private key members (kids: {', '.join(leaked)}); a public JWKS must not"
+            )
+
+    def ring(self) -> KeyRing:
+        return self._ring
+
+    def take_warnings(self) -> list[str]:
+        out, self._pending = self._pending, []
+        return out
+
+
+def keyfile_source(settings: Any) -> StaticKeySource:
+    """The public keys of the key file named by ``settings``.
+
+    Raises:
+        KeyFileError: missing, corrupt or unsafe key file.
+    """
+    from prisme_keys.store import lifecycle
+
+    records = lifecycle.load_records(settings)
+    return StaticKeySource(lifecycle.public_jwks(records), f"key file {settings.key_file}")
+
+
+def jwks_file_source(path: str, raw: bytes | None = None) -> StaticKeySource:
+    """A JWK Set read from a file (or given as ``raw`` bytes, e.g. read from stdin by the caller).
+
+    Args:
+        path: the file's name (also used in messages; ``-`` for stdin).
+        raw: the file's content, when the caller has read it already.
+
+    Raises:
+        FetchError: unreadable file, not JSON, or not a JWK Set (exit 9).
+    """
+    if raw is None:
+        try:
+            with open(path, "rb") as fh:
+                raw = fh.read()
+        except OSError as exc:
+            raise FetchError(f"cannot read JWKS file {path}: {exc.strerror or exc}") from None
+    try:
+        doc = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise FetchError(f"JWKS file {path} is not JSON: {exc}", code="not_json") from None
+    except RecursionError:
+        raise FetchError(f"JWKS file {path} is not JSON: nested too deeply", code="not_json") from None
+    if isinstance(doc, dict) and "kty" in doc and "keys" not in doc:
+        raise FetchError(
+            f'JWKS file {path} holds a single JWK, not a JWK Set; wrap it as {{"keys": [...]}}', code="not_a_jwk_set"
+        )
+    return StaticKeySource(doc, f"JWKS file {path}")

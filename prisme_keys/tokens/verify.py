@@ -1,0 +1,494 @@
+"""Verification of compact JWS tokens carrying JWT claims (RFC 7515, RFC 7519).
+
+The algorithm comes from an allow-list (never from the token), the key is chosen by us (kid,
+``kty``, ``use``, ``alg``; see :mod:`prisme_keys.tokens.keyring`), the signature is checked with
+RSASSA-PKCS1-v1_5 (RFC 7518 section 3.3), then the registered claims (RFC 7519 section 4.1).
+
+How python-jose is used: only its key objects (``jose.jwk.construct(key, alg)``, the
+cryptography backend's ``RSAKey``). Its high-level ``jws``/``jwt`` functions are not used because
+they do not pick keys by kid, trust an ``algorithms=None`` list, and would parse the token a
+second time.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from prisme_keys import clock
+from prisme_keys.errors import (
+    ClaimsRejected,
+    NoUsableKey,
+    PrismeKeysError,
+    SignatureRejected,
+    UsageError,
+)
+from prisme_keys.jwk import MIN_BITS, SUPPORTED_ALGS
+from prisme_keys.tokens.jws import (
+    MAX_TOKEN_BYTES,
+    b64_segment,
+    clean_token,
+    is_numeric_date,
+    json_object,
+    printable,
+    show_value,
+    split,
+)
+from prisme_keys.tokens.keyring import (
+    KeyEntry,
+    KeyRing,
+    KeySource,
+    jwks_file_source,
+    keyfile_source,
+)
+
+
+@dataclass(frozen=True)
+class VerifyOptions:
+    """What :func:`verify` requires.
+
+    Attributes:
+        algorithms: allow-list of ``alg`` values (subset of RS256/RS384/RS512).
+        issuer: expected ``iss``; ``None`` = not checked.
+        audience: expected ``aud`` (the token's ``aud`` may be a list holding it); ``None`` = not checked.
+        leeway: seconds of clock skew tolerated for ``exp``, ``nbf``, ``iat``.
+        require_exp: ``exp`` must be present (default true).
+        require: claim names that must be present (e.g. ``prismeaiSessionId``).
+    """
+
+    algorithms: tuple[str, ...] = ("RS256",)
+    issuer: str | None = None
+    audience: str | None = None
+    leeway: float = 0
+    require_exp: bool = True
+    require: tuple[str, ...] = ()
+
+
+def parse_algorithms(text: str) -> tuple[str, ...]:
+    """Parse ``--algorithms RS256,RS384``.
+
+    Raises:
+        UsageError: an empty list, or an algorithm other than RS256/RS384/RS512 (HS*, ES*,
+            PS* and ``none`` can never be allowed).
+    """
+    algs = tuple(a.strip() for a in text.split(",") if a.strip())
+    if not algs:
+        raise UsageError("--algorithms: give at least one of RS256, RS384, RS512")
+    for a in algs:
+        if a not in SUPPORTED_ALGS:
+            raise UsageError(
+                f"--algorithms: {a!r} is not supported; allowed: RS256, RS384, RS512 "
+                "(HMAC, EC, PSS and none are never accepted)"
+            )
+    return algs
+
+
+@dataclass
+class VerifyResult:
+    """A verified token.
+
+    Attributes:
+        kid: kid of the key that verified it (``None`` for a kid-less key).
+        header, claims: the token's header and claims.
+        issuer_checked, audience_checked: whether ``iss`` / ``aud`` were compared.
+    """
+
+    kid: str | None
+    header: dict[str, Any]
+    claims: dict[str, Any]
+    issuer_checked: bool = True
+    audience_checked: bool = True
+    valid: bool = True
+
+    def summary(self, now: datetime) -> str:
+        """The human line ``valid: kid K, sub S, expires in ...``; non-printable characters escaped."""
+        exp = self.claims.get("exp")
+        try:
+            expires = f"expires {clock.humanize(clock.from_numeric_date(exp), now)}" if exp is not None else "no exp"
+        except (OverflowError, OSError, ValueError):  # excluded by check_claims; never a traceback
+            expires = f"expires at {printable(str(exp))}"
+        parts = [
+            f"valid: kid {printable(str(self.kid))}",
+            f"sub {printable(str(self.claims.get('sub', '(none)')))}",
+            expires,
+        ]
+        if not self.issuer_checked:
+            parts.append("issuer not checked")
+        if not self.audience_checked:
+            parts.append("audience not checked")
+        return ", ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``verify --json`` document ``{valid, kid, header, claims}``."""
+        return {
+            "valid": True,
+            "kid": self.kid,
+            "header": self.header,
+            "claims": self.claims,
+            "issuer_checked": self.issuer_checked,
+            "audience_checked": self.audience_checked,
+        }
+
+
+_HEADER_CACHE: dict[str, dict[str, Any]] = {}
+
+
+def _header(seg: str) -> dict[str, Any]:
+    h = _HEADER_CACHE.get(seg)
+    if h is None:
+        h = json_object(b64_segment(seg, 0), 0)
+        if len(_HEADER_CACHE) >= 256:
+            _HEADER_CACHE.clear()
+        _HEADER_CACHE[seg] = h
+    return h
+
+
+def _check_header(header: dict[str, Any], options: VerifyOptions) -> str:
+    alg = header.get("alg")
+    if not isinstance(alg, str):
+        raise SignatureRejected("the header has no alg" if alg is None else "the header's alg is not a string")
+    if alg.lower() == "none":
+        raise SignatureRejected(f"alg {alg!r}: unsigned tokens are never accepted", code="alg_none")
+    if alg not in options.algorithms:
+        extra = ""
+        if alg[:2].upper() in ("HS", "ES", "PS", "ED"):
+            extra = "; HMAC, EC, EdDSA and PSS tokens are never accepted"
+        elif alg in SUPPORTED_ALGS:
+            extra = "; widen the list with --algorithms"
+        raise SignatureRejected(
+            f"algorithm {show_value(alg)} is not allowed (allowed: {', '.join(options.algorithms)}){extra}",
+            code="alg_not_allowed",
+        )
+    crit = header.get("crit")
+    if crit is not None:
+        raise SignatureRejected(f"the header marks {show_value(crit)} as critical (crit); no extension is supported")
+    kid = header.get("kid")
+    if kid is not None and not isinstance(kid, str):
+        raise NoUsableKey("the header's kid is not a string")
+    return alg
+
+
+def _candidates(ring: KeyRing, kid: str | None, alg: str) -> list[KeyEntry]:
+    if not ring.entries:
+        raise NoUsableKey(
+            f"{ring.source} has no usable RSA signing key"
+            + (f" ({len(ring.warnings)} skipped)" if ring.warnings else "")
+        )
+    if kid is None:
+        cands = [k for k in ring.entries if k.alg is None or k.alg == alg]
+        if len(cands) == 1:
+            return cands
+        raise NoUsableKey(
+            f"the token has no kid and {ring.source} has {len(cands)} candidate keys for {alg}; cannot choose"
+            if cands
+            else f"the token has no kid and {ring.source} has no key for {alg}"
+        )
+    same = [k for k in ring.entries if k.kid == kid]
+    if not same:
+        return []
+    cands = [k for k in same if k.alg is None or k.alg == alg]
+    if not cands:
+        raise SignatureRejected(
+            f"the token's alg {alg} does not match key {kid!r} (alg {', '.join(sorted({str(k.alg) for k in same}))})",
+            code="alg_key_mismatch",
+        )
+    return cands
+
+
+def _unknown_kid(ring: KeyRing, kid: str, why: str | None) -> NoUsableKey:
+    if kid in ring.skipped:
+        return NoUsableKey(f"key {kid!r} in {ring.source} cannot verify signatures: {ring.skipped[kid]}")
+    present = ", ".join(repr(k) for k in ring.kids) or "none"
+    return NoUsableKey(
+        f"unknown kid {kid!r}; kids in {ring.source}: {present}" + (f" ({why})" if why else ""), code="unknown_kid"
+    )
+
+
+def _check_time(claims: dict[str, Any], name: str) -> float | None:
+    if name not in claims:
+        return None
+    v = claims[name]
+    if not is_numeric_date(v):
+        raise ClaimsRejected(
+            f"claim {name!r} must be a NumericDate (seconds since the epoch as a number), "
+            f"got {type(v).__name__} {show_value(v)}",
+            code="claim_type",
+        )
+    if not _MIN_NUMERIC_DATE <= v < _MAX_NUMERIC_DATE:
+        raise ClaimsRejected(
+            f"claim {name!r} is out of range: {show_value(v)} is not a date between the years 1 and 9999",
+            code="claim_type",
+        )
+    return float(v)
+
+
+#: NumericDates of 0001-01-01T00:00:00Z and 10000-01-01T00:00:00Z: the range a date can be shown in.
+_MIN_NUMERIC_DATE, _MAX_NUMERIC_DATE = -62135596800, 253402300800
+
+
+def _iso(ts: float) -> str:
+    try:
+        return clock.iso(clock.from_numeric_date(ts))
+    except (OverflowError, OSError, ValueError):
+        return str(ts)
+
+
+def _rel(ts: float, now: datetime) -> str:
+    try:
+        return clock.humanize(clock.from_numeric_date(ts), now)
+    except (OverflowError, OSError, ValueError):
+        return "far away"
+
+
+def check_claims(claims: dict[str, Any], options: VerifyOptions, now: datetime) -> tuple[bool, bool]:
+    """Check the registered claims (RFC 7519 section 4.1) at ``now``.
+
+    Returns:
+        ``(issuer_checked, audience_checked)``.
+
+    Raises:
+        ClaimsRejected: naming the claim: ill-typed or missing time claim, expired, not yet
+            valid or issued in the future (mentioning ``--leeway``), issuer/audience missing or
+            different (showing expected and received), a required claim missing.
+    """
+    ts = now.timestamp()
+    lw = options.leeway
+    exp = _check_time(claims, "exp")
+    nbf = _check_time(claims, "nbf")
+    iat = _check_time(claims, "iat")
+    if exp is None and options.require_exp:
+        raise ClaimsRejected(
+            "claim 'exp' is missing (a token must expire; --no-exp-required accepts it)", code="claim_missing"
+        )
+    if exp is not None and ts >= exp + lw:
+        raise ClaimsRejected(
+            f"token expired {_rel(exp, now)} (exp {_iso(exp)})" + (f", beyond the leeway of {lw:g} s" if lw else ""),
+            code="expired",
+        )
+    if nbf is not None and nbf > ts + lw:
+        raise ClaimsRejected(
+            f"token not valid yet: nbf {_iso(nbf)} is {_rel(nbf, now)[3:]} ahead; "
+            "if clocks differ, allow it with --leeway SECONDS",
+            code="not_yet_valid",
+        )
+    if iat is not None and iat > ts + lw:
+        raise ClaimsRejected(
+            f"token issued in the future: iat {_iso(iat)} is {_rel(iat, now)[3:]} ahead; "
+            "if clocks differ, allow it with --leeway SECONDS",
+            code="issued_in_future",
+        )
+    if options.issuer is not None:
+        if "iss" not in claims:
+            raise ClaimsRejected(f"claim 'iss' is missing; expected {options.issuer!r}", code="issuer")
+        if claims["iss"] != options.issuer:
+            raise ClaimsRejected(
+                f"issuer mismatch: expected {options.issuer!r}, received {show_value(claims['iss'])}", code="issuer"
+            )
+    if options.audience is not None:
+        if "aud" not in claims:
+            raise ClaimsRejected(f"claim 'aud' is missing; expected {options.audience!r}", code="audience")
+        aud = claims["aud"]
+        ok = (
+            aud == options.audience
+            if isinstance(aud, str)
+            else (isinstance(aud, list) and all(isinstance(a, str) for a in aud) and options.audience in aud)
+        )
+        if not ok:
+            raise ClaimsRejected(
+                f"audience mismatch: expected {options.audience!r}, received {show_value(aud)}", code="audience"
+            )
+    for name in options.require:
+        if name not in claims:
+            raise ClaimsRejected(f"required claim {name!r} is missing", code="claim_missing")
+    return options.issuer is not None, options.audience is not None
+
+
+def verify(
+    token: str | bytes, source: KeySource, options: VerifyOptions | None = None, now: datetime | None = None
+) -> VerifyResult:
+    """Verify a token: algorithm allow-list, our own key choice, RSA signature, then claims.
+
+    Steps: parse (RFC 7515 compact serialization, size cap) -> header ``alg`` must be in
+    ``options.algorithms`` (``none`` in any spelling, HS*, ES*, PS* always refused) -> the
+    key is chosen by kid among usable RSA ``sig`` keys whose ``alg`` is absent or equal ->
+    unknown kid: ``source.refresh()`` once -> RSASSA-PKCS1-v1_5 with SHA-256/384/512
+    (RFC 7518 section 3.3) against each candidate -> :func:`check_claims`.
+
+    Args:
+        token: the token (whitespace and one ``Bearer`` prefix accepted).
+        source: a :class:`KeySource`.
+        options: :class:`VerifyOptions` (default: RS256 only, nothing else checked but ``exp``).
+        now: the time to check against (default :func:`clock.now`).
+
+    Returns:
+        :class:`VerifyResult`.
+
+    Raises:
+        MalformedTokenError (5), SignatureRejected (6), ClaimsRejected (7), NoUsableKey (8),
+        FetchError (9, when a refetch after an unknown kid fails).
+    """
+    options = options or VerifyOptions()
+    h, p, s = split(clean_token(token))
+    header = _header(h)
+    alg = _check_header(header, options)
+    claims = json_object(b64_segment(p, 1), 1)
+    sig = b64_segment(s, 2)
+    kid = header.get("kid")
+    ring = source.ring()
+    cands = _candidates(ring, kid, alg)
+    if not cands:
+        why = source.refresh()
+        ring = source.ring()
+        cands = _candidates(ring, kid, alg)
+        if not cands:
+            raise _unknown_kid(ring, kid, why)
+    signing_input = f"{h}.{p}".encode("ascii")
+    small = None
+    used = None
+    for entry in cands:
+        if entry.bits < MIN_BITS:
+            small = entry
+            continue
+        try:
+            ok = entry.verifier(alg).verify(signing_input, sig)
+        except Exception:  # a malformed signature length or value: not a valid signature
+            ok = False
+        if not ok:
+            continue
+        used = entry
+        break
+    if used is None:
+        if small is not None:
+            raise SignatureRejected(
+                f"key {small.kid!r} is a {small.bits}-bit RSA key; at least {MIN_BITS} bits are required",
+                code="key_too_small",
+            )
+        which = f"key {cands[0].kid!r}" if len(cands) == 1 else f"any of the {len(cands)} keys with kid {kid!r}"
+        raise SignatureRejected(f"the signature does not verify with {which}", code="bad_signature")
+    iss_checked, aud_checked = check_claims(claims, options, now if now is not None else clock.now())
+    return VerifyResult(used.kid, header, claims, iss_checked, aud_checked)
+
+
+def iter_lines(stream: Any, max_len: int = MAX_TOKEN_BYTES + 4096) -> Iterator[tuple[int, bytes | None]]:
+    """Yield ``(line_number, line_bytes)`` from a binary stream with flat memory.
+
+    A line longer than ``max_len`` bytes is consumed in pieces and yielded as ``None``.
+    """
+    n = 0
+    while True:
+        line = stream.readline(max_len + 1)
+        if not line:
+            return
+        n += 1
+        if len(line) > max_len and not line.endswith(b"\n"):
+            while True:
+                rest = stream.readline(max_len)
+                if not rest or rest.endswith(b"\n"):
+                    break
+            yield n, None
+            continue
+        yield n, line
+
+
+def verify_batch(
+    lines: Iterable[tuple[int, bytes | None]],
+    source: KeySource,
+    options: VerifyOptions,
+    write: Callable[[str], None],
+    warn: Callable[[str], None] | None = None,
+    now: datetime | None = None,
+) -> int:
+    """Verify one token per line; write one JSON line per token ``{line, valid, exit, error?, kid?, sub?}``.
+
+    Blank lines are skipped (their numbers still count). Keys are fetched and built once
+    (a refetch after an unknown kid is rate-limited by the source). Memory stays flat.
+
+    Returns:
+        0 when every token is valid, else the exit code of the first failure.
+    """
+    dumps = json.dumps
+    first = 0
+    for n, raw in lines:
+        if raw is None:
+            doc: dict[str, Any] = {
+                "line": n,
+                "valid": False,
+                "exit": 5,
+                "error": f"line is longer than {MAX_TOKEN_BYTES} bytes (64 KiB)",
+            }
+        elif not raw.strip():
+            continue
+        else:
+            try:
+                res = verify(raw, source, options, now)
+                # the common case, formatted directly: same JSON as dumps() of the dict
+                ok = (
+                    f'{{"line": {n}, "valid": true, "exit": 0, "kid": {dumps(res.kid, ensure_ascii=False)}, '
+                    f'"sub": {dumps(res.claims.get("sub"), ensure_ascii=False)}}}\n'
+                )
+            except PrismeKeysError as exc:
+                doc = {"line": n, "valid": False, "exit": exc.exit_code, "error": exc.message}
+            except RecursionError:  # a claim too deeply nested to write back
+                doc = {"line": n, "valid": False, "exit": 5, "error": "the token's JSON is nested too deeply"}
+            except ValueError as exc:
+                doc = {"line": n, "valid": False, "exit": 5, "error": f"malformed token: {exc}"}
+            else:
+                if warn is not None:
+                    for w in source.take_warnings():
+                        warn(w)
+                write(ok)
+                continue
+        if warn is not None:
+            for w in source.take_warnings():
+                warn(w)
+        if not doc["valid"] and not first:
+            first = doc["exit"]
+        write(dumps(doc, ensure_ascii=False) + "\n")
+    return first
+
+
+def open_source(
+    settings: Any,
+    *,
+    jwks_file: str | None = None,
+    jwks_url: str | None = None,
+    timeout: float | None = None,
+    max_bytes: int | None = None,
+    cacert: str | None = None,
+    allow_http: bool = False,
+    use_cache: bool = True,
+    jwks_data: bytes | None = None,
+) -> KeySource:
+    """The key source ``verify`` uses: the key file (default), a JWKS file, or a JWKS URL.
+
+    Args:
+        settings: effective settings (key file, cache folder).
+        jwks_file / jwks_url: at most one of them.
+        jwks_data: the JWKS file's content when the caller has read it (e.g. from stdin).
+        timeout (s), max_bytes, cacert, allow_http, use_cache: see :func:`jwks_client.fetch`.
+
+    Raises:
+        ValueError: both a file and a URL given (a programming error: the caller checks).
+        KeyFileError (4), FetchError (9).
+    """
+    if jwks_file is not None and jwks_url is not None:
+        raise ValueError("give a JWKS file or a JWKS URL, not both")
+    if jwks_url is not None:
+        from prisme_keys.settings import default_cache_dir
+        from prisme_keys.tokens import jwks_client
+
+        return jwks_client.UrlKeySource(  # type: ignore[return-value]
+            jwks_url,
+            timeout=timeout if timeout is not None else jwks_client.DEFAULT_TIMEOUT,
+            max_bytes=max_bytes if max_bytes is not None else jwks_client.DEFAULT_MAX_BYTES,
+            cacert=cacert,
+            allow_http=allow_http,
+            use_cache=use_cache,
+            cache_dir=default_cache_dir(),
+        )
+    if jwks_file is not None:
+        return jwks_file_source(jwks_file, jwks_data)
+    return keyfile_source(settings)
