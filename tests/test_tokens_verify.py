@@ -162,8 +162,7 @@ def test_malformed_members_never_break_the_set(keypool):
     assert verifier.verify(rs_token(k, claims()), s, OPTS).kid == k["kid"]
     msg = expect(NoUsableKey, rs_token(k, claims(), {"alg": "RS256", "kid": "cert"}), s)
     assert (
-        msg
-        == "key 'cert' in test set cannot verify signatures: "
+        msg == "key 'cert' in test set cannot verify signatures: "
         "certificate-only key (x5c without n and e) is not supported"
     )
 
