@@ -12,6 +12,8 @@ members or a whole token.
 
 from __future__ import annotations
 
+from typing import Any
+
 EXIT_OK = 0
 EXIT_INTERNAL = 1
 EXIT_USAGE = 2
@@ -44,7 +46,7 @@ class PrismeKeysError(Exception):
         if code is not None:
             self.code = code
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """The ``--json`` error document: ``{code, message, exit}``."""
         return {"code": self.code, "message": self.message, "exit": self.exit_code}
 

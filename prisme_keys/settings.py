@@ -35,7 +35,7 @@ def _positive_int(name: str, value: Any, what: str) -> int:
 def _p_kty(v: Any) -> str:
     if v != "RSA":
         raise ConfigError(f"bad value for JWKS_KTY: {v!r}; allowed: RSA (the only key type this tool manages)")
-    return v
+    return str(v)
 
 
 def _p_alg(v: Any) -> str:
@@ -46,7 +46,7 @@ def _p_alg(v: Any) -> str:
             f"bad value for JWKS_ALG: {v!r}; allowed: RS256, RS384, RS512 "
             "(PS256/PS384/PS512 and EC algorithms are not supported by the signing library, python-jose)"
         )
-    return v
+    return str(v)
 
 
 def _p_size(v: Any) -> int:

@@ -48,7 +48,7 @@ def write_result(text: str, out: Optional[Path | str], *, private: bool, to_term
         UsageError: private material bound for a terminal without ``to_terminal``.
         KeyFileError: ``out`` cannot be written.
     """
-    if not _to_stdout(out):
+    if out is not None and not _to_stdout(out):
         from prisme_keys.store.keyfile import write_output
 
         write_output(out, text, private=private)

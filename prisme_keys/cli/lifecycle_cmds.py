@@ -16,7 +16,7 @@ def _keygen(st: Any) -> Any:
     from prisme_keys import jwk as jwk_rules
     from prisme_keys.cli import output
 
-    def gen(bits: int, alg: str) -> dict:
+    def gen(bits: int, alg: str) -> dict[str, Any]:
         with output.spinner(f"generating a {bits}-bit RSA key...", enabled=bits >= 3072 and not st.quiet):
             return jwk_rules.generate_jwk(bits, alg)
 
@@ -96,7 +96,7 @@ def rotate(
 
     st = state(ctx)
     res = lifecycle.rotate(st.settings, st.now(), force=force, dry_run=dry_run, keygen=_keygen(st))
-    doc = {
+    doc: dict[str, Any] = {
         "rotated": res.rotated and not res.dry_run,
         "dry_run": res.dry_run,
         "due": res.rotated,
@@ -162,7 +162,7 @@ def prune(
     kids = [r["kid"] for r in res.removed]
     for n in res.notes:
         output.warn(n, quiet=st.quiet)
-    doc = {
+    doc: dict[str, Any] = {
         "pruned": kids if not dry_run else [],
         "would_prune": kids if dry_run else [],
         "dry_run": dry_run,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -92,7 +92,7 @@ def mint(
     if ttl is not None and expires_after is not None:
         raise UsageError("give --ttl or --expires-after, not both")
     lifetime = _duration(ttl, "--ttl") if ttl is not None else expires_after
-    extra: dict = {}
+    extra: dict[str, Any] = {}
     if claims is not None:
         try:
             text = sys.stdin.read() if claims == "-" else Path(claims).read_text("utf-8")
@@ -233,7 +233,7 @@ def verify(
         raise UsageError("give --jwks-file or --jwks-url, not both")
     if jwks_file == "-" and (batch or token == "-"):
         raise UsageError("--jwks-file - and the token cannot both come from stdin")
-    raw = None if batch else read_token_arg(token)
+    raw = None if batch or token is None else read_token_arg(token)
     jwks_data = read_stdin_capped(64 * 1024 * 1024) if jwks_file == "-" else None
     source = verifier.open_source(
         s,
@@ -261,6 +261,7 @@ def verify(
         )
         sys.stdout.flush()
         raise typer.Exit(rc)
+    assert raw is not None  # TOKEN is required without --batch (checked above)
     try:
         res = verifier.verify(raw, source, opts, now=st.now())
     finally:

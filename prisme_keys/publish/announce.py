@@ -201,7 +201,7 @@ def publish(
             ids[s] = eid.decode() if isinstance(eid, bytes) else str(eid)
         return ids
     except redis.exceptions.RedisError as exc:
-        raise _redis_failure(f"publish {event_type} on the broker", url, exc) from None
+        raise _redis_failure(f"publish {event_type} on the broker", url or "", exc) from None
     finally:
         client.close()
 
@@ -219,7 +219,7 @@ def set_runtime_key(settings: Settings, jwk: dict[str, Any]) -> None:
     try:
         client.set(RUNTIME_KEY, json.dumps({"key": jwk}, separators=(",", ":")))
     except redis.exceptions.RedisError as exc:
-        raise _redis_failure("write the runtime key on the runtime's Redis", url, exc) from None
+        raise _redis_failure("write the runtime key on the runtime's Redis", url or "", exc) from None
     finally:
         client.close()
 
@@ -262,7 +262,7 @@ def post_runtime_key(settings: Settings, runtime_url: str, jwk: dict[str, Any]) 
     try:
         with opener.open(req, timeout=TIMEOUT) as resp:
             resp.read(65536)
-            return resp.status
+            return int(resp.status)
     except urllib.error.HTTPError as exc:
         raise NotifyError(f"the runtime at {safe_url(target)} answered HTTP {exc.code}") from None
     except (urllib.error.URLError, OSError) as exc:

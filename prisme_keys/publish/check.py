@@ -151,7 +151,7 @@ def _cache_control(value: str | None) -> Check:
 def parse_body(resp: Response) -> tuple[Check, list[Any] | None]:
     """``shape.jwk_set``: the body is JSON ``{"keys": [...]}``; returns the keys or ``None``."""
 
-    def no_dupes(pairs: list) -> dict:
+    def no_dupes(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         d = dict(pairs)
         if len(d) != len(pairs):
             raise ValueError("duplicate member")
@@ -202,7 +202,7 @@ def shape_checks(jwks: list[Any], allowed_algs: tuple[str, ...]) -> list[Check]:
     elif jwks:
         out.append(Check("shape.kids", PASS, f"{len(kids)} unique kid(s)"))
 
-    def each(name: str, test: Callable[[int, dict], tuple[str, str] | None], ok: str) -> None:
+    def each(name: str, test: Callable[[int, dict[str, Any]], tuple[str, str] | None], ok: str) -> None:
         worst, notes = PASS, []
         for i, k in objs:
             r = test(i, k)
@@ -258,7 +258,7 @@ def shape_checks(jwks: list[Any], allowed_algs: tuple[str, ...]) -> list[Check]:
     return out
 
 
-def _n_problem(i: int, k: dict) -> tuple[str, str] | None:
+def _n_problem(i: int, k: dict[str, Any]) -> tuple[str, str] | None:
     if k.get("kty") != "RSA":
         return None
     n = k.get("n")
@@ -279,7 +279,7 @@ def _n_problem(i: int, k: dict) -> tuple[str, str] | None:
     return None
 
 
-def _size_problem(i: int, k: dict) -> tuple[str, str] | None:
+def _size_problem(i: int, k: dict[str, Any]) -> tuple[str, str] | None:
     if k.get("kty") != "RSA":
         return None
     bits = jwk_rules.key_bits(k)
@@ -316,7 +316,7 @@ def compromised_check(jwks: list[Any]) -> Check:
 
 def against_checks(jwks: list[Any], records: list[dict[str, Any]], now: datetime) -> list[Check]:
     """The ``against.*`` checks: the published set against the local key file at ``now``."""
-    published: dict[str, list[dict]] = {}
+    published: dict[str, list[dict[str, Any]]] = {}
     for k in jwks:
         if isinstance(k, dict) and isinstance(k.get("kid"), str):
             published.setdefault(k["kid"], []).append(k)
@@ -489,7 +489,7 @@ def run(
     from prisme_keys.tokens import verify as verifier
 
     algs = verifier.parse_algorithms(algorithms) if algorithms else (settings.alg,)
-    fetch_kw = {"timeout": timeout, "cacert": str(cacert) if cacert else None, "allow_http": allow_http}
+    fetch_kw: dict[str, Any] = {"timeout": timeout, "cacert": str(cacert) if cacert else None, "allow_http": allow_http}
     raw = jwks_client.fetch_raw(url, **fetch_kw)
     resp = Response(url, raw.final_url, raw.status, raw.headers, raw.body)
     records = None

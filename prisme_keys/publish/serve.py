@@ -33,12 +33,12 @@ LOGIN_PATH = "/v2/login/anonymous"
 MAX_BODY = 64 * 1024
 
 #: ``(settings, issuer, expires_after_seconds) -> {"token", "sessionId", "expires"}``
-Minter = Callable[[Settings, str, int], dict]
+Minter = Callable[[Settings, str, int], dict[str, Any]]
 
 
 @dataclass
 class _Snapshot:
-    stamp: tuple
+    stamp: tuple[int, ...]
     records: list[dict[str, Any]]
     body: bytes
 
@@ -58,7 +58,7 @@ class KeyFileView:
     def _current(self) -> _Snapshot:
         try:
             st = os.stat(self.settings.key_file)
-            stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+            stamp: tuple[int, ...] = (st.st_ino, st.st_size, st.st_mtime_ns)
         except OSError:
             stamp = ()
         with self._lock:
@@ -98,6 +98,7 @@ class JWKSServer(ThreadingHTTPServer):
         self.cache_control = cache_control
         self.minter = minter
         host, port = self.server_address[:2]
+        host = host.decode() if isinstance(host, bytes) else str(host)
         shown = f"[{host}]" if ":" in str(host) else host
         self.base_url = f"http://{shown}:{port}"
         self.issuer = issuer or settings.oidc_provider_url or self.base_url
@@ -256,7 +257,7 @@ def make_server(
     return server
 
 
-def anonymous_minter(settings: Settings, issuer: str, expires_after: int) -> dict:
+def anonymous_minter(settings: Settings, issuer: str, expires_after: int) -> dict[str, Any]:
     """Mint an anonymous token as the gateway's anonymous login does.
 
     Returns:

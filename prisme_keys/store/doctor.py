@@ -146,7 +146,7 @@ def _permissions(kf: Any, settings: Any, add: Any) -> None:
         add("warning", "lock_permissions", f"lock file {kf.lock_path} (mode {lmode:04o}) is writable by others")
 
 
-def _kids(records: list[dict], add: Any) -> None:
+def _kids(records: list[dict[str, Any]], add: Any) -> None:
     seen: dict[str, int] = {}
     for r in records:
         seen[r["kid"]] = seen.get(r["kid"], 0) + 1
@@ -168,7 +168,7 @@ def _kids(records: list[dict], add: Any) -> None:
             add("error", "kid_mismatch", f"record kid {r['kid']!r} differs from its jwk.kid {jk!r}", r["kid"])
 
 
-def _dates_and_rotation(records: list[dict], settings: Any, now: datetime, add: Any) -> None:
+def _dates_and_rotation(records: list[dict[str, Any]], settings: Any, now: datetime, add: Any) -> None:
     policy = rotation.Policy.from_settings(settings)
     signing = rotation.signing_record(records, now)
     plan = rotation.plan_rotation(records, policy, now)
@@ -227,7 +227,7 @@ def _dates_and_rotation(records: list[dict], settings: Any, now: datetime, add: 
             )
 
 
-def _strength(records: list[dict], add: Any) -> None:
+def _strength(records: list[dict[str, Any]], add: Any) -> None:
     for r in records:
         jwk, kid = r["jwk"], r["kid"]
         bits = jwk_rules.key_bits(jwk)
@@ -261,7 +261,7 @@ def _strength(records: list[dict], add: Any) -> None:
             _consistent(jwk, kid, add)
 
 
-def _consistent(jwk: dict, kid: str, add: Any) -> None:
+def _consistent(jwk: dict[str, Any], kid: str, add: Any) -> None:
     try:
         jwk_rules.private_key_from_jwk(jwk)
     except ValueError as exc:
@@ -328,7 +328,7 @@ def _encryption(keyset: Any, kf: Any, settings: Any, rep: Report, add: Any) -> N
         )
         return
     try:
-        key = encryption.unlock(hdr, source.get("doctor"), kf.path)
+        key = encryption.unlock(hdr, source.get("doctor"), kf.path, source.derived_keys)
     except PrismeKeysError as exc:
         add("error", exc.code, exc.message)
         return

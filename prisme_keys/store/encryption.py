@@ -62,9 +62,7 @@ SCRYPT_MAX = {"n": 2**22, "r": 32, "p": 16}
 _CHECK_PLAINTEXT = b"prisme-keys passphrase check v1"
 _CHECK_AAD = b"prisme-keys/encryption-check/v1"
 
-Passphrase = Callable[[], str]
-
-_KEY_CACHE: dict[tuple[str, str], bytes] = {}
+Passphrase = Callable[[str], str]
 
 
 def _where() -> str:
@@ -159,6 +157,8 @@ class PassphraseSource:
         self.interactive = interactive
         self.path = path
         self._value: str | None = None
+        #: keys derived from this passphrase in this invocation, ``{(passphrase, kdf json): key}``
+        self.derived_keys: dict[tuple[str, str], bytes] = {}
 
     @classmethod
     def from_settings(cls, settings: Any, *, interactive: bool = True) -> PassphraseSource:
@@ -225,7 +225,7 @@ def new_kdf_params(kdf: str | None = None) -> dict[str, Any]:
     return {"name": name, "salt": b64url_encode(os.urandom(16)), "length": 32, **base}
 
 
-def _int_param(kdf: dict, name: str, lo: int, hi: int) -> int:
+def _int_param(kdf: dict[str, Any], name: str, lo: int, hi: int) -> int:
     v = kdf.get(name)
     if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
         raise KeyFileError(
@@ -234,8 +234,14 @@ def _int_param(kdf: dict, name: str, lo: int, hi: int) -> int:
     return v
 
 
-def derive_key(passphrase: str, kdf: dict[str, Any]) -> bytes:
+def derive_key(passphrase: str, kdf: Any, cache: dict[tuple[str, str], bytes] | None = None) -> bytes:
     """Derive the 32-byte AEAD key from ``passphrase`` with the file's KDF parameters.
+
+    Args:
+        passphrase: the passphrase (UTF-8 text).
+        kdf: the header's ``kdf`` object (Argon2id or scrypt parameters with a salt).
+        cache: derived keys already computed in this invocation (a :class:`PassphraseSource`'s
+            ``derived_keys``), so a command that reads and then writes runs the KDF once.
 
     Raises:
         KeyFileError: unknown KDF, parameters out of range, a bad salt, or Argon2id unavailable.
@@ -243,10 +249,10 @@ def derive_key(passphrase: str, kdf: dict[str, Any]) -> bytes:
     if not isinstance(kdf, dict):
         raise KeyFileError("encryption header: kdf is not an object", code="key_file_corrupt")
     cache_key = (passphrase, json.dumps(kdf, sort_keys=True))
-    if cache_key in _KEY_CACHE:
-        return _KEY_CACHE[cache_key]
+    if cache is not None and cache_key in cache:
+        return cache[cache_key]
     try:
-        salt = b64url_decode(kdf.get("salt"))
+        salt = b64url_decode(str(kdf.get("salt", "")))
     except ValueError:
         salt = b""
     if len(salt) < 16:
@@ -288,7 +294,8 @@ def derive_key(passphrase: str, kdf: dict[str, Any]) -> bytes:
         raise KeyFileError(
             f"encryption header: unknown KDF {name!r} (known: argon2id, scrypt)", code="key_file_corrupt"
         )
-    _KEY_CACHE[cache_key] = key
+    if cache is not None:
+        cache[cache_key] = key
     return key
 
 
@@ -310,12 +317,13 @@ def _open(key: bytes, box: Any, aad: bytes) -> bytes:
 
     if not isinstance(box, dict):
         raise ValueError("not an object")
-    nonce = b64url_decode(box.get("nonce"))
-    ct = b64url_decode(box.get("ciphertext"))
+    nonce = b64url_decode(str(box.get("nonce", "")))
+    ct = b64url_decode(str(box.get("ciphertext", "")))
     if len(nonce) != 12 or len(ct) < 16:
         raise ValueError("bad nonce or ciphertext length")
     try:
-        return _aead(key).decrypt(nonce, ct, aad)
+        plain: bytes = _aead(key).decrypt(nonce, ct, aad)
+        return plain
     except InvalidTag:
         raise ValueError("authentication failed") from None
 
@@ -347,8 +355,10 @@ def new_header(passphrase: str, kdf: str | None = None) -> tuple[dict[str, Any],
     return hdr, key
 
 
-def unlock(hdr: Any, passphrase: str, path: Any = "<key file>") -> bytes:
-    """Derive the key of header ``hdr`` and verify it with the ``check`` box.
+def unlock(
+    hdr: Any, passphrase: str, path: Any = "<key file>", cache: dict[tuple[str, str], bytes] | None = None
+) -> bytes:
+    """Derive the key of header ``hdr`` and verify it with the ``check`` box (``cache``: see :func:`derive_key`).
 
     Raises:
         KeyFileError: malformed header, unknown cipher/KDF, or a wrong passphrase (``passphrase_wrong``).
@@ -363,7 +373,7 @@ def unlock(hdr: Any, passphrase: str, path: Any = "<key file>") -> bytes:
         raise KeyFileError(
             f"key file {path}: unknown cipher {hdr.get('cipher')!r} (known: {CIPHER})", code="key_file_corrupt"
         )
-    key = derive_key(passphrase, hdr.get("kdf"))
+    key = derive_key(passphrase, hdr.get("kdf"), cache)
     try:
         ok = _open(key, hdr.get("check"), _CHECK_AAD) == _CHECK_PLAINTEXT
     except ValueError:
@@ -442,7 +452,9 @@ def encrypt_keyset(keyset: Any, passphrase: str, path: Any = "<key file>", kdf: 
     return keyset
 
 
-def decrypt_keyset(keyset: Any, passphrase: str, path: Any = "<key file>") -> Any:
+def decrypt_keyset(
+    keyset: Any, passphrase: str, path: Any = "<key file>", cache: dict[tuple[str, str], bytes] | None = None
+) -> Any:
     """Decrypt every record in place and drop the header; returns it.
 
     Raises:
@@ -451,15 +463,22 @@ def decrypt_keyset(keyset: Any, passphrase: str, path: Any = "<key file>") -> An
     hdr = header(keyset)
     if hdr is None:
         raise KeyFileError(f"key file {path} is not encrypted", code="not_encrypted")
-    key = unlock(hdr, passphrase, path)
+    key = unlock(hdr, passphrase, path, cache)
     keyset.records = [open_record(r, key, path) for r in keyset.records]
     del keyset.extra["encryption"]
     return keyset
 
 
-def rekey_keyset(keyset: Any, old: str, new: str, path: Any = "<key file>", kdf: str | None = None) -> Any:
+def rekey_keyset(
+    keyset: Any,
+    old: str,
+    new: str,
+    path: Any = "<key file>",
+    kdf: str | None = None,
+    cache: dict[tuple[str, str], bytes] | None = None,
+) -> Any:
     """Re-encrypt every record under ``new`` (fresh salt and nonces, current default KDF); returns it."""
-    decrypt_keyset(keyset, old, path)
+    decrypt_keyset(keyset, old, path, cache)
     return encrypt_keyset(keyset, new, path, kdf)
 
 
@@ -478,5 +497,5 @@ def open_records(
         raise KeyFileError(f"key file {path} holds encrypted records but no encryption header", code="key_file_corrupt")
     if passphrase_source is None:
         raise passphrase_required(path, why)
-    key = unlock(hdr, passphrase_source(why), path)
+    key = unlock(hdr, passphrase_source(why), path, getattr(passphrase_source, "derived_keys", None))
     return [open_record(r, key, path) for r in recs]

@@ -77,7 +77,7 @@ def validate_record(rec: Any, where: str) -> None:
         raise ValueError(f"{where} ({rec['kid']}): previousKeyId is not a string")
     for t in RECORD_TIMES:
         try:
-            clock.parse_iso(rec.get(t))
+            clock.parse_iso(rec.get(t))  # type: ignore[arg-type]  # None and non-strings raise, as wanted
         except (ValueError, TypeError):
             raise ValueError(f"{where} ({rec['kid']}): {t} is not an ISO-8601 time") from None
     if rec.get("activatesAt") is not None:
@@ -397,7 +397,12 @@ class Transaction:
         if hdr is not None and any(encryption.has_plain_private(r["jwk"]) for r in self.keyset.records):
             if self.keyfile.passphrase is None:
                 raise encryption.passphrase_required(self.keyfile.path, "writing a private key")
-            key = encryption.unlock(hdr, self.keyfile.passphrase("writing a private key"), self.keyfile.path)
+            key = encryption.unlock(
+                hdr,
+                self.keyfile.passphrase("writing a private key"),
+                self.keyfile.path,
+                getattr(self.keyfile.passphrase, "derived_keys", None),
+            )
             encryption.seal_keyset_records(self.keyset, key)
         self.keyfile._write_atomic(dumps(self.keyset.to_document()))
         self.committed = True
@@ -419,6 +424,7 @@ def atomic_write(path: Path | str, data: bytes, *, mode: int = 0o600, no_clobber
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
     try:
+        tmp: str | None
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as exc:
         raise KeyFileError(f"cannot write in folder {folder}: {exc.strerror}") from None

@@ -21,7 +21,7 @@ from prisme_keys.settings import Settings
 from prisme_keys.store import rotation
 from prisme_keys.store.keyfile import KeyFile, KeySet
 
-KeyGen = Callable[[int, str], dict]
+KeyGen = Callable[[int, str], dict[str, Any]]
 
 
 def open_keyfile(settings: Settings) -> KeyFile:
@@ -280,7 +280,7 @@ def _unlock_early(kf: KeyFile, keyset: KeySet, why: str) -> None:
     if hdr is not None:
         if kf.passphrase is None:
             raise encryption.passphrase_required(kf.path, why)
-        encryption.unlock(hdr, kf.passphrase(why), kf.path)
+        encryption.unlock(hdr, kf.passphrase(why), kf.path, getattr(kf.passphrase, "derived_keys", None))
 
 
 def generate(settings: Settings, *, public: bool = False, keygen: KeyGen | None = None) -> dict[str, Any]:

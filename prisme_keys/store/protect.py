@@ -83,9 +83,11 @@ def decrypt_file(settings: Any) -> dict[str, Any]:
     if not is_encrypted(ks):
         raise KeyFileError(f"key file {kf.path} is not encrypted", code="not_encrypted")
     passphrase = kf.passphrase.get("decrypt")
-    unlock(header(ks), passphrase, kf.path)  # fail fast on a wrong passphrase, before the lock
+    unlock(
+        header(ks), passphrase, kf.path, kf.passphrase.derived_keys
+    )  # fail fast on a wrong passphrase, before the lock
     with kf.transaction() as tx:
-        decrypt_keyset(tx.keyset, passphrase, kf.path)
+        decrypt_keyset(tx.keyset, passphrase, kf.path, kf.passphrase.derived_keys)
         tx.commit()
         n = len(tx.keyset.records)
     return {"path": str(kf.path), "encrypted": False, "keys": n}
@@ -104,10 +106,10 @@ def rekey_file(settings: Any, new_source: PassphraseSource) -> dict[str, Any]:
             f"key file {kf.path} is not encrypted; encrypt it with prisme-keys encrypt", code="not_encrypted"
         )
     old = kf.passphrase.get("encrypt --rekey")
-    unlock(header(ks), old, kf.path)
+    unlock(header(ks), old, kf.path, kf.passphrase.derived_keys)
     new = new_source.get("encrypt --rekey", new=True)
     with kf.transaction() as tx:
-        rekey_keyset(tx.keyset, old, new, kf.path)
+        rekey_keyset(tx.keyset, old, new, kf.path, cache=kf.passphrase.derived_keys)
         tx.commit()
         hdr = tx.keyset.extra["encryption"]
         n = len(tx.keyset.records)

@@ -33,7 +33,7 @@ from typing import Any
 from prisme_keys import clock
 from prisme_keys.errors import FetchError, UsageError
 from prisme_keys.jwk import PRIVATE_MEMBERS
-from prisme_keys.tokens.keyring import KeyRing
+from prisme_keys.tokens.keyring import KeyRing, KeySource
 
 DEFAULT_TIMEOUT = 5.0  #: seconds, whole exchange including redirects
 DEFAULT_MAX_BYTES = 1 << 20  #: 1 MiB body cap
@@ -290,8 +290,10 @@ def fetch_raw(
         raise FetchError(f"no complete answer from {url} within {timeout:g} s (--timeout)", code="timeout")
     err = box.get("err")
     if err is None:
-        return box["ok"]
-    host = holder.get("conn").host if holder.get("conn") is not None else url
+        ok: RawResponse = box["ok"]
+        return ok
+    conn = holder.get("conn")
+    host = conn.host if conn is not None else url
     if isinstance(err, FetchError):
         raise err
     if isinstance(err, (TimeoutError, socket.timeout)):
@@ -534,7 +536,7 @@ def refetch_allowed(url: str, cache_dir: Path | str | None = None) -> float:
     return max(0.0, wait)
 
 
-class UrlKeySource:
+class UrlKeySource(KeySource):
     """A :class:`~prisme_keys.tokens.KeySource` over a JWKS URL (fetched once, refetched once on an unknown kid).
 
     Args:
@@ -557,7 +559,7 @@ class UrlKeySource:
     ) -> None:
         self.url = url
         self.description = url
-        self._kw = {
+        self._kw: dict[str, Any] = {
             "timeout": timeout,
             "max_bytes": max_bytes,
             "cacert": cacert,
@@ -568,7 +570,7 @@ class UrlKeySource:
         self._seen: set[str] = set()
         self._pending: list[str] = []
         self._refetched_at: float | None = None
-        self.result = fetch(url, **self._kw)  # type: ignore[arg-type]
+        self.result = fetch(url, **self._kw)
         self._build()
 
     def _build(self) -> None:
@@ -601,7 +603,7 @@ class UrlKeySource:
         if wait > 0:
             return f"refetched recently; next refetch allowed in {wait:.0f} s"
         self._refetched_at = now_ts
-        self.result = fetch(self.url, force=True, **self._kw)  # type: ignore[arg-type]
+        self.result = fetch(self.url, force=True, **self._kw)
         self._build()
         return None
 

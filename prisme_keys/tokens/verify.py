@@ -198,7 +198,7 @@ def _candidates(ring: KeyRing, kid: str | None, alg: str) -> list[KeyEntry]:
     return cands
 
 
-def _unknown_kid(ring: KeyRing, kid: str, why: str | None) -> NoUsableKey:
+def _unknown_kid(ring: KeyRing, kid: str | None, why: str | None) -> NoUsableKey:
     if kid in ring.skipped:
         return NoUsableKey(f"key {kid!r} in {ring.source} cannot verify signatures: {ring.skipped[kid]}")
     present = ", ".join(repr(k) for k in ring.kids) or "none"
@@ -397,7 +397,7 @@ def verify_batch(
     lines: Iterable[tuple[int, bytes | None]],
     source: KeySource,
     options: VerifyOptions,
-    write: Callable[[str], None],
+    write: Callable[[str], object],
     warn: Callable[[str], None] | None = None,
     now: datetime | None = None,
 ) -> int:
@@ -480,7 +480,7 @@ def open_source(
         from prisme_keys.settings import default_cache_dir
         from prisme_keys.tokens import jwks_client
 
-        return jwks_client.UrlKeySource(  # type: ignore[return-value]
+        return jwks_client.UrlKeySource(
             jwks_url,
             timeout=timeout if timeout is not None else jwks_client.DEFAULT_TIMEOUT,
             max_bytes=max_bytes if max_bytes is not None else jwks_client.DEFAULT_MAX_BYTES,
