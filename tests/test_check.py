@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from conftest import no_traceback, record, write_keyfile
+from helpers import no_traceback, record, write_keyfile
 
 from prisme_keys import jwk as jwk_rules
 

@@ -3,7 +3,7 @@
 from datetime import UTC, datetime
 
 import pytest
-from conftest import empty_config
+from helpers import empty_config
 
 from prisme_keys import clock, settings
 from prisme_keys.errors import ConfigError

@@ -4,7 +4,7 @@ import json
 import os
 from importlib import resources
 
-from conftest import no_traceback, record, write_keyfile
+from helpers import no_traceback, record, write_keyfile
 
 from prisme_keys import jwk as jwk_rules
 

@@ -5,7 +5,7 @@ import os
 import stat
 
 import pytest
-from conftest import T0, empty_config, no_traceback, record, write_keyfile
+from helpers import T0, empty_config, no_traceback, record, write_keyfile
 
 from prisme_keys import jwk as jwk_rules
 from prisme_keys.errors import KeyFileError
@@ -254,7 +254,7 @@ def test_prompt_on_terminal(tmp_path, keyfile):
     """On a terminal the passphrase is prompted (twice when new); piped stdin never prompts."""
     import pty
 
-    from conftest import Cli, script
+    from helpers import Cli, script
 
     env = Cli(tmp_path).env
     pid, fd = pty.fork()

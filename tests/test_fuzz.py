@@ -7,7 +7,7 @@ import json
 import time
 
 import pytest
-from conftest import no_traceback, record
+from helpers import no_traceback, record
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 

@@ -6,7 +6,7 @@ import json
 from importlib import resources
 
 import pytest
-from conftest import T0, no_traceback, record, write_keyfile
+from helpers import T0, no_traceback, record, write_keyfile
 
 from prisme_keys import clock
 from prisme_keys import jwk as jwk_rules

@@ -5,7 +5,7 @@ import json
 from datetime import timedelta
 
 import pytest
-from conftest import T0, empty_config, record, write_keyfile
+from helpers import T0, empty_config, record, write_keyfile
 
 from prisme_keys import clock, settings
 from prisme_keys.errors import ConfigError

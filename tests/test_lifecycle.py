@@ -6,7 +6,7 @@ import stat
 
 import jwt
 import pytest
-from conftest import T0, no_traceback, record, write_keyfile
+from helpers import T0, no_traceback, record, write_keyfile
 
 from prisme_keys import jwk as jwk_rules
 
@@ -265,7 +265,7 @@ def test_private_output_refused_on_a_terminal(cli, keyfile):
     import pty
     import subprocess
 
-    from conftest import script
+    from helpers import script
 
     master, slave = pty.openpty()
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import T0, no_traceback, record, write_keyfile
+from helpers import T0, no_traceback, record, write_keyfile
 from redis_server import (  # noqa: F401
     Consumer,
     RedisServer,

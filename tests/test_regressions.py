@@ -1,5 +1,6 @@
 """Regression tests for defects found by a newcomer trying to break the tool (one test per class)."""
 
+import contextlib
 import json
 import os
 import stat
@@ -7,7 +8,7 @@ import subprocess
 from datetime import UTC
 
 import pytest
-from conftest import empty_config, no_traceback, record, write_keyfile
+from helpers import empty_config, no_traceback, record, write_keyfile
 
 DEEP = "[" * 30000 + "]" * 30000
 
@@ -260,23 +261,39 @@ def test_json_version_and_bad_broker_url(cli):
 
 
 def test_ctrl_c_is_exit_130_with_one_line_and_no_file(cli, tmp_path):
+    import pty
+    import select
     import signal
-    import time
 
     kf = tmp_path / "k.json"
+    master, slave = pty.openpty()  # stderr on a terminal: the key-generation spinner is the handshake
     p = cli.popen(
         "--key-file",
         str(kf),
         "init",
         env={"JWKS_SIZE": "8192"},
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=slave,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
-    time.sleep(0.5)
+    os.close(slave)
+    seen = b""
+    while b"generating" not in seen:
+        ready, _, _ = select.select([master], [], [], 60)
+        assert ready, seen
+        seen += os.read(master, 4096)
     p.send_signal(signal.SIGINT)
-    out, err = p.communicate(timeout=120)
-    assert (p.returncode, err) == (130, b"prisme-keys: interrupted\n")
+    p.wait(timeout=120)
+    rest = b""
+    with contextlib.suppress(OSError):
+        while select.select([master], [], [], 1)[0]:
+            chunk = os.read(master, 4096)
+            if not chunk:
+                break
+            rest += chunk
+    os.close(master)
+    assert p.returncode == 130
+    assert (seen + rest).replace(b"\r\n", b"\n").rstrip().endswith(b"prisme-keys: interrupted")
     assert not kf.exists()
 
 
@@ -284,7 +301,7 @@ def test_ctrl_c_is_exit_130_with_one_line_and_no_file(cli, tmp_path):
 def test_private_output_to_a_terminal_is_refused_for_every_spelling_of_stdout(cli, keyfile, args):
     import pty
 
-    from conftest import script
+    from helpers import script
 
     master, slave = pty.openpty()
     try:

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import script
+from helpers import script
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPLETIONS = ROOT / "completions"

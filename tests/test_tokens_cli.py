@@ -10,7 +10,7 @@ import uuid
 
 import jwt as pyjwt
 import pytest
-from conftest import no_traceback, record, write_keyfile
+from helpers import no_traceback, record, write_keyfile
 from jwks_server import JwksServer, Route, bj, claims, jwks, rs_token
 
 from prisme_keys import jwk as jwk_rules

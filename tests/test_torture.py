@@ -13,7 +13,7 @@ import signal
 import time
 from collections import Counter
 
-from conftest import empty_config, write_keyfile
+from helpers import empty_config, write_keyfile
 
 from prisme_keys import clock, settings
 from prisme_keys import jwk as jwk_rules

@@ -1,0 +1,182 @@
+"""Test helpers shared by the test modules (import them with ``from helpers import ...``).
+
+* :class:`Cli` runs the command line with HOME and XDG folders inside a temp dir: in-process
+  through :func:`prisme_keys.cli.main` by default (fast), or as the installed console script in a
+  subprocess with :meth:`Cli.proc` / :meth:`Cli.popen` where the process is the point (signals,
+  locks, crashes, start-up, streams, terminals).
+* Key-file builders: :func:`record`, :func:`write_keyfile`, :data:`T0`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+T0 = "2026-01-01T00:00:00.000Z"
+
+#: Variables a developer's shell may hold that would change the tool's behaviour.
+_SCRUB = (
+    "JWKS_KTY",
+    "JWKS_ALG",
+    "JWKS_SIZE",
+    "JWKS_ROTATION_DAYS",
+    "ACCESS_TOKENS_MAX_AGE",
+    "OIDC_PROVIDER_URL",
+    "API_URL",
+    "PRISME_KEYS_FILE",
+    "PRISME_KEYS_CONFIG",
+    "PRISME_KEYS_DEBUG",
+    "PRISME_KEYS_LOCK_TIMEOUT",
+    "PRISME_KEYS_ALLOW_GROUP_READ",
+    "PRISME_KEYS_PUBLICATION_LEAD",
+    "PRISME_KEYS_PASSPHRASE",
+    "BROKER_HOST",
+    "BROKER_NAMESPACE",
+    "BROKER_TOPIC_MAXLEN",
+    "CONTEXTS_CACHE_HOST",
+    "INTERNAL_API_KEY",
+    "NO_COLOR",
+)
+
+
+def script() -> str:
+    """Path of the installed ``prisme-keys`` console script (beside the running interpreter)."""
+    cand = Path(sys.executable).parent / "prisme-keys"
+    if cand.exists():
+        return str(cand)
+    found = shutil.which("prisme-keys")
+    assert found, "prisme-keys is not installed: pip install -e '.[test]'"
+    return found
+
+
+class _Stream(io.TextIOWrapper):
+    """A text stream over bytes that is never a terminal (as a pipe or file would be)."""
+
+    def isatty(self) -> bool:
+        return False
+
+
+@contextlib.contextmanager
+def _environment(env: dict[str, str]) -> Iterator[None]:
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+class Cli:
+    """Runs ``prisme-keys`` with HOME and XDG folders inside a temp dir.
+
+    Calling it runs the command in-process (``prisme_keys.cli.main``) with the given environment,
+    stdin and captured stdout/stderr, and returns a :class:`subprocess.CompletedProcess`.
+    :meth:`proc` runs the same in a subprocess; :meth:`popen` starts one.
+    """
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.env = {k: v for k, v in os.environ.items() if k not in _SCRUB}
+        self.env.update(
+            {
+                "HOME": str(home),
+                "XDG_DATA_HOME": str(home / "data"),
+                "XDG_CONFIG_HOME": str(home / "config"),
+                "XDG_CACHE_HOME": str(home / "cache"),
+                "COLUMNS": "250",
+            }
+        )
+        self.default_key_file = home / "data" / "prisme-keys" / "keys.json"
+
+    def _env(self, env: dict[str, str] | None) -> dict[str, str]:
+        e = dict(self.env)
+        e.update(env or {})
+        return e
+
+    def __call__(
+        self, *args: str, input: str | bytes | None = None, env: dict[str, str] | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess[Any]:
+        from prisme_keys.cli import main
+
+        binary = isinstance(input, bytes)
+        data = input if isinstance(input, bytes) else (input or "").encode("utf-8")
+        out, err = io.BytesIO(), io.BytesIO()
+        streams = (sys.stdin, sys.stdout, sys.stderr)
+        sys.stdin = _Stream(io.BytesIO(data), encoding="utf-8")
+        sys.stdout = _Stream(out, encoding="utf-8", write_through=True)
+        sys.stderr = _Stream(err, encoding="utf-8", write_through=True)
+        try:
+            with _environment(self._env(env)):
+                code = main(list(args))
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(ValueError, OSError):
+                    stream.flush()
+            o, e = out.getvalue(), err.getvalue()
+            sys.stdin, sys.stdout, sys.stderr = streams
+        if not binary:
+            return subprocess.CompletedProcess(
+                list(args), code, o.decode("utf-8", "replace"), e.decode("utf-8", "replace")
+            )
+        return subprocess.CompletedProcess(list(args), code, o, e)
+
+    def proc(
+        self, *args: str, input: str | bytes | None = None, env: dict[str, str] | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess[Any]:
+        """Run the installed console script in a subprocess."""
+        text = not isinstance(input, bytes)
+        return subprocess.run(
+            [script(), *args], input=input, env=self._env(env), capture_output=True, text=text, timeout=timeout
+        )
+
+    def popen(self, *args: str, env: dict[str, str] | None = None, **kw: Any) -> subprocess.Popen[Any]:
+        """Start the installed console script in a subprocess."""
+        return subprocess.Popen([script(), *args], env=self._env(env), **kw)
+
+
+def write_keyfile(path: Path, records: list, mode: int = 0o600) -> Path:
+    """Write a key file document holding ``records`` with the given mode."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"format": 1, "keys": records}, indent=2))
+    os.chmod(path, mode)
+    return path
+
+
+def record(
+    jwk: dict,
+    created: str = T0,
+    rotates: str = "2026-01-31T00:00:00.000Z",
+    expires: str = "2026-03-02T00:00:00.000Z",
+    previous: str | None = None,
+) -> dict:
+    """A gateway record around ``jwk`` with the given times."""
+    return {
+        "kid": jwk["kid"],
+        "previousKeyId": previous,
+        "createdAt": created,
+        "rotatesAt": rotates,
+        "expiresAt": expires,
+        "jwk": jwk,
+    }
+
+
+def no_traceback(proc: subprocess.CompletedProcess) -> None:
+    """Assert the process printed no Python traceback."""
+    assert "Traceback" not in (proc.stderr or ""), proc.stderr
+
+
+def empty_config(folder: Path) -> Path:
+    """An empty TOML config file in ``folder`` (a named config file must exist)."""
+    path = folder / "empty-config.toml"
+    path.touch()
+    return path
