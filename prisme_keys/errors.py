@@ -12,21 +12,150 @@ members or a whole token.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from enum import IntEnum
 from typing import Any
 
-EXIT_OK = 0
-EXIT_INTERNAL = 1
-EXIT_USAGE = 2
-EXIT_CONFIG = 3
-EXIT_KEYFILE = 4
-EXIT_MALFORMED_TOKEN = 5
-EXIT_SIGNATURE = 6
-EXIT_CLAIMS = 7
-EXIT_NO_KEY = 8
-EXIT_FETCH = 9
-EXIT_CHECK = 10
-EXIT_NOTIFY = 11
-EXIT_INTERRUPTED = 130
+
+class ExitCode(IntEnum):
+    """The process exit statuses: a public API (README and man page tables are generated from it)."""
+
+    OK = 0
+    INTERNAL = 1
+    USAGE = 2
+    CONFIG = 3
+    KEYFILE = 4
+    MALFORMED_TOKEN = 5
+    SIGNATURE = 6
+    CLAIMS = 7
+    NO_KEY = 8
+    FETCH = 9
+    CHECK = 10
+    NOTIFY = 11
+    INTERRUPTED = 130
+
+
+#: One line per exit status, as the README and the man page print it.
+EXIT_MEANINGS: dict[ExitCode, str] = {
+    ExitCode.OK: "success (also: rotate/prune found nothing to do)",
+    ExitCode.INTERNAL: "internal error (a bug): one line, no traceback unless `--debug`/`PRISME_KEYS_DEBUG=1`",
+    ExitCode.USAGE: "usage error",
+    ExitCode.CONFIG: "configuration error (bad setting value, unreadable config)",
+    ExitCode.KEYFILE: "key file error (missing, corrupt, unsafe permissions, lock timeout, no private key)",
+    ExitCode.MALFORMED_TOKEN: "malformed token (not a compact JWS, bad base64/JSON, too large, a JWE)",
+    ExitCode.SIGNATURE: "signature rejected (bad signature, algorithm not allowed, `none`, key too small)",
+    ExitCode.CLAIMS: "claims rejected (expired, not yet valid, issuer/audience mismatch, missing or ill-typed claim)",
+    ExitCode.NO_KEY: "no usable key (kid unknown, no RSA signing key, ambiguous match)",
+    ExitCode.FETCH: "JWKS fetch failed (network, timeout, HTTP status, not JSON, too large, redirect, TLS)",
+    ExitCode.CHECK: "check failed (the published JWKS has problems)",
+    ExitCode.NOTIFY: "notification failed (broker or runtime unreachable); the key file change itself is kept",
+    ExitCode.INTERRUPTED: "interrupted",
+}
+
+# Kept for callers that use the plain names.
+EXIT_OK = ExitCode.OK
+EXIT_INTERNAL = ExitCode.INTERNAL
+EXIT_USAGE = ExitCode.USAGE
+EXIT_CONFIG = ExitCode.CONFIG
+EXIT_KEYFILE = ExitCode.KEYFILE
+EXIT_MALFORMED_TOKEN = ExitCode.MALFORMED_TOKEN
+EXIT_SIGNATURE = ExitCode.SIGNATURE
+EXIT_CLAIMS = ExitCode.CLAIMS
+EXIT_NO_KEY = ExitCode.NO_KEY
+EXIT_FETCH = ExitCode.FETCH
+EXIT_CHECK = ExitCode.CHECK
+EXIT_NOTIFY = ExitCode.NOTIFY
+EXIT_INTERRUPTED = ExitCode.INTERRUPTED
+
+
+@dataclass(frozen=True)
+class ErrorCode:
+    """A stable error ``code`` of the ``--json`` error document ``{code, message, exit}``."""
+
+    code: str
+    exit: ExitCode
+    meaning: str
+
+
+def _codes(exit_code: ExitCode, **meanings: str) -> dict[str, ErrorCode]:
+    return {code: ErrorCode(code, exit_code, meaning) for code, meaning in meanings.items()}
+
+
+#: Every stable error code, by code. A test checks that each code the package raises is listed
+#: here and that each listed code is asserted by at least one test.
+ERROR_CODES: dict[str, ErrorCode] = {
+    **_codes(ExitCode.INTERNAL, internal_error="a bug; the message names the exception"),
+    **_codes(ExitCode.USAGE, usage_error="bad arguments or options"),
+    **_codes(ExitCode.CONFIG, config_error="a bad setting value or an unreadable config file"),
+    **_codes(
+        ExitCode.KEYFILE,
+        key_file_error="the key file cannot be used",
+        key_file_missing="the key file does not exist",
+        key_file_exists="the file to create exists already",
+        key_file_corrupt="the key file is not a valid key file (never rewritten)",
+        key_file_permissions="the key file is readable by group or others",
+        key_file_tampered="an encrypted record failed authentication",
+        lock_timeout="the key-file lock was held too long by another process",
+        duplicate_kid="two records share a kid",
+        already_encrypted="encrypt on an encrypted key file",
+        not_encrypted="decrypt or rekey on a plain key file",
+        passphrase_required="an encrypted key file needs a passphrase and none was given",
+        passphrase_wrong="the passphrase does not open the key file",
+        passphrase_empty="an empty passphrase",
+        passphrase_mismatch="the two prompted passphrases differ",
+        passphrase_file="the passphrase file is missing, unreadable or empty",
+        import_unreadable="the import input cannot be read or parsed",
+        import_rejected="a key of the import input is refused",
+    ),
+    **_codes(
+        ExitCode.MALFORMED_TOKEN,
+        malformed_token="not a compact JWS, bad base64url or JSON",
+        token_too_large="the token is over 64 KiB",
+        jwe_not_supported="the token is a JWE (encrypted), not a JWS",
+    ),
+    **_codes(
+        ExitCode.SIGNATURE,
+        signature_rejected="the token cannot be accepted on signature grounds",
+        bad_signature="the signature does not verify with the chosen key",
+        alg_none="the token's algorithm is none",
+        alg_not_allowed="the token's algorithm is not in the allow-list",
+        key_too_small="the verifying key has fewer than 2048 bits",
+    ),
+    **_codes(
+        ExitCode.CLAIMS,
+        claims_rejected="a registered claim is not acceptable",
+        expired="exp is in the past (beyond the leeway)",
+        not_yet_valid="nbf is in the future (beyond the leeway)",
+        issued_in_future="iat is in the future (beyond the leeway)",
+        issuer="iss differs from the expected issuer",
+        audience="aud does not hold the expected audience",
+        claim_missing="a required claim is missing",
+        claim_type="a claim has the wrong JSON type",
+    ),
+    **_codes(
+        ExitCode.NO_KEY,
+        no_usable_key="no key of the set can verify the token",
+        unknown_kid="the token's kid is not in the set",
+        alg_key_mismatch="the key's alg differs from the token's",
+    ),
+    **_codes(
+        ExitCode.FETCH,
+        jwks_fetch_failed="the JWKS could not be fetched",
+        bad_url="the JWKS URL is not an http(s) URL",
+        insecure_url="plain http to a host that is not loopback",
+        insecure_redirect="a redirect from https to http",
+        too_many_redirects="more than 3 redirects",
+        network_error="connection refused, DNS failure or reset",
+        tls_error="the TLS handshake or certificate check failed",
+        timeout="no complete answer within the timeout",
+        http_status="an HTTP status other than 200",
+        not_json="the body is not JSON",
+        not_a_jwk_set="the JSON is not a JWK Set",
+        too_large="the body is over the size cap",
+    ),
+    **_codes(ExitCode.CHECK, check_failed="the published JWKS failed a check"),
+    **_codes(ExitCode.NOTIFY, notify_failed="the broker or the runtime could not be told"),
+}
 
 
 class PrismeKeysError(Exception):
@@ -37,7 +166,7 @@ class PrismeKeysError(Exception):
         code: optional override of the class's snake_case ``code``.
     """
 
-    exit_code: int = EXIT_INTERNAL
+    exit_code: ExitCode = ExitCode.INTERNAL
     code: str = "internal_error"
 
     def __init__(self, message: str, *, code: str | None = None) -> None:
@@ -48,69 +177,69 @@ class PrismeKeysError(Exception):
 
     def to_dict(self) -> dict[str, Any]:
         """The ``--json`` error document: ``{code, message, exit}``."""
-        return {"code": self.code, "message": self.message, "exit": self.exit_code}
+        return {"code": self.code, "message": self.message, "exit": int(self.exit_code)}
 
 
 class UsageError(PrismeKeysError):
     """Bad command-line usage (exit 2)."""
 
-    exit_code = EXIT_USAGE
+    exit_code = ExitCode.USAGE
     code = "usage_error"
 
 
 class ConfigError(PrismeKeysError):
     """A bad setting value or an unreadable config file (exit 3)."""
 
-    exit_code = EXIT_CONFIG
+    exit_code = ExitCode.CONFIG
     code = "config_error"
 
 
 class KeyFileError(PrismeKeysError):
     """Key file missing, corrupt, unsafe, locked too long, or lacking a private key (exit 4)."""
 
-    exit_code = EXIT_KEYFILE
+    exit_code = ExitCode.KEYFILE
     code = "key_file_error"
 
 
 class MalformedTokenError(PrismeKeysError):
     """Not a compact JWS, bad base64url/JSON, too large, or a JWE (exit 5)."""
 
-    exit_code = EXIT_MALFORMED_TOKEN
+    exit_code = ExitCode.MALFORMED_TOKEN
     code = "malformed_token"
 
 
 class SignatureRejected(PrismeKeysError):
     """Bad signature, algorithm not allowed, ``none``, or key too small (exit 6)."""
 
-    exit_code = EXIT_SIGNATURE
+    exit_code = ExitCode.SIGNATURE
     code = "signature_rejected"
 
 
 class ClaimsRejected(PrismeKeysError):
     """Expired, not yet valid, issuer/audience mismatch, missing or ill-typed claim (exit 7)."""
 
-    exit_code = EXIT_CLAIMS
+    exit_code = ExitCode.CLAIMS
     code = "claims_rejected"
 
 
 class NoUsableKey(PrismeKeysError):
     """Unknown kid, no RSA signing key, or an ambiguous match (exit 8)."""
 
-    exit_code = EXIT_NO_KEY
+    exit_code = ExitCode.NO_KEY
     code = "no_usable_key"
 
 
 class FetchError(PrismeKeysError):
     """Fetching a JWKS failed: network, timeout, status, body type or size, redirect, TLS (exit 9)."""
 
-    exit_code = EXIT_FETCH
+    exit_code = ExitCode.FETCH
     code = "jwks_fetch_failed"
 
 
 class CheckFailed(PrismeKeysError):
     """A published JWKS failed ``check`` (exit 10)."""
 
-    exit_code = EXIT_CHECK
+    exit_code = ExitCode.CHECK
     code = "check_failed"
 
 
@@ -120,5 +249,5 @@ class NotifyError(PrismeKeysError):
     The key-file change that preceded the notification is kept.
     """
 
-    exit_code = EXIT_NOTIFY
+    exit_code = ExitCode.NOTIFY
     code = "notify_failed"
