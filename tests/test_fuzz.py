@@ -18,6 +18,8 @@ from prisme_keys.store import keyfile, lifecycle, rotation
 from prisme_keys.tokens import jws, keyring
 from prisme_keys.tokens import verify as verifier
 
+pytestmark = pytest.mark.slow  # crash, race and fuzz runs: CI runs them too
+
 NOW = clock.parse_iso("2026-01-10T00:00:00.000Z")
 FAST = settings(
     max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]

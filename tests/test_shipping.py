@@ -197,6 +197,7 @@ def test_zsh_completes_from_fpath_installed_file(tmp_path):
     assert "prisme-keys rotate" in outs[1], outs
 
 
+@pytest.mark.slow
 def test_wheel_carries_completions_man_page_and_key_list(tmp_path):
     pytest.importorskip("build")
     dist = tmp_path / "dist"

@@ -13,12 +13,15 @@ import signal
 import time
 from collections import Counter
 
+import pytest
 from helpers import empty_config, write_keyfile
 
 from prisme_keys import clock, settings
 from prisme_keys import jwk as jwk_rules
 from prisme_keys.errors import PrismeKeysError
 from prisme_keys.store import keyfile, lifecycle, rotation
+
+pytestmark = pytest.mark.slow  # crash, race and fuzz runs: CI runs them too
 
 NOW = clock.parse_iso("2026-01-15T00:00:00.000Z")
 
