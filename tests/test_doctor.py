@@ -121,7 +121,7 @@ def test_encryption_states(cli, keyfile, keypool):
 
 def test_json_shape_and_quiet_text(cli, keyfile):
     rc, doc, _ = run(cli, keyfile)
-    assert set(doc) == {"path", "healthy", "keys", "encrypted", "problems", "findings"}
+    assert set(doc) == {"path", "healthy", "keys", "encrypted", "problems", "findings", "announcement"}
     assert all(set(f) == {"severity", "code", "message", "kid"} for f in doc["findings"])
     os.chmod(keyfile, 0o604)
     p = cli("--key-file", str(keyfile), "--now", T1, "doctor")

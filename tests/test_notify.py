@@ -42,9 +42,19 @@ def key_records(path):
     return json.loads(path.read_text())["keys"]
 
 
+def tell(path, signing: str, kids: list[str], at: str = T0):
+    """Record in the key file at ``path`` that the fleet was told ``signing`` and ``kids`` at ``at``."""
+    doc = json.loads(path.read_text())
+    doc["announced"] = {"signingKid": signing, "kids": kids, "at": at}
+    path.write_text(json.dumps(doc, indent=2))
+    return path
+
+
 @pytest.fixture
 def kf(tmp_path, keypool):
-    return write_keyfile(tmp_path / "keys.json", [record(keypool[0])])
+    """A key file whose one key was announced at T0 (nothing pending)."""
+    path = write_keyfile(tmp_path / "keys.json", [record(keypool[0])])
+    return tell(path, keypool[0]["kid"], [keypool[0]["kid"]])
 
 
 def test_rotate_notify_publishes_once_and_updates_runtime(cli, kf, keypool, redis_server, redis_env):
@@ -93,11 +103,16 @@ def test_rotate_notify_nothing_due_sends_nothing(cli, kf, redis_server, redis_en
     assert runtime_key(redis_server) is None
 
 
-def test_rotate_notify_json(cli, kf, redis_env):
+def test_rotate_notify_json(cli, kf, keypool, redis_env):
     p = cli("--json", "--key-file", str(kf), "--now", DUE, "rotate", "--notify", env=redis_env)
     assert p.returncode == 0, p.stderr
     doc = json.loads(p.stdout)
-    assert doc["rotated"] is True and doc["created"]["kid"] == key_records(kf)[0]["kid"]
+    kid = key_records(kf)[0]["kid"]
+    assert doc["rotated"] is True and doc["created"]["kid"] == kid
+    assert doc["notified"]["sent"] is True
+    assert doc["notified"]["created"] == [kid] and doc["notified"]["deleted"] == []
+    assert doc["notified"]["runtime_kid"] == kid and doc["notified"]["pendingSince"] == DUE
+    assert json.loads(kf.read_text())["announced"] == {"signingKid": kid, "kids": [kid, keypool[0]["kid"]], "at": DUE}
 
 
 def test_prune_notify_announces_deleted(cli, tmp_path, keypool, redis_server, redis_env):
@@ -109,7 +124,7 @@ def test_prune_notify_announces_deleted(cli, tmp_path, keypool, redis_server, re
         expires="2026-04-29T00:00:00.000Z",
         previous=keypool[0]["kid"],
     )
-    path = write_keyfile(tmp_path / "keys.json", [cur, old])
+    path = tell(write_keyfile(tmp_path / "keys.json", [cur, old]), cur["kid"], [cur["kid"], old["kid"]])
     consumer = Consumer(redis_env["BROKER_HOST"], NS, TOPICS)
     p = cli("--key-file", str(path), "--now", "2026-03-10T00:00:00.000Z", "prune", "--notify", env=redis_env)
     assert p.returncode == 0, p.stderr
@@ -154,7 +169,7 @@ def test_runtime_refusing_is_exit_11_without_secret(cli, kf, redis_env):
     stub = RuntimeStub(status=403)
     try:
         env = dict(redis_env, INTERNAL_API_KEY="s3cret-internal-key")
-        p = cli("--key-file", str(kf), "notify", "--runtime-url", stub.url, env=env)
+        p = cli("--key-file", str(kf), "notify", "--force", "--runtime-url", stub.url, env=env)
     finally:
         stub.close()
     assert p.returncode == 11
@@ -186,29 +201,36 @@ def test_redis_stopped_keeps_change_exit_11_then_notify_delivers(cli, kf, keypoo
         f"prisme-keys: error: key file {kf} was changed (created {kid}) but the notification failed: "
         f"cannot publish gateway.jwks.updated on the broker at redis://127.0.0.1:{dead.port}/10"
     )
-    assert err.endswith(f"re-send it with: prisme-keys notify --created {kid}")
+    assert err.endswith("; it stays pending: the next run with --notify retries it (or run: prisme-keys notify)")
     for secret in ("hunter2pw", "s3cret-internal-key", recs[0]["jwk"]["d"]):
         assert secret not in p.stdout + p.stderr
+    assert json.loads(kf.read_text())["announced"]["kids"] == [keypool[0]["kid"]]  # nothing recorded
 
     # --json: the error document on stderr carries exit 11
     p2 = cli("--json", "--key-file", str(kf), "--now", DUE, "rotate", "--force", "--notify", env=dead_env)
     assert p2.returncode == 11
     assert json.loads(p2.stderr)["exit"] == 11 and json.loads(p2.stderr)["code"] == "notify_failed"
-    assert json.loads(p2.stdout)["rotated"] is True
+    doc = json.loads(p2.stdout)
+    assert doc["rotated"] is True
+    assert doc["notified"]["sent"] is False and doc["notified"]["error"]["exit"] == 11
     kid2 = key_records(kf)[0]["kid"]
 
-    # a later notify on a live broker delivers; re-running it is harmless
+    # notify on a live broker sends both pending keys at once; re-running it sends nothing
     consumer = Consumer(redis_env["BROKER_HOST"], NS, TOPICS)
+    p = cli("--key-file", str(kf), "--now", DUE, "notify", env=redis_env)
+    assert p.returncode == 0, p.stderr
+    got = consumer.read()
+    assert [e["payload"] for e in got[s(GW)]] == [{"created": [kid2, kid], "deleted": []}]
+    assert runtime_key(redis_server) == {"key": key_records(kf)[0]["jwk"]}
+    p = cli("--key-file", str(kf), "--now", DUE, "notify", env=redis_env)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith(f"nothing to announce: signing key {kid2} and 3 published keys were announced on ")
+    assert consumer.read() == {s(t): [] for t in TOPICS}
+    # explicit kids still send exactly what is given, every time
     p = cli("--key-file", str(kf), "--now", DUE, "notify", "--created", kid, "--created", kid2, env=redis_env)
     assert p.returncode == 0, p.stderr
     got = consumer.read()
     assert [e["payload"] for e in got[s(GW)]] == [{"created": [kid, kid2], "deleted": []}]
-    assert runtime_key(redis_server) == {"key": key_records(kf)[0]["jwk"]}
-    p = cli("--key-file", str(kf), "--now", DUE, "notify", "--created", kid, "--created", kid2, env=redis_env)
-    assert p.returncode == 0, p.stderr
-    got = consumer.read()
-    assert [e["payload"] for e in got[s(GW)]] == [{"created": [kid, kid2], "deleted": []}]
-    assert runtime_key(redis_server) == {"key": key_records(kf)[0]["jwk"]}
 
 
 def test_notify_broker_down_exit_11(cli, kf):
@@ -223,7 +245,13 @@ def test_notify_plain_reload_json(cli, kf, keypool, redis_server, redis_env):
     consumer = Consumer(redis_env["BROKER_HOST"], NS, TOPICS)
     p = cli("--json", "--key-file", str(kf), "--now", NOT_DUE, "notify", env=redis_env)
     assert p.returncode == 0, p.stderr
+    told = {"signingKid": keypool[0]["kid"], "kids": [keypool[0]["kid"]], "at": T0}
+    assert json.loads(p.stdout) == {"sent": False, "last": told}  # nothing pending
+    assert consumer.read() == {s(t): [] for t in TOPICS}
+    p = cli("--json", "--key-file", str(kf), "--now", NOT_DUE, "notify", "--force", env=redis_env)
+    assert p.returncode == 0, p.stderr
     doc = json.loads(p.stdout)
+    assert doc["sent"] is True and doc["pendingSince"] is None
     assert doc["created"] == [] and doc["deleted"] == [] and doc["runtime"] == "redis"
     assert doc["runtime_kid"] == keypool[0]["kid"]
     assert set(doc["gateway_event"]) == {s(GW), s("catchall_stream")}
@@ -298,6 +326,6 @@ def test_publish_trims_approximately(redis_server, redis_env):
 @pytest.mark.parametrize("suffix", ["/prefix", "/prefix/"])
 def test_runtime_url_keeps_its_path(cli, kf, redis_env, runtime_stub, suffix):
     env = dict(redis_env, INTERNAL_API_KEY="s3cret-internal-key")
-    p = cli("--key-file", str(kf), "notify", "--runtime-url", runtime_stub.url + suffix, env=env)
+    p = cli("--key-file", str(kf), "notify", "--force", "--runtime-url", runtime_stub.url + suffix, env=env)
     assert p.returncode == 0, p.stderr
     assert [r["path"] for r in runtime_stub.requests] == ["/prefix/sys/certs"]

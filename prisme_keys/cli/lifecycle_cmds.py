@@ -76,7 +76,8 @@ def rotate(
     notify: bool = typer.Option(
         False,
         "--notify",
-        help="After a change, announce it on the Redis broker and update the runtime (see prisme-keys notify).",
+        help="Then announce whatever is pending (this run's change, a next key that started signing, "
+        "a notification that failed earlier) on the Redis broker and update the runtime (see notify).",
     ),
     runtime_url: Optional[str] = typer.Option(
         None,
@@ -92,10 +93,12 @@ def rotate(
     lock makes exactly one of them add a key.
     """
     from prisme_keys.cli import output
+    from prisme_keys.cli.sync_cmds import after_rotate
     from prisme_keys.store import lifecycle
 
     st = state(ctx)
     res = lifecycle.rotate(st.settings, st.now(), force=force, dry_run=dry_run, keygen=_keygen(st))
+    ann = after_rotate(st, res, notify, runtime_url)
     doc: dict[str, Any] = {
         "rotated": res.rotated and not res.dry_run,
         "dry_run": res.dry_run,
@@ -111,6 +114,8 @@ def rotate(
         doc["retired"] = {"kid": res.retired["kid"], "expiresAt": res.retired["expiresAt"]}
     if res.next_rotation:
         doc["next_rotation"] = res.next_rotation
+    if ann.asked:
+        doc["notified"] = ann.json()
     if st.json:
         output.emit_json(doc)
     elif res.dry_run:
@@ -132,9 +137,7 @@ def rotate(
         output.line(
             f"{res.reason}; next rotation {when(res.next_rotation, st.now())}" if res.next_rotation else res.reason
         )
-    from prisme_keys.cli.sync_cmds import after_rotate
-
-    after_rotate(st, res, notify, runtime_url)
+    ann.finish(st)
 
 
 @app.command()
@@ -144,7 +147,8 @@ def prune(
     notify: bool = typer.Option(
         False,
         "--notify",
-        help="After a change, announce it on the Redis broker and update the runtime (see prisme-keys notify).",
+        help="Then announce whatever is pending (this run's change, a next key that started signing, "
+        "a notification that failed earlier) on the Redis broker and update the runtime (see notify).",
     ),
     runtime_url: Optional[str] = typer.Option(
         None,
@@ -155,10 +159,12 @@ def prune(
 ) -> None:
     """Remove expired keys that no longer sign (never the signing key, never the last key)."""
     from prisme_keys.cli import output
+    from prisme_keys.cli.sync_cmds import after_prune
     from prisme_keys.store import lifecycle
 
     st = state(ctx)
     res = lifecycle.prune(st.settings, st.now(), dry_run=dry_run)
+    ann = after_prune(st, res, notify, runtime_url)
     kids = [r["kid"] for r in res.removed]
     for n in res.notes:
         output.warn(n, quiet=st.quiet)
@@ -170,6 +176,8 @@ def prune(
         "notes": res.notes,
         "next_expiry": res.next_prune,
     }
+    if ann.asked:
+        doc["notified"] = ann.json()
     if st.json:
         output.emit_json(doc)
     elif kids:
@@ -177,23 +185,25 @@ def prune(
         output.line(f"{verb} {len(kids)} key{'s' if len(kids) != 1 else ''}: {', '.join(kids)}")
     elif not st.quiet:
         output.line("nothing to prune" + (f"; next expiry {when(res.next_prune, st.now())}" if res.next_prune else ""))
-    from prisme_keys.cli.sync_cmds import after_prune
-
-    after_prune(st, res, notify, runtime_url)
+    ann.finish(st)
 
 
 @app.command("list")
 def list_cmd(ctx: typer.Context) -> None:
-    """List the keys: kid, algorithm, size, state (signing/next/retired/expired) and dates."""
+    """List the keys: kid, algorithm, size, state (signing/next/retired/expired) and dates; then the
+    last announcement to the gateways and runtime, or the pending one and since when."""
     from prisme_keys import clock
     from prisme_keys.cli import output
     from prisme_keys.store import lifecycle
 
     st = state(ctx)
     now = st.now()
-    rows = lifecycle.list_keys(st.settings, now)
+    kf = lifecycle.open_keyfile(st.settings)
+    keyset = kf.load()
+    rows = lifecycle.describe(keyset.records, now)
+    ann, ann_line = _announcement(keyset, now, kf.path, st)
     if st.json:
-        output.emit_json({"now": clock.iso(now), "keys": rows})
+        output.emit_json({"now": clock.iso(now), "keys": rows, "announcement": ann})
         return
 
     def d(v: Optional[str]) -> str:
@@ -213,6 +223,37 @@ def list_cmd(ctx: typer.Context) -> None:
             ]
             for r in rows
         ],
+    )
+    if ann_line:
+        output.line(ann_line)
+
+
+def _announcement(keyset: Any, now: Any, path: Any, st: Any) -> tuple[dict[str, Any], str]:
+    """``list``'s view of the announcements: the ``--json`` member ``{last, pending}`` (``{error}`` for a
+    malformed record) and one line for people (``""`` for a key file never announced: a fleet this
+    tool does not notify)."""
+    from prisme_keys.cli import output
+    from prisme_keys.errors import KeyFileError
+    from prisme_keys.store import announced
+
+    try:
+        status = announced.status(keyset, now, path)
+    except KeyFileError as exc:
+        output.warn(f"{exc.message} (run prisme-keys doctor)", quiet=st.quiet)
+        return {"error": exc.message}, ""
+    doc, last, pend = status.to_dict(), status.last, status.pending
+    if last is None:
+        return doc, ""
+    if pend is not None:
+        since = when(pend.since, now).removeprefix("on ")
+        return doc, (
+            f"announcement pending since {since}: {announced.describe(pend)}; "
+            "the next rotate/prune --notify sends it, or run: prisme-keys notify"
+        )
+    n = len(last.state.kids)
+    return doc, (
+        f"announced {when(last.at, now)}: signing key {last.state.signing_kid}, "
+        f"{n} published key{'s' if n != 1 else ''}"
     )
 
 

@@ -76,7 +76,8 @@ def decrypt(ctx: typer.Context) -> None:
 @app.command()
 def doctor(ctx: typer.Context) -> None:
     """Audit the key file without changing it: permissions, overdue rotation, expired keys, duplicate
-    kids, weak or compromised keys, a signing key without private members, encryption state.
+    kids, weak or compromised keys, a signing key without private members, encryption state, and
+    an announcement the gateways and runtime have not had yet (since when).
 
     Exit 0 when healthy, 4 when a problem (error or warning) is found. A passphrase, when given
     (environment or --passphrase-file; never prompted), is verified and every encrypted key authenticated.

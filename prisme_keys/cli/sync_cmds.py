@@ -2,27 +2,37 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
 from prisme_keys.cli.app import State, app, state
-from prisme_keys.errors import ConfigError, KeyFileError, NotifyError
+from prisme_keys.errors import ConfigError, KeyFileError, NotifyError, PrismeKeysError
+
+if TYPE_CHECKING:
+    from prisme_keys.publish.announce import AnnounceOutcome
 
 
-def _resend_hint(created: list[str], deleted: list[str], runtime_url: Optional[str]) -> str:
+def _resend_hint(runtime_url: Optional[str]) -> str:
     from prisme_keys.publish.announce import safe_url
 
-    parts = ["prisme-keys notify"]
-    parts += [f"--created {k}" for k in created]
-    parts += [f"--deleted {k}" for k in deleted]
-    if runtime_url:
-        parts.append(f"--runtime-url {safe_url(runtime_url)}")
-    return " ".join(parts)
+    return "prisme-keys notify" + (f" --runtime-url {safe_url(runtime_url)}" if runtime_url else "")
+
+
+def _kids_change(created: list[str], deleted: list[str]) -> str:
+    """``created A, B, deleted C`` (empty when both lists are empty)."""
+    return ", ".join(
+        x
+        for x in (
+            ("created " + ", ".join(created)) if created else "",
+            ("deleted " + ", ".join(deleted)) if deleted else "",
+        )
+        if x
+    )
 
 
 def _render_notify(st: Any, res: Any) -> str:
-
     bits = []
     if res.gateway_event:
         what = (
@@ -44,48 +54,97 @@ def _render_notify(st: Any, res: Any) -> str:
     return "notified: " + "; ".join(bits)
 
 
-def notify_after_change(st: State, created: list[str], deleted: list[str], runtime_url: Optional[str] = None) -> None:
-    """Announce a committed key-file change (``rotate/prune --notify``); nothing when nothing changed.
+@dataclass
+class AfterChange:
+    """The announcement made after a key-file command (``--notify``): its outcome or its error.
 
-    The change is already on disk: any failure raises an error (exit 11 for broker/runtime,
-    3 for a bad setting, 4 for the key file) whose message says the key file was changed and
-    how to re-send with ``prisme-keys notify``.
+    The command prints its own result first (with :meth:`json` in its ``--json`` document), then
+    calls :meth:`finish`, which notes what was sent or raises the error (exit 11 for the broker or
+    runtime, 3 for a bad setting, 4 for the key file).
     """
-    from prisme_keys.cli import output
+
+    outcome: Optional[AnnounceOutcome] = None
+    error: Optional[PrismeKeysError] = None
+    asked: bool = False
+
+    def json(self) -> Optional[dict[str, Any]]:
+        """The ``notified`` member of the command's ``--json`` document (``None`` without ``--notify``)."""
+        if not self.asked:
+            return None
+        if self.error is not None:
+            return {"sent": False, "error": self.error.to_dict()}
+        return self.outcome.to_dict() if self.outcome else {"sent": False}
+
+    def finish(self, st: State) -> None:
+        """Note what was sent on stderr (not under ``-q``), or raise the announcement's error."""
+        from prisme_keys.cli import output
+
+        if self.error is not None:
+            raise self.error
+        if self.outcome is not None and self.outcome.result is not None:
+            output.note(_render_notify(st, self.outcome.result), quiet=st.quiet)
+
+
+def announce_after(
+    st: State, runtime_url: Optional[str] = None, *, change: str = "", known_deleted: list[str] | None = None
+) -> AfterChange:
+    """Send whatever announcement is pending after a key-file command, under the key file's lock.
+
+    Whether or not this run changed the file, the fleet is told the state it should hold now
+    (see :func:`prisme_keys.publish.announce.announce_pending`): a key created or removed by this
+    run, a ``next`` key that has started signing, or an announcement a previous run failed to send.
+    Nothing pending: nothing is sent.
+
+    Args:
+        change: what this run changed (``created KID``), for the failure message; ``""`` when nothing.
+        known_deleted: kids this run removed (announced as deleted on a never-announced key file).
+
+    Returns:
+        An :class:`AfterChange` whose error (if any) tells that the change was kept and that the
+        next run with ``--notify`` retries.
+    """
     from prisme_keys.publish import announce as broker
 
-    if not created and not deleted:
-        return
-    hint = _resend_hint(created, deleted, runtime_url)
-    change = ", ".join(
-        x
-        for x in (
-            ("created " + ", ".join(created)) if created else "",
-            ("deleted " + ", ".join(deleted)) if deleted else "",
-        )
-        if x
-    )
     try:
-        res = broker.announce(st.settings, st.now(), created=created, deleted=deleted, runtime_url=runtime_url)
+        out = broker.announce_pending(st.settings, st.now(), runtime_url=runtime_url, known_deleted=known_deleted or [])
+        return AfterChange(out, asked=True)
     except (NotifyError, ConfigError, KeyFileError) as exc:
-        raise type(exc)(
-            f"key file {st.settings.key_file} was changed ({change}) but the notification "
-            f"failed: {exc.message}; re-send it with: {hint}",
+        what = (
+            f"key file {st.settings.key_file} was changed ({change}) but the notification failed"
+            if change
+            else "announcing the key file's current state failed"
+        )
+        err = type(exc)(
+            f"{what}: {exc.message}; it stays pending: the next run with --notify retries it "
+            f"(or run: {_resend_hint(runtime_url)})",
             code=exc.code,
-        ) from None
-    output.note(_render_notify(st, res), quiet=st.quiet)
+        )
+        return AfterChange(error=err, asked=True)
 
 
-def after_rotate(st: State, res: Any, notify: bool, runtime_url: Optional[str]) -> None:
-    """``rotate --notify`` hook: announce the created key (``--runtime-url`` implies ``--notify``)."""
-    if (notify or runtime_url) and res.created and not res.dry_run:
-        notify_after_change(st, [res.created["kid"]], [], runtime_url)
+def notify_after_change(st: State, created: list[str], deleted: list[str], runtime_url: Optional[str] = None) -> None:
+    """Announce after a committed key-file change (``import/revoke --notify``); one call, then done.
+
+    ``created``/``deleted`` describe this run's change for the messages (``deleted`` kids are also
+    announced on a never-announced key file); what is sent is whatever is pending
+    (:func:`announce_after`). Raises the announcement's error (exit 11 for the broker or runtime).
+    """
+    announce_after(st, runtime_url, change=_kids_change(created, deleted), known_deleted=deleted).finish(st)
 
 
-def after_prune(st: State, res: Any, notify: bool, runtime_url: Optional[str]) -> None:
-    """``prune --notify`` hook: announce the removed keys (``--runtime-url`` implies ``--notify``)."""
-    if (notify or runtime_url) and res.removed and not res.dry_run:
-        notify_after_change(st, [], [r["kid"] for r in res.removed], runtime_url)
+def after_rotate(st: State, res: Any, notify: bool, runtime_url: Optional[str]) -> AfterChange:
+    """``rotate --notify`` hook (``--runtime-url`` implies ``--notify``): announce what is pending."""
+    if not (notify or runtime_url) or res.dry_run:
+        return AfterChange()
+    return announce_after(st, runtime_url, change=f"created {res.created['kid']}" if res.created else "")
+
+
+def after_prune(st: State, res: Any, notify: bool, runtime_url: Optional[str]) -> AfterChange:
+    """``prune --notify`` hook (``--runtime-url`` implies ``--notify``): announce what is pending."""
+    if not (notify or runtime_url) or res.dry_run:
+        return AfterChange()
+    kids = [r["kid"] for r in res.removed]
+    return announce_after(st, runtime_url, change=_kids_change([], kids), known_deleted=kids)
 
 
 @app.command("import")
@@ -173,24 +232,40 @@ def notify(
         "--runtime/--no-runtime",
         help="Also give the runtime the current signing key from the key file (default on).",
     ),
+    force: bool = typer.Option(
+        False, "--force", help="Announce the current state even when nothing is pending (a plain reload)."
+    ),
 ) -> None:
     """Announce key changes to every gateway and the runtime over the Redis broker.
 
+    Without --created/--deleted/--no-runtime: sends exactly what is pending, that is the
+    difference between the state the fleet should hold now (the signing key, a next key whose
+    activatesAt has passed included, and the published kids) and the last announcement recorded
+    in the key file; then records it. Nothing pending: sends nothing (--force sends the current
+    state anyway). A key file never announced has its whole state pending.
+
     Publishes gateway.jwks.updated {created, deleted} (XADD to the event's stream and the
-    catch-all stream, namespace BROKER_NAMESPACE, on BROKER_HOST), so every gateway reloads
-    its keys; without --created/--deleted the lists are empty and it is a plain reload. Then
-    gives the runtime the key file's current signing key: runtime:jwk on CONTEXTS_CACHE_HOST
-    plus runtime.jwks.updated, or POST /sys/certs with --runtime-url. Idempotent: re-run it
-    after a failed rotate/prune --notify (exit 11).
+    catch-all stream, namespace BROKER_NAMESPACE, on BROKER_HOST), so every gateway reloads its
+    keys; then gives the runtime the key file's current signing key: runtime:jwk on
+    CONTEXTS_CACHE_HOST plus runtime.jwks.updated, or POST /sys/certs with --runtime-url.
+
+    With --created/--deleted (or --no-runtime) it sends exactly the kids given (none: a plain
+    reload) and records nothing.
     """
     from prisme_keys.cli import output
+    from prisme_keys.errors import UsageError
     from prisme_keys.publish import announce as broker
 
     st = state(ctx)
     if runtime_url is not None and not runtime:
-        from prisme_keys.errors import UsageError
-
         raise UsageError("--runtime-url and --no-runtime contradict each other")
+    if not (created or deleted or not runtime):
+        _notify_pending(st, runtime_url, force)
+        return
+    if force:
+        raise UsageError(
+            "--force announces the pending state; it does not go with --created, --deleted or --no-runtime"
+        )
     if created and runtime:
         try:
             from prisme_keys.store.lifecycle import load_records
@@ -218,3 +293,33 @@ def notify(
         output.emit_json(res.to_dict())
     else:
         output.line(_render_notify(st, res))
+
+
+def _notify_pending(st: State, runtime_url: Optional[str], force: bool) -> None:
+    """``notify`` without kids: send what is pending (or, with ``force``, the current state) and record it."""
+    from prisme_keys.cli import output
+    from prisme_keys.cli.common import when
+    from prisme_keys.publish import announce as broker
+
+    try:
+        out = broker.announce_pending(st.settings, st.now(), runtime_url=runtime_url, force=force)
+    except NotifyError as exc:
+        raise NotifyError(
+            f"{exc.message}; nothing is lost: the announcement stays pending; re-run prisme-keys notify "
+            "when it is reachable, or let the next rotate --notify send it",
+            code=exc.code,
+        ) from None
+    if out.result is not None:
+        if st.json:
+            output.emit_json(out.to_dict())
+        else:
+            output.line(_render_notify(st, out.result))
+        return
+    last = out.recorded
+    if st.json:
+        output.emit_json(out.to_dict())
+    elif not st.quiet and last is not None:
+        output.line(
+            f"nothing to announce: signing key {last.state.signing_kid} and {len(last.state.kids)} published "
+            f"key{'s' if len(last.state.kids) != 1 else ''} were announced {when(last.at, st.now())}"
+        )

@@ -27,13 +27,15 @@ from __future__ import annotations
 import json
 import socket
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from prisme_keys import clock
-from prisme_keys.errors import ConfigError, NotifyError
+from prisme_keys.errors import ConfigError, KeyFileError, NotifyError
 from prisme_keys.settings import Settings
+from prisme_keys.store.announced import Announced, Pending
 
 GATEWAY_EVENT = "gateway.jwks.updated"
 RUNTIME_EVENT = "runtime.jwks.updated"
@@ -112,19 +114,63 @@ def _redis_module() -> Any:
     return redis
 
 
-def _client(url: str | None, setting: str) -> Any:
-    redis = _redis_module()
+def _check_redis_url(url: str | None, setting: str) -> str:
     if not url:
         raise ConfigError(f"{setting} is not set; it must be a Redis URL such as redis://localhost:6379/10")
     from urllib.parse import urlsplit
 
-    parts = urlsplit(url)
-    db = parts.path.strip("/")
-    if parts.scheme not in ("redis", "rediss", "unix") or (parts.scheme != "unix" and db and not db.isdigit()):
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        parts = None
+    db = parts.path.strip("/") if parts else ""
+    if (
+        parts is None
+        or parts.scheme not in ("redis", "rediss", "unix")
+        or (parts.scheme != "unix" and db and not db.isdigit())
+    ):
         raise ConfigError(
             f"bad value for {setting}: {safe_url(url)}; allowed: a Redis URL "
             "redis[s]://[user:password@]host:port/DB with a numeric database"
         )
+    return url
+
+
+def _runtime_target(runtime_url: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(runtime_url)
+    if parts.scheme not in ("http", "https"):
+        raise ConfigError(f"the runtime URL must be an http(s) URL, not {safe_url(runtime_url)}")
+    # URL/sys/certs: keep the URL's path (a runtime behind a prefix), one slash between them
+    return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/") + "/sys/certs", parts.query, ""))
+
+
+def check_settings(settings: Settings, *, runtime: bool = True, runtime_url: str | None = None) -> None:
+    """Check the broker and runtime settings an announcement needs, without connecting.
+
+    Args:
+        runtime: the runtime will be updated too.
+        runtime_url: the runtime's base URL (``POST /sys/certs``) instead of its Redis.
+
+    Raises:
+        ConfigError: ``BROKER_HOST`` (or, for the runtime, ``CONTEXTS_CACHE_HOST``) unset or not a
+            Redis URL; ``INTERNAL_API_KEY`` unset or the runtime URL not http(s) with ``runtime_url``.
+    """
+    _check_redis_url(settings.broker_host, "BROKER_HOST")
+    if not runtime:
+        return
+    if runtime_url is None:
+        _check_redis_url(settings.contexts_cache_host, "CONTEXTS_CACHE_HOST")
+        return
+    if not settings.internal_api_key:
+        raise ConfigError("INTERNAL_API_KEY is not set; the runtime's /sys/certs needs it")
+    _runtime_target(runtime_url)
+
+
+def _client(url: str | None, setting: str) -> Any:
+    redis = _redis_module()
+    url = _check_redis_url(url, setting)
     try:
         return redis.Redis.from_url(url, socket_connect_timeout=TIMEOUT, socket_timeout=TIMEOUT)
     except ValueError as exc:
@@ -238,15 +284,10 @@ def post_runtime_key(settings: Settings, runtime_url: str, jwk: dict[str, Any]) 
     """
     import urllib.error
     import urllib.request
-    from urllib.parse import urlsplit, urlunsplit
 
     if not settings.internal_api_key:
-        raise ConfigError("INTERNAL_API_KEY is not set; the runtime's /sys/certs needs it (--runtime-url)")
-    parts = urlsplit(runtime_url)
-    if parts.scheme not in ("http", "https"):
-        raise ConfigError(f"--runtime-url must be an http(s) URL, not {safe_url(runtime_url)}")
-    # URL/sys/certs: keep the URL's path (a runtime behind a prefix), one slash between them
-    target = urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/") + "/sys/certs", parts.query, ""))
+        raise ConfigError("INTERNAL_API_KEY is not set; the runtime's /sys/certs needs it")
+    target = _runtime_target(runtime_url)
 
     class _NoRedirect(urllib.request.HTTPRedirectHandler):
         def redirect_request(self, *args: Any, **kwargs: Any) -> None:
@@ -278,6 +319,7 @@ def announce(
     deleted: list[str] | None = None,
     runtime: bool = True,
     runtime_url: str | None = None,
+    signing: tuple[dict[str, Any], dict[str, Any]] | None = None,
 ) -> NotifyResult:
     """Tell the gateways and the runtime about a key change (idempotent; safe to re-send).
 
@@ -292,6 +334,7 @@ def announce(
         created, deleted: kids to announce (may both be empty: a plain "reload").
         runtime: also update the runtime.
         runtime_url: the runtime's base URL (``POST /sys/certs``) instead of its Redis.
+        signing: ``(record, private JWK)`` to give the runtime; default: read from the key file at ``now``.
 
     Raises:
         ConfigError: a broker/runtime setting is missing or bad.
@@ -302,10 +345,9 @@ def announce(
 
     res = NotifyResult(list(created or []), list(deleted or []), correlation_id=str(uuid.uuid4()))
     jwk = None
+    check_settings(settings, runtime=runtime, runtime_url=runtime_url)
     if runtime:
-        if runtime_url is not None and not settings.internal_api_key:
-            raise ConfigError("INTERNAL_API_KEY is not set; the runtime's /sys/certs needs it (--runtime-url)")
-        rec, jwk = signing_jwk(settings, now)
+        rec, jwk = signing if signing is not None else signing_jwk(settings, now)
         res.runtime_kid = rec["kid"]
     res.gateway_event = publish(
         settings, GATEWAY_EVENT, {"created": res.created, "deleted": res.deleted}, now, res.correlation_id
@@ -319,3 +361,101 @@ def announce(
             res.runtime_event = publish(settings, RUNTIME_EVENT, {}, now, res.correlation_id)
             res.runtime = "redis"
     return res
+
+
+@dataclass
+class AnnounceOutcome:
+    """What :func:`announce_pending` found and sent.
+
+    Attributes:
+        pending: the announcement that was pending (``None``: the fleet was up to date).
+        result: what was delivered (``None``: nothing was sent).
+        recorded: the last announcement recorded in the key file: the one just sent, or, when
+            nothing was sent, the one that was already there (``None``: never announced).
+    """
+
+    pending: Pending | None = None
+    result: NotifyResult | None = None
+    recorded: Announced | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"sent": false, "last"}``, or ``{"sent": true, **NotifyResult.to_dict(), "pendingSince",
+        "signingChanged"}`` (``pendingSince`` ``None`` for a key file never announced, or a forced send)."""
+        if self.result is None:
+            return {"sent": False, "last": self.recorded.to_dict() if self.recorded else None}
+        return {
+            "sent": True,
+            **self.result.to_dict(),
+            "pendingSince": self.pending.since if self.pending else None,
+            "signingChanged": self.pending.signing_changed if self.pending else False,
+        }
+
+
+def announce_pending(
+    settings: Settings,
+    now: datetime,
+    *,
+    runtime_url: str | None = None,
+    force: bool = False,
+    known_deleted: Iterable[str] = (),
+) -> AnnounceOutcome:
+    """Send the pending announcement, if any, and record its success in the key file.
+
+    Under the key file's lock: re-read the file, compare the state the fleet should hold at
+    ``now`` (signing key, published kids) with the last recorded announcement
+    (:mod:`prisme_keys.store.announced`), and when they differ send ``gateway.jwks.updated``
+    with ``created``/``deleted`` computed against the recorded state plus the runtime update
+    (see :func:`announce`), then record the new state (atomic replace, same transaction rules
+    as every key-file change). The lock covers the decision, the send and the record, so two
+    hosts running this at once send one announcement: the second sees nothing pending. A
+    failed send records nothing: the announcement stays pending for the next call.
+
+    Every command that changes the key file and announces (``rotate``, ``prune``, ``import``,
+    ``revoke`` with ``--notify``) calls this after its own transaction has committed.
+
+    Args:
+        settings: effective settings (key file, broker, runtime).
+        now: the time the signing key is chosen at and the event time (UTC).
+        runtime_url: the runtime's base URL (``POST /sys/certs``) instead of its Redis.
+        force: send the current state even when nothing is pending (a plain reload).
+        known_deleted: kids the caller has just removed, announced as deleted when the record
+            does not list them (a key file never announced before).
+
+    Returns:
+        An :class:`AnnounceOutcome` (``result`` is ``None`` when nothing was pending).
+
+    Raises:
+        KeyFileError: key file missing, corrupt (including a malformed ``announced`` member),
+            lock timeout, no private key or passphrase for the signing key.
+        ConfigError: a broker/runtime setting is missing or bad.
+        NotifyError: Redis or the runtime unreachable or refusing; nothing was recorded.
+    """
+    from prisme_keys.store import announced, lifecycle, rotation
+
+    check_settings(settings, runtime_url=runtime_url)
+    kf = lifecycle.open_keyfile(settings)
+    # An unlocked read first, so that a run with nothing pending (most hourly cron runs) takes no
+    # lock; a change written after this read is announced by the run that wrote it, or the next one.
+    pre = kf.load()
+    if not force and announced.pending(pre, now, known_deleted=known_deleted, path=kf.path) is None:
+        return AnnounceOutcome(recorded=announced.last_announced(pre, kf.path))
+    with kf.transaction() as tx:
+        pend = announced.pending(tx.keyset, now, known_deleted=known_deleted, path=kf.path)
+        if pend is None and not force:
+            return AnnounceOutcome(recorded=announced.last_announced(tx.keyset, kf.path))
+        state = pend.state if pend else announced.expected(tx.keyset.records, now)
+        rec = rotation.signing_record(tx.keyset.records, now)
+        if rec is None:  # parse() refuses an empty key set; defensive
+            raise KeyFileError(f"key file {kf.path} holds no key")
+        jwk = lifecycle.private_jwk(kf, tx.keyset, rec)
+        res = announce(
+            settings,
+            now,
+            created=list(pend.created) if pend else [],
+            deleted=list(pend.deleted) if pend else [],
+            runtime_url=runtime_url,
+            signing=(rec, jwk),
+        )
+        done = announced.record(tx.keyset, state, now)
+        tx.commit()
+    return AnnounceOutcome(pend, res, done)

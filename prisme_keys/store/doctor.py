@@ -18,6 +18,8 @@ Checks, each giving zero or more findings ``{severity, code, message, kid}``:
   file, ``enc`` without a header; with a passphrase at hand (environment or file, never a
   prompt) the passphrase is verified and every record authenticated.
 * ``dates``: dates out of order.
+* ``announcement``: the last announcement recorded in the key file, and any pending one (the
+  fleet's expected state differs from it: a warning, since when), or none ever recorded (info).
 
 Severity ``error`` and ``warning`` are problems (exit 4); ``info`` is not.
 The file is only read: no lock is taken, nothing is written.
@@ -33,7 +35,7 @@ from typing import Any
 from prisme_keys import clock
 from prisme_keys import jwk as jwk_rules
 from prisme_keys.errors import KeyFileError, PrismeKeysError
-from prisme_keys.store import rotation
+from prisme_keys.store import announced, rotation
 
 PROBLEM = ("error", "warning")
 
@@ -58,6 +60,8 @@ class Report:
         keys: number of records (0 when unreadable).
         encrypted: the file carries an encryption header.
         findings: all findings, problems first.
+        announcement: ``{last, pending}`` (see :func:`prisme_keys.store.announced.status`), or ``None``
+            when the file is unreadable or its record malformed.
     """
 
     path: str
@@ -65,6 +69,7 @@ class Report:
     keys: int = 0
     encrypted: bool = False
     findings: list[Finding] = field(default_factory=list)
+    announcement: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The ``--json`` document."""
@@ -73,6 +78,7 @@ class Report:
             "healthy": self.healthy,
             "keys": self.keys,
             "encrypted": self.encrypted,
+            "announcement": self.announcement,
             "problems": sum(1 for f in self.findings if f.severity in PROBLEM),
             "findings": [asdict(f) for f in self.findings],
         }
@@ -104,7 +110,39 @@ def audit(settings: Any, now: datetime) -> Report:
     _dates_and_rotation(records, settings, now, add)
     _strength(records, add)
     _encryption(keyset, kf, settings, rep, add)
+    _announcement(keyset, kf, now, rep, add)
     return _finish(rep)
+
+
+def _announcement(keyset: Any, kf: Any, now: datetime, rep: Report, add: Any) -> None:
+    try:
+        st = announced.status(keyset, now, kf.path)
+    except KeyFileError as exc:
+        add("error", "announcement_record", exc.message)
+        return
+    rep.announcement = st.to_dict()
+    last, pend = st.last, st.pending
+    if last is None:
+        add(
+            "info",
+            "never_announced",
+            "no announcement recorded: this key set was never announced to the gateways and runtime by "
+            "prisme-keys (prisme-keys notify, or rotate/prune --notify, sends it)",
+        )
+    elif pend is not None:
+        add(
+            "warning",
+            "announcement_pending",
+            f"announcement pending since {pend.since}: {announced.describe(pend)}; run prisme-keys notify "
+            "(or let the next rotate --notify send it)",
+        )
+    else:
+        n = len(last.state.kids)
+        add(
+            "info",
+            "announced",
+            f"announced {last.at}: signing key {last.state.signing_kid}, {n} published key{'s' if n != 1 else ''}",
+        )
 
 
 def _finish(rep: Report) -> Report:

@@ -316,11 +316,20 @@ def signing_jwk(settings: Settings, now: datetime, kid: str | None = None) -> tu
                 f"no key with kid {kid!r} in {settings.key_file}; kids present: " + ", ".join(r["kid"] for r in records)
             )
         rec = found[0]
+    return rec, private_jwk(kf, keyset, rec)
+
+
+def private_jwk(kf: KeyFile, keyset: KeySet, rec: dict[str, Any]) -> dict[str, Any]:
+    """The private JWK of ``rec``, a record of ``keyset`` read from ``kf`` (decrypted when encrypted).
+
+    Raises:
+        KeyFileError: no or wrong passphrase for an encrypted record, or the record holds no private key.
+    """
     if "enc" in rec["jwk"]:
         from prisme_keys.store import encryption
 
         rec = encryption.open_records(keyset, kf.passphrase, kf.path, "signing", [rec])[0]
     jwk = rec["jwk"]
     if not jwk_rules.has_private(jwk):
-        raise KeyFileError(f"key {rec['kid']} in {settings.key_file} holds no private key")
-    return rec, jwk
+        raise KeyFileError(f"key {rec['kid']} in {kf.path} holds no private key")
+    return dict(jwk)
