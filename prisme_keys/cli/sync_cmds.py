@@ -20,13 +20,13 @@ def _resend_hint(runtime_url: Optional[str]) -> str:
     return "prisme-keys notify" + (f" --runtime-url {safe_url(runtime_url)}" if runtime_url else "")
 
 
-def _kids_change(created: list[str], deleted: list[str]) -> str:
-    """``created A, B, deleted C`` (empty when both lists are empty)."""
+def _kids_change(created: list[str], deleted: list[str], sep: str = ", ") -> str:
+    """``created A, B, deleted C`` (kids joined by ``sep``; empty when both lists are empty)."""
     return ", ".join(
         x
         for x in (
-            ("created " + ", ".join(created)) if created else "",
-            ("deleted " + ", ".join(deleted)) if deleted else "",
+            ("created " + sep.join(created)) if created else "",
+            ("deleted " + sep.join(deleted)) if deleted else "",
         )
         if x
     )
@@ -35,17 +35,7 @@ def _kids_change(created: list[str], deleted: list[str]) -> str:
 def _render_notify(st: Any, res: Any) -> str:
     bits = []
     if res.gateway_event:
-        what = (
-            ", ".join(
-                x
-                for x in (
-                    ("created " + " ".join(res.created)) if res.created else "",
-                    ("deleted " + " ".join(res.deleted)) if res.deleted else "",
-                )
-                if x
-            )
-            or "reload"
-        )
+        what = _kids_change(res.created, res.deleted, " ") or "reload"
         bits.append(f"published gateway.jwks.updated ({what})")
     if res.runtime == "redis":
         bits.append(f"runtime key set to {res.runtime_kid} and runtime.jwks.updated published")

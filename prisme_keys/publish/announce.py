@@ -433,6 +433,7 @@ def announce_pending(
     from prisme_keys.store import announced, lifecycle, rotation
 
     check_settings(settings, runtime_url=runtime_url)
+    known_deleted = tuple(known_deleted)
     kf = lifecycle.open_keyfile(settings)
     # An unlocked read first, so that a run with nothing pending (most hourly cron runs) takes no
     # lock; a change written after this read is announced by the run that wrote it, or the next one.
