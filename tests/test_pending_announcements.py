@@ -19,11 +19,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import empty_config, record, write_keyfile
+from helpers import no_traceback, record, write_keyfile
 from redis_server import Consumer, RedisServer, redis_env, redis_server  # noqa: F401
 
 from prisme_keys import clock
-from prisme_keys.cli import main
 from prisme_keys.errors import KeyFileError
 from prisme_keys.store import announced
 from prisme_keys.store.keyfile import KeySet
@@ -82,17 +81,14 @@ def age(path: Path, delta: timedelta) -> None:
 
 
 @pytest.fixture
-def run(tmp_path, capsys, redis_env):
-    """``run(*argv, env=...) -> (exit code, stdout, stderr)``: the CLI in-process, an empty config,
-    the broker and runtime cache of ``redis_env`` (overridable)."""
-    base = dict(redis_env, PRISME_KEYS_CONFIG=str(empty_config(tmp_path)))
+def run(cli, redis_env):
+    """``run(*argv, env=...) -> (exit code, stdout, stderr)``: the command line in-process, with the
+    broker and runtime cache of ``redis_env`` (overridable)."""
 
     def go(*argv: str, env: dict | None = None) -> tuple[int, str, str]:
-        capsys.readouterr()
-        rc = main(list(argv), env={**base, **(env or {})})
-        out, err = capsys.readouterr()
-        assert "Traceback" not in err, err
-        return rc, out, err
+        p = cli(*argv, env={**redis_env, **(env or {})})
+        no_traceback(p)
+        return p.returncode, p.stdout, p.stderr
 
     return go
 
