@@ -29,6 +29,11 @@ ENVIRONMENT = [
     ("PRISME_KEYS_LOCK_TIMEOUT", "Longest wait for the key-file lock, seconds (default 30)."),
     ("PRISME_KEYS_ALLOW_GROUP_READ", "Accept a group-readable key file shared by a group (default false)."),
     ("PRISME_KEYS_PUBLICATION_LEAD", "Time a new key is published before it signs (default 0)."),
+    (
+        "PRISME_KEYS_VERIFIER_CACHE",
+        "Longest time the verifiers cache the JWKS (default 600 s, the reference gateway's jwks-rsa); "
+        "plan, doctor and config show check the publication lead against it.",
+    ),
     ("PRISME_KEYS_PASSPHRASE", "Passphrase of an encrypted key file."),
     ("PRISME_KEYS_PASSPHRASE_FILE", "File holding the passphrase of an encrypted key file."),
     ("PRISME_KEYS_DEBUG", "Set to 1 to print a traceback on internal errors."),
@@ -87,6 +92,10 @@ EXAMPLES = [
         ["prisme-keys init", "17 * * * * prisme-keys -q rotate && prisme-keys -q prune"],
     ),
     ("What would prune remove in 45 days?", ["prisme-keys --now +45d prune --dry-run"]),
+    (
+        "See the rotation schedule of the next 90 days, and keep a picture of it:",
+        ["prisme-keys plan --days 90 --svg schedule.svg"],
+    ),
     ("Publish the public set:", ["prisme-keys export --out /srv/www/oidc/jwks.json"]),
     (
         "Mint a test token and verify it against a JWKS URL:",

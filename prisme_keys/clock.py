@@ -48,6 +48,20 @@ def parse_duration(text: str | int) -> int:
     return int(m.group(1)) * _UNITS[m.group(2) or "s"]
 
 
+def format_duration(secs: float) -> str:
+    """Write a number of seconds in the largest unit that divides it: ``30d``, ``10m``, ``1h``, ``90s``, ``0.5s``.
+
+    The inverse of :func:`parse_duration` for whole seconds (weeks are written as days).
+    """
+    if secs != int(secs):
+        return f"{secs:g}s"
+    n = int(secs)
+    for unit in ("d", "h", "m"):
+        if n and n % _UNITS[unit] == 0:
+            return f"{n // _UNITS[unit]}{unit}"
+    return f"{n}s"
+
+
 def parse_iso(text: str) -> datetime:
     """Parse an ISO-8601 time into an aware UTC datetime.
 

@@ -100,24 +100,33 @@ def _p_nonneg_seconds(env: str) -> Callable[[Any], float]:
     return parse
 
 
-def _p_lead(v: Any) -> float:
-    """Publication lead: plain seconds (``3600``, ``0.5``) or a duration (``90s``, ``15m``, ``2h``, ``1d``)."""
-    try:
-        return _p_nonneg_seconds("PRISME_KEYS_PUBLICATION_LEAD")(v)
-    except ConfigError:
-        if isinstance(v, str):
-            from prisme_keys.clock import parse_duration
+def _p_seconds_or_duration(env: str) -> Callable[[Any], float]:
+    """Parser of plain seconds (``3600``, ``0.5``) or a duration (``90s``, ``15m``, ``2h``, ``1d``), 0 or more."""
 
-            try:
-                secs = float(parse_duration(v))
-                if secs <= MAX_SECONDS:
-                    return secs
-            except ValueError:
-                pass
-        raise ConfigError(
-            f"bad value for PRISME_KEYS_PUBLICATION_LEAD: {v!r}; allowed: seconds (0 or more) "
-            "or a duration like 90s, 15m, 2h, 1d"
-        ) from None
+    def parse(v: Any) -> float:
+        try:
+            return _p_nonneg_seconds(env)(v)
+        except ConfigError:
+            if isinstance(v, str):
+                from prisme_keys.clock import parse_duration
+
+                try:
+                    secs = float(parse_duration(v))
+                    if secs <= MAX_SECONDS:
+                        return secs
+                except ValueError:
+                    pass
+            raise ConfigError(
+                f"bad value for {env}: {v!r}; allowed: seconds (0 or more) or a duration like 90s, 15m, 2h, 1d"
+            ) from None
+
+    return parse
+
+
+_p_lead = _p_seconds_or_duration("PRISME_KEYS_PUBLICATION_LEAD")
+
+#: The reference gateway's verifier (jwks-rsa) keeps a fetched key for 10 minutes.
+REFERENCE_VERIFIER_CACHE = 600
 
 
 def _p_bool(env: str) -> Callable[[Any], bool]:
@@ -159,6 +168,8 @@ class Spec:
     parse: Callable[[Any], Any]
     help: str
     secret: bool = False
+    #: written by ``config init`` (else as a comment: setting it declares something, e.g. caching verifiers)
+    in_template: bool = True
 
 
 def _default_key_file() -> Path:
@@ -224,6 +235,14 @@ SPECS: tuple[Spec, ...] = (
         "seconds (or a duration like 1h, 1d) a new key is published before it signs",
     ),
     Spec(
+        "verifier_cache",
+        "PRISME_KEYS_VERIFIER_CACHE",
+        REFERENCE_VERIFIER_CACHE,
+        _p_seconds_or_duration("PRISME_KEYS_VERIFIER_CACHE"),
+        "longest time (seconds or a duration) a verifier caches the JWKS; checked against the publication lead",
+        in_template=False,
+    ),
+    Spec(
         "passphrase_file",
         "PRISME_KEYS_PASSPHRASE_FILE",
         None,
@@ -283,6 +302,8 @@ class Settings:
         lock_timeout: seconds (float) to wait for the key-file lock.
         allow_group_read: accept a group-readable key file.
         publication_lead: seconds (float) a new key is published before it signs.
+        verifier_cache: seconds (float) the verifiers may cache the JWKS (default 600, the
+            reference gateway's jwks-rsa); checked against ``publication_lead``.
         passphrase_file: file holding the key file's passphrase, or ``None``.
         passphrase: ``PRISME_KEYS_PASSPHRASE`` (environment only; never shown), or ``None``.
         broker_host, broker_namespace, broker_topic_maxlen, contexts_cache_host,
@@ -302,6 +323,7 @@ class Settings:
     lock_timeout: float = 30.0
     allow_group_read: bool = False
     publication_lead: float = 0
+    verifier_cache: float = REFERENCE_VERIFIER_CACHE
     broker_host: str | None = "redis://localhost:6379/10"
     broker_namespace: str = ""
     broker_topic_maxlen: int = 10000
@@ -440,16 +462,34 @@ def load(flags: Mapping[str, Any] | None = None, environ: Mapping[str, str] | No
 
 
 def defaults_toml() -> str:
-    """The TOML text ``config init`` writes: every non-secret setting at its default (tomli-w)."""
+    """The TOML text ``config init`` writes: every non-secret setting at its default (tomli-w).
+
+    ``verifier_cache`` is written as a comment: setting it declares verifiers that cache the JWKS,
+    which the publication-lead check then holds a lead of 0 against.
+    """
     import tomli_w
 
     data: dict[str, Any] = {}
+    comments = []
     for spec in SPECS:
         if spec.default is None or spec.secret:
             continue
-        data[spec.name] = spec.default
+        if spec.in_template:
+            data[spec.name] = spec.default
+        else:
+            comments.append(f"# {tomli_w.dumps({spec.name: spec.default}).strip()}  # {spec.help}\n")
     header = "# prisme-keys settings; environment variables and flags override these.\n"
-    return header + tomli_w.dumps(data)
+    return header + tomli_w.dumps(data) + "".join(comments)
+
+
+def parse_setting(name: str, raw: Any) -> Any:
+    """Parse one setting's value (TOML name ``name``) as the environment or config file would.
+
+    Raises:
+        ConfigError: a bad value, naming the setting, the value and what is allowed.
+        KeyError: an unknown setting name.
+    """
+    return _BY_NAME[name].parse(raw)
 
 
 def setting_names() -> list[str]:

@@ -20,6 +20,7 @@ __all__ = ["State", "app", "main", "run", "state"]
 
 # The command modules register their commands on the app when imported, in the order --help lists them.
 from prisme_keys.cli import lifecycle_cmds  # noqa: F401, I001
+from prisme_keys.cli import schedule_cmds  # noqa: F401
 from prisme_keys.cli import tokens_cmds  # noqa: F401
 from prisme_keys.cli import check_cmds  # noqa: F401
 from prisme_keys.cli import sync_cmds  # noqa: F401

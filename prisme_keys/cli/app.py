@@ -74,6 +74,15 @@ class State:
             self._settings = settings_mod.load(self.flags, self.environ)
         return self._settings
 
+    def set_setting_flags(self, **values: Any) -> None:
+        """Add settings given by a command's own options (``verifier_cache=...``) to the flags.
+
+        They take precedence over the environment and config file, like the global flags;
+        ``None`` values are ignored. Settings already loaded are loaded again on next use.
+        """
+        self.flags.update({k: v for k, v in values.items() if v is not None})
+        self._settings = None
+
     def now(self) -> datetime:
         """The time this invocation acts at: ``--now`` when given, else the real clock (UTC)."""
         return self.now_override if self.now_override is not None else clock.now()

@@ -86,3 +86,31 @@ def read_token_arg(arg: str, stdin: Any = None) -> str:
     if len(data) > limit:
         raise jws.too_large(len(data))
     return jws.clean_token(data)
+
+
+VERIFIER_CACHE_HELP = (
+    "Longest time the verifiers cache the JWKS: seconds or a duration like 10m "
+    "(also PRISME_KEYS_VERIFIER_CACHE; default 600, the reference gateway's jwks-rsa); "
+    "the publication lead is checked against it."
+)
+
+
+def verifier_cache_flag(st: Any, value: Optional[str]) -> None:
+    """Put ``--verifier-cache VALUE`` into the invocation's settings (flag precedence).
+
+    Raises:
+        UsageError: VALUE is not seconds or a duration (exit 2).
+    """
+    if value is None:
+        return
+    from prisme_keys import settings as settings_mod
+    from prisme_keys.errors import ConfigError
+
+    try:
+        secs = settings_mod.parse_setting("verifier_cache", value)
+    except ConfigError:
+        raise UsageError(
+            f"--verifier-cache: {value[:40]!r} is not a time; "
+            "use seconds (0 or more) or a duration like 90s, 15m, 2h, 1d"
+        ) from None
+    st.set_setting_flags(verifier_cache=secs)

@@ -19,18 +19,29 @@ app.add_typer(config_app, name="config")
 
 @config_app.command("show")
 def show(ctx: typer.Context) -> None:
-    """Print every effective setting, its environment variable and where its value came from."""
+    """Print every effective setting, its environment variable and where its value came from, then
+    the settings checked against each other (with suggested values).
+
+    --json: {setting: {value, env, source}, ..., "checks": [{severity, code, setting, message, suggestion, kid}]}.
+    """
     from prisme_keys.cli import output
+    from prisme_keys.store import settings_checks
 
     st = state(ctx)
     rows = st.settings.describe()
+    findings = settings_checks.check(st.settings, st.now())
     if st.json:
-        output.emit_json({r["name"]: {"value": r["value"], "env": r["env"], "source": r["source"]} for r in rows})
+        doc: dict = {r["name"]: {"value": r["value"], "env": r["env"], "source": r["source"]} for r in rows}
+        doc["checks"] = [f.to_dict() for f in findings]
+        output.emit_json(doc)
         return
     output.table(
         ["setting", "env", "value", "source"],
         [[r["name"], r["env"], "" if r["value"] is None else r["value"], r["source"]] for r in rows],
     )
+    if findings:
+        output.line("")
+        output.findings(findings)
 
 
 @config_app.command("path")

@@ -189,7 +189,15 @@ def prune(
 
 
 @app.command("list")
-def list_cmd(ctx: typer.Context) -> None:
+def list_cmd(
+    ctx: typer.Context,
+    timeline_chart: bool = typer.Option(
+        False,
+        "--timeline",
+        help="Draw the keys in the file on a date axis (next, signing, retired, expired spans, today, JWKS size); "
+        "prisme-keys plan adds the keys rotation will create.",
+    ),
+) -> None:
     """List the keys: kid, algorithm, size, state (signing/next/retired/expired) and dates; then the
     last announcement to the gateways and runtime, or the pending one and since when."""
     from prisme_keys import clock
@@ -198,6 +206,18 @@ def list_cmd(ctx: typer.Context) -> None:
 
     st = state(ctx)
     now = st.now()
+    if timeline_chart:
+        from prisme_keys.cli import timeline
+        from prisme_keys.cli.schedule_cmds import title
+
+        sched = lifecycle.timeline(st.settings, now)
+        if st.json:
+            doc = sched.to_dict()
+            del doc["events"]
+            output.emit_json(doc)
+        else:
+            timeline.print_chart(output.console(), sched, title(sched, "Keys in the key file"))
+        return
     kf = lifecycle.open_keyfile(st.settings)
     keyset = kf.load()
     rows = lifecycle.describe(keyset.records, now)

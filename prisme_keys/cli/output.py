@@ -38,6 +38,12 @@ def _console(stderr: bool = False) -> Any:
     )
 
 
+def console(stderr: bool = False) -> Any:
+    """A rich console on stdout (or stderr): colour only on a terminal without ``NO_COLOR``; 250 columns
+    when not a terminal."""
+    return _console(stderr)
+
+
 def json_text(doc: Any) -> str:
     """Serialize ``doc`` as indented JSON with a trailing newline."""
     return json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n"
@@ -106,3 +112,12 @@ def spinner(text: str, *, enabled: bool = True) -> Iterator[None]:
         return
     with _console(stderr=True).status(text):
         yield
+
+
+def findings(items: Sequence[Any], heading: str = "Settings checks:") -> None:
+    """Print settings findings (:class:`prisme_keys.store.settings_checks.SettingsFinding`) on stdout,
+    one per line with its suggested value on the next: ``warning [code] reason`` / ``  suggested: value``."""
+    line(heading)
+    for f in items:
+        line(f"  {f.severity} [{f.code}] {f.message}")
+        line(f"    suggested: {f.suggestion}")

@@ -7,6 +7,7 @@ from typing import Optional
 import typer
 
 from prisme_keys.cli.app import app, state
+from prisme_keys.cli.common import VERIFIER_CACHE_HELP, verifier_cache_flag
 from prisme_keys.errors import EXIT_KEYFILE
 
 
@@ -74,10 +75,17 @@ def decrypt(ctx: typer.Context) -> None:
 
 
 @app.command()
-def doctor(ctx: typer.Context) -> None:
+def doctor(
+    ctx: typer.Context,
+    verifier_cache: Optional[str] = typer.Option(
+        None, "--verifier-cache", metavar="DURATION", help=VERIFIER_CACHE_HELP
+    ),
+) -> None:
     """Audit the key file without changing it: permissions, overdue rotation, expired keys, duplicate
-    kids, weak or compromised keys, a signing key without private members, encryption state, and
-    an announcement the gateways and runtime have not had yet (since when).
+    kids, weak or compromised keys, a signing key without private members, encryption state,
+    an announcement the gateways and runtime have not had yet (since when), and the settings
+    checked against each other (max age, publication lead, verifier cache, rotation period,
+    2048-bit keys after 2030) with suggested values.
 
     Exit 0 when healthy, 4 when a problem (error or warning) is found. A passphrase, when given
     (environment or --passphrase-file; never prompted), is verified and every encrypted key authenticated.
@@ -86,6 +94,7 @@ def doctor(ctx: typer.Context) -> None:
     from prisme_keys.store import doctor as doctor_mod
 
     st = state(ctx)
+    verifier_cache_flag(st, verifier_cache)
     rep = doctor_mod.audit(st.settings, st.now())
     if st.json:
         output.emit_json(rep.to_dict())

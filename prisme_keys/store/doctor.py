@@ -5,8 +5,11 @@ Checks, each giving zero or more findings ``{severity, code, message, kid}``:
 * ``file``: exists, parses (format, records), size.
 * ``permissions``: group/others bits (group allowed with ``PRISME_KEYS_ALLOW_GROUP_READ``),
   owner, a folder others can write to, the lock file's mode.
-* ``rotation``: rotation overdue (``rotate`` would add a key), a ``next`` key waiting, a
-  publication lead longer than the rotation period.
+* ``rotation``: rotation overdue (``rotate`` would add a key), a ``next`` key waiting.
+* ``settings``: the settings checked against each other and the keys
+  (:func:`prisme_keys.store.settings_checks.check`: max age against the rotation period, the
+  publication lead against the verifiers' JWKS cache and the rotation period, the rotation
+  period's range, RSA keys under 3072 bits signing after 2030), each with a suggested value.
 * ``expiry``: non-signing keys past ``expiresAt`` (``prune`` would remove them), a signing key
   past its ``expiresAt``.
 * ``kids``: duplicate kids, the same key under two kids, ``jwk.kid`` differing from the record's kid.
@@ -35,7 +38,7 @@ from typing import Any
 from prisme_keys import clock
 from prisme_keys import jwk as jwk_rules
 from prisme_keys.errors import KeyFileError, PrismeKeysError
-from prisme_keys.store import announced, rotation
+from prisme_keys.store import announced, rotation, settings_checks
 
 PROBLEM = ("error", "warning")
 
@@ -108,6 +111,8 @@ def audit(settings: Any, now: datetime) -> Report:
         return _finish(rep)
     _kids(records, add)
     _dates_and_rotation(records, settings, now, add)
+    for f in settings_checks.check(settings, now, records=records):
+        add(f.severity, f.code, f.line(), f.kid)
     _strength(records, add)
     _encryption(keyset, kf, settings, rep, add)
     _announcement(keyset, kf, now, rep, add)
@@ -220,13 +225,6 @@ def _dates_and_rotation(records: list[dict[str, Any]], settings: Any, now: datet
         )
     elif plan.next_rotation:
         add("info", "rotation", f"next rotation {clock.iso(plan.next_rotation)}")
-    if policy.lead and policy.lead >= policy.rotation_days * 86400:
-        add(
-            "warning",
-            "lead_too_long",
-            f"the publication lead ({policy.lead:g} s) is not shorter than the "
-            f"rotation period ({policy.rotation_days} days): keys will sign longer than JWKS_ROTATION_DAYS",
-        )
     for r in records:
         kid = r["kid"]
         st = rotation.state(r, records, now)

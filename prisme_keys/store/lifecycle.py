@@ -18,7 +18,7 @@ from prisme_keys import clock
 from prisme_keys import jwk as jwk_rules
 from prisme_keys.errors import KeyFileError, UsageError
 from prisme_keys.settings import Settings
-from prisme_keys.store import rotation
+from prisme_keys.store import rotation, schedule, settings_checks
 from prisme_keys.store.keyfile import KeyFile, KeySet
 
 KeyGen = Callable[[int, str], dict[str, Any]]
@@ -141,8 +141,9 @@ def rotate(
     _unlock_early(kf, keyset, "rotate (the new key must be encrypted)")
     jwk = _new_jwk(settings, keygen)
     with kf.transaction() as tx:
-        plan = rotation.plan_rotation(tx.keyset.records, policy, now, force)
-        if not plan.due:
+        step = rotation.rotate_records(tx.keyset.records, jwk, policy, now, force)
+        plan, result = step.plan, step.result
+        if result is None:
             return RotateResult(
                 False,
                 False,
@@ -150,14 +151,9 @@ def rotate(
                 signing_kid=plan.signing_kid,
                 next_rotation=clock.iso(plan.next_rotation) if plan.next_rotation else None,
             )
-        # Never older than the newest record: a slower concurrent rotation (a bigger key to
-        # generate) must still come out newest, as its previousKeyId says.
-        newest = rotation.newest_first(tx.keyset.records)[0] if tx.keyset.records else None
-        at = max(now, rotation.t(newest, "createdAt")) if newest else now
-        result = rotation.apply_rotation(tx.keyset.records, jwk, policy, at)
         tx.keyset.records = result.records
         tx.commit()
-    signing = rotation.signing_record(result.records, at)
+    signing = rotation.signing_record(result.records, step.at)
     return RotateResult(True, False, plan.reason, result.created, result.retired, signing["kid"] if signing else None)
 
 
@@ -220,6 +216,49 @@ def list_keys(settings: Settings, now: datetime) -> list[dict[str, Any]]:
         KeyFileError: missing, corrupt or unsafe file.
     """
     return describe(load_records(settings), now)
+
+
+@dataclass
+class PlanResult:
+    """Result of :func:`plan`: the simulated schedule, the days it covers, and the settings findings."""
+
+    schedule: schedule.Schedule
+    days: int
+    findings: list[settings_checks.SettingsFinding]
+
+
+def plan(settings: Settings, now: datetime, days: int | None = None) -> PlanResult:
+    """Simulate the cron job (``rotate`` then ``prune``, hourly) on the key file for ``days`` days from ``now``.
+
+    Nothing is written and no key is generated. The settings are checked against each other
+    (:func:`settings_checks.check`), up to the last key the schedule creates.
+
+    Args:
+        days: whole days to simulate, 1 to :data:`schedule.MAX_DAYS`; default two rotation
+            periods plus the longest token lifetime (:func:`schedule.default_days`).
+
+    Raises:
+        UsageError: ``days`` out of range.
+        KeyFileError: missing, corrupt or unsafe key file.
+    """
+    policy = rotation.Policy.from_settings(settings)
+    if days is None:
+        days = schedule.default_days(policy)
+    if not 1 <= days <= schedule.MAX_DAYS:
+        raise UsageError(f"a plan covers 1 to {schedule.MAX_DAYS} days, not {days}")
+    records = load_records(settings)
+    sched = schedule.simulate(records, policy, now, now + clock.days(days), alg=settings.alg, bits=settings.size)
+    last_created = max([now] + [e.at for e in sched.events if e.kind == "rotation"])
+    return PlanResult(sched, days, settings_checks.check(settings, now, records=records, until=last_created))
+
+
+def timeline(settings: Settings, now: datetime) -> schedule.Schedule:
+    """The key file's keys over time as they are (no simulation): see :func:`schedule.timeline`.
+
+    Raises:
+        KeyFileError: missing, corrupt or unsafe key file.
+    """
+    return schedule.timeline(load_records(settings), now)
 
 
 def public_jwks(records: list[dict[str, Any]]) -> dict[str, Any]:

@@ -189,6 +189,42 @@ def apply_rotation(records: list[Record], jwk: dict[str, Any], policy: Policy, n
     return RotationResult(newest_first([rec] + out), rec, retired)
 
 
+@dataclass(frozen=True)
+class RotationStep:
+    """Outcome of :func:`rotate_records`: one ``rotate`` run on a record list.
+
+    Attributes:
+        plan: the decision made at ``now``.
+        result: the new records when a key was added, else ``None``.
+        at: the creation time used (``now``, or the newest record's ``createdAt`` when that is later).
+    """
+
+    plan: RotationPlan
+    result: RotationResult | None
+    at: datetime
+
+
+def rotate_records(
+    records: list[Record], jwk: dict[str, Any], policy: Policy, now: datetime, force: bool = False
+) -> RotationStep:
+    """What ``rotate`` does to ``records`` at ``now``: plan, and when due add ``jwk`` as the new key.
+
+    The one rotation step shared by the command (under the key-file lock) and the schedule
+    simulation (:mod:`prisme_keys.store.schedule`). The new key is never older than the newest
+    record: a slower concurrent rotation (a bigger key to generate) must still come out newest,
+    as its ``previousKeyId`` says.
+
+    Raises:
+        ValueError: when ``jwk['kid']`` is already in the set.
+    """
+    plan = plan_rotation(records, policy, now, force)
+    if not plan.due:
+        return RotationStep(plan, None, now)
+    newest = newest_first(records)[0] if records else None
+    at = max(now, t(newest, "createdAt")) if newest else now
+    return RotationStep(plan, apply_rotation(records, jwk, policy, at), at)
+
+
 @dataclass
 class PrunePlan:
     """What ``prune`` would do.

@@ -17,6 +17,7 @@ from typing import Any
 from prisme_keys import clock
 from prisme_keys.errors import UsageError
 from prisme_keys.jwk import SUPPORTED_ALGS
+from prisme_keys.store import settings_checks
 from prisme_keys.tokens.jws import no_json_constants, show_value
 from prisme_keys.tokens.keyring import jose_key
 
@@ -204,11 +205,9 @@ def mint(settings: Any, now: datetime, options: MintOptions | None = None) -> Mi
         warnings.append(
             f"not-before {o.not_before} s is not within the lifetime ({lifetime} s): the token will never be valid"
         )
-    if lifetime > settings.access_tokens_max_age:
-        warnings.append(
-            f"lifetime {lifetime} s is longer than ACCESS_TOKENS_MAX_AGE ({settings.access_tokens_max_age} s):"
-            " the token may outlive its key's publication"
-        )
+    too_long = settings_checks.lifetime_finding(settings, lifetime)
+    if too_long is not None:
+        warnings.append(too_long.line())
     iss = o.iss if o.iss is not None else settings.oidc_provider_url
     aud = o.aud if o.aud else ([settings.api_url] if settings.api_url else None)
     if iss is None:
