@@ -128,7 +128,7 @@ def test_plan_svg_parses_as_xml(run, golden_keys, tmp_path):
 # -- errors ---------------------------------------------------------------------------------------------------------
 
 
-def test_plan_usage_and_key_file_errors(run, golden_keys, tmp_path):
+def test_plan_usage_and_key_file_errors(run, golden_keys, tmp_path, keypool):
     g = ("--key-file", str(golden_keys), "--now", NOW)
     rc, out, err = run(*g, "plan", "--days", "0")
     assert rc == 2 and "--days" in err and out == ""
@@ -147,6 +147,15 @@ def test_plan_usage_and_key_file_errors(run, golden_keys, tmp_path):
     )
     rc, out, err = run("--key-file", str(tmp_path / "none.json"), "plan")
     assert rc == 4 and err.startswith("prisme-keys: error: key file") and out == ""
+    dup = write_keyfile(
+        tmp_path / "dup.json", [record(keypool[0]), record(keypool[0], created="2026-01-02T00:00:00.000Z")]
+    )
+    for args in (("plan",), ("list", "--timeline")):
+        rc, out, err = run("--key-file", str(dup), "--now", NOW, *args)
+        assert (rc, out) == (4, "") and err == (
+            f"prisme-keys: error: the key file holds kid {keypool[0]['kid']!r} twice; refusing to "
+            f"{'plan for' if args == ('plan',) else 'draw'} an ambiguous set (run prisme-keys doctor)\n"
+        )
     with pytest.raises(Exception, match="a plan covers 1 to 3660 days, not 0"):
         lifecycle.plan(Settings(key_file=golden_keys), clock.parse_iso(NOW), 0)
 

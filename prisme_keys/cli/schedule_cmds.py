@@ -20,7 +20,7 @@ def _day(dt: Any) -> str:
 
 def _detail(e: Event) -> str:
     if e.kind == "prune":
-        return "removed: expired, its tokens have all expired"
+        return "removed (past its expiresAt: every token it signed has expired)"
     if e.kind == "activation":
         return f"starts signing; {e.replaces} retires (verifies only)" if e.replaces else "starts signing"
     if e.signs_from is not None and e.signs_from > e.at:

@@ -239,7 +239,7 @@ def plan(settings: Settings, now: datetime, days: int | None = None) -> PlanResu
 
     Raises:
         UsageError: ``days`` out of range.
-        KeyFileError: missing, corrupt or unsafe key file.
+        KeyFileError: missing, corrupt or unsafe key file; two records share a kid.
     """
     policy = rotation.Policy.from_settings(settings)
     if days is None:
@@ -247,6 +247,7 @@ def plan(settings: Settings, now: datetime, days: int | None = None) -> PlanResu
     if not 1 <= days <= schedule.MAX_DAYS:
         raise UsageError(f"a plan covers 1 to {schedule.MAX_DAYS} days, not {days}")
     records = load_records(settings)
+    refuse_duplicate_kids(records, "plan for an ambiguous set")
     sched = schedule.simulate(records, policy, now, now + clock.days(days), alg=settings.alg, bits=settings.size)
     last_created = max([now] + [e.at for e in sched.events if e.kind == "rotation"])
     return PlanResult(sched, days, settings_checks.check(settings, now, records=records, until=last_created))
@@ -256,9 +257,27 @@ def timeline(settings: Settings, now: datetime) -> schedule.Schedule:
     """The key file's keys over time as they are (no simulation): see :func:`schedule.timeline`.
 
     Raises:
-        KeyFileError: missing, corrupt or unsafe key file.
+        KeyFileError: missing, corrupt or unsafe key file; two records share a kid.
     """
-    return schedule.timeline(load_records(settings), now)
+    records = load_records(settings)
+    refuse_duplicate_kids(records, "draw an ambiguous set")
+    return schedule.timeline(records, now)
+
+
+def refuse_duplicate_kids(records: list[dict[str, Any]], what: str) -> None:
+    """Refuse a record list in which two records share a kid.
+
+    Raises:
+        KeyFileError: ``the key file holds kid 'x' twice; refusing to <what> (run prisme-keys doctor)``.
+    """
+    seen: set[str] = set()
+    for r in records:
+        if r["kid"] in seen:
+            raise KeyFileError(
+                f"the key file holds kid {r['kid']!r} twice; refusing to {what} (run prisme-keys doctor)",
+                code="duplicate_kid",
+            )
+        seen.add(r["kid"])
 
 
 def public_jwks(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -267,15 +286,7 @@ def public_jwks(records: list[dict[str, Any]]) -> dict[str, Any]:
     Raises:
         KeyFileError: two records share a kid (verifiers pick keys by kid; ``doctor`` says more).
     """
-    seen: set[str] = set()
-    for r in records:
-        if r["kid"] in seen:
-            raise KeyFileError(
-                f"the key file holds kid {r['kid']!r} twice; refusing to publish an ambiguous "
-                "set (run prisme-keys doctor)",
-                code="duplicate_kid",
-            )
-        seen.add(r["kid"])
+    refuse_duplicate_kids(records, "publish an ambiguous set")
     return {"keys": [jwk_rules.public_jwk(r["jwk"]) for r in rotation.newest_first(records)]}
 
 
