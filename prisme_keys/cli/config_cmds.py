@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -31,7 +31,7 @@ def show(ctx: typer.Context) -> None:
     rows = st.settings.describe()
     findings = settings_checks.check(st.settings, st.now())
     if st.json:
-        doc: dict = {r["name"]: {"value": r["value"], "env": r["env"], "source": r["source"]} for r in rows}
+        doc: dict[str, Any] = {r["name"]: {"value": r["value"], "env": r["env"], "source": r["source"]} for r in rows}
         doc["checks"] = [f.to_dict() for f in findings]
         output.emit_json(doc)
         return

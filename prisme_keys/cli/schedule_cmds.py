@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import Any, Optional
+from datetime import datetime
+from typing import Optional
 
 import typer
 
@@ -14,7 +15,7 @@ from prisme_keys.errors import UsageError
 from prisme_keys.store.schedule import MAX_DAYS, Event, Schedule
 
 
-def _day(dt: Any) -> str:
+def _day(dt: datetime) -> str:
     return dt.strftime("%Y-%m-%d %H:%M")
 
 
