@@ -27,7 +27,7 @@ from typing import Any
 from prisme_keys import clock
 from prisme_keys.settings import Settings
 from prisme_keys.settings import load as _load_settings
-from prisme_keys.store import lifecycle
+from prisme_keys.store import lifecycle, settings_checks
 from prisme_keys.store.keyfile import KeyFile
 from prisme_keys.tokens import jwks_client
 from prisme_keys.tokens import mint as minter
@@ -43,6 +43,7 @@ __all__ = [
     "Settings",
     "VerifyOptions",
     "VerifyResult",
+    "check_settings",
     "decode",
     "export",
     "fetch_jwks",
@@ -52,6 +53,7 @@ __all__ = [
     "mint",
     "mint_many",
     "open_keyfile",
+    "plan",
     "prune",
     "rotate",
     "verify",
@@ -112,6 +114,28 @@ def prune(settings: Settings, now: datetime | None = None, *, dry_run: bool = Fa
 def list_keys(settings: Settings, now: datetime | None = None) -> list[dict[str, Any]]:
     """The key records, newest first, each with its ``state`` (``next``/``signing``/``retired``/``expired``)."""
     return lifecycle.list_keys(settings, _now(now))
+
+
+def plan(settings: Settings, now: datetime | None = None, days: int | None = None) -> lifecycle.PlanResult:
+    """The rotation schedule ahead: the cron job (rotate then prune, hourly) simulated for ``days`` days.
+
+    Returns the :class:`~prisme_keys.store.schedule.Schedule` (events, per-key state spans, JWKS
+    sizes) and the settings findings; nothing is written. ``days`` defaults to two rotation
+    periods plus ``ACCESS_TOKENS_MAX_AGE``.
+
+    Raises:
+        KeyFileError: missing, corrupt or unsafe key file (exit 4). UsageError: ``days`` out of range (exit 2).
+    """
+    return lifecycle.plan(settings, _now(now), days)
+
+
+def check_settings(
+    settings: Settings, now: datetime | None = None, *, lifetime: float | None = None
+) -> list[settings_checks.SettingsFinding]:
+    """The settings checked against each other (max age, publication lead and verifier cache, rotation
+    period, RSA size after 2030; with ``lifetime`` in seconds, a token lifetime), each with a reason
+    and a suggested value; empty on the defaults."""
+    return settings_checks.check(settings, _now(now), lifetime=lifetime)
 
 
 def export(settings: Settings, *, fmt: str = "jwks", private: bool = False) -> Any:

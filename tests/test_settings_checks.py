@@ -288,3 +288,15 @@ def test_format_duration():
         "73h",
         "0.5s",
     ]
+
+
+def test_python_api(tmp_path, keypool):
+    from prisme_keys import api
+
+    kf = write_keyfile(tmp_path / "k.json", [record(keypool[0])])
+    s = Settings(key_file=kf, publication_lead=60)
+    assert [f.code for f in api.check_settings(s, NOW)] == ["lead_shorter_than_cache"]
+    assert [f.code for f in api.check_settings(Settings(), NOW, lifetime=31 * DAY)] == ["lifetime_exceeds_max_age"]
+    res = api.plan(s, NOW, days=30)
+    assert res.days == 30 and [e.kind for e in res.schedule.events] == ["rotation", "activation"]
+    assert [f.code for f in res.findings] == ["lead_shorter_than_cache"]
