@@ -318,3 +318,24 @@ def test_future_kids_skip_kids_already_in_the_file(keypool):
     )
     assert [k.kid for k in sched.keys] == ["new-1", "new-2", "new-3", "new-4"]
     assert [k.future for k in sched.keys] == [False, True, True, True]
+
+
+def test_chart_draws_at_most_40_rows(run, tmp_path, keypool):
+    kf = write_keyfile(tmp_path / "k.json", [record(keypool[0])])
+    g = ("--key-file", str(kf), "--now", T0, "plan", "--days", "100")
+    env = {"JWKS_ROTATION_DAYS": "1", "ACCESS_TOKENS_MAX_AGE": "3600"}
+    rc, out, err = run(*g[:4], "--json", *g[4:], env=env)
+    n = len(json.loads(out)["keys"])
+    assert n == 1 + 71  # a rotation a day from 2026-01-31 to 2026-04-11
+    rc, out, err = run(*g, env=env)
+    assert rc == 0 and sum(1 for ln in out.splitlines() if ln.startswith("new-")) == 39
+    assert f"({n - 40} more keys not drawn: {n} in all)\n" in out
+
+
+def test_timeline_before_the_first_key_shows_no_empty_set(run, tmp_path, keypool):
+    kf = write_keyfile(tmp_path / "k.json", [record(keypool[0])])
+    rc, out, err = run("--key-file", str(kf), "--now", "2025-06-01T00:00:00Z", "--json", "list", "--timeline")
+    doc = json.loads(out)
+    assert doc["start"] == "2025-06-01T00:00:00.000Z" and [(j["at"], j["keys"]) for j in doc["jwks"]] == [(T0, 1)]
+    rc, out, err = run("--key-file", str(kf), "--now", "2025-06-01T00:00:00Z", "list", "--timeline")
+    assert "JWKS published: 1 key, 462 bytes (compact JSON)\n" in out and "JWKS keys      " + " " * 20 in out

@@ -25,6 +25,8 @@ _PRIORITY = ("signing", "next", "retired", "expired")
 LABEL = 14
 MAX_COLUMNS = 72
 MIN_COLUMNS = 20
+#: Rows drawn at most (a schedule with daily rotations over years has thousands of keys).
+MAX_ROWS = 40
 SPARK = "▁▂▃▄▅▆▇█"
 
 
@@ -76,7 +78,8 @@ def chart(sched: Schedule, cols: int) -> tuple[list[Any], list[str]]:
     ticks[today] = "▼"
     lines = [Text(pad + "".join(labels).rstrip()), Text(pad + "".join(ticks).rstrip())]
     lines[1].stylize("bold magenta", LABEL + 1 + today, LABEL + 2 + today)
-    for key in sched.keys:
+    shown = sched.keys if len(sched.keys) <= MAX_ROWS else _rows_around_today(sched.keys, sched.now)
+    for key in shown:
         label = key.kid if len(key.kid) <= LABEL else key.kid[: LABEL - 1] + "…"
         row = Text(label.ljust(LABEL) + " ", style="italic" if key.future else "bold")
         for i in range(cols):
@@ -88,9 +91,13 @@ def chart(sched: Schedule, cols: int) -> tuple[list[Any], list[str]]:
                 row.append(ch, style=colour)
         row.rstrip()
         lines.append(row)
+    if len(shown) < len(sched.keys):
+        lines.append(
+            Text(f"({len(sched.keys) - len(shown)} more keys not drawn: {len(sched.keys)} in all)", style="dim")
+        )
     lines += _jwks_rows(sched, edges, cols)
-    counts = [p.keys for p in sched.jwks] or [0]
-    sizes = [p.bytes for p in sched.jwks] or [0]
+    counts = [p.keys for p in sched.jwks if p.keys] or [0]
+    sizes = [p.bytes for p in sched.jwks if p.keys] or [0]
     keys = f"{min(counts)} to {max(counts)} keys" if min(counts) != max(counts) else _plural(counts[0], "key")
     size = f"{min(sizes)} to {max(sizes)} bytes" if min(sizes) != max(sizes) else _plural(sizes[0], "byte")
     footer = [
@@ -99,6 +106,13 @@ def chart(sched: Schedule, cols: int) -> tuple[list[Any], list[str]]:
         "× expired (not pruned yet)  ▼ today" + ("  new-N: keys rotate will create" if _has_future(sched) else ""),
     ]
     return lines, footer
+
+
+def _rows_around_today(keys: list[KeyTimeline], now: datetime) -> list[KeyTimeline]:
+    """At most :data:`MAX_ROWS` keys: those present today, then the next ones created, oldest first."""
+    first = next((i for i, k in enumerate(keys) if k.state_at(now) is not None), 0)
+    first = max(0, min(first, len(keys) - MAX_ROWS))
+    return keys[first : first + MAX_ROWS]
 
 
 def _plural(n: int, word: str) -> str:
@@ -116,7 +130,7 @@ def _jwks_rows(sched: Schedule, edges: list[datetime], cols: int) -> list[Any]:
     top = max((p.bytes for p in sched.jwks), default=0)
     keys, size = Text("JWKS keys".ljust(LABEL) + " "), Text("JWKS bytes".ljust(LABEL) + " ")
     for p in cells:
-        keys.append(" " if p is None else (str(p.keys) if p.keys < 10 else "+"))
+        keys.append(" " if p is None or not p.keys else (str(p.keys) if p.keys < 10 else "+"))
         level = 0 if p is None or not top else max(1, -(-p.bytes * len(SPARK) // top))
         size.append(" " if level == 0 else SPARK[level - 1], style="blue")
     return [keys, size]

@@ -149,7 +149,7 @@ class Schedule:
         start / end: the time window shown (UTC); ``end`` is the last cron run.
         keys: every key, oldest first.
         events: changes from ``now`` to ``end``, in time order.
-        jwks: the published set's size, one entry per change.
+        jwks: the published set's size, one entry per change (from the first key's creation).
     """
 
     now: datetime
@@ -308,8 +308,8 @@ def _build(
         for kid, st in states.items():
             if kid not in open_:
                 open_[kid] = (st, b)
-        size = (len(present), _jwks_bytes(present, future))
-        if not sizes or (sizes[-1].keys, sizes[-1].bytes) != size:
+        size = (len(present), _jwks_bytes(present, future) if present else 0)
+        if (sizes or present) and (not sizes or (sizes[-1].keys, sizes[-1].bytes) != size):
             sizes.append(JwksSize(b, *size))
     for kid, (st, since) in open_.items():
         spans.setdefault(kid, []).append(Span(st, since, None))
