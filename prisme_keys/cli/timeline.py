@@ -159,4 +159,4 @@ def svg(sched: Schedule, title: str) -> str:
         highlight=False,
     )
     print_chart(console, sched, title)
-    return console.export_svg(title=title)
+    return console.export_svg(title="prisme-keys")
