@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import Any
 
 from prisme_keys import clock
+from prisme_keys import jwk as jwk_rules
 from prisme_keys.settings import Settings
 from prisme_keys.settings import from_values as _settings_from
 from prisme_keys.settings import load as _load_settings
@@ -196,9 +197,14 @@ class Minter:
             kid: write this ``kid`` in the header instead of the JWK's own (a forged token
                 naming a published key, for negative tests).
 
+        The JWK is validated as a key entering a key file is (RSA, at least 2048 bits, members
+        consistent, not on the known-compromised list).
+
         Raises:
-            KeyFileError: the key cannot sign (inconsistent members, alg not RS*) (exit 4).
+            KeyFileError: the key is unusable, too small, known-compromised, or its alg is not
+                RS* (exit 4).
         """
+        jwk_rules.check_signing_jwk(dict(jwk))
         key = dict(jwk)
         if kid is not None:
             key["kid"] = kid

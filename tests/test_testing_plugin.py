@@ -196,6 +196,8 @@ def test_without_server(prisme_token):
 def test_with_server(prisme_jwks_server, prisme_token):
     c = claims(prisme_token())
     assert (c["iss"], c["aud"]) == (prisme_jwks_server.base_url, prisme_jwks_server.base_url + "/v2")
+    wide = claims(prisme_jwks_server.tokens()())
+    assert (wide["iss"], wide["aud"]) == (c["iss"], c["aud"])
 
 def test_without_server_again(prisme_token):
     assert claims(prisme_token())["iss"] == "https://prisme.test"
@@ -333,8 +335,10 @@ def test_api_minter_from_a_jwk_in_memory(tmp_path, keypool) -> None:
     settings = api.settings_from({"key_file": str(tmp_path / "none.json"), "api_url": "https://a.test"})
     token = api.Minter.from_jwk(settings, keypool[0], kid="forged").mint(sub="eve")
     assert api.decode(token).header == {"typ": "jwt", "alg": "RS256", "kid": "forged"}
-    with pytest.raises(KeyFileError, match="cannot sign"):
+    with pytest.raises(KeyFileError, match=r"^key '.+' is unusable: member 'dp' does not match d, p and q$"):
         api.Minter.from_jwk(settings, {**keypool[0], "d": keypool[1]["d"]})
+    with pytest.raises(KeyFileError, match=r"^key '.+' has alg 'HS256'; mint signs with RS256, RS384 or RS512$"):
+        api.Minter.from_jwk(settings, {**keypool[0], "alg": "HS256"})
 
 
 def test_settings_from_reads_no_config_file_and_names_the_source_of_a_bad_value(tmp_path, monkeypatch) -> None:

@@ -212,6 +212,10 @@ class Server:
     _httpd: serve.JWKSServer = field(repr=False)
     _thread: threading.Thread = field(repr=False)
 
+    def tokens(self) -> TokenFactory:
+        """The ``prisme_token`` factory for this server's issuer and audience (for wider-scoped fixtures)."""
+        return self.keyset.tokens(self.base_url)
+
     def stop(self) -> None:
         """Stop serving and close the socket (waits for the serving thread)."""
         self._httpd.shutdown()
