@@ -145,6 +145,7 @@ def test_a_verifier_that_accepts_everything_fails_the_negative_cases(suite: pyte
     result.assert_outcomes(passed=3, failed=5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("uses_fixtures", [False, True])
 def test_a_suite_that_does_not_use_the_fixtures_imports_nothing_heavy(
     suite: pytest.Pytester, uses_fixtures: bool
@@ -206,13 +207,14 @@ def test_without_server_again(prisme_token):
     suite.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=3)
 
 
-def test_ini_options_set_issuer_audience_alg_and_lifetime(suite: pytest.Pytester) -> None:
+def test_ini_options_set_issuer_audience_alg_size_and_lifetime(suite: pytest.Pytester) -> None:
     suite.makeini(
         """
 [pytest]
 prisme_issuer = https://gw.example.test
 prisme_audience = https://gw.example.test/v2
 prisme_alg = RS384
+prisme_key_size = 3072
 prisme_token_lifetime = 900
 """
     )
@@ -224,6 +226,7 @@ def test_settings(prisme_jwks_server, prisme_token, prisme_keyset):
     token = prisme_token()
     assert jwt.get_unverified_header(token)["alg"] == "RS384"
     assert prisme_keyset.jwks["keys"][0]["alg"] == "RS384"
+    assert len(jwt.utils.base64url_decode(prisme_keyset.jwks["keys"][0]["n"])) * 8 == 3072
     key = jwt.PyJWKClient(prisme_jwks_server.jwks_url).get_signing_key_from_jwt(token)
     c = jwt.decode(token, key.key, algorithms=["RS384"], audience="https://gw.example.test/v2",
                    issuer="https://gw.example.test")
