@@ -25,7 +25,9 @@ from datetime import datetime
 from typing import Any
 
 from prisme_keys import clock
+from prisme_keys import jwk as jwk_rules
 from prisme_keys.settings import Settings
+from prisme_keys.settings import from_values as _settings_from
 from prisme_keys.settings import load as _load_settings
 from prisme_keys.store import lifecycle, settings_checks
 from prisme_keys.store.keyfile import KeyFile
@@ -40,6 +42,7 @@ from prisme_keys.tokens.verify import VerifyOptions, VerifyResult
 __all__ = [
     "Decoded",
     "MintOptions",
+    "Minter",
     "Settings",
     "VerifyOptions",
     "VerifyResult",
@@ -54,8 +57,10 @@ __all__ = [
     "mint_many",
     "open_keyfile",
     "plan",
+    "open_minter",
     "prune",
     "rotate",
+    "settings_from",
     "verify",
 ]
 
@@ -75,6 +80,21 @@ def load_settings(flags: Mapping[str, Any] | None = None, environ: Mapping[str, 
         ConfigError: a bad value or an unreadable config file (exit 3).
     """
     return _load_settings(flags, environ)
+
+
+def settings_from(values: Mapping[str, Any], sources: Mapping[str, str] | None = None) -> Settings:
+    """Settings from explicit values only: no config file, no environment (e.g. a throwaway test key set).
+
+    Args:
+        values: by TOML setting name (``key_file``, ``alg``, ``size`` in bits,
+            ``access_tokens_max_age`` in seconds, ``oidc_provider_url``, ``api_url``...), each
+            parsed by its setting's own rule; ``None`` keeps the default.
+        sources: where each value came from (``"env:API_URL"``...), named in error messages.
+
+    Raises:
+        ConfigError: an unknown setting name or a bad value (exit 3).
+    """
+    return _settings_from(values, sources)
 
 
 def open_keyfile(settings: Settings) -> KeyFile:
@@ -171,6 +191,89 @@ def mint(settings: Settings, now: datetime | None = None, **options: Any) -> str
     """
     run = minter.mint(settings, _now(now), MintOptions(**options))
     return next(run.tokens).token
+
+
+class Minter:
+    """Mints tokens in-process with one signing key loaded once: no key-file read per token.
+
+    Build it with :func:`open_minter` (a key file's signing key) or :meth:`from_jwk` (a private
+    JWK held in memory). The tokens are shaped exactly as :func:`mint` shapes them
+    (RSASSA-PKCS1-v1_5, RFC 7518 section 3.3; NumericDates, RFC 7519 section 2).
+
+    Attributes:
+        settings: issuer, audience and ``access_tokens_max_age`` (seconds) defaults.
+        kid: the ``kid`` written in each token's header.
+        alg: ``RS256``, ``RS384`` or ``RS512``.
+    """
+
+    def __init__(self, settings: Settings, signer: minter.Signer) -> None:
+        self.settings = settings
+        self._signer = signer
+        self.kid: str | None = signer.kid
+        self.alg: str = signer.alg
+
+    @classmethod
+    def from_jwk(cls, settings: Settings, jwk: Mapping[str, Any], *, kid: str | None = None) -> Minter:
+        """A minter over a private RSA JWK that need not be in any key file.
+
+        Args:
+            jwk: private JWK (``n``, ``e``, ``d``... base64url); its ``alg`` or ``settings.alg``.
+            kid: write this ``kid`` in the header instead of the JWK's own (a forged token
+                naming a published key, for negative tests).
+
+        The JWK is validated as a key entering a key file is (RSA, at least 2048 bits, members
+        consistent, not on the known-compromised list).
+
+        Raises:
+            KeyFileError: the key is unusable, too small, known-compromised, or its alg is not
+                RS* (exit 4).
+        """
+        jwk_rules.check_signing_jwk(dict(jwk))
+        key = dict(jwk)
+        if kid is not None:
+            key["kid"] = kid
+        return cls(settings, minter.build_signer(key, key.get("alg") or settings.alg))
+
+    def mint(self, now: datetime | None = None, **options: Any) -> str:
+        """One token (compact serialization) issued at ``now`` (default the real clock).
+
+        Args:
+            options: :class:`~prisme_keys.tokens.mint.MintOptions` fields except ``count``
+                and ``kid`` (``sub``, ``lifetime`` in seconds, ``iss``, ``aud``, ``claims``,
+                ``not_before``, ``expired``, ``session_id``).
+
+        Raises:
+            UsageError: bad options, a ``kid`` other than this minter's, a claim not
+                representable in JSON (exit 2).
+        """
+        o = MintOptions(**options)
+        if o.kid is not None and o.kid != self.kid:
+            from prisme_keys.errors import UsageError
+
+            raise UsageError(f"this minter signs with kid {self.kid!r}, not {o.kid!r}")
+        run = minter.mint_with(self._signer, self.settings, _now(now), o)
+        return next(run.tokens).token
+
+    def mint_many(self, options: MintOptions | None = None, now: datetime | None = None) -> minter.MintRun:
+        """``options.count`` tokens (a lazy iterator), as :func:`mint_many` without the key-file read.
+
+        Raises:
+            UsageError: bad options (exit 2).
+        """
+        return minter.mint_with(self._signer, self.settings, _now(now), options)
+
+
+def open_minter(settings: Settings, now: datetime | None = None, *, kid: str | None = None) -> Minter:
+    """A :class:`Minter` over the key file's signing key at ``now`` (or the record ``kid``), read once.
+
+    Later rotations of the key file are not seen: open a new minter after one.
+
+    Raises:
+        KeyFileError: no key file, no signing key, unknown ``kid``, no private key, a key
+            that cannot sign (exit 4).
+    """
+    rec, jwk = lifecycle.signing_jwk(settings, _now(now), kid)
+    return Minter(settings, minter.signer_for(jwk, jwk.get("alg") or settings.alg))
 
 
 def decode(token: str | bytes, now: datetime | None = None) -> Decoded:

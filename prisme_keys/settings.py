@@ -501,3 +501,33 @@ def load_config_path(environ: Mapping[str, str] | None = None) -> Path:
     """The config file path from ``PRISME_KEYS_CONFIG`` or the platform default."""
     env = os.environ if environ is None else environ
     return Path(env["PRISME_KEYS_CONFIG"]) if env.get("PRISME_KEYS_CONFIG") else default_config_path()
+
+
+def from_values(values: Mapping[str, Any], sources: Mapping[str, str] | None = None) -> Settings:
+    """Settings from explicit values only: no config file, no environment (e.g. a throwaway test key set).
+
+    Args:
+        values: by TOML setting name (``alg``, ``size``, ``oidc_provider_url``, ``key_file``...);
+            each is parsed by its setting's own rule; ``None`` values keep the default.
+        sources: where each value came from, for messages (default ``"flag"``).
+
+    Raises:
+        ConfigError: an unknown setting name or a bad value.
+    """
+    parsed: dict[str, Any] = {}
+    where: dict[str, str] = {}
+    for name, raw in values.items():
+        if raw is None:
+            continue
+        spec = _BY_NAME.get(name)
+        if spec is None:
+            raise ConfigError(f"unknown setting {name!r}; known: {', '.join(s.name for s in SPECS)}")
+        source = (sources or {}).get(name, "flag")
+        try:
+            value = spec.parse(raw)
+        except ConfigError as exc:
+            raise ConfigError(exc.message if source == "flag" else f"{exc.message} (from {source})") from None
+        if value is not None:
+            parsed[name] = value
+            where[name] = source
+    return Settings(sources=where, **parsed)

@@ -221,6 +221,11 @@ def test_wheel_carries_completions_man_page_and_key_list(tmp_path):
         "data/share/fish/vendor_completions.d/prisme-keys.fish",
     ):
         assert any(n.endswith(suffix) for n in names), (suffix, names)
+    # every subpackage ships (the wheel once lacked store/, tokens/ and publish/), and the pytest plugin's entry point
+    for pkg in ("cli", "store", "tokens", "publish", "testing"):
+        assert f"prisme_keys/{pkg}/__init__.py" in names, (pkg, names)
+    entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith(".dist-info/entry_points.txt")))
+    assert "[pytest11]\nprisme_keys = prisme_keys.testing.plugin\n" in entry_points.decode()
     sdist = next(dist.glob("*.tar.gz"))
     snames = tarfile.open(sdist).getnames()
     for suffix in (

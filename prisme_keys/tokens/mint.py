@@ -108,13 +108,22 @@ def signer_for(jwk: dict[str, Any], alg: str) -> Signer:
     ck = (str(jwk.get("kid")), str(jwk.get("n")), alg)
     s = _SIGNERS.get(ck)
     if s is None:
-        try:
-            s = _SIGNERS[ck] = Signer(jwk, alg)
-        except ValueError as exc:
-            from prisme_keys.errors import KeyFileError
-
-            raise KeyFileError(f"key {jwk.get('kid')!r} cannot sign: {exc}") from None
+        s = _SIGNERS[ck] = build_signer(jwk, alg)
     return s
+
+
+def build_signer(jwk: dict[str, Any], alg: str) -> Signer:
+    """A new :class:`Signer` of ``jwk`` (not cached: for keys held in memory only).
+
+    Raises:
+        KeyFileError: the key is unusable (inconsistent members) or its alg is not RS*.
+    """
+    try:
+        return Signer(jwk, alg)
+    except ValueError as exc:
+        from prisme_keys.errors import KeyFileError
+
+        raise KeyFileError(f"key {jwk.get('kid')!r} cannot sign: {exc}") from None
 
 
 @dataclass
@@ -164,6 +173,13 @@ def load_claims(text: str, where: str) -> dict[str, Any]:
     return doc
 
 
+def _check_counts(o: MintOptions) -> None:
+    if o.count < 1:
+        raise UsageError("--count must be 1 or more")
+    if o.session_id is not None and o.count > 1:
+        raise UsageError("--session-id cannot be combined with --count above 1 (each token gets its own session)")
+
+
 def mint(settings: Any, now: datetime, options: MintOptions | None = None) -> MintRun:
     """Mint tokens as the gateway would issue them.
 
@@ -173,7 +189,7 @@ def mint(settings: Any, now: datetime, options: MintOptions | None = None) -> Mi
     NumericDates (RFC 7519 section 2) in whole seconds.
 
     The private key comes from :func:`lifecycle.signing_jwk` and becomes a key object once
-    per process (:func:`signer_for`).
+    per process (:func:`signer_for`); the tokens are shaped by :func:`mint_with`.
 
     Args:
         settings: effective settings (issuer, audience, max age, key file).
@@ -184,19 +200,33 @@ def mint(settings: Any, now: datetime, options: MintOptions | None = None) -> Mi
         KeyFileError: no key file, no signing key, unknown ``kid``, no private key.
         UsageError: ``count`` below 1, or ``session_id`` with ``count`` above 1.
     """
-    import os
-    import uuid
-
     from prisme_keys.store import lifecycle
 
     o = options or MintOptions()
-    if o.count < 1:
-        raise UsageError("--count must be 1 or more")
-    if o.session_id is not None and o.count > 1:
-        raise UsageError("--session-id cannot be combined with --count above 1 (each token gets its own session)")
+    _check_counts(o)
     rec, jwk = lifecycle.signing_jwk(settings, now, o.kid)
-    alg = jwk.get("alg") or settings.alg
-    signer = signer_for(jwk, alg)
+    run = mint_with(signer_for(jwk, jwk.get("alg") or settings.alg), settings, now, o)
+    run.kid = rec["kid"]
+    return run
+
+
+def mint_with(signer: Signer, settings: Any, now: datetime, options: MintOptions | None = None) -> MintRun:
+    """Mint tokens as :func:`mint` does, signed by ``signer`` (no key-file read).
+
+    For callers that mint many tokens one at a time in-process with a key loaded once
+    (:class:`prisme_keys.api.Minter`, the pytest plugin). ``options.kid`` is not used: the
+    signer is the key.
+
+    Raises:
+        UsageError: ``count`` below 1, ``session_id`` with ``count`` above 1, or a claim not
+            representable in JSON.
+    """
+    import os
+    import uuid
+
+    o = options or MintOptions()
+    _check_counts(o)
+    alg = signer.alg
     warnings: list[str] = []
     lifetime = o.lifetime if o.lifetime is not None else settings.access_tokens_max_age
     if lifetime <= 0 and not o.expired and "exp" not in o.claims:
@@ -247,4 +277,4 @@ def mint(settings: Any, now: datetime, options: MintOptions | None = None) -> Mi
                 claims.update(extra)
             yield Minted(signer.sign(claims), signer.header, claims)
 
-    return MintRun(rec["kid"], alg, warnings, gen())
+    return MintRun(str(signer.kid), alg, warnings, gen())
