@@ -13,8 +13,9 @@ from collections.abc import Mapping
 
 import typer
 
+from prisme_keys.cli import streams
 from prisme_keys.cli.app import State, app, state
-from prisme_keys.errors import EXIT_INTERRUPTED, PrismeKeysError
+from prisme_keys.errors import EXIT_INTERRUPTED, EXIT_KEYFILE, PrismeKeysError
 
 __all__ = ["State", "app", "main", "run", "state"]
 
@@ -36,14 +37,37 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
         env: the environment to read settings from (default ``os.environ``).
 
     Each call builds its own :class:`State`: settings, output mode and ``--now`` never leak
-    from one call into the next.
+    from one call into the next. The standard streams are guarded for the call (see
+    :mod:`prisme_keys.cli.streams`): a closed or failing stdout is exit 4, a reader that went
+    away exit 141 without a word, a closed stdin exit 2 when read, a closed stderr only silences.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     environ = os.environ if env is None else env
     debug = environ.get("PRISME_KEYS_DEBUG", "") not in ("", "0") or "--debug" in argv
     st = State(argv=argv, environ=environ, debug=debug)
+    with streams.guarded():
+        try:
+            code = _invoke(st)
+            sys.stdout.flush()
+        except streams.OutputFailed as exc:
+            code = _output_failed(exc, "--json" in argv or st.json)
+    return code
+
+
+def _output_failed(exc: streams.OutputFailed, as_json: bool) -> int:
+    """Exit code (and the line on stderr) after writing stdout failed."""
+    if exc.broken_pipe:  # the reader went away: stop quietly, as a process killed by SIGPIPE
+        return streams.EXIT_BROKEN_PIPE
+    from prisme_keys.cli.output import error
+
+    error(exc.message(), code="stdout_failed", exit_code=EXIT_KEYFILE, as_json=as_json)
+    return EXIT_KEYFILE
+
+
+def _invoke(st: State) -> int:
+    """Run the app for ``st``; map every exception but :class:`streams.OutputFailed` to an exit code."""
+    argv = st.argv
     as_json = "--json" in argv
-    code = 0
     try:
         rc = app(args=argv, prog_name="prisme-keys", standalone_mode=False, obj=st)
         code = rc if isinstance(rc, int) else 0
@@ -72,14 +96,10 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
     except KeyboardInterrupt:
         sys.stderr.write("prisme-keys: interrupted\n")
         code = EXIT_INTERRUPTED
-    except BrokenPipeError:
-        try:
-            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (stdout for the rest of the process)
-        except OSError:
-            pass
-        code = 0
+    except streams.OutputFailed:
+        raise
     except Exception as exc:  # a bug: one line, no traceback unless --debug
-        if debug:
+        if st.debug:
             import traceback
 
             traceback.print_exc()
@@ -94,13 +114,12 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
             as_json=as_json,
         )
         code = 1
-    try:
-        sys.stdout.flush()
-    except (BrokenPipeError, ValueError):
-        pass
     return code
 
 
 def run() -> None:
-    """Console-script entry point."""
-    sys.exit(main())
+    """Console-script entry point: :func:`main`, then a clean exit whatever became of the streams."""
+    streams.occupy_closed_descriptors()
+    code = main()
+    streams.finish_process()
+    sys.exit(code)

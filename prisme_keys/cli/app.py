@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any, Optional
 
 import typer
+from typer.core import TyperGroup
 
 from prisme_keys import __version__, clock
 from prisme_keys.errors import UsageError
@@ -28,8 +29,24 @@ HELP = (
     "11 notification failed, 130 interrupted."
 )
 
+class _Group(TyperGroup):
+    """The root command group: keeps a broken pipe that is not stdout away from Click.
+
+    Click turns any ``EPIPE`` into a silent exit 1. Standard output never raises one (its
+    failures are :class:`prisme_keys.cli.streams.OutputFailed`), so an ``EPIPE`` that gets here
+    came from a socket the command should have mapped: it is reported as an internal error.
+    """
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError as exc:
+            raise RuntimeError(f"broken pipe outside standard output: {exc}") from exc
+
+
 app = typer.Typer(
     name="prisme-keys",
+    cls=_Group,
     help=HELP,
     no_args_is_help=True,
     add_completion=True,

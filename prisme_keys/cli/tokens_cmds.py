@@ -119,10 +119,10 @@ def mint(
         docs = [m.to_dict() for m in run.tokens]
         output.emit_json(docs[0] if count == 1 else docs)
         return
-    write = sys.stdout.write
-    for m in run.tokens:
-        write(m.token + "\n")
-    sys.stdout.flush()
+    out = sys.stdout
+    for m in run.tokens:  # minted lazily and flushed one by one: a reader that goes away stops the work
+        out.write(m.token + "\n")
+        out.flush()
 
 
 @app.command()

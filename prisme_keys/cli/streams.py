@@ -1,0 +1,222 @@
+"""Standard streams: closed, full or broken stdin/stdout/stderr as documented outcomes.
+
+``main()`` wraps the three streams for one invocation (:func:`guarded`):
+
+* stdout: a write or flush that fails raises :class:`OutputFailed` (not an ``OSError``, so no
+  layer in between mistakes it for a file or network error); a reader that went away (``EPIPE``)
+  ends the command quietly with :data:`EXIT_BROKEN_PIPE`, any other failure (closed, disk full,
+  I/O error) is one line on stderr and exit 4.
+* stdin: a closed stdin, or one that cannot be read (a folder, an I/O error), raises
+  :class:`~prisme_keys.errors.UsageError` (exit 2) when a command reads it.
+* stderr: closed or failing, diagnostics are dropped; the exit code stays the command's.
+
+The process-level part (:func:`finish_process`) runs in the console script only: it keeps
+Python's own shutdown flush from failing on a stream that failed during the command.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from prisme_keys.errors import UsageError
+
+#: Exit status after the reader of stdout went away: 128 + SIGPIPE (13), what a shell reports
+#: for a process killed by SIGPIPE (``yes | head -1`` under ``set -o pipefail``).
+EXIT_BROKEN_PIPE = 141
+
+
+class OutputFailed(Exception):
+    """Writing standard output failed (``errno`` is the ``OSError`` errno, ``EBADF`` when closed)."""
+
+    def __init__(self, err: int) -> None:
+        super().__init__(err)
+        self.errno = err
+
+    @property
+    def broken_pipe(self) -> bool:
+        """True when the reader went away (``EPIPE``)."""
+        return self.errno == errno.EPIPE
+
+    def message(self) -> str:
+        """One line for stderr."""
+        if self.errno == errno.EBADF:
+            return "cannot write to standard output: it is closed"
+        name = errno.errorcode.get(self.errno, str(self.errno))
+        return f"cannot write to standard output: {os.strerror(self.errno)} ({name})"
+
+
+def _stdin_error(exc: BaseException | None) -> UsageError:
+    if exc is None or getattr(exc, "errno", None) == errno.EBADF:
+        return UsageError("cannot read standard input: it is closed", code="stdin_closed")
+    why = getattr(exc, "strerror", None) or str(exc)
+    return UsageError(f"cannot read standard input: {why}", code="stdin_unreadable")
+
+
+class _Closed:
+    """Stands for a stream the process was started without (``>&-``, ``<&-``, ``2>&-``)."""
+
+    encoding = "utf-8"
+    errors = "strict"
+    closed = False
+
+    def __init__(self, binary: bool = False) -> None:
+        self._binary = binary
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+
+    def write(self, data: Any) -> int:
+        if isinstance(data, (bytes, bytearray, memoryview)) != self._binary:
+            raise TypeError("wrong data type for this stream")
+        if len(data):
+            raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+        return 0
+
+    def flush(self) -> None:
+        return None
+
+    def read(self, *_: Any) -> Any:
+        raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+
+    readline = read
+    read1 = read
+
+    def readlines(self, *_: Any) -> Any:
+        raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+
+    def __iter__(self) -> Iterator[Any]:
+        raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+
+    @property
+    def buffer(self) -> _Closed:
+        return _Closed(binary=True)
+
+
+class _Guard:
+    """Proxy of one standard stream turning its ``OSError`` into the documented outcome."""
+
+    def __init__(self, stream: Any, role: str) -> None:
+        self._stream = stream
+        self._role = role  # "stdout", "stdin" or "stderr"
+        #: the errno of the first failed write (stdout), or ``None``
+        self.failed: int | None = None
+        self._buffer: _Guard | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+    def _fail(self, exc: BaseException) -> Any:
+        if self._role == "stdout":
+            if self.failed is None:
+                self.failed = getattr(exc, "errno", None) or errno.EBADF
+            raise OutputFailed(self.failed) from None
+        if self._role == "stdin":
+            raise _stdin_error(exc) from None
+        return None  # stderr: a diagnostic that cannot be shown is dropped
+
+    def _call(self, name: str, *args: Any) -> Any:
+        try:
+            return getattr(self._stream, name)(*args)
+        except (OSError, ValueError) as exc:  # ValueError: I/O on a closed file
+            if isinstance(exc, ValueError) and not isinstance(exc, OSError) and "closed" not in str(exc):
+                raise
+            return self._fail(exc)
+
+    def write(self, data: Any) -> Any:
+        return self._call("write", data)
+
+    def writelines(self, lines: Any) -> Any:
+        return self._call("writelines", lines)
+
+    def flush(self) -> Any:
+        return self._call("flush")
+
+    def read(self, *args: Any) -> Any:
+        return self._call("read", *args)
+
+    def read1(self, *args: Any) -> Any:
+        return self._call("read1", *args)
+
+    def readline(self, *args: Any) -> Any:
+        return self._call("readline", *args)
+
+    def readlines(self, *args: Any) -> Any:
+        return self._call("readlines", *args)
+
+    def __iter__(self) -> Iterator[Any]:
+        while True:
+            line = self.readline()
+            if not line:
+                return
+            yield line
+
+    def isatty(self) -> bool:
+        try:
+            return bool(self._stream.isatty())
+        except (OSError, ValueError, AttributeError):
+            return False
+
+    @property
+    def buffer(self) -> _Guard:
+        """The binary stream below, guarded the same way."""
+        if self._buffer is None:
+            self._buffer = _Guard(self._stream.buffer, self._role)
+        return self._buffer
+
+
+@contextmanager
+def guarded() -> Iterator[None]:
+    """Wrap ``sys.stdin``, ``sys.stdout`` and ``sys.stderr`` for the block (one invocation)."""
+    saved = sys.stdin, sys.stdout, sys.stderr
+    sys.stdin = _Guard(saved[0] if saved[0] is not None else _Closed(), "stdin")  # type: ignore[assignment]
+    sys.stdout = _Guard(saved[1] if saved[1] is not None else _Closed(), "stdout")  # type: ignore[assignment]
+    sys.stderr = _Guard(saved[2] if saved[2] is not None else _Closed(), "stderr")  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        sys.stdin, sys.stdout, sys.stderr = saved
+
+
+def occupy_closed_descriptors() -> None:
+    """Open ``/dev/null`` on descriptors 0-2 the process was started without.
+
+    Python already set the matching ``sys.std*`` to ``None`` (so the command still sees the
+    stream as closed), but a file opened later must not get descriptor 1 and be taken for stdout.
+    """
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            new = os.open(os.devnull, os.O_RDWR)
+            if new != fd:
+                os.dup2(new, fd)
+                os.close(new)
+
+
+def finish_process() -> None:
+    """Before exit: flush stdout and stderr; one that fails is pointed at ``/dev/null``.
+
+    Python flushes both at shutdown and, when that fails, prints "Exception ignored" and exits
+    120; after a broken pipe or a full disk the buffered rest is dropped instead.
+    """
+    for stream, fd in ((sys.__stdout__, 1), (sys.__stderr__, 2)):
+        if stream is None:
+            continue
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            try:
+                null = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(null, fd)
+                os.close(null)
+                stream.flush()
+            except (OSError, ValueError):
+                pass

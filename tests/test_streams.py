@@ -1,0 +1,112 @@
+"""Standard streams closed, full or abandoned by their reader (issue 11, section 2; README "Standard streams").
+
+These are process-level outcomes, so every test runs the installed console script under a real
+bash: ``>&-`` closes a descriptor, ``/dev/full`` fills, ``| head -1`` walks away.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+
+import pytest
+
+from conftest import script
+
+pytestmark = pytest.mark.slow
+
+CLOSED_STDOUT = "prisme-keys: error: cannot write to standard output: it is closed\n"
+FULL_STDOUT = "prisme-keys: error: cannot write to standard output: No space left on device (ENOSPC)\n"
+CLOSED_STDIN = "prisme-keys: error: cannot read standard input: it is closed\n"
+
+
+def sh(cli, keyfile, line: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run ``line`` in bash (pipefail) with ``P`` standing for the console script and the key file."""
+    env = dict(cli.env, P=f"{shlex.quote(script())} --key-file {shlex.quote(str(keyfile))}")
+    return subprocess.run(
+        ["bash", "-c", "set -o pipefail; " + line],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def fresh(cli, tmp_path):
+    """A key file made by ``init`` at the real time (so nothing is due)."""
+    path = tmp_path / "fresh.json"
+    assert cli("--key-file", str(path), "init").returncode == 0
+    return path
+
+
+def test_closed_stdout_is_exit_4_with_one_line(cli, keyfile):
+    p = sh(cli, keyfile, "$P list >&-")
+    assert (p.returncode, p.stderr) == (4, CLOSED_STDOUT)
+
+
+def test_closed_stdout_json_error_document(cli, keyfile):
+    p = sh(cli, keyfile, "$P --json list >&-")
+    assert p.returncode == 4
+    assert json.loads(p.stderr) == {
+        "code": "stdout_failed",
+        "message": "cannot write to standard output: it is closed",
+        "exit": 4,
+    }
+
+
+def test_closed_stdout_is_fine_for_a_command_that_prints_nothing(cli, fresh):
+    before = fresh.read_bytes()
+    p = sh(cli, fresh, "$P -q rotate >&-")
+    assert (p.returncode, p.stderr) == (0, "")
+    assert fresh.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "cmd",
+    ["$P decode - <&-", "$P verify --batch <&-", "$P verify - <&-", "$P import - <&-", "$P mint --claims - <&-"],
+)
+def test_closed_stdin_is_a_usage_error(cli, keyfile, cmd):
+    before = keyfile.read_bytes()
+    p = sh(cli, keyfile, cmd)
+    assert (p.returncode, p.stderr, p.stdout) == (2, CLOSED_STDIN, "")
+    assert keyfile.read_bytes() == before
+
+
+@pytest.mark.parametrize("cmd", ["$P export > /dev/full", "$P --help > /dev/full", "$P mint > /dev/full"])
+def test_full_stdout_is_exit_4(cli, keyfile, cmd):
+    p = sh(cli, keyfile, cmd + " 2>err; rc=$?; grep -v '^warning:' err >&2; exit $rc")
+    assert (p.returncode, p.stderr) == (4, FULL_STDOUT)
+
+
+def test_closed_stderr_keeps_the_exit_code(cli, tmp_path):
+    p = sh(cli, tmp_path / "nope.json", "$P list 2>&-")
+    assert (p.returncode, p.stdout) == (4, "")
+
+
+def test_full_stderr_keeps_the_exit_code(cli, tmp_path):
+    p = sh(cli, tmp_path / "nope.json", "$P list 2>/dev/full")
+    assert (p.returncode, p.stdout) == (4, "")
+
+
+def test_closed_stderr_on_success_still_delivers_the_result(cli, keyfile):
+    p = sh(cli, keyfile, "$P mint 2>&-")  # mint warns (no iss/aud) on the closed stderr
+    assert p.returncode == 0
+    assert p.stdout.count(".") == 2 and p.stdout.endswith("\n")
+
+
+def test_broken_pipe_stops_mint_at_once_and_quietly(cli, keyfile):
+    # a million tokens would take many minutes: finishing within the timeout proves minting stopped
+    p = sh(cli, keyfile, "$P mint --count 1000000 2>err | head -1; rc=$?; grep -v '^warning:' err >&2; exit $rc")
+    assert (p.returncode, p.stderr) == (141, "")
+    assert p.stdout.count(".") == 2 and p.stdout.count("\n") == 1
+
+
+def test_broken_pipe_stops_verify_batch_at_once_and_quietly(cli, keyfile):
+    token = cli("--key-file", str(keyfile), "-q", "mint").stdout.strip()
+    # an endless supply of tokens: only stopping at the broken pipe ends the pipeline
+    p = sh(cli, keyfile, f"yes {token} | $P verify --batch | head -1")
+    assert (p.returncode, p.stderr) == (141, "")
+    assert json.loads(p.stdout)["valid"] is True
+
