@@ -11,7 +11,6 @@ import shlex
 import subprocess
 
 import pytest
-
 from conftest import script
 
 pytestmark = pytest.mark.slow
@@ -109,4 +108,3 @@ def test_broken_pipe_stops_verify_batch_at_once_and_quietly(cli, keyfile):
     p = sh(cli, keyfile, f"yes {token} | $P verify --batch | head -1")
     assert (p.returncode, p.stderr) == (141, "")
     assert json.loads(p.stdout)["valid"] is True
-
