@@ -29,6 +29,7 @@ HELP = (
     "11 notification failed, 130 interrupted."
 )
 
+
 class _Group(TyperGroup):
     """The root command group: keeps a broken pipe that is not stdout away from Click.
 
