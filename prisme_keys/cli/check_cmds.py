@@ -42,6 +42,10 @@ def check(
     from prisme_keys.publish import check as checks
 
     st = state(ctx)
+    if junit is not None:
+        from prisme_keys.cli.common import check_out
+
+        check_out(junit, private=False, key_file=st.settings.key_file, flag="--junit", force_flag=None)
     report = checks.run(
         st.settings,
         url,
@@ -55,9 +59,16 @@ def check(
         allow_http=allow_http,
     )
     if junit is not None:
-        from prisme_keys.store.keyfile import write_output
+        from prisme_keys.cli.common import write_result
 
-        write_output(junit, checks.junit_xml(report), private=False)
+        write_result(
+            checks.junit_xml(report),
+            junit,
+            private=False,
+            key_file=st.settings.key_file,
+            flag="--junit",
+            force_flag=None,
+        )
     if st.json:
         output.emit_json(report.to_dict())
     else:

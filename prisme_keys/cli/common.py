@@ -39,19 +39,75 @@ def refuse_private_on_terminal(out: Optional[Path | str], to_terminal: bool) -> 
         )
 
 
-def write_result(text: str, out: Optional[Path | str], *, private: bool, to_terminal: bool = False) -> None:
+def check_out(
+    out: Optional[Path | str],
+    *,
+    private: bool,
+    key_file: Optional[Path | str],
+    force: bool = False,
+    flag: str = "--out",
+    force_flag: Optional[str] = "--force",
+) -> None:
+    """Check an output file option before any work (see :func:`prisme_keys.store.files.check_output`).
+
+    Raises:
+        UsageError: worded with ``flag``, and ``force_flag`` as the way to replace a protected file.
+    """
+    if _to_stdout(out):
+        return
+    from prisme_keys.store import files
+
+    try:
+        files.check_output(out, private=private, key_file=key_file, force=force)  # type: ignore[arg-type]
+    except UsageError as exc:
+        raise _out_error(exc, out, flag, force_flag) from None
+
+
+def _out_error(exc: UsageError, out: Any, flag: str, force_flag: Optional[str]) -> UsageError:
+    if exc.code == "output_is_folder":
+        return UsageError(f"{flag} {out} is a folder; name a file to write", code=exc.code)
+    if exc.code == "output_not_regular":
+        return UsageError(
+            f"{flag} {out} is not a regular file (a device or FIFO); "
+            "write to a file, or to stdout through a pipe or redirect",
+            code=exc.code,
+        )
+    if exc.code == "output_protected":
+        way = f"add {force_flag} to replace it" if force_flag else "choose another file"
+        return UsageError(f"{flag}: {exc.message}; {way}", code=exc.code)
+    return exc
+
+
+def write_result(
+    text: str,
+    out: Optional[Path | str],
+    *,
+    private: bool,
+    to_terminal: bool = False,
+    key_file: Optional[Path | str] = None,
+    force: bool = False,
+    flag: str = "--out",
+    force_flag: Optional[str] = "--force",
+) -> None:
     """Write a command's document to ``out`` (atomic; 0600 when ``private``) or to stdout.
 
     Private material goes to stdout only when stdout is not a terminal, or ``to_terminal``.
+    ``out`` never replaces the key file, a lock file or a file holding private key material,
+    and a private document never replaces an existing file, unless ``force``.
 
     Raises:
-        UsageError: private material bound for a terminal without ``to_terminal``.
-        KeyFileError: ``out`` cannot be written.
+        UsageError: private material bound for a terminal without ``to_terminal``; ``out`` is a
+            folder, a device, or protected (see :func:`check_out`).
+        KeyFileError: ``out`` cannot be written (exit 4, naming the file and the error).
     """
     if out is not None and not _to_stdout(out):
-        from prisme_keys.store.keyfile import write_output
+        from prisme_keys.store import files
 
-        write_output(out, text, private=private)
+        check_out(out, private=private, key_file=key_file, force=force, flag=flag, force_flag=force_flag)
+        try:
+            files.write_output(out, text, private=private, key_file=key_file, force=force)
+        except UsageError as exc:
+            raise _out_error(exc, out, flag, force_flag) from None
         return
     if private:
         refuse_private_on_terminal(out, to_terminal)

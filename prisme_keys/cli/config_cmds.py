@@ -66,22 +66,35 @@ def init_config(
         None, "--out", "-o", metavar="FILE", help="Write to FILE instead of the config path."
     ),
 ) -> None:
-    """Write a TOML config file holding every setting at its default."""
+    """Write a TOML config file holding every setting at its default.
+
+    Refuses to replace an existing file unless --force (a target that is the key file, a lock
+    file or holds private key material is named as such). A write that fails (disk full,
+    read-only volume, permission denied) is exit 4.
+    """
     from prisme_keys import settings as settings_mod
     from prisme_keys.cli import output
-    from prisme_keys.errors import ConfigError
-    from prisme_keys.store.keyfile import atomic_write
+    from prisme_keys.cli.common import check_out
+    from prisme_keys.errors import ConfigError, KeyFileError
+    from prisme_keys.store import files
 
     st = state(ctx)
-    target = out or st.flags.get("config_path") or settings_mod.load_config_path()
-    target = Path(target)
+    target = Path(out or st.flags.get("config_path") or settings_mod.load_config_path())
+    try:
+        key_file = st.settings.key_file
+    except ConfigError:  # the config being replaced may be the broken one
+        key_file = None
+    check_out(target, private=False, key_file=key_file, force=force, flag="--out" if out else "config file")
     if target.exists() and not force:
         raise ConfigError(f"config file {target} already exists; use --force to replace it")
-    target.parent.mkdir(parents=True, exist_ok=True)
     try:
-        atomic_write(target, settings_mod.defaults_toml().encode(), mode=0o644)
-    except Exception as exc:  # KeyFileError from atomic_write: report as a config error
-        raise ConfigError(f"cannot write config file {target}: {getattr(exc, 'message', exc)}") from None
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise KeyFileError(
+            f"cannot write {target}: {files.describe_os_error(exc)} (creating its folder); nothing was written",
+            code="write_failed",
+        ) from None
+    files.write_output(target, settings_mod.defaults_toml(), private=False, key_file=key_file, force=True)
     if st.json:
         output.emit_json({"path": str(target), "written": True})
     else:

@@ -8,7 +8,7 @@ from typing import Any, Optional
 import typer
 
 from prisme_keys.cli.app import app, state
-from prisme_keys.cli.common import refuse_private_on_terminal, when, write_result
+from prisme_keys.cli.common import check_out, refuse_private_on_terminal, when, write_result
 
 
 def _keygen(st: Any) -> Any:
@@ -277,6 +277,12 @@ def _announcement(keyset: Any, now: Any, path: Any, st: Any) -> tuple[dict[str, 
     )
 
 
+FORCE_HELP = (
+    "Let --out replace the key file, a lock file, a file holding private key material, "
+    "or (private output) any existing file."
+)
+
+
 class ExportFormat(str, Enum):
     jwks = "jwks"
     records = "records"
@@ -298,12 +304,18 @@ def export(
         "(mode 0600) or to stdout only when stdout is not a terminal, unless --to-terminal.",
     ),
     to_terminal: bool = typer.Option(False, "--to-terminal", help="Allow private output on a terminal."),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
-    """Export the public JWKS (newest first), or with --private the keys the gateway loads."""
+    """Export the public JWKS (newest first), or with --private the keys the gateway loads.
+
+    --out FILE never replaces the key file, a lock file or a file holding private key material
+    (and, with --private, no existing file) unless --force; replacing an earlier public export is fine.
+    """
     from prisme_keys.cli import output
     from prisme_keys.store import lifecycle
 
     st = state(ctx)
+    check_out(out, private=private, key_file=st.settings.key_file, force=force)
     doc = lifecycle.export(st.settings, fmt=fmt.value, private=private)
     if fmt is ExportFormat.records and not st.json:  # JSON lines for mongoimport; --json: one array
         import json
@@ -311,7 +323,7 @@ def export(
         text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in doc)
     else:
         text = output.json_text(doc)
-    write_result(text, out, private=private, to_terminal=to_terminal)
+    write_result(text, out, private=private, to_terminal=to_terminal, key_file=st.settings.key_file, force=force)
 
 
 @app.command()
@@ -322,11 +334,12 @@ def generate(
         None, "--out", "-o", metavar="FILE", help="Write to FILE (atomically; 0600 when private)."
     ),
     to_terminal: bool = typer.Option(False, "--to-terminal", help="Allow private output on a terminal."),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """Generate a standalone RSA JWK (JWKS_SIZE, JWKS_ALG); the key file is untouched.
 
-    The private JWK goes to --out FILE (mode 0600) or to stdout only when stdout is not a
-    terminal (a pipe or a redirect), unless --to-terminal.
+    The private JWK goes to --out FILE (mode 0600; never over an existing file unless --force)
+    or to stdout only when stdout is not a terminal (a pipe or a redirect), unless --to-terminal.
     """
     from prisme_keys.cli import output
     from prisme_keys.store import lifecycle
@@ -334,5 +347,13 @@ def generate(
     st = state(ctx)
     if not public:
         refuse_private_on_terminal(out, to_terminal)  # before the (slow) key generation
+    check_out(out, private=not public, key_file=st.settings.key_file, force=force)
     jwk = lifecycle.generate(st.settings, public=public, keygen=_keygen(st))
-    write_result(output.json_text(jwk), out, private=not public, to_terminal=to_terminal)
+    write_result(
+        output.json_text(jwk),
+        out,
+        private=not public,
+        to_terminal=to_terminal,
+        key_file=st.settings.key_file,
+        force=force,
+    )

@@ -24,7 +24,6 @@ import json
 import os
 import socket
 import stat
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,6 +33,7 @@ from typing import Any
 
 from prisme_keys import clock
 from prisme_keys.errors import KeyFileError
+from prisme_keys.store.files import atomic_write
 
 FORMAT_VERSION = 1
 RECORD_TIMES = ("createdAt", "rotatesAt", "expiresAt")
@@ -406,84 +406,3 @@ class Transaction:
             encryption.seal_keyset_records(self.keyset, key)
         self.keyfile._write_atomic(dumps(self.keyset.to_document()))
         self.committed = True
-
-
-def atomic_write(path: Path | str, data: bytes, *, mode: int = 0o600, no_clobber: bool = False) -> None:
-    """Write ``data`` to ``path`` atomically: temp file in the same folder, fsync, rename, folder fsync.
-
-    Args:
-        path: destination.
-        data: the bytes.
-        mode: permission bits of the new file (set before any byte is written).
-        no_clobber: fail instead of replacing an existing file (uses ``os.link``).
-
-    Raises:
-        KeyFileError: when the folder is not writable, the disk is full, or (``no_clobber``)
-            the file exists. The destination is then left as it was.
-    """
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    try:
-        tmp: str | None
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise KeyFileError(f"cannot write in folder {folder}: {exc.strerror}") from None
-    try:
-        try:
-            os.fchmod(fd, mode)
-            view = memoryview(data)
-            while view:
-                n = os.write(fd, view)
-                view = view[n:]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        if no_clobber:
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                raise KeyFileError(f"{path} already exists; refusing to overwrite it", code="key_file_exists") from None
-            os.unlink(tmp)
-        else:
-            os.replace(tmp, path)
-        tmp = None
-        dfd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError as exc:
-        raise KeyFileError(f"cannot write {path}: {exc.strerror or exc}") from None
-    finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-
-
-def write_output(path: Path | str, text: str, *, private: bool) -> None:
-    """Write an export or generated key to ``path`` atomically (mode 0600 when ``private``, else 0644).
-
-    A symlink is followed (the file it points to is replaced); a device, FIFO or folder is
-    refused, so ``--out /dev/tty`` cannot bypass the rule that private keys never go to a terminal.
-
-    Raises:
-        UsageError: ``path`` is not a regular file.
-        KeyFileError: when it cannot be written.
-    """
-    from prisme_keys.errors import UsageError
-
-    target = Path(os.path.realpath(path))
-    try:
-        st = os.stat(target)
-    except FileNotFoundError:
-        st = None
-    except OSError as exc:
-        raise KeyFileError(f"cannot write {path}: {exc.strerror}") from None
-    if st is not None and not stat.S_ISREG(st.st_mode):
-        raise UsageError(
-            f"--out {path} is not a regular file (a device, FIFO or folder); "
-            "write to a file, or to stdout through a pipe or redirect"
-        )
-    atomic_write(target, text.encode("utf-8"), mode=0o600 if private else 0o644)

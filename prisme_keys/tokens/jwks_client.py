@@ -401,7 +401,7 @@ def _load_cache(path: Path, url: str) -> dict[str, Any] | None:
 
 def _save_cache(path: Path, entry: dict[str, Any]) -> None:
     from prisme_keys.errors import PrismeKeysError
-    from prisme_keys.store.keyfile import atomic_write
+    from prisme_keys.store.files import atomic_write
 
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
