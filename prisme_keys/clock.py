@@ -14,6 +14,10 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
+#: Clock skew tolerated between the real clock and a time taken as "now", seconds: hosts sharing
+#: a key file may disagree this much, and a ``--now`` this close to the real clock still writes.
+CLOCK_SKEW = 300
+
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION_RE = re.compile(r"^\s*([0-9]+)\s*([smhdw]?)\s*$")
 _OFFSET_RE = re.compile(r"^\s*([+-])\s*([0-9]+)\s*([smhdw]?)\s*$")
@@ -130,6 +134,24 @@ def days(n: int) -> timedelta:
 def seconds(n: int | float) -> timedelta:
     """A :class:`timedelta` of ``n`` seconds."""
     return timedelta(seconds=n)
+
+
+def skew_from_real(at: datetime, real: datetime | None = None) -> float | None:
+    """Seconds ``at`` lies away from the real clock (positive ahead, negative behind), or ``None``
+    when within :data:`CLOCK_SKEW`.
+
+    Args:
+        real: the real time (default :func:`now`).
+    """
+    offset = (at - (real if real is not None else now())).total_seconds()
+    return offset if abs(offset) > CLOCK_SKEW else None
+
+
+def span(seconds_: float) -> str:
+    """A duration in its largest whole unit, rounded: ``45 days``, ``3 hours``, ``1 minute``."""
+    return humanize(
+        datetime(2000, 1, 1, tzinfo=UTC) + timedelta(seconds=abs(seconds_)), datetime(2000, 1, 1, tzinfo=UTC)
+    )[3:]
 
 
 def humanize(dt: datetime, ref: datetime) -> str:

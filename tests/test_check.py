@@ -234,7 +234,7 @@ def test_check_against_serve_roundtrip_and_after_rotation(cli, keyfile):
         assert p.returncode == 0, p.stdout + p.stderr
         rt = [c for c in json.loads(p.stdout)["checks"] if c["name"] == "roundtrip"]
         assert rt and rt[0]["status"] == "pass"
-        assert cli(*g, "--now", "2026-02-01T00:00:00Z", "rotate").returncode == 0
+        assert cli(*g, "--now", "2026-02-01T00:00:00Z", "--write-at-now", "rotate").returncode == 0
         p = cli(*g, "--now", "2026-02-01T00:00:01Z", "--json", "check", url, "--roundtrip", env=env)
         assert p.returncode == 0, p.stdout + p.stderr
         doc = json.loads(p.stdout)

@@ -46,7 +46,7 @@ def test_encrypt_hides_private_members_and_keeps_public(cli, enc_file, keypool):
     assert json.loads(p.stdout)["keys"][0]["private"] == "encrypted"
     p = cli(*g, "export")
     assert p.returncode == 0 and json.loads(p.stdout) == {"keys": [jwk_rules.public_jwk(keypool[0])]}
-    assert cli(*g, "--now", T0, "prune").returncode == 0
+    assert cli(*g, "--now", T0, "--write-at-now", "prune").returncode == 0
     assert cli(*g, "--now", T31, "rotate", "--dry-run").returncode == 0
     assert cli(*g, "--now", T0, "doctor").returncode == 0
 
@@ -66,7 +66,12 @@ def test_round_trip_private_export_and_decrypt(cli, enc_file, keypool):
 def test_no_passphrase_is_exit_4_and_says_where(cli, enc_file):
     g = ["--key-file", str(enc_file)]
     before = enc_file.read_bytes()
-    for args in (["export", "--private"], ["decrypt"], ["--now", T31, "rotate"], ["encrypt", "--rekey"]):
+    for args in (
+        ["export", "--private"],
+        ["decrypt"],
+        ["--now", T31, "--write-at-now", "rotate"],
+        ["encrypt", "--rekey"],
+    ):
         p = cli(*g, *args, input="")  # stdin is not a terminal: never prompts
         assert p.returncode == 4, (args, p.stderr)
         assert "PRISME_KEYS_PASSPHRASE" in p.stderr and "--passphrase-file" in p.stderr
@@ -84,8 +89,8 @@ def test_wrong_passphrase_changes_nothing(cli, enc_file):
     for args in (
         ["export", "--private"],
         ["decrypt"],
-        ["--now", T31, "rotate"],
-        ["--now", T31, "rotate", "--force"],
+        ["--now", T31, "--write-at-now", "rotate"],
+        ["--now", T31, "--write-at-now", "rotate", "--force"],
         ["encrypt", "--rekey"],
     ):
         p = cli(*g, *args, env={**bad, "PRISME_KEYS_NEW_PASSPHRASE": "x"})
@@ -129,7 +134,7 @@ def test_tampering_is_exit_4_file_unchanged(cli, enc_file, where):
 
 def test_rotate_encrypts_new_key_and_mint_path_decrypts(cli, enc_file, keypool, tmp_path):
     g = ["--key-file", str(enc_file)]
-    p = cli(*g, "--now", T31, "--json", "rotate", env=PW)
+    p = cli(*g, "--now", T31, "--write-at-now", "--json", "rotate", env=PW)
     assert p.returncode == 0, p.stderr
     new_kid = json.loads(p.stdout)["created"]["kid"]
     doc = json.loads(enc_file.read_text())
@@ -178,9 +183,9 @@ def test_passphrase_file_and_rekey(cli, enc_file, keypool, tmp_path):
 def test_init_encrypt_and_refusals(cli, tmp_path):
     kf = tmp_path / "k" / "keys.json"
     g = ["--key-file", str(kf)]
-    p = cli(*g, "--now", T0, "--json", "init", "--encrypt", input="")
+    p = cli(*g, "--now", T0, "--write-at-now", "--json", "init", "--encrypt", input="")
     assert p.returncode == 4 and "PRISME_KEYS_PASSPHRASE" in p.stderr and not kf.exists()
-    p = cli(*g, "--now", T0, "--json", "init", "--encrypt", env=PW)
+    p = cli(*g, "--now", T0, "--write-at-now", "--json", "init", "--encrypt", env=PW)
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["encrypted"] is True
     doc = json.loads(kf.read_text())

@@ -93,7 +93,7 @@ def test_private_jwks_round_trip(cli, tmp_path, keypool):
     jwks = json.loads(p.stdout)
     assert [k["kid"] for k in jwks["keys"]] == [r["kid"] for r in keys_of(src)]
     dst = tmp_path / "dst.json"
-    p = cli("--key-file", str(dst), "--now", NOW, "import", "--create", "-", input=p.stdout)
+    p = cli("--key-file", str(dst), "--now", NOW, "--write-at-now", "import", "--create", "-", input=p.stdout)
     assert p.returncode == 0, p.stderr
     got = keys_of(dst)
     assert [r["jwk"] for r in got] == jwks["keys"]  # same keys, same order: the first one signs
@@ -112,7 +112,19 @@ def test_pem_import_with_alg_and_kid(cli, tmp_path, keypool, keyfile):
     ).decode()
     f = tmp_path / "k.pem"
     f.write_text(pem)
-    p = cli("--key-file", str(keyfile), "--now", NOW, "import", str(f), "--alg", "RS384", "--kid", "pem-key-1")
+    p = cli(
+        "--key-file",
+        str(keyfile),
+        "--now",
+        NOW,
+        "--write-at-now",
+        "import",
+        str(f),
+        "--alg",
+        "RS384",
+        "--kid",
+        "pem-key-1",
+    )
     assert p.returncode == 0, p.stderr
     recs = keys_of(keyfile)
     assert [r["kid"] for r in recs] == ["pem-key-1", keypool[0]["kid"]]
@@ -254,7 +266,14 @@ def test_kid_conflicts(cli, existing, keypool):
 
 def test_same_material_skipped(cli, existing, keypool):
     p = cli(
-        "--key-file", str(existing), "--now", NOW, "import", "-", input=json.dumps({"keys": [keypool[0], keypool[1]]})
+        "--key-file",
+        str(existing),
+        "--now",
+        NOW,
+        "--write-at-now",
+        "import",
+        "-",
+        input=json.dumps({"keys": [keypool[0], keypool[1]]}),
     )
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == (

@@ -107,7 +107,7 @@ def test_end_to_end_mint_list_export(cli, tmp_path, keypool):
     kf = write_keyfile(tmp_path / "keys.json", [record(keypool[0])])
     env = {"PRISME_KEYS_PUBLICATION_LEAD": "1d"}
     g = ["--key-file", str(kf)]
-    p = cli(*g, "--now", clock.iso(ROT), "--json", "rotate", env=env)
+    p = cli(*g, "--now", clock.iso(ROT), "--write-at-now", "--json", "rotate", env=env)
     assert p.returncode == 0, p.stderr
     created = json.loads(p.stdout)["created"]
     assert created["activatesAt"] == "2026-01-31T00:00:00.000Z"

@@ -21,7 +21,7 @@ def load(path):
 def test_lifecycle_on_fixed_clock(cli, tmp_path):
     kf = tmp_path / "shared" / "keys.json"
     g = ["--key-file", str(kf)]
-    p = cli(*g, "--now", T0, "--json", "init")
+    p = cli(*g, "--now", T0, "--write-at-now", "--json", "init")
     assert p.returncode == 0, p.stderr
     first = json.loads(p.stdout)
     assert first["createdAt"] == T0
@@ -35,7 +35,7 @@ def test_lifecycle_on_fixed_clock(cli, tmp_path):
     assert rec["previousKeyId"] is None and rec["jwk"]["kid"] == rec["kid"] == jwk_rules.thumbprint(rec["jwk"])
 
     before = kf.read_bytes()
-    p = cli(*g, "--now", T29, "rotate")
+    p = cli(*g, "--now", T29, "--write-at-now", "rotate")
     assert p.returncode == 0
     assert p.stdout == "nothing due; next rotation on 2026-01-31 00:00 UTC (in 1 day)\n"
     assert kf.read_bytes() == before
@@ -44,7 +44,7 @@ def test_lifecycle_on_fixed_clock(cli, tmp_path):
     assert p.returncode == 0 and p.stdout.startswith("would rotate: signing key")
     assert kf.read_bytes() == before
 
-    p = cli(*g, "--now", T31, "--json", "rotate")
+    p = cli(*g, "--now", T31, "--write-at-now", "--json", "rotate")
     assert p.returncode == 0, p.stderr
     res = json.loads(p.stdout)
     assert res["rotated"] is True
@@ -58,7 +58,7 @@ def test_lifecycle_on_fixed_clock(cli, tmp_path):
     assert [r["kid"] for r in doc["keys"]] == [res["created"]["kid"], first["kid"]]
     assert doc["keys"][1]["expiresAt"] == "2026-03-03T00:00:00.000Z"
 
-    p = cli(*g, "--now", T31, "rotate")
+    p = cli(*g, "--now", T31, "--write-at-now", "rotate")
     assert p.stdout.startswith("nothing due; next rotation on 2026-03-03 00:00 UTC")
 
     p = cli(*g, "--now", T31, "--json", "list")
@@ -66,20 +66,20 @@ def test_lifecycle_on_fixed_clock(cli, tmp_path):
     assert states == {res["created"]["kid"]: "signing", first["kid"]: "retired"}
 
     before = kf.read_bytes()
-    p = cli(*g, "--now", "2026-03-02T23:59:59.999Z", "prune")
+    p = cli(*g, "--now", "2026-03-02T23:59:59.999Z", "--write-at-now", "prune")
     assert (p.returncode, p.stdout) == (0, "nothing to prune; next expiry on 2026-03-03 00:00 UTC (in 0 seconds)\n")
     assert kf.read_bytes() == before
     p = cli(*g, "--now", "2026-03-03T00:00:00.000Z", "prune", "--dry-run")
     assert p.stdout == f"would prune 1 key: {first['kid']}\n"
     assert kf.read_bytes() == before
-    p = cli(*g, "--now", "2026-03-03T00:00:00.000Z", "prune")
+    p = cli(*g, "--now", "2026-03-03T00:00:00.000Z", "--write-at-now", "prune")
     assert (p.returncode, p.stdout) == (0, f"pruned 1 key: {first['kid']}\n")
     assert [r["kid"] for r in load(kf)["keys"]] == [res["created"]["kid"]]
 
 
 def test_prune_never_removes_signing_key(cli, keyfile):
     before = keyfile.read_bytes()
-    p = cli("--key-file", str(keyfile), "--now", "2027-01-01T00:00:00Z", "--json", "prune")
+    p = cli("--key-file", str(keyfile), "--now", "2027-01-01T00:00:00Z", "--write-at-now", "--json", "prune")
     assert p.returncode == 0
     doc = json.loads(p.stdout)
     assert doc["pruned"] == [] and doc["kept"] == 1
@@ -101,7 +101,7 @@ def test_prune_keeps_signing_key_removes_only_expired(cli, tmp_path, keypool):
         record(keypool[0], expires="2026-03-01T00:00:00.000Z"),
     ]
     kf = write_keyfile(tmp_path / "k.json", recs)
-    p = cli("--key-file", str(kf), "--now", "2026-02-20T00:00:00Z", "--json", "prune")
+    p = cli("--key-file", str(kf), "--now", "2026-02-20T00:00:00Z", "--write-at-now", "--json", "prune")
     assert json.loads(p.stdout)["pruned"] == [keypool[1]["kid"]]
     assert [r["kid"] for r in load(kf)["keys"]] == [keypool[2]["kid"], keypool[0]["kid"]]
 
@@ -163,7 +163,13 @@ def test_group_readable_key_file_refused_unless_allowed(cli, keyfile):
     p = cli("--key-file", str(keyfile), "list", env={"PRISME_KEYS_ALLOW_GROUP_READ": "1"})
     assert p.returncode == 0, p.stderr
     p = cli(
-        "--key-file", str(keyfile), "--now", "2026-02-01T00:00:00Z", "rotate", env={"PRISME_KEYS_ALLOW_GROUP_READ": "1"}
+        "--key-file",
+        str(keyfile),
+        "--now",
+        "2026-02-01T00:00:00Z",
+        "--write-at-now",
+        "rotate",
+        env={"PRISME_KEYS_ALLOW_GROUP_READ": "1"},
     )
     assert p.returncode == 0
     assert stat.S_IMODE(os.stat(keyfile).st_mode) == 0o640  # the shared mode is kept on rewrite
@@ -183,6 +189,7 @@ def test_lock_timeout_names_lock_file(cli, keyfile):
             str(keyfile),
             "--now",
             "2026-02-01T00:00:00Z",
+            "--write-at-now",
             "rotate",
             env={"PRISME_KEYS_LOCK_TIMEOUT": "0.5"},
         )
@@ -195,7 +202,9 @@ def test_lock_timeout_names_lock_file(cli, keyfile):
 
 def _run_many(cli, keyfile, args, n=10):
     procs = [
-        cli.popen("--key-file", str(keyfile), "--now", "2026-02-01T00:00:00Z", *args, stdout=-1, stderr=-1)
+        cli.popen(
+            "--key-file", str(keyfile), "--now", "2026-02-01T00:00:00Z", "--write-at-now", *args, stdout=-1, stderr=-1
+        )
         for _ in range(n)
     ]
     return [(p.wait(timeout=120), p.stderr.read().decode()) for p in procs]

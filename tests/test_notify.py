@@ -59,7 +59,7 @@ def kf(tmp_path, keypool):
 
 def test_rotate_notify_publishes_once_and_updates_runtime(cli, kf, keypool, redis_server, redis_env):
     consumer = Consumer(redis_env["BROKER_HOST"], NS, TOPICS)
-    p = cli("--key-file", str(kf), "--now", DUE, "rotate", "--notify", env=redis_env)
+    p = cli("--key-file", str(kf), "--now", DUE, "--write-at-now", "rotate", "--notify", env=redis_env)
     assert p.returncode == 0, p.stderr
     no_traceback(p)
     recs = key_records(kf)
@@ -87,7 +87,7 @@ def test_rotate_notify_publishes_once_and_updates_runtime(cli, kf, keypool, redi
     assert new["jwk"]["d"] not in p.stdout + p.stderr
 
     # a second rotate with nothing due publishes nothing
-    p = cli("--key-file", str(kf), "--now", DUE, "rotate", "--notify", env=redis_env)
+    p = cli("--key-file", str(kf), "--now", DUE, "--write-at-now", "rotate", "--notify", env=redis_env)
     assert p.returncode == 0, p.stderr
     assert p.stdout.startswith("nothing due")
     assert consumer.read() == {s(t): [] for t in TOPICS}
@@ -95,7 +95,7 @@ def test_rotate_notify_publishes_once_and_updates_runtime(cli, kf, keypool, redi
 
 def test_rotate_notify_nothing_due_sends_nothing(cli, kf, redis_server, redis_env):
     consumer = Consumer(redis_env["BROKER_HOST"], NS, TOPICS)
-    p = cli("--key-file", str(kf), "--now", NOT_DUE, "rotate", "--notify", env=redis_env)
+    p = cli("--key-file", str(kf), "--now", NOT_DUE, "--write-at-now", "rotate", "--notify", env=redis_env)
     assert p.returncode == 0, p.stderr
     assert p.stdout.startswith("nothing due")
     assert "notified" not in p.stderr
@@ -104,7 +104,7 @@ def test_rotate_notify_nothing_due_sends_nothing(cli, kf, redis_server, redis_en
 
 
 def test_rotate_notify_json(cli, kf, keypool, redis_env):
-    p = cli("--json", "--key-file", str(kf), "--now", DUE, "rotate", "--notify", env=redis_env)
+    p = cli("--json", "--key-file", str(kf), "--now", DUE, "--write-at-now", "rotate", "--notify", env=redis_env)
     assert p.returncode == 0, p.stderr
     doc = json.loads(p.stdout)
     kid = key_records(kf)[0]["kid"]
@@ -126,7 +126,16 @@ def test_prune_notify_announces_deleted(cli, tmp_path, keypool, redis_server, re
     )
     path = tell(write_keyfile(tmp_path / "keys.json", [cur, old]), cur["kid"], [cur["kid"], old["kid"]])
     consumer = Consumer(redis_env["BROKER_HOST"], NS, TOPICS)
-    p = cli("--key-file", str(path), "--now", "2026-03-10T00:00:00.000Z", "prune", "--notify", env=redis_env)
+    p = cli(
+        "--key-file",
+        str(path),
+        "--now",
+        "2026-03-10T00:00:00.000Z",
+        "--write-at-now",
+        "prune",
+        "--notify",
+        env=redis_env,
+    )
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == f"pruned 1 key: {keypool[0]['kid']}"
     got = consumer.read()
@@ -134,7 +143,16 @@ def test_prune_notify_announces_deleted(cli, tmp_path, keypool, redis_server, re
     assert runtime_key(redis_server) == {"key": keypool[1]}
     assert len(got[s(RT)]) == 1
     # nothing left to prune: nothing published
-    p = cli("--key-file", str(path), "--now", "2026-03-10T00:00:00.000Z", "prune", "--notify", env=redis_env)
+    p = cli(
+        "--key-file",
+        str(path),
+        "--now",
+        "2026-03-10T00:00:00.000Z",
+        "--write-at-now",
+        "prune",
+        "--notify",
+        env=redis_env,
+    )
     assert p.returncode == 0 and p.stdout.startswith("nothing to prune")
     assert consumer.read() == {s(t): [] for t in TOPICS}
 
@@ -142,7 +160,18 @@ def test_prune_notify_announces_deleted(cli, tmp_path, keypool, redis_server, re
 def test_rotate_runtime_url_posts_key_with_header(cli, kf, redis_server, redis_env, runtime_stub):
     consumer = Consumer(redis_env["BROKER_HOST"], NS, TOPICS)
     env = dict(redis_env, INTERNAL_API_KEY="s3cret-internal-key")
-    p = cli("--key-file", str(kf), "--now", DUE, "rotate", "--notify", "--runtime-url", runtime_stub.url, env=env)
+    p = cli(
+        "--key-file",
+        str(kf),
+        "--now",
+        DUE,
+        "--write-at-now",
+        "rotate",
+        "--notify",
+        "--runtime-url",
+        runtime_stub.url,
+        env=env,
+    )
     assert p.returncode == 0, p.stderr
     new = key_records(kf)[0]
     assert len(runtime_stub.requests) == 1
@@ -188,7 +217,7 @@ def test_redis_stopped_keeps_change_exit_11_then_notify_delivers(cli, kf, keypoo
         INTERNAL_API_KEY="s3cret-internal-key",
     )
     before = kf.read_text()
-    p = cli("--key-file", str(kf), "--now", DUE, "rotate", "--notify", env=dead_env)
+    p = cli("--key-file", str(kf), "--now", DUE, "--write-at-now", "rotate", "--notify", env=dead_env)
     assert p.returncode == 11, p.stderr
     no_traceback(p)
     recs = key_records(kf)
@@ -207,7 +236,9 @@ def test_redis_stopped_keeps_change_exit_11_then_notify_delivers(cli, kf, keypoo
     assert json.loads(kf.read_text())["announced"]["kids"] == [keypool[0]["kid"]]  # nothing recorded
 
     # --json: the error document on stderr carries exit 11
-    p2 = cli("--json", "--key-file", str(kf), "--now", DUE, "rotate", "--force", "--notify", env=dead_env)
+    p2 = cli(
+        "--json", "--key-file", str(kf), "--now", DUE, "--write-at-now", "rotate", "--force", "--notify", env=dead_env
+    )
     assert p2.returncode == 11
     assert json.loads(p2.stderr)["exit"] == 11 and json.loads(p2.stderr)["code"] == "notify_failed"
     doc = json.loads(p2.stdout)
@@ -217,12 +248,12 @@ def test_redis_stopped_keeps_change_exit_11_then_notify_delivers(cli, kf, keypoo
 
     # notify on a live broker sends both pending keys at once; re-running it sends nothing
     consumer = Consumer(redis_env["BROKER_HOST"], NS, TOPICS)
-    p = cli("--key-file", str(kf), "--now", DUE, "notify", env=redis_env)
+    p = cli("--key-file", str(kf), "--now", DUE, "--write-at-now", "notify", env=redis_env)
     assert p.returncode == 0, p.stderr
     got = consumer.read()
     assert [e["payload"] for e in got[s(GW)]] == [{"created": [kid2, kid], "deleted": []}]
     assert runtime_key(redis_server) == {"key": key_records(kf)[0]["jwk"]}
-    p = cli("--key-file", str(kf), "--now", DUE, "notify", env=redis_env)
+    p = cli("--key-file", str(kf), "--now", DUE, "--write-at-now", "notify", env=redis_env)
     assert p.returncode == 0, p.stderr
     assert p.stdout.startswith(f"nothing to announce: signing key {kid2} and 3 published keys were announced on ")
     assert consumer.read() == {s(t): [] for t in TOPICS}
@@ -243,12 +274,12 @@ def test_notify_broker_down_exit_11(cli, kf):
 
 def test_notify_plain_reload_json(cli, kf, keypool, redis_server, redis_env):
     consumer = Consumer(redis_env["BROKER_HOST"], NS, TOPICS)
-    p = cli("--json", "--key-file", str(kf), "--now", NOT_DUE, "notify", env=redis_env)
+    p = cli("--json", "--key-file", str(kf), "--now", NOT_DUE, "--write-at-now", "notify", env=redis_env)
     assert p.returncode == 0, p.stderr
     told = {"signingKid": keypool[0]["kid"], "kids": [keypool[0]["kid"]], "at": T0}
     assert json.loads(p.stdout) == {"sent": False, "last": told}  # nothing pending
     assert consumer.read() == {s(t): [] for t in TOPICS}
-    p = cli("--json", "--key-file", str(kf), "--now", NOT_DUE, "notify", "--force", env=redis_env)
+    p = cli("--json", "--key-file", str(kf), "--now", NOT_DUE, "--write-at-now", "notify", "--force", env=redis_env)
     assert p.returncode == 0, p.stderr
     doc = json.loads(p.stdout)
     assert doc["sent"] is True and doc["pendingSince"] is None

@@ -39,7 +39,7 @@ def test_out_follows_symlinks_and_refuses_devices_and_fifos(cli, keyfile, tmp_pa
 def test_symlinked_key_file_is_updated_in_place(cli, keyfile, tmp_path):
     link = tmp_path / "via-link.json"
     link.symlink_to(keyfile)
-    p = cli("--key-file", str(link), "--now", "2026-02-01T00:00:00Z", "rotate")
+    p = cli("--key-file", str(link), "--now", "2026-02-01T00:00:00Z", "--write-at-now", "rotate")
     assert p.returncode == 0, p.stderr
     assert link.is_symlink()
     assert len(json.loads(keyfile.read_text())["keys"]) == 2
@@ -124,15 +124,17 @@ def test_empty_key_set_is_not_a_key_file(cli, tmp_path):
 
 def test_quiet_cron_prints_nothing_when_nothing_is_due(cli, keyfile):
     for cmd in (["rotate"], ["prune"]):
-        p = cli("-q", "--key-file", str(keyfile), "--now", "2026-01-02T00:00:00Z", *cmd)
+        p = cli("-q", "--key-file", str(keyfile), "--now", "2026-01-02T00:00:00Z", "--write-at-now", *cmd)
         assert (p.returncode, p.stdout, p.stderr) == (0, "", "")
-    p = cli("-q", "--key-file", str(keyfile), "--now", "2026-02-01T00:00:00Z", "rotate")
+    p = cli("-q", "--key-file", str(keyfile), "--now", "2026-02-01T00:00:00Z", "--write-at-now", "rotate")
     assert p.returncode == 0 and p.stdout.startswith("rotated: signing key ")
 
 
 def test_key_created_after_now_is_still_the_signing_key(cli, keyfile, keypool):
-    """A key made by a host whose clock runs ahead (or --now in the past) is not a 'next' key."""
-    p = cli("--key-file", str(keyfile), "--now", "2025-12-31T22:00:00Z", "--json", "rotate")
+    """A key made by a host whose clock runs a little ahead (within the clock skew) is not a 'next' key.
+
+    (Further ahead it is future-dated: tests/test_write_at_now.py.)"""
+    p = cli("--key-file", str(keyfile), "--now", "2025-12-31T23:56:00Z", "--write-at-now", "--json", "rotate")
     doc = json.loads(p.stdout)
     assert (doc["rotated"], doc["reason"], doc["signing_kid"]) == (False, "nothing due", keypool[0]["kid"])
     p = cli("--key-file", str(keyfile), "--now", "2025-12-31T22:00:00Z", "--json", "list")

@@ -116,7 +116,7 @@ def test_anonymous_login_token_verifies_against_served_jwks(served, cli, keyfile
 
 def test_rotation_shows_up_without_restart_and_sigint_stops_cleanly(served, cli, keyfile):
     before = [k["kid"] for k in json.loads(served.get("/oidc/jwks")[2])["keys"]]
-    p = cli("--key-file", str(keyfile), "--now", "2026-02-01T00:00:00Z", "rotate")
+    p = cli("--key-file", str(keyfile), "--now", "2026-02-01T00:00:00Z", "--write-at-now", "rotate")
     assert p.returncode == 0, p.stderr
     after = [k["kid"] for k in json.loads(served.get("/oidc/jwks")[2])["keys"]]
     assert len(after) == 2 and after[1] == before[0]

@@ -67,6 +67,8 @@ class State:
         flags: global path flags, ``{key_file, config_path, passphrase_file}`` (``None`` when absent).
         json / quiet / verbose / debug: output mode.
         now_override: the ``--now`` time (UTC), or ``None`` to use the real clock.
+        write_at_now: ``--write-at-now``: a command that changes the key file may act at a
+            ``--now`` away from the real clock.
     """
 
     argv: list[str] = field(default_factory=list)
@@ -77,6 +79,7 @@ class State:
     verbose: bool = False
     debug: bool = False
     now_override: datetime | None = None
+    write_at_now: bool = False
     _settings: Settings | None = None
 
     @property
@@ -104,6 +107,29 @@ class State:
     def now(self) -> datetime:
         """The time this invocation acts at: ``--now`` when given, else the real clock (UTC)."""
         return self.now_override if self.now_override is not None else clock.now()
+
+    def write_now(self) -> datetime:
+        """The time a command that changes the key file acts at (:meth:`now`), once allowed.
+
+        ``--now`` is for planning: more than :data:`prisme_keys.clock.CLOCK_SKEW` away from the
+        real clock it writes only with ``--write-at-now``, so ``--now +45d prune`` cannot delete
+        keys whose tokens are still valid, nor ``--now +400d rotate`` write a key dated next year.
+
+        Raises:
+            UsageError: code ``now_not_real``, naming ``--dry-run`` and ``--write-at-now``.
+        """
+        at = self.now()
+        if self.now_override is None or self.write_at_now:
+            return at
+        offset = clock.skew_from_real(at)
+        if offset is None:
+            return at
+        where = "ahead of" if offset > 0 else "behind"
+        raise UsageError(
+            f"--now {clock.iso(at)} is {clock.span(offset)} {where} the real clock and this command changes "
+            "the key file; add --dry-run to see what it would do then, or --write-at-now to write as of that time",
+            code="now_not_real",
+        )
 
 
 def state(ctx: typer.Context) -> State:
@@ -152,7 +178,14 @@ def _global(
         None,
         "--now",
         metavar="TIME",
-        help="Act as if the time were TIME: ISO-8601, Unix seconds, or an offset like +31d, -2h.",
+        help="Act as if the time were TIME: ISO-8601, Unix seconds, or an offset like +31d, -2h. For planning: "
+        "a command that changes the key file refuses a TIME away from the real clock (see --write-at-now).",
+    ),
+    write_at_now: bool = typer.Option(
+        False,
+        "--write-at-now",
+        help="Let a command that changes the key file act at the --now time (backdated imports, "
+        "time-travel tests); without it such a --now more than 5 minutes from the real clock is refused.",
     ),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Print only results and errors."),
     verbose: bool = typer.Option(False, "-v", "--verbose", help="Print more detail on stderr."),
@@ -167,7 +200,7 @@ def _global(
         if value is not None and not value.strip():
             raise UsageError(f"{flag}: empty path")
     st.flags = {"key_file": key_file, "config_path": config, "passphrase_file": passphrase_file}
-    st.json, st.quiet, st.verbose = json_out, quiet, verbose
+    st.json, st.quiet, st.verbose, st.write_at_now = json_out, quiet, verbose, write_at_now
     st.debug = st.debug or debug
     if now is not None:
         try:

@@ -38,12 +38,13 @@ def init(
     from prisme_keys.store import lifecycle
 
     st = state(ctx)
+    now = st.write_now()
     sealer = None
     if encrypt:
         from prisme_keys.store import protect
 
         sealer = protect.init_sealer(st.settings)
-    res = lifecycle.init(st.settings, st.now(), _keygen(st), encryption=sealer)
+    res = lifecycle.init(st.settings, now, _keygen(st), encryption=sealer)
     rec = res.record
     if st.json:
         from prisme_keys import jwk as jwk_rules
@@ -64,7 +65,7 @@ def init(
     else:
         output.line(
             f"created {res.path}{' (encrypted)' if encrypt else ''}: signing key {rec['kid']}; "
-            f"rotation due {when(rec['rotatesAt'], st.now())}"
+            f"rotation due {when(rec['rotatesAt'], now)}"
         )
 
 
@@ -97,7 +98,10 @@ def rotate(
     from prisme_keys.store import lifecycle
 
     st = state(ctx)
-    res = lifecycle.rotate(st.settings, st.now(), force=force, dry_run=dry_run, keygen=_keygen(st))
+    now = st.now() if dry_run else st.write_now()
+    res = lifecycle.rotate(st.settings, now, force=force, dry_run=dry_run, keygen=_keygen(st))
+    for n in res.notes:
+        output.warn(n, quiet=st.quiet)
     ann = after_rotate(st, res, notify, runtime_url)
     doc: dict[str, Any] = {
         "rotated": res.rotated and not res.dry_run,
@@ -114,6 +118,8 @@ def rotate(
         doc["retired"] = {"kid": res.retired["kid"], "expiresAt": res.retired["expiresAt"]}
     if res.next_rotation:
         doc["next_rotation"] = res.next_rotation
+    if res.notes:
+        doc["notes"] = res.notes
     if ann.asked:
         doc["notified"] = ann.json()
     if st.json:
@@ -163,7 +169,7 @@ def prune(
     from prisme_keys.store import lifecycle
 
     st = state(ctx)
-    res = lifecycle.prune(st.settings, st.now(), dry_run=dry_run)
+    res = lifecycle.prune(st.settings, st.now() if dry_run else st.write_now(), dry_run=dry_run)
     ann = after_prune(st, res, notify, runtime_url)
     kids = [r["kid"] for r in res.removed]
     for n in res.notes:

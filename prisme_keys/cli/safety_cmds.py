@@ -39,6 +39,7 @@ def encrypt(
     from prisme_keys.store import protect
 
     st = state(ctx)
+    st.write_now()  # a --now away from the real clock is refused here as for every key-file change
     if new_passphrase_file is not None and not rekey:
         from prisme_keys.errors import UsageError
 
@@ -64,6 +65,7 @@ def decrypt(ctx: typer.Context) -> None:
     from prisme_keys.store import protect
 
     st = state(ctx)
+    st.write_now()  # a --now away from the real clock is refused here as for every key-file change
     res = protect.decrypt_file(st.settings)
     if st.json:
         output.emit_json(res)

@@ -96,7 +96,9 @@ def announce_after(
     from prisme_keys.publish import announce as broker
 
     try:
-        out = broker.announce_pending(st.settings, st.now(), runtime_url=runtime_url, known_deleted=known_deleted or [])
+        # the announcement is recorded in the key file: a --now away from the real clock needs --write-at-now
+        now = st.write_now()
+        out = broker.announce_pending(st.settings, now, runtime_url=runtime_url, known_deleted=known_deleted or [])
         return AfterChange(out, asked=True)
     except (NotifyError, ConfigError, KeyFileError) as exc:
         what = (
@@ -170,15 +172,16 @@ def import_cmd(
     not known-compromised) and one bad key rejects the input with its position and reason,
     the key file unchanged. Kids and times are kept; missing ones are filled (kid = RFC 7638
     thumbprint, createdAt = now, so an imported key without times becomes the signing key;
-    use --now to backdate). A kid already present with the same key is skipped, with a
+    use --now with --write-at-now to backdate). A kid already present with the same key is skipped, with a
     different key it is an error.
     """
     from prisme_keys.cli import output
     from prisme_keys.store import importer
 
     st = state(ctx)
+    now = st.write_now()
     data, name = importer.read_source(file)
-    res = importer.import_keys(st.settings, st.now(), data, name=name, alg=alg, kid=kid, create=create)
+    res = importer.import_keys(st.settings, now, data, name=name, alg=alg, kid=kid, create=create)
     kids = [r["kid"] for r in res.imported]
     if st.json:
         output.emit_json(
@@ -292,7 +295,8 @@ def _notify_pending(st: State, runtime_url: Optional[str], force: bool) -> None:
     from prisme_keys.publish import announce as broker
 
     try:
-        out = broker.announce_pending(st.settings, st.now(), runtime_url=runtime_url, force=force)
+        # the announcement is recorded in the key file: a --now away from the real clock needs --write-at-now
+        out = broker.announce_pending(st.settings, st.write_now(), runtime_url=runtime_url, force=force)
     except NotifyError as exc:
         raise NotifyError(
             f"{exc.message}; nothing is lost: the announcement stays pending; re-run prisme-keys notify "

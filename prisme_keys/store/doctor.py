@@ -87,8 +87,14 @@ class Report:
         }
 
 
-def audit(settings: Any, now: datetime) -> Report:
-    """Audit the key file named by ``settings`` at ``now``; never writes, never prompts."""
+def audit(settings: Any, now: datetime, real_now: datetime | None = None) -> Report:
+    """Audit the key file named by ``settings`` at ``now``; never writes, never prompts.
+
+    Args:
+        now: the time the audit acts at (``--now`` for planning).
+        real_now: the real time (default :func:`prisme_keys.clock.now`): keys created, or
+            activating beyond the publication lead, after it are reported whatever ``now`` is.
+    """
     from prisme_keys.store.lifecycle import open_keyfile
 
     kf = open_keyfile(settings)
@@ -113,6 +119,7 @@ def audit(settings: Any, now: datetime) -> Report:
     _dates_and_rotation(records, settings, now, add)
     for f in settings_checks.check(settings, now, records=records):
         add(f.severity, f.code, f.line(), f.kid)
+    _future(records, settings, real_now if real_now is not None else clock.now(), add)
     _strength(records, add)
     _encryption(keyset, kf, settings, rep, add)
     _announcement(keyset, kf, now, rep, add)
@@ -240,8 +247,6 @@ def _dates_and_rotation(records: list[dict[str, Any]], settings: Any, now: datet
                 f"key {kid}: expected createdAt <= activatesAt <= rotatesAt <= expiresAt",
                 kid,
             )
-        if c > now + timedelta(minutes=5):
-            add("warning", "created_in_future", f"key {kid} was created in the future ({r['createdAt']})", kid)
         if st == "expired":
             add("warning", "expired_key", f"key {kid} expired {r['expiresAt']}; run prisme-keys prune", kid)
         if r is signing and now >= e:
@@ -259,6 +264,34 @@ def _dates_and_rotation(records: list[dict[str, Any]], settings: Any, now: datet
                 "error",
                 "no_private_key",
                 f"{st} key {kid} has no private members: mint and the gateway cannot sign with it",
+                kid,
+            )
+
+
+def _future(records: list[dict[str, Any]], settings: Any, real_now: datetime, add: Any) -> None:
+    """Keys dated in the future of the real clock (a ``--now`` ahead of it, a host clock far ahead)."""
+    lead = rotation.Policy.from_settings(settings).lead
+    skew = timedelta(seconds=clock.CLOCK_SKEW)
+    for r in records:
+        kid = r["kid"]
+        try:
+            c, a = rotation.t(r, "createdAt"), rotation.t(r, "activatesAt")
+        except (ValueError, TypeError):
+            continue  # reported as bad_dates
+        if c > real_now + skew:
+            add(
+                "warning",
+                "created_in_future",
+                f"key {kid} was created {clock.span((c - real_now).total_seconds())} in the future of the real "
+                f"clock ({r['createdAt']}); it would block rotation until then: prisme-keys rotate replaces it",
+                kid,
+            )
+        elif a > real_now + skew + timedelta(seconds=lead):
+            add(
+                "warning",
+                "activates_in_future",
+                f"key {kid} activates {clock.span((a - real_now).total_seconds())} from now ({r['activatesAt']}), "
+                "further ahead than the publication lead",
                 kid,
             )
 

@@ -97,6 +97,7 @@ class RotateResult:
         retired: the replaced record as written (new ``expiresAt``), or ``None``.
         signing_kid: the signing key after the operation.
         next_rotation: ISO time of the next due rotation (when nothing was due).
+        notes: one-line warnings (a future-dated key brought back).
     """
 
     rotated: bool
@@ -106,6 +107,7 @@ class RotateResult:
     retired: dict[str, Any] | None = None
     signing_kid: str | None = None
     next_rotation: str | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 def rotate(
@@ -116,7 +118,8 @@ def rotate(
     The plan is made on an unlocked read; when due, the key is generated outside the lock,
     then the file is re-read under the lock and the plan made again, so ten hosts rotating
     at once add exactly one key (and ten ``--force`` runs add ten). On an encrypted key file
-    the new key is encrypted when the transaction commits.
+    the new key is encrypted when the transaction commits. A key dated in the future of ``now``
+    (see :func:`rotation.future_dated`) makes rotation due and is brought back, with a note.
 
     Args:
         keygen: ``(bits, alg) -> private JWK``; default :func:`jwk_rules.generate_jwk`.
@@ -154,7 +157,18 @@ def rotate(
         tx.keyset.records = result.records
         tx.commit()
     signing = rotation.signing_record(result.records, step.at)
-    return RotateResult(True, False, plan.reason, result.created, result.retired, signing["kid"] if signing else None)
+    notes = [_brought_back_note(old, result.records, step.at) for old in result.brought_back]
+    kid = signing["kid"] if signing else None
+    return RotateResult(True, False, plan.reason, result.created, result.retired, kid, notes=notes)
+
+
+def _brought_back_note(old: dict[str, Any], records: list[dict[str, Any]], at: datetime) -> str:
+    new = next(r for r in records if r["kid"] == old["kid"])
+    ahead = clock.span((rotation.t(old, "createdAt") - at).total_seconds())
+    return (
+        f"key {old['kid']} was dated {ahead} ahead (createdAt {old['createdAt']}); it no longer blocks "
+        f"rotation: it is retired as of now and stays published until {new['expiresAt']}"
+    )
 
 
 @dataclass

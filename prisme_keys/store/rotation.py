@@ -14,6 +14,12 @@ Rules (DESIGN.md section 1, the reference gateway's JWKStore, plus our improveme
   ``previousKeyId`` = the newest record's kid.
 * The key it replaces gets ``expiresAt = max(expiresAt, activatesAt_new + max_age)``: a token
   it signed just before a late rotation still verifies for its whole lifetime.
+* A record created more than :data:`prisme_keys.clock.CLOCK_SKEW` after ``now`` is
+  *future-dated* (written under a ``--now`` ahead of the clock, or by a host whose clock ran
+  far ahead). As the newest key it would sign until its far ``rotatesAt`` and block rotation,
+  so rotation is due, and the rotation brings it back: ``createdAt = rotatesAt`` just before
+  ``now``, no ``activatesAt``, ``expiresAt`` no later than ``now + lead + max_age``; it then
+  retires like any replaced key.
 * Pruning removes non-signing, non-next keys with ``now >= expiresAt``; it never removes the
   signing key (even past its expiresAt) and never empties the set.
 """
@@ -122,6 +128,13 @@ def plan_rotation(records: list[Record], policy: Policy, now: datetime, force: b
     waiting = [r for r in records if not is_active(r, now)]
     if force:
         return RotationPlan(True, "forced", kid)
+    future = future_dated(records, now)
+    if future:
+        f = newest_first(future)[0]
+        ahead = clock.span((t(f, "createdAt") - now).total_seconds())
+        return RotationPlan(
+            True, f"key {f['kid']} is dated {ahead} ahead (createdAt {f['createdAt']}) and would block rotation", kid
+        )
     if waiting:
         nxt = min(waiting, key=lambda r: t(r, "activatesAt"))
         return RotationPlan(False, f"next key {nxt['kid']} is already published", kid, t(nxt, "activatesAt"))
@@ -129,6 +142,33 @@ def plan_rotation(records: list[Record], policy: Policy, now: datetime, force: b
     if now >= due_at:
         return RotationPlan(True, f"signing key {kid} reached its rotation date", kid, due_at)
     return RotationPlan(False, "nothing due", kid, due_at)
+
+
+def future_dated(records: list[Record], now: datetime) -> list[Record]:
+    """The records created more than :data:`prisme_keys.clock.CLOCK_SKEW` seconds after ``now``."""
+    limit = now + timedelta(seconds=clock.CLOCK_SKEW)
+    return [r for r in records if t(r, "createdAt") > limit]
+
+
+def bring_back(records: list[Record], policy: Policy, now: datetime) -> list[Record]:
+    """``records`` with the future-dated ones (see :func:`future_dated`) brought back before ``now``.
+
+    Each gets ``createdAt = rotatesAt`` = ``now`` minus 1, 2, ... ms (their order kept), loses
+    ``activatesAt``, and keeps ``expiresAt`` no later than ``now + lead + max_age``: as the key
+    replaced by a rotation at ``now`` it still verifies every token signed until then. The input
+    is not modified; changed records are copies.
+    """
+    future = newest_first(future_dated(records, now))
+    if not future:
+        return records
+    last = now + timedelta(seconds=policy.lead + policy.max_age)
+    fixed: dict[int, Record] = {}
+    for i, r in enumerate(future):
+        at = clock.iso(now - timedelta(milliseconds=i + 1))
+        c = {k: v for k, v in r.items() if k != "activatesAt"}
+        c.update(createdAt=at, rotatesAt=at, expiresAt=clock.iso(min(t(r, "expiresAt"), last)))
+        fixed[id(r)] = c
+    return [fixed.get(id(r), r) for r in records]
 
 
 def new_record(jwk: dict[str, Any], records: list[Record], policy: Policy, now: datetime) -> Record:
@@ -157,23 +197,28 @@ class RotationResult:
         records: the new record list, newest first.
         created: the new record.
         retired: the record that stops signing when the new one activates, or ``None``.
+        brought_back: the future-dated records as they were before :func:`bring_back`.
     """
 
     records: list[Record]
     created: Record
     retired: Record | None
+    brought_back: list[Record] = field(default_factory=list)
 
 
 def apply_rotation(records: list[Record], jwk: dict[str, Any], policy: Policy, now: datetime) -> RotationResult:
     """Add ``jwk`` as the new signing key at ``now``; extend the replaced key's ``expiresAt``.
 
-    The input list is not modified; records are copied where changed.
+    Future-dated records are brought back first (:func:`bring_back`). The input list is not
+    modified; records are copied where changed.
 
     Raises:
         ValueError: when ``jwk['kid']`` is already in the set.
     """
     if any(r["kid"] == jwk["kid"] for r in records):
         raise ValueError(f"kid {jwk['kid']} is already in the key file")
+    future = future_dated(records, now)
+    records = bring_back(records, policy, now)
     rec = new_record(jwk, records, policy, now)
     current = signing_record(records, now)
     out: list[Record] = []
@@ -186,7 +231,7 @@ def apply_rotation(records: list[Record], jwk: dict[str, Any], policy: Policy, n
                 r["expiresAt"] = clock.iso(keep_until)
             retired = r
         out.append(r)
-    return RotationResult(newest_first([rec] + out), rec, retired)
+    return RotationResult(newest_first([rec] + out), rec, retired, future)
 
 
 @dataclass(frozen=True)
@@ -212,7 +257,7 @@ def rotate_records(
     The one rotation step shared by the command (under the key-file lock) and the schedule
     simulation (:mod:`prisme_keys.store.schedule`). The new key is never older than the newest
     record: a slower concurrent rotation (a bigger key to generate) must still come out newest,
-    as its ``previousKeyId`` says.
+    as its ``previousKeyId`` says. A future-dated record does not count (:func:`bring_back`).
 
     Raises:
         ValueError: when ``jwk['kid']`` is already in the set.
@@ -220,7 +265,9 @@ def rotate_records(
     plan = plan_rotation(records, policy, now, force)
     if not plan.due:
         return RotationStep(plan, None, now)
-    newest = newest_first(records)[0] if records else None
+    future = future_dated(records, now)  # brought back by the rotation: they do not count
+    present = [r for r in records if not any(r is f for f in future)]
+    newest = newest_first(present)[0] if present else None
     at = max(now, t(newest, "createdAt")) if newest else now
     return RotationStep(plan, apply_rotation(records, jwk, policy, at), at)
 
