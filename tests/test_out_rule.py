@@ -13,7 +13,7 @@ import stat
 from datetime import timedelta
 
 import pytest
-from conftest import empty_config, record, write_keyfile
+from helpers import empty_config, record, write_keyfile
 
 from prisme_keys import clock
 from prisme_keys.cli import main

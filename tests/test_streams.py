@@ -11,9 +11,7 @@ import shlex
 import subprocess
 
 import pytest
-from conftest import script
-
-pytestmark = pytest.mark.slow
+from helpers import script
 
 CLOSED_STDOUT = "prisme-keys: error: cannot write to standard output: it is closed\n"
 FULL_STDOUT = "prisme-keys: error: cannot write to standard output: No space left on device (ENOSPC)\n"
@@ -21,11 +19,13 @@ CLOSED_STDIN = "prisme-keys: error: cannot read standard input: it is closed\n"
 
 
 def sh(cli, keyfile, line: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    """Run ``line`` in bash (pipefail) with ``P`` standing for the console script and the key file."""
+    """Run ``line`` in bash (pipefail), in the home folder, with ``P`` standing for the console script
+    and the key file."""
     env = dict(cli.env, P=f"{shlex.quote(script())} --key-file {shlex.quote(str(keyfile))}")
     return subprocess.run(
         ["bash", "-c", "set -o pipefail; " + line],
         env=env,
+        cwd=cli.home,
         capture_output=True,
         text=True,
         timeout=timeout,

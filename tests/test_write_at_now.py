@@ -11,7 +11,7 @@ import json
 from datetime import timedelta
 
 import pytest
-from conftest import empty_config, record, write_keyfile
+from helpers import empty_config, record, write_keyfile
 
 from prisme_keys import clock
 from prisme_keys.cli import main

@@ -38,7 +38,7 @@ class _Group(TyperGroup):
     came from a socket the command should have mapped: it is reported as an internal error.
     """
 
-    def invoke(self, ctx: typer.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except BrokenPipeError as exc:

@@ -176,9 +176,9 @@ class _Guard:
 def guarded() -> Iterator[None]:
     """Wrap ``sys.stdin``, ``sys.stdout`` and ``sys.stderr`` for the block (one invocation)."""
     saved = sys.stdin, sys.stdout, sys.stderr
-    sys.stdin = _Guard(saved[0] if saved[0] is not None else _Closed(), "stdin")  # type: ignore[assignment]
-    sys.stdout = _Guard(saved[1] if saved[1] is not None else _Closed(), "stdout")  # type: ignore[assignment]
-    sys.stderr = _Guard(saved[2] if saved[2] is not None else _Closed(), "stderr")  # type: ignore[assignment]
+    sys.stdin = _Guard(saved[0] if saved[0] is not None else _Closed(), "stdin")
+    sys.stdout = _Guard(saved[1] if saved[1] is not None else _Closed(), "stdout")
+    sys.stderr = _Guard(saved[2] if saved[2] is not None else _Closed(), "stderr")
     try:
         yield
     finally:
