@@ -6,9 +6,12 @@ bash: ``>&-`` closes a descriptor, ``/dev/full`` fills, ``| head -1`` walks away
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import shlex
 import subprocess
+import sys
 
 import pytest
 from helpers import script
@@ -108,3 +111,44 @@ def test_broken_pipe_stops_verify_batch_at_once_and_quietly(cli, keyfile):
     p = sh(cli, keyfile, f"yes {token} | $P verify --batch | head -1")
     assert (p.returncode, p.stderr) == (141, "")
     assert json.loads(p.stdout)["valid"] is True
+
+
+class _Failing:
+    """A stream whose every read and write fails with ``err`` (an I/O error on a real device)."""
+
+    encoding = "utf-8"
+    errors = "strict"
+
+    def __init__(self, err: int) -> None:
+        self.err = err
+
+    def _fail(self, *_a: object) -> None:
+        raise OSError(self.err, os.strerror(self.err))
+
+    write = flush = read = readline = _fail
+
+    def isatty(self) -> bool:
+        return False
+
+    @property
+    def buffer(self) -> _Failing:
+        return self
+
+
+def test_an_unreadable_stdin_is_a_usage_error(keyfile, monkeypatch, capsys):
+    from prisme_keys.cli import main
+
+    monkeypatch.setattr(sys, "stdin", _Failing(errno.EIO))
+    assert main(["--key-file", str(keyfile), "decode", "-"]) == 2
+    assert capsys.readouterr().err == "prisme-keys: error: cannot read standard input: Input/output error (EIO)\n"
+
+
+def test_a_failing_stdout_is_exit_4_and_a_broken_one_141(keyfile, monkeypatch, capsys):
+    from prisme_keys.cli import main
+
+    monkeypatch.setattr(sys, "stdout", _Failing(errno.EIO))
+    assert main(["--key-file", str(keyfile), "export"]) == 4
+    assert capsys.readouterr().err == "prisme-keys: error: cannot write to standard output: Input/output error (EIO)\n"
+    monkeypatch.setattr(sys, "stdout", _Failing(errno.EPIPE))
+    assert main(["--key-file", str(keyfile), "export"]) == 141
+    assert capsys.readouterr().err == ""

@@ -53,8 +53,10 @@ class OutputFailed(Exception):
 def _stdin_error(exc: BaseException | None) -> UsageError:
     if exc is None or getattr(exc, "errno", None) == errno.EBADF:
         return UsageError("cannot read standard input: it is closed", code="stdin_closed")
+    err = getattr(exc, "errno", None)
     why = getattr(exc, "strerror", None) or str(exc)
-    return UsageError(f"cannot read standard input: {why}", code="stdin_unreadable")
+    name = errno.errorcode.get(err) if isinstance(err, int) else None
+    return UsageError(f"cannot read standard input: {why}{f' ({name})' if name else ''}", code="stdin_unreadable")
 
 
 class _Closed:
