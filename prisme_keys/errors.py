@@ -33,6 +33,7 @@ class ExitCode(IntEnum):
     CHECK = 10
     NOTIFY = 11
     INTERRUPTED = 130
+    BROKEN_PIPE = 141
 
 
 #: One line per exit status, as the README and the man page print it.
@@ -41,7 +42,8 @@ EXIT_MEANINGS: dict[ExitCode, str] = {
     ExitCode.INTERNAL: "internal error (a bug): one line, no traceback unless `--debug`/`PRISME_KEYS_DEBUG=1`",
     ExitCode.USAGE: "usage error",
     ExitCode.CONFIG: "configuration error (bad setting value, unreadable config)",
-    ExitCode.KEYFILE: "key file error (missing, corrupt, unsafe permissions, lock timeout, no private key)",
+    ExitCode.KEYFILE: "key file or write error (missing, corrupt, unsafe permissions, lock timeout, no private key; "
+    "a file or standard output that cannot be written: disk full, I/O error, read-only, permission denied, closed)",
     ExitCode.MALFORMED_TOKEN: "malformed token (not a compact JWS, bad base64/JSON, too large, a JWE)",
     ExitCode.SIGNATURE: "signature rejected (bad signature, algorithm not allowed, `none`, key too small)",
     ExitCode.CLAIMS: "claims rejected (expired, not yet valid, issuer/audience mismatch, missing or ill-typed claim)",
@@ -50,6 +52,7 @@ EXIT_MEANINGS: dict[ExitCode, str] = {
     ExitCode.CHECK: "check failed (the published JWKS has problems)",
     ExitCode.NOTIFY: "notification failed (broker or runtime unreachable); the key file change itself is kept",
     ExitCode.INTERRUPTED: "interrupted",
+    ExitCode.BROKEN_PIPE: "the reader of standard output went away (a broken pipe): the work stops, nothing is printed",
 }
 
 # Kept for callers that use the plain names.
@@ -66,6 +69,7 @@ EXIT_FETCH = ExitCode.FETCH
 EXIT_CHECK = ExitCode.CHECK
 EXIT_NOTIFY = ExitCode.NOTIFY
 EXIT_INTERRUPTED = ExitCode.INTERRUPTED
+EXIT_BROKEN_PIPE = ExitCode.BROKEN_PIPE
 
 
 @dataclass(frozen=True)
@@ -85,7 +89,16 @@ def _codes(exit_code: ExitCode, **meanings: str) -> dict[str, ErrorCode]:
 #: here and that each listed code is asserted by at least one test.
 ERROR_CODES: dict[str, ErrorCode] = {
     **_codes(ExitCode.INTERNAL, internal_error="a bug; the message names the exception"),
-    **_codes(ExitCode.USAGE, usage_error="bad arguments or options"),
+    **_codes(
+        ExitCode.USAGE,
+        usage_error="bad arguments or options",
+        now_not_real="a command that changes the key file under a --now away from the real clock",
+        output_is_folder="an output file option names a folder",
+        output_not_regular="an output file option names a device or FIFO",
+        output_protected="an output would replace the key file, a lock file or private key material",
+        stdin_closed="the command reads standard input and it is closed",
+        stdin_unreadable="standard input cannot be read",
+    ),
     **_codes(ExitCode.CONFIG, config_error="a bad setting value or an unreadable config file"),
     **_codes(
         ExitCode.KEYFILE,
@@ -106,6 +119,8 @@ ERROR_CODES: dict[str, ErrorCode] = {
         passphrase_file="the passphrase file is missing, unreadable or empty",
         import_unreadable="the import input cannot be read or parsed",
         import_rejected="a key of the import input is refused",
+        write_failed="a file cannot be written (disk full, I/O error, read-only, permission); it is left unchanged",
+        stdout_failed="standard output is closed or cannot be written",
     ),
     **_codes(
         ExitCode.MALFORMED_TOKEN,

@@ -26,7 +26,7 @@ HELP = (
     "mint, decode and verify tokens, and check a published JWKS from CI.\n\n"
     "Exit codes: 0 ok, 1 internal error, 2 usage, 3 configuration, 4 key file, 5 malformed token, "
     "6 signature rejected, 7 claims rejected, 8 no usable key, 9 JWKS fetch failed, 10 check failed, "
-    "11 notification failed, 130 interrupted."
+    "11 notification failed, 130 interrupted, 141 broken pipe (the reader of stdout went away)."
 )
 
 

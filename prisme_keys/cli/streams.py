@@ -23,11 +23,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from prisme_keys.errors import UsageError
+from prisme_keys.errors import EXIT_BROKEN_PIPE, UsageError
 
-#: Exit status after the reader of stdout went away: 128 + SIGPIPE (13), what a shell reports
-#: for a process killed by SIGPIPE (``yes | head -1`` under ``set -o pipefail``).
-EXIT_BROKEN_PIPE = 141
+__all__ = ["EXIT_BROKEN_PIPE", "OutputFailed", "finish_process", "guarded", "occupy_closed_descriptors"]
 
 
 class OutputFailed(Exception):
