@@ -17,7 +17,8 @@ Steps (each the system call of one step of an atomic write):
 
 The ``nth`` matching call fails (1-based) and, as a full disk stays full, every later one too
 unless ``once``. Each firing is appended to ``log`` (a file) and counted in :attr:`Fault.fired`,
-so a test can prove the fault was reached. Used in-process (``with fault.installed():``) and, in
+so a test can prove the fault was reached. Several faults may be in force at once (nested
+``installed()`` blocks). Used in-process (``with fault.installed():``) and, in
 a subprocess, through ``tests/faultinject/sitecustomize.py`` reading ``PRISME_KEYS_TEST_FAULT``
 (the JSON of :meth:`Fault.to_env`).
 """
@@ -97,7 +98,7 @@ class Fault:
         try:
             yield self
         finally:
-            uninstall()
+            uninstall(self)
 
 
 _real: dict[str, Any] = {
@@ -111,7 +112,6 @@ _real: dict[str, Any] = {
     "os.unlink": os.unlink,
     "os.mkdir": os.mkdir,
     "os.chmod": os.chmod,
-    "os.fchmod": os.fchmod,
 }
 
 
@@ -132,36 +132,63 @@ def _writing_mode(mode: str) -> bool:
     return any(c in mode for c in "wax+")
 
 
-def install(fault: Fault) -> None:
-    """Install ``fault`` (replacing any installed one)."""
-    f = fault
-    ro = f.step == "readonly"
+#: The faults in force, in the order installed; the patched calls consult each.
+_active: list[Fault] = []
 
+
+def install(fault: Fault) -> None:
+    """Add ``fault`` to the faults in force (patching the calls on the first one)."""
+    if not _active:
+        _patch()
+    _active.append(fault)
+
+
+def uninstall(fault: Fault | None = None) -> None:
+    """Remove ``fault`` (default: every fault); the real calls come back with the last one."""
+    if fault is None:
+        _active.clear()
+    else:
+        _active[:] = [f for f in _active if f is not fault]
+    if not _active:
+        for name, fn in _real.items():
+            if name == "open":
+                builtins.open = fn  # type: ignore[assignment]
+                io.open = fn  # type: ignore[assignment]
+            else:
+                setattr(os, name.split(".", 1)[1], fn)
+
+
+def _patch() -> None:
     def p_open(path: Any, flags: int, mode: int = 0o777, *, dir_fd: Any = None) -> int:
-        if f._matches(path) and ((f.step == "create" and flags & os.O_CREAT) or (ro and flags & _WRITE_FLAGS)):
-            f._fire("os.open", path)
+        for f in list(_active):
+            ro = f.step == "readonly"
+            if f._matches(path) and ((f.step == "create" and flags & os.O_CREAT) or (ro and flags & _WRITE_FLAGS)):
+                f._fire("os.open", path)
         return _real["os.open"](path, flags, mode, dir_fd=dir_fd)
 
     def p_write(fd: int, data: Any) -> int:
-        if f.step == "write" or ro:
-            path, _ = _fd_path(fd)
-            if path and f._matches(path):
-                f._fire("os.write", path)
+        for f in list(_active):
+            if f.step in ("write", "readonly"):
+                path, _ = _fd_path(fd)
+                if path and f._matches(path):
+                    f._fire("os.write", path)
         return _real["os.write"](fd, data)
 
     def p_fsync(fd: Any) -> None:
-        if f.step in ("fsync", "dirfsync"):
-            path, is_dir = _fd_path(fd if isinstance(fd, int) else fd.fileno())
-            if path and f._matches(path) and is_dir == (f.step == "dirfsync"):
-                f._fire("os.fsync", path)
+        for f in list(_active):
+            if f.step in ("fsync", "dirfsync"):
+                path, is_dir = _fd_path(fd if isinstance(fd, int) else fd.fileno())
+                if path and f._matches(path) and is_dir == (f.step == "dirfsync"):
+                    f._fire("os.fsync", path)
         return _real["os.fsync"](fd)
 
     def two(name: str) -> Any:
         real = _real[name]
 
         def call(src: Any, dst: Any, *a: Any, **kw: Any) -> Any:
-            if (f.step == "rename" and f._matches(dst)) or (ro and f._matches(src, dst)):
-                f._fire(name, dst)
+            for f in list(_active):
+                if (f.step == "rename" and f._matches(dst)) or (f.step == "readonly" and f._matches(src, dst)):
+                    f._fire(name, dst)
             return real(src, dst, *a, **kw)
 
         return call
@@ -170,15 +197,17 @@ def install(fault: Fault) -> None:
         real = _real[name]
 
         def call(path: Any, *a: Any, **kw: Any) -> Any:
-            if ro and f._matches(path):
-                f._fire(name, path)
+            for f in list(_active):
+                if f.step == "readonly" and f._matches(path):
+                    f._fire(name, path)
             return real(path, *a, **kw)
 
         return call
 
     def p_bopen(file: Any, mode: str = "r", *a: Any, **kw: Any) -> Any:
-        if (f.step == "open" or ro) and _writing_mode(mode) and f._matches(file):
-            f._fire("open", file)
+        for f in list(_active):
+            if f.step in ("open", "readonly") and _writing_mode(mode) and f._matches(file):
+                f._fire("open", file)
         return _real["open"](file, mode, *a, **kw)
 
     os.open = p_open  # type: ignore[assignment]
@@ -192,16 +221,6 @@ def install(fault: Fault) -> None:
     os.chmod = one("os.chmod")  # type: ignore[assignment]
     builtins.open = p_bopen  # type: ignore[assignment]
     io.open = p_bopen  # type: ignore[assignment]
-
-
-def uninstall() -> None:
-    """Restore the real functions."""
-    for name, fn in _real.items():
-        if name == "open":
-            builtins.open = fn  # type: ignore[assignment]
-            io.open = fn  # type: ignore[assignment]
-        else:
-            setattr(os, name.split(".", 1)[1], fn)
 
 
 def install_from_env() -> Fault | None:

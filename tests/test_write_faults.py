@@ -177,6 +177,31 @@ def test_the_lock_file_cannot_be_created(tmp_path, keypool, capsys):
     assert kf.read_bytes() == before
 
 
+def test_a_file_system_without_hard_links_still_writes(tmp_path, keypool, capsys):
+    case = Case(tmp_path, keypool, "rotate")
+    no_links = case.fault("keep", "EPERM")
+    with no_links.installed():
+        assert main(case.argv) == 0, capsys.readouterr().err
+    assert no_links.fired == 1
+    assert case.kf.read_bytes() != case.before
+    assert [n for n in os.listdir(tmp_path) if n.endswith(".tmp")] == []
+
+
+def test_a_failed_folder_fsync_without_hard_links_says_the_new_version_stays(tmp_path, keypool, capsys):
+    case = Case(tmp_path, keypool, "rotate")
+    with case.fault("keep", "EPERM").installed(), case.fault("dirfsync", "EIO").installed() as fault:
+        rc = main(case.argv)
+    assert fault.fired >= 1
+    assert (rc, capsys.readouterr().err) == (
+        4,
+        f"prisme-keys: error: cannot write {case.kf}: Input/output error (EIO) (syncing its folder); "
+        "the new version could not be taken back\n",
+    )
+    assert len(json.loads(case.kf.read_text())["keys"]) == 2  # the rotated set, as the message says
+    case.before = case.kf.read_bytes()
+    case.assert_untouched()  # no temp file, lock released
+
+
 # -- a read-only volume ------------------------------------------------------------------------
 
 

@@ -130,12 +130,13 @@ def atomic_write(path: Path | str, data: bytes, *, mode: int = 0o600, no_clobber
         _fsync_folder(folder)
     except OSError as exc:
         if renamed:
-            extra = "" if _undo_rename(path, folder, keep, existed) else "; the new version could not be taken back"
-            keep = None
-            if extra:
+            if not _undo_rename(path, folder, keep, existed):
                 raise KeyFileError(
-                    f"cannot write {path}: {describe_os_error(exc)} (syncing its folder){extra}", code="write_failed"
+                    f"cannot write {path}: {describe_os_error(exc)} (syncing its folder); the new version could "
+                    "not be taken back",
+                    code="write_failed",
                 ) from None
+            keep = None  # moved back into place
         raise _write_failed(path, exc, existed) from None
     finally:
         _unlink_quietly(tmp_left)
