@@ -56,6 +56,8 @@ WRITERS = [
     ["encrypt"],
     ["encrypt", "--rekey"],
     ["decrypt"],
+    ["notify"],  # records the announcement in the key file
+    ["rotate", "--notify"],
 ]
 
 
