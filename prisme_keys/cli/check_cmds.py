@@ -45,7 +45,9 @@ def check(
     if junit is not None:
         from prisme_keys.cli.common import check_out
 
-        check_out(junit, private=False, key_file=st.settings.key_file, flag="--junit", force_flag=None)
+        check_out(
+            junit, private=False, key_file=st.settings.key_file, flag="--junit", force_flag=None, dash_is_stdout=False
+        )
     report = checks.run(
         st.settings,
         url,
@@ -59,9 +61,9 @@ def check(
         allow_http=allow_http,
     )
     if junit is not None:
-        from prisme_keys.cli.common import write_result
+        from prisme_keys.cli.common import write_file
 
-        write_result(
+        write_file(
             checks.junit_xml(report),
             junit,
             private=False,

@@ -47,20 +47,51 @@ def check_out(
     force: bool = False,
     flag: str = "--out",
     force_flag: Optional[str] = "--force",
+    dash_is_stdout: bool = True,
 ) -> None:
     """Check an output file option before any work (see :func:`prisme_keys.store.files.check_output`).
+
+    Args:
+        dash_is_stdout: ``-`` names standard output (``--out``), not a file (``--svg``, ``--junit``).
 
     Raises:
         UsageError: worded with ``flag``, and ``force_flag`` as the way to replace a protected file.
     """
-    if _to_stdout(out):
+    if out is None or (dash_is_stdout and _to_stdout(out)):
         return
     from prisme_keys.store import files
 
     try:
-        files.check_output(out, private=private, key_file=key_file, force=force)  # type: ignore[arg-type]
+        files.check_output(out, private=private, key_file=key_file, force=force)
     except UsageError as exc:
         raise _out_error(exc, out, flag, force_flag) from None
+
+
+def write_file(
+    text: str,
+    path: Path | str,
+    *,
+    private: bool,
+    key_file: Optional[Path | str],
+    force: bool = False,
+    flag: str = "--out",
+    force_flag: Optional[str] = "--force",
+) -> None:
+    """Write ``text`` to the file ``path`` named by ``flag`` (atomic; 0600 when ``private``, else 0644).
+
+    It never replaces the key file, a lock file or a file holding private key material, and a
+    private document never replaces an existing file, unless ``force``.
+
+    Raises:
+        UsageError: ``path`` is a folder, a device, or protected (worded with ``flag``).
+        KeyFileError: ``path`` cannot be written (exit 4, naming the file and the error).
+    """
+    from prisme_keys.store import files
+
+    try:
+        files.write_output(path, text, private=private, key_file=key_file, force=force)
+    except UsageError as exc:
+        raise _out_error(exc, path, flag, force_flag) from None
 
 
 def _out_error(exc: UsageError, out: Any, flag: str, force_flag: Optional[str]) -> UsageError:
@@ -101,13 +132,7 @@ def write_result(
         KeyFileError: ``out`` cannot be written (exit 4, naming the file and the error).
     """
     if out is not None and not _to_stdout(out):
-        from prisme_keys.store import files
-
-        check_out(out, private=private, key_file=key_file, force=force, flag=flag, force_flag=force_flag)
-        try:
-            files.write_output(out, text, private=private, key_file=key_file, force=force)
-        except UsageError as exc:
-            raise _out_error(exc, out, flag, force_flag) from None
+        write_file(text, out, private=private, key_file=key_file, force=force, flag=flag, force_flag=force_flag)
         return
     if private:
         refuse_private_on_terminal(out, to_terminal)

@@ -78,16 +78,19 @@ def plan(
 
     st = state(ctx)
     verifier_cache_flag(st, verifier_cache)
-    if svg is not None:
-        check_svg_target(svg)
     s = st.settings
+    if svg is not None:
+        from prisme_keys.cli.common import check_out
+
+        check_svg_target(svg)
+        check_out(svg, private=False, key_file=s.key_file, flag="--svg", force_flag=None, dash_is_stdout=False)
     res = lifecycle.plan(s, st.now(), days)
     sched = res.schedule
     head = title(sched, f"Rotation plan for {res.days} day{'s' if res.days != 1 else ''}")
     if svg is not None:
-        from prisme_keys.store.keyfile import write_output
+        from prisme_keys.cli.common import write_file
 
-        write_output(svg, timeline.svg(sched, head), private=False)
+        write_file(timeline.svg(sched, head), svg, private=False, key_file=s.key_file, flag="--svg", force_flag=None)
     if st.json:
         doc = {
             "days": res.days,
