@@ -8,19 +8,7 @@ from typing import Any, Optional
 import typer
 
 from prisme_keys.cli.app import app, state
-from prisme_keys.cli.common import refuse_private_on_terminal, when, write_result
-
-
-def _keygen(st: Any) -> Any:
-    """Key generator with a spinner on stderr for keys of 3072 bits or more."""
-    from prisme_keys import jwk as jwk_rules
-    from prisme_keys.cli import output
-
-    def gen(bits: int, alg: str) -> dict[str, Any]:
-        with output.spinner(f"generating a {bits}-bit RSA key...", enabled=bits >= 3072 and not st.quiet):
-            return jwk_rules.generate_jwk(bits, alg)
-
-    return gen
+from prisme_keys.cli.common import keygen, refuse_private_on_terminal, when, write_result
 
 
 @app.command()
@@ -43,7 +31,7 @@ def init(
         from prisme_keys.store import protect
 
         sealer = protect.init_sealer(st.settings)
-    res = lifecycle.init(st.settings, st.now(), _keygen(st), encryption=sealer)
+    res = lifecycle.init(st.settings, st.now(), keygen(st), encryption=sealer)
     rec = res.record
     if st.json:
         from prisme_keys import jwk as jwk_rules
@@ -97,7 +85,7 @@ def rotate(
     from prisme_keys.store import lifecycle
 
     st = state(ctx)
-    res = lifecycle.rotate(st.settings, st.now(), force=force, dry_run=dry_run, keygen=_keygen(st))
+    res = lifecycle.rotate(st.settings, st.now(), force=force, dry_run=dry_run, keygen=keygen(st))
     ann = after_rotate(st, res, notify, runtime_url)
     doc: dict[str, Any] = {
         "rotated": res.rotated and not res.dry_run,
@@ -334,5 +322,5 @@ def generate(
     st = state(ctx)
     if not public:
         refuse_private_on_terminal(out, to_terminal)  # before the (slow) key generation
-    jwk = lifecycle.generate(st.settings, public=public, keygen=_keygen(st))
+    jwk = lifecycle.generate(st.settings, public=public, keygen=keygen(st))
     write_result(output.json_text(jwk), out, private=not public, to_terminal=to_terminal)
