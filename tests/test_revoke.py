@@ -10,7 +10,7 @@ import json
 import os
 
 import pytest
-from conftest import write_keyfile
+from conftest import empty_config, write_keyfile
 from jwks_server import claims, jwks, rs_token
 from revoke_helpers import LEAD, MAX_AGE, pk, rec, two_keys  # noqa: F401
 
@@ -289,3 +289,88 @@ def test_doctor_reports_revocations(pk, keypool):
     assert rc == 4
     (f,) = [f for f in rep["findings"] if f["code"] == "revoked_key_present"]
     assert f["severity"] == "error" and f["kid"] == "sneaky" and f"(as kid {old['kid']})" in f["message"]
+
+
+# -- crash safety ---------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_sigkill_during_revoke_leaves_old_or_new(tmp_path, keypool):
+    """50 runs of ``revoke`` of the signing key killed with SIGKILL at a random moment: the file is
+    always exactly the old set or exactly the new one (records and revocation list)."""
+    import random
+    import signal
+    import time
+
+    from prisme_keys import settings
+    from prisme_keys.store import keyfile
+
+    now = clock.now()
+    kf = tmp_path / "keys.json"
+    old_records = two_keys(keypool, now)
+    # padding: more records make parsing and writing take measurable time
+    for i in range(60):
+        created = now - clock.days(41) - clock.seconds(3600 * i)
+        old_records.append(dict(rec(dict(keypool[2 + i % 3], kid=f"pad{i:03d}"), created), kid=f"pad{i:03d}"))
+    write_keyfile(kf, old_records)
+    old_bytes = kf.read_bytes()
+    s = settings.load({"key_file": kf, "config_path": empty_config(tmp_path)}, environ={})
+    victim = keypool[1]["kid"]
+
+    def child(wfd: int) -> None:
+        real = keyfile.KeyFile._write_atomic
+
+        def marked(self, text, **kw):
+            os.write(wfd, b"W")
+            real(self, text, **kw)
+            os.write(wfd, b"D")
+
+        keyfile.KeyFile._write_atomic = marked  # type: ignore[method-assign]
+        jwk_rules.check_signing_jwk = lambda jwk, **kw: None  # validated in the parent; the file work is the point
+        os.write(wfd, b"S")
+        revocation.revoke(s, now, victim, reason="crash test", keygen=lambda b, a: dict(keypool[5]))
+        os.write(wfd, b"E")
+
+    def one(delay: float | None) -> bytes:
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.close(r)
+                child(w)
+            finally:
+                os._exit(0)
+        os.close(w)
+        if delay is not None:
+            time.sleep(delay)
+            os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        marks = b""
+        while chunk := os.read(r, 64):
+            marks += chunk
+        os.close(r)
+        return marks
+
+    t0 = time.monotonic()
+    assert one(None) == b"SWDE"
+    span = (time.monotonic() - t0) * 1.2
+    new_doc = json.loads(kf.read_text())
+    assert [e["kid"] for e in new_doc["revocations"]] == [victim]
+    assert new_doc["keys"][0]["kid"] == keypool[5]["kid"] and victim not in {r["kid"] for r in new_doc["keys"]}
+    rng = random.Random(14)
+    seen = {"old": 0, "new": 0}
+    for i in range(50):
+        kf.write_bytes(old_bytes)
+        os.chmod(kf, 0o600)
+        marks = one(rng.uniform(0, span))
+        data = kf.read_bytes()
+        keyfile.parse(data, kf)  # never corrupt, never truncated
+        if data == old_bytes:
+            seen["old"] += 1
+            assert marks in (b"", b"S", b"SW"), f"run {i}: old file after {marks!r}"
+        else:
+            assert json.loads(data) == new_doc, f"run {i}: a mix after {marks!r}"
+            seen["new"] += 1
+            assert marks in (b"SW", b"SWD", b"SWDE")
+        assert os.stat(kf).st_mode & 0o777 == 0o600
+    assert seen["old"] and seen["new"], seen  # both outcomes were hit

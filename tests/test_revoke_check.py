@@ -166,6 +166,8 @@ def test_polling_honours_max_age_minus_age(pk, keypool):
     gaps = [b - a for a, b in itertools.pairwise(times)]
     assert 2 <= len(times) <= 4 and all(g >= 0.9 for g in gaps), gaps  # never sooner than max-age - Age
     assert "next fetch in 1.0 s" in err
+    summary = [line for line in err.splitlines() if line.startswith("still failing after ")]
+    assert len(summary) == 1 and "caches that fetched the failing set may serve it until 20" in summary[0]
 
 
 def test_fresh_for():
