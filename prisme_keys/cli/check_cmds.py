@@ -87,15 +87,7 @@ def check(
     if st.json:
         output.emit_json(report.to_dict())
     else:
-        output.table(["check", "status", "detail"], [[c.name, c.status, c.detail] for c in report.checks])
-        fails = [c for c in report.checks if c.status == "fail"]
-        warns = [c for c in report.checks if c.status == "warn"]
-        output.line(
-            f"{'ok' if report.ok else 'FAILED'}: {len(report.checks)} checks, {len(fails)} failed, "
-            f"{len(warns)} warning(s){' (strict)' if strict else ''}"
-        )
-    if report.waited is not None and not st.json:
-        _render_wait(st, report)
+        _render(st, report)
     if not report.ok:
         waited = f" after {report.attempts} attempts in {report.waited:.1f} s" if report.waited is not None else ""
         raise CheckFailed(f"{url}{waited}: " + "; ".join(f"{c.name}: {c.detail}" for c in report.failures())[:500])
@@ -130,9 +122,19 @@ def _poll(st: Any, url: str, wait: int, interval: float, run_kw: dict[str, Any])
     return watch.run_until(st.settings, url, wait=wait, interval=interval, on_retry=retry, **run_kw)
 
 
-def _render_wait(st: Any, report: Any) -> None:
+def _render(st: Any, report: Any) -> None:
+    """The human report: a table of the checks, a summary line, and (``--wait``) how the wait ended on stderr."""
     from prisme_keys.cli import output
 
+    output.table(["check", "status", "detail"], [[c.name, c.status, c.detail] for c in report.checks])
+    fails = [c for c in report.checks if c.status == "fail"]
+    warns = [c for c in report.checks if c.status == "warn"]
+    output.line(
+        f"{'ok' if report.ok else 'FAILED'}: {len(report.checks)} checks, {len(fails)} failed, "
+        f"{len(warns)} warning(s){' (strict)' if report.strict else ''}"
+    )
+    if report.waited is None:
+        return
     done = "passed" if report.ok else "still failing"
     msg = f"{done} after {report.attempts} attempt{'s' if report.attempts != 1 else ''} in {report.waited:.1f} s"
     if report.stale_until:
