@@ -374,3 +374,22 @@ def test_sigkill_during_revoke_leaves_old_or_new(tmp_path, keypool):
             assert marks in (b"SW", b"SWD", b"SWDE")
         assert os.stat(kf).st_mode & 0o777 == 0o600
     assert seen["old"] and seen["new"], seen  # both outcomes were hit
+
+
+def test_revoke_on_an_encrypted_key_file(pk, keypool):
+    write_keyfile(pk.kf, two_keys(keypool, clock.now()))
+    pw = {"PRISME_KEYS_PASSPHRASE": "correct horse battery"}
+    assert pk("encrypt", env=pw)[0] == 0
+    before = pk.kf.read_bytes()
+    # the new signing key must be encrypted: no passphrase, nothing written
+    rc, _, err = pk("--json", "revoke", keypool[1]["kid"])
+    assert rc == 4 and json.loads(err)["code"] == "passphrase_required"
+    assert pk.kf.read_bytes() == before
+    rc, _, err = pk("revoke", keypool[1]["kid"], env=pw)
+    assert rc == 0, err
+    new = doc(pk.kf)["keys"][0]
+    assert new["kid"] == keypool[5]["kid"] and "enc" in new["jwk"] and "d" not in new["jwk"]
+    # a retired key leaves no private member to encrypt: no passphrase needed
+    rc, _, err = pk("revoke", keypool[0]["kid"])
+    assert rc == 0, err
+    assert [r["kid"] for r in doc(pk.kf)["keys"]] == [keypool[5]["kid"]]

@@ -30,7 +30,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from prisme_keys import jwk as jwk_rules
-from prisme_keys.store import rotation
+from prisme_keys.store import revocation, rotation
 from prisme_keys.store.revocation import RevokedKeys
 from prisme_keys.store.revocation import describe as describe_revocation
 
@@ -547,7 +547,7 @@ def run(
         KeyFileError: ``against``/``roundtrip`` asked for and the key file is unusable (exit 4).
         UsageError: bad ``algorithms``.
     """
-    from prisme_keys.store import lifecycle, revocation
+    from prisme_keys.store import lifecycle
     from prisme_keys.tokens import jwks_client
     from prisme_keys.tokens import verify as verifier
 
