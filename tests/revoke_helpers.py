@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
-from conftest import empty_config
+from helpers import empty_config
 
 from prisme_keys import clock
 from prisme_keys import jwk as jwk_rules

@@ -10,7 +10,7 @@ import json
 import os
 
 import pytest
-from conftest import empty_config, write_keyfile
+from helpers import empty_config, write_keyfile
 from jwks_server import claims, jwks, rs_token
 from revoke_helpers import LEAD, MAX_AGE, pk, rec, two_keys  # noqa: F401
 
@@ -230,6 +230,7 @@ def test_dry_run_writes_nothing_and_errors_are_one_line(pk, keypool):
         f"prisme-keys: error: no key with kid or thumbprint 'no-such-kid' in {pk.kf}; kids present: "
         f"{signing['kid']}, {keypool[0]['kid']}\n"
     )
+    assert json.loads(pk("--json", "revoke", "no-such-kid")[2])["code"] == "kid_not_found"
     rc, out, err = pk("--json", "revoke", signing["kid"], "--reason", "x" * 300)
     assert rc == 2 and json.loads(err) == {
         "code": "usage_error",

@@ -10,7 +10,7 @@ import time
 import xml.etree.ElementTree as ET
 
 import pytest
-from conftest import empty_config, no_traceback, write_keyfile
+from helpers import empty_config, no_traceback, write_keyfile
 from jwks_server import JwksServer, Route, jwks
 from redis_server import Consumer, RedisServer, redis_env, redis_server  # noqa: F401
 from revoke_helpers import LEAD, pk, two_keys  # noqa: F401

@@ -301,7 +301,7 @@ def _unknown(kf_path: Any, kid: str, records: list[Record]) -> KeyFileError:
     shown = kid if len(kid) <= 80 else kid[:77] + "..."
     return KeyFileError(
         f"no key with kid or thumbprint {shown!r} in {kf_path}; kids present: " + ", ".join(r["kid"] for r in records),
-        code="unknown_kid",
+        code="kid_not_found",
     )
 
 
