@@ -338,6 +338,7 @@ def revoke(
     policy = rotation.Policy.from_settings(settings)
     kf = lifecycle.open_keyfile(settings)
     keyset = kf.load()
+    entries(keyset, kf.path)  # a malformed revocation list fails before any key is generated
     plan = plan_revoke(keyset.records, kid, policy, now, reason)
     if plan is None:
         return _not_present(kf.path, keyset, kid, now)
