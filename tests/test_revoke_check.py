@@ -202,6 +202,7 @@ def test_revoke_notify_one_event_and_runtime_key(pk, keypool, redis_server, redi
     import redis
 
     write_keyfile(pk.kf, two_keys(keypool, clock.now()))
+    assert pk("notify", env=redis_env)[0] == 0  # the fleet knows the set: the key file records it
     consumer = Consumer(redis_env["BROKER_HOST"], "test:", TOPICS)
     rc, out, err = pk("revoke", keypool[1]["kid"], "--notify", env={**redis_env, **LEAD})
     assert rc == 0, err
@@ -221,20 +222,31 @@ def test_revoke_notify_one_event_and_runtime_key(pk, keypool, redis_server, redi
     assert consumer.read() == {s(t): [] for t in TOPICS}
 
 
-def test_revoke_notify_broker_down_keeps_the_revocation_exit_11(pk, keypool):
+def test_revoke_notify_broker_down_keeps_the_revocation_and_the_next_run_sends_it(pk, keypool, redis_server, redis_env):
     dead = RedisServer()
     dead.stop()
     write_keyfile(pk.kf, two_keys(keypool, clock.now()))
+    assert pk("notify", env=redis_env)[0] == 0  # the fleet knows the set
+    new, signing = keypool[5]["kid"], keypool[1]["kid"]
     env = {
         "BROKER_HOST": f"redis://127.0.0.1:{dead.port}/10",
         "CONTEXTS_CACHE_HOST": f"redis://127.0.0.1:{dead.port}/0",
     }
-    rc, out, err = pk("revoke", keypool[1]["kid"], "--notify", env=env)
+    rc, out, err = pk("revoke", signing, "--notify", env=env)
     assert rc == 11
-    assert [r["kid"] for r in json.loads(pk.kf.read_text())["keys"]] == [keypool[5]["kid"], keypool[0]["kid"]]
-    assert err.strip().endswith(
-        f"re-send it with: prisme-keys notify --created {keypool[5]['kid']} --deleted {keypool[1]['kid']}"
+    assert [r["kid"] for r in json.loads(pk.kf.read_text())["keys"]] == [new, keypool[0]["kid"]]
+    assert err.splitlines()[-1] == (
+        f"prisme-keys: error: key file {pk.kf} was changed (created {new}, deleted {signing}) but the notification "
+        f"failed: cannot publish gateway.jwks.updated on the broker at redis://127.0.0.1:{dead.port}/10: Error 111 "
+        f"connecting to 127.0.0.1:{dead.port}. Connection refused; it stays pending: the next run with --notify "
+        "retries it (or run: prisme-keys notify)"
     )
+    # the broker is back: re-running the revocation changes nothing in the file but sends what is pending, once
+    consumer = Consumer(redis_env["BROKER_HOST"], "test:", TOPICS)
+    for _ in range(2):
+        rc, out, err = pk("revoke", signing, "--notify", env=redis_env)
+        assert rc == 0 and out.startswith(f"{signing} was already revoked on "), err
+    assert [e["payload"] for e in consumer.read()[s(GW)]] == [{"created": [new], "deleted": [signing]}]
 
 
 # -- opaque credentials ---------------------------------------------------------------------------
