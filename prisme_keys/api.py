@@ -29,12 +29,12 @@ from prisme_keys import jwk as jwk_rules
 from prisme_keys.settings import Settings
 from prisme_keys.settings import from_values as _settings_from
 from prisme_keys.settings import load as _load_settings
-from prisme_keys.store import lifecycle, settings_checks
+from prisme_keys.store import lifecycle, revocation, settings_checks
 from prisme_keys.store.keyfile import KeyFile
 from prisme_keys.tokens import jwks_client
 from prisme_keys.tokens import mint as minter
 from prisme_keys.tokens import verify as verifier
-from prisme_keys.tokens.jws import Decoded
+from prisme_keys.tokens.jws import Decoded, clean_token, split
 from prisme_keys.tokens.jws import decode as _decode
 from prisme_keys.tokens.mint import MintOptions
 from prisme_keys.tokens.verify import VerifyOptions, VerifyResult
@@ -59,6 +59,7 @@ __all__ = [
     "plan",
     "open_minter",
     "prune",
+    "revoke",
     "rotate",
     "settings_from",
     "verify",
@@ -129,6 +130,21 @@ def prune(settings: Settings, now: datetime | None = None, *, dry_run: bool = Fa
         KeyFileError: missing, corrupt or unsafe key file, lock timeout (exit 4).
     """
     return lifecycle.prune(settings, _now(now), dry_run=dry_run)
+
+
+def revoke(
+    settings: Settings, kid: str, now: datetime | None = None, *, reason: str | None = None, dry_run: bool = False
+) -> revocation.RevokeResult:
+    """Revoke a compromised key (by kid or RFC 7638 thumbprint): remove it now and record the revocation.
+
+    A signing (or next) key is replaced first by a new key that signs at once (no publication
+    lead). ``verify``, ``import`` and ``check`` refuse the key afterwards.
+
+    Raises:
+        KeyFileError: no such key, missing/corrupt/unsafe key file, lock timeout (exit 4).
+        UsageError: a reason over 200 characters or with control characters (exit 2).
+    """
+    return revocation.revoke(settings, _now(now), kid, reason=reason, dry_run=dry_run)
 
 
 def list_keys(settings: Settings, now: datetime | None = None) -> list[dict[str, Any]]:
@@ -308,6 +324,7 @@ def verify(
         options = VerifyOptions(
             algorithms=(settings.alg,), issuer=settings.oidc_provider_url, audience=settings.api_url
         )
+    split(clean_token(token))  # not a JWS (an opaque credential of the gateway...): said before any key is loaded
     source = verifier.open_source(settings, jwks_file=jwks_file, jwks_url=jwks_url)
     return verifier.verify(token, source, options, now=_now(now))
 

@@ -121,12 +121,14 @@ ERROR_CODES: dict[str, ErrorCode] = {
         import_rejected="a key of the import input is refused",
         write_failed="a file cannot be written (disk full, I/O error, read-only, permission); it is left unchanged",
         stdout_failed="standard output is closed or cannot be written",
+        kid_not_found="no key with this kid (or RFC 7638 thumbprint) in the key file",
     ),
     **_codes(
         ExitCode.MALFORMED_TOKEN,
         malformed_token="not a compact JWS, bad base64url or JSON",
         token_too_large="the token is over 64 KiB",
         jwe_not_supported="the token is a JWE (encrypted), not a JWS",
+        opaque_credential="an opaque access token or API key of the gateway, which only the gateway can check",
     ),
     **_codes(
         ExitCode.SIGNATURE,
@@ -135,6 +137,7 @@ ERROR_CODES: dict[str, ErrorCode] = {
         alg_none="the token's algorithm is none",
         alg_not_allowed="the token's algorithm is not in the allow-list",
         key_too_small="the verifying key has fewer than 2048 bits",
+        key_revoked="the key (by kid or RFC 7638 thumbprint) was revoked in the key file",
     ),
     **_codes(
         ExitCode.CLAIMS,

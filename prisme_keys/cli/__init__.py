@@ -25,6 +25,7 @@ from prisme_keys.cli import schedule_cmds  # noqa: F401
 from prisme_keys.cli import tokens_cmds  # noqa: F401
 from prisme_keys.cli import check_cmds  # noqa: F401
 from prisme_keys.cli import sync_cmds  # noqa: F401
+from prisme_keys.cli import revoke_cmds  # noqa: F401
 from prisme_keys.cli import safety_cmds  # noqa: F401
 from prisme_keys.cli import config_cmds  # noqa: F401
 

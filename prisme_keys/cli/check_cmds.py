@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
 from prisme_keys.cli.app import app, state
+from prisme_keys.cli.common import duration
+from prisme_keys.errors import UsageError
 
 
 @app.command()
@@ -31,11 +33,29 @@ def check(
     allow_http: bool = typer.Option(
         False, "--allow-http", help="Allow plain HTTP to a non-loopback host (the transport.https check still fails)."
     ),
+    absent: Optional[list[str]] = typer.Option(
+        None,
+        "--absent",
+        metavar="KID",
+        help="Fail while this kid, or its key under another kid (RFC 7638 thumbprint), is published "
+        "(repeatable; a thumbprint is accepted too). Run it after a revoke.",
+    ),
+    wait: Optional[str] = typer.Option(
+        None,
+        "--wait",
+        metavar="DURATION",
+        help="Keep fetching until the checks pass or DURATION (90s, 15m) has passed; never sooner than "
+        "--interval, nor before the last response goes stale (Cache-Control max-age minus Age).",
+    ),
+    interval: Optional[float] = typer.Option(
+        None, "--interval", metavar="SECONDS", help="With --wait: least seconds between two fetches (default 5)."
+    ),
 ) -> None:
     """Check a published JWKS for CI: transport, shape, secrecy, known-compromised keys, and the local key file.
 
     Exit 0 when no check fails (warnings allowed), 10 when one fails, 9 when the fetch itself
-    fails (network, TLS, timeout, too large).
+    fails (network, TLS, timeout, too large). With --wait, 10 when the checks still fail when
+    the time runs out, naming what is still served.
     """
     from prisme_keys.cli import output
     from prisme_keys.errors import CheckFailed
@@ -48,23 +68,29 @@ def check(
         check_out(
             junit, private=False, key_file=st.settings.key_file, flag="--junit", force_flag=None, dash_is_stdout=False
         )
-    report = checks.run(
-        st.settings,
-        url,
-        now=st.now(),
-        against=against,
-        roundtrip=roundtrip,
-        strict=strict,
-        algorithms=algorithms,
-        timeout=timeout,
-        cacert=cacert,
-        allow_http=allow_http,
-    )
+    run_kw: dict[str, Any] = {
+        "now": st.now(),
+        "against": against,
+        "roundtrip": roundtrip,
+        "strict": strict,
+        "algorithms": algorithms,
+        "timeout": timeout,
+        "cacert": cacert,
+        "allow_http": allow_http,
+        "absent": _absent_kids(absent),
+    }
+    if wait is None:
+        if interval is not None:
+            raise UsageError("--interval needs --wait DURATION")
+        report = checks.run(st.settings, url, **run_kw)
+    else:
+        report = _poll(st, url, duration(wait, "--wait"), 5.0 if interval is None else interval, run_kw)
     if junit is not None:
         from prisme_keys.cli.common import write_file
+        from prisme_keys.publish.junit import junit_xml
 
         write_file(
-            checks.junit_xml(report),
+            junit_xml(report),
             junit,
             private=False,
             key_file=st.settings.key_file,
@@ -74,20 +100,59 @@ def check(
     if st.json:
         output.emit_json(report.to_dict())
     else:
-        output.table(["check", "status", "detail"], [[c.name, c.status, c.detail] for c in report.checks])
-        fails = [c for c in report.checks if c.status == "fail"]
-        warns = [c for c in report.checks if c.status == "warn"]
-        output.line(
-            f"{'ok' if report.ok else 'FAILED'}: {len(report.checks)} checks, {len(fails)} failed, "
-            f"{len(warns)} warning(s){' (strict)' if strict else ''}"
-        )
+        _render(st, report)
     if not report.ok:
-        raise CheckFailed(
-            f"{url}: "
-            + "; ".join(
-                f"{c.name}: {c.detail}" for c in report.checks if c.status == "fail" or (strict and c.status == "warn")
-            )[:500]
-        )
+        waited = f" after {report.attempts} attempts in {report.waited:.1f} s" if report.waited is not None else ""
+        raise CheckFailed(f"{url}{waited}: " + "; ".join(f"{c.name}: {c.detail}" for c in report.failures())[:500])
+
+
+def _absent_kids(values: Optional[list[str]]) -> Optional[list[str]]:
+    if not values:
+        return None
+    for v in values:
+        if not v.strip() or not v.isprintable() or len(v) > 200:
+            raise UsageError("--absent: a kid is a non-empty line of at most 200 printable characters")
+    return list(dict.fromkeys(values))
+
+
+def _poll(st: Any, url: str, wait: int, interval: float, run_kw: dict[str, Any]) -> Any:
+    """``check --wait``: fetch again until the checks pass or ``wait`` seconds have passed (progress on stderr)."""
+    import math
+
+    from prisme_keys.cli import output
+    from prisme_keys.publish import watch
+
+    if not math.isfinite(interval) or interval <= 0:
+        raise UsageError(f"--interval must be a number of seconds above 0, not {interval}")
+
+    def retry(outcome: Any, pause: float) -> None:
+        if hasattr(outcome, "failures"):
+            why = "; ".join(f"{c.name}: {c.detail}" for c in outcome.failures())
+        else:
+            why = outcome.message
+        output.note(f"waiting: {why[:300]}; next fetch in {pause:.1f} s", quiet=st.quiet)
+
+    return watch.run_until(st.settings, url, wait=wait, interval=interval, on_retry=retry, **run_kw)
+
+
+def _render(st: Any, report: Any) -> None:
+    """The human report: a table of the checks, a summary line, and (``--wait``) how the wait ended on stderr."""
+    from prisme_keys.cli import output
+
+    output.table(["check", "status", "detail"], [[c.name, c.status, c.detail] for c in report.checks])
+    fails = [c for c in report.checks if c.status == "fail"]
+    warns = [c for c in report.checks if c.status == "warn"]
+    output.line(
+        f"{'ok' if report.ok else 'FAILED'}: {len(report.checks)} checks, {len(fails)} failed, "
+        f"{len(warns)} warning(s){' (strict)' if report.strict else ''}"
+    )
+    if report.waited is None:
+        return
+    done = "passed" if report.ok else "still failing"
+    msg = f"{done} after {report.attempts} attempt{'s' if report.attempts != 1 else ''} in {report.waited:.1f} s"
+    if report.stale_until:
+        msg += f"; caches that fetched the failing set may serve it until {report.stale_until} (its max-age)"
+    output.note(msg, quiet=st.quiet)
 
 
 @app.command()

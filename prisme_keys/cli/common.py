@@ -20,6 +20,32 @@ def when(iso_time: Optional[str], now: datetime) -> str:
     return f"on {dt.strftime('%Y-%m-%d %H:%M')} UTC ({clock.humanize(dt, now)})"
 
 
+def duration(value: str, flag: str) -> int:
+    """A duration option's value in whole seconds (``90s``, ``15m``, ``2h``, ``30d`` or seconds).
+
+    Raises:
+        UsageError: naming ``flag`` and the accepted forms.
+    """
+    from prisme_keys import clock
+
+    try:
+        return clock.parse_duration(value)
+    except ValueError as exc:
+        raise UsageError(f"{flag}: {exc}") from None
+
+
+def keygen(st: Any) -> Any:
+    """The ``(bits, alg) -> private JWK`` generator of writing commands: a spinner on stderr for 3072 bits or more."""
+    from prisme_keys import jwk as jwk_rules
+    from prisme_keys.cli import output
+
+    def gen(bits: int, alg: str) -> dict[str, Any]:
+        with output.spinner(f"generating a {bits}-bit RSA key...", enabled=bits >= 3072 and not st.quiet):
+            return jwk_rules.generate_jwk(bits, alg)
+
+    return gen
+
+
 def _to_stdout(out: Optional[Path | str]) -> bool:
     return out is None or str(out) == "-"
 

@@ -8,19 +8,7 @@ from typing import Any, Optional
 import typer
 
 from prisme_keys.cli.app import app, state
-from prisme_keys.cli.common import check_out, refuse_private_on_terminal, when, write_result
-
-
-def _keygen(st: Any) -> Any:
-    """Key generator with a spinner on stderr for keys of 3072 bits or more."""
-    from prisme_keys import jwk as jwk_rules
-    from prisme_keys.cli import output
-
-    def gen(bits: int, alg: str) -> dict[str, Any]:
-        with output.spinner(f"generating a {bits}-bit RSA key...", enabled=bits >= 3072 and not st.quiet):
-            return jwk_rules.generate_jwk(bits, alg)
-
-    return gen
+from prisme_keys.cli.common import check_out, keygen, refuse_private_on_terminal, when, write_result
 
 
 @app.command()
@@ -44,7 +32,7 @@ def init(
         from prisme_keys.store import protect
 
         sealer = protect.init_sealer(st.settings)
-    res = lifecycle.init(st.settings, now, _keygen(st), encryption=sealer)
+    res = lifecycle.init(st.settings, now, keygen(st), encryption=sealer)
     rec = res.record
     if st.json:
         from prisme_keys import jwk as jwk_rules
@@ -99,7 +87,7 @@ def rotate(
 
     st = state(ctx)
     now = st.now() if dry_run else st.write_now()
-    res = lifecycle.rotate(st.settings, now, force=force, dry_run=dry_run, keygen=_keygen(st))
+    res = lifecycle.rotate(st.settings, now, force=force, dry_run=dry_run, keygen=keygen(st))
     for n in res.notes:
         output.warn(n, quiet=st.quiet)
     ann = after_rotate(st, res, notify, runtime_url)
@@ -354,7 +342,7 @@ def generate(
     if not public:
         refuse_private_on_terminal(out, to_terminal)  # before the (slow) key generation
     check_out(out, private=not public, key_file=st.settings.key_file, force=force)
-    jwk = lifecycle.generate(st.settings, public=public, keygen=_keygen(st))
+    jwk = lifecycle.generate(st.settings, public=public, keygen=keygen(st))
     write_result(
         output.json_text(jwk),
         out,

@@ -139,6 +139,16 @@ def after_prune(st: State, res: Any, notify: bool, runtime_url: Optional[str]) -
     return announce_after(st, runtime_url, change=_kids_change([], kids), known_deleted=kids)
 
 
+def after_revoke(st: State, res: Any, notify: bool, runtime_url: Optional[str]) -> AfterChange:
+    """``revoke --notify`` hook (``--runtime-url`` implies ``--notify``): announce what is pending,
+    here the new signing key (created) and the revoked key (deleted)."""
+    if not (notify or runtime_url) or res.dry_run:
+        return AfterChange()
+    created = [res.created["kid"]] if res.created else []
+    deleted = [] if res.already else [res.kid]
+    return announce_after(st, runtime_url, change=_kids_change(created, deleted), known_deleted=deleted)
+
+
 @app.command("import")
 def import_cmd(
     ctx: typer.Context,

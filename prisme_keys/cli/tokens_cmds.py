@@ -9,7 +9,7 @@ from typing import Any, Optional
 import typer
 
 from prisme_keys.cli.app import app, state
-from prisme_keys.cli.common import read_stdin_capped, read_token_arg
+from prisme_keys.cli.common import duration, read_stdin_capped, read_token_arg
 from prisme_keys.errors import UsageError
 
 _TOKEN_HELP = (
@@ -19,14 +19,7 @@ _TOKEN_HELP = (
 
 
 def _duration(value: Optional[str], flag: str) -> Optional[int]:
-    if value is None:
-        return None
-    from prisme_keys import clock
-
-    try:
-        return clock.parse_duration(value)
-    except ValueError as exc:
-        raise UsageError(f"{flag}: {exc}") from None
+    return None if value is None else duration(value, flag)
 
 
 @app.command()
@@ -234,6 +227,10 @@ def verify(
     if jwks_file == "-" and (batch or token == "-"):
         raise UsageError("--jwks-file - and the token cannot both come from stdin")
     raw = None if batch or token is None else read_token_arg(token)
+    if raw is not None:
+        from prisme_keys.tokens import jws
+
+        jws.split(raw)  # a token that is no JWS (an opaque credential...) is said so before any key is loaded
     jwks_data = read_stdin_capped(64 * 1024 * 1024) if jwks_file == "-" else None
     source = verifier.open_source(
         s,

@@ -12,7 +12,10 @@ Groups:
   allowed ``alg``, ``e`` = AQAB, canonical ``n`` (RFC 7518 section 6.3.1.1), >= 2048 bits;
 * ``secrecy.private_members``: no ``d p q dp dq qi oth k`` member (values never printed);
 * ``compromised.known_keys``: no key whose private half is public (RFC 7638 thumbprints);
-* ``against.*``: the local key file's keys are published as they should be;
+* ``against.*``: the local key file's keys are published as they should be, and no key it
+  revoked is (``against.revoked_absent``);
+* ``absent.kids``: (``--absent``) none of the given kids, nor their keys under another kid
+  (RFC 7638 thumbprints), is published;
 * ``roundtrip``: a token minted with the local signing key verifies against the URL.
 """
 
@@ -27,7 +30,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from prisme_keys import jwk as jwk_rules
-from prisme_keys.store import rotation
+from prisme_keys.store import revocation, rotation
+from prisme_keys.store.revocation import RevokedKeys
+from prisme_keys.store.revocation import describe as describe_revocation
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
 _B64URL = re.compile(r"^[A-Za-z0-9_-]*$")
@@ -67,11 +72,23 @@ class Response:
 
 @dataclass
 class Report:
-    """All checks of one run: ``ok`` is true when none failed (after ``--strict``)."""
+    """All checks of one run: ``ok`` is true when none failed (after ``--strict``).
+
+    Attributes:
+        headers: the response headers (lower-case names), for freshness when polling.
+        attempts: fetches made (more than 1 when polling with a wait).
+        waited: seconds spent polling, or ``None`` when no wait was asked for.
+        stale_until: (polling) ISO time until which caches may still serve the last failing
+            response (its ``max-age`` minus ``Age``), or ``None``.
+    """
 
     url: str
     checks: list[Check] = field(default_factory=list)
     strict: bool = False
+    headers: dict[str, str] = field(default_factory=dict)
+    attempts: int = 1
+    waited: float | None = None
+    stale_until: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -80,8 +97,17 @@ class Report:
         return not any(c.status in bad for c in self.checks)
 
     def to_dict(self) -> dict[str, Any]:
-        """``{url, ok, checks:[{name, status, detail}]}``."""
-        return {"url": self.url, "ok": self.ok, "checks": [c.to_dict() for c in self.checks]}
+        """``{url, ok, checks: [{name, status, detail}]}``; with polling also ``attempts``, ``waited_seconds``,
+        ``stale_until``."""
+        doc: dict[str, Any] = {"url": self.url, "ok": self.ok, "checks": [c.to_dict() for c in self.checks]}
+        if self.waited is not None:
+            doc.update(attempts=self.attempts, waited_seconds=round(self.waited, 3), stale_until=self.stale_until)
+        return doc
+
+    def failures(self) -> list[Check]:
+        """The checks that make the report fail (``fail``, and ``warn`` when strict)."""
+        bad = {FAIL, WARN} if self.strict else {FAIL}
+        return [c for c in self.checks if c.status in bad]
 
 
 def is_loopback(url: str) -> bool:
@@ -121,6 +147,15 @@ def transport_checks(resp: Response) -> list[Check]:
     return out
 
 
+def cache_directives(value: str) -> dict[str, str]:
+    """The directives of a ``Cache-Control`` value (RFC 9111 section 5.2): ``{lower-case name: value or ""}``."""
+    directives = {}
+    for part in value.split(","):
+        k, _, v = part.strip().partition("=")
+        directives[k.strip().lower()] = v.strip().strip('"')
+    return directives
+
+
 def _cache_control(value: str | None) -> Check:
     name = "transport.cache_control"
     if value is None:
@@ -129,10 +164,7 @@ def _cache_control(value: str | None) -> Check:
             WARN,
             "no Cache-Control header: each verifier picks its own cache time (the reference gateway sends none)",
         )
-    directives = {}
-    for part in value.split(","):
-        k, _, v = part.strip().partition("=")
-        directives[k.strip().lower()] = v.strip().strip('"')
+    directives = cache_directives(value)
     if "no-store" in directives:
         return Check(name, WARN, f"Cache-Control: {value} (verifiers will refetch the JWKS for every token)")
     if "max-age" in directives:
@@ -314,8 +346,60 @@ def compromised_check(jwks: list[Any]) -> Check:
     return Check("compromised.known_keys", PASS, "no known-compromised key")
 
 
-def against_checks(jwks: list[Any], records: list[dict[str, Any]], now: datetime) -> list[Check]:
-    """The ``against.*`` checks: the published set against the local key file at ``now``."""
+def revoked_check(jwks: list[Any], revoked: RevokedKeys) -> Check:
+    """``against.revoked_absent``: no published key is one the key file revoked (by kid or RFC 7638 thumbprint)."""
+    still = []
+    for i, k in enumerate(jwks):
+        hit = revoked.match_jwk(k) if isinstance(k, dict) else None
+        if hit is not None:
+            alias = "" if k.get("kid") == hit["kid"] else f" (the key revoked as {hit['kid']})"
+            still.append(f"{_kid(k, i)}{alias} was {describe_revocation(hit)}")
+    if still:
+        return Check("against.revoked_absent", FAIL, "revoked but still published: " + "; ".join(still))
+    n = len(revoked.entries)
+    return Check("against.revoked_absent", PASS, f"no revoked key is published ({n} revocation{'s' if n != 1 else ''})")
+
+
+def _published_thumbprint(k: dict[str, Any]) -> str | None:
+    try:
+        return jwk_rules.thumbprint(k)
+    except (ValueError, TypeError):
+        return None
+
+
+def absent_check(jwks: list[Any] | None, wanted: list[str], known: dict[str, str]) -> Check:
+    """``absent.kids``: none of ``wanted`` is published, by kid or RFC 7638 thumbprint.
+
+    Args:
+        jwks: the published keys, or ``None`` when the body is not a JWK Set.
+        wanted: kids or thumbprints that must be absent.
+        known: ``{kid: thumbprint}`` the key file knows (its records and revocations), so a
+            key published again under another kid is still found.
+    """
+    name = "absent.kids"
+    if jwks is None:
+        return Check(name, FAIL, "cannot tell: the body is not a JWK Set")
+    served = []
+    for w in wanted:
+        prints = {w, known[w]} if w in known else {w}
+        for i, k in enumerate(jwks):
+            if not isinstance(k, dict):
+                continue
+            if k.get("kid") == w:
+                served.append(w)
+                break
+            if _published_thumbprint(k) in prints:
+                served.append(f"{w} (as kid {_kid(k, i)}, the same RFC 7638 thumbprint)")
+                break
+    if served:
+        return Check(name, FAIL, "still served: " + ", ".join(served))
+    return Check(name, PASS, f"not served: {', '.join(wanted)} (by kid or RFC 7638 thumbprint)")
+
+
+def against_checks(
+    jwks: list[Any], records: list[dict[str, Any]], now: datetime, revoked: RevokedKeys | None = None
+) -> list[Check]:
+    """The ``against.*`` checks: the published set against the local key file (and its revoked keys) at ``now``."""
     published: dict[str, list[dict[str, Any]]] = {}
     for k in jwks:
         if isinstance(k, dict) and isinstance(k.get("kid"), str):
@@ -336,7 +420,7 @@ def against_checks(jwks: list[Any], records: list[dict[str, Any]], now: datetime
         if unpublished
         else Check("against.unexpired_published", PASS, f"all {len(live)} unexpired key(s) are published")
     )
-    unknown = [kid for kid in published if kid not in local]
+    unknown = [kid for kid in published if kid not in local and not (revoked and revoked.match(kid=kid))]
     out.append(
         Check("against.unknown_published", WARN, f"published but not in the key file: {', '.join(unknown)}")
         if unknown
@@ -362,6 +446,8 @@ def against_checks(jwks: list[Any], records: list[dict[str, Any]], now: datetime
         if differ
         else Check("against.public_parts_equal", PASS, "published public parts equal the local ones")
     )
+    if revoked is not None:
+        out.append(revoked_check(jwks, revoked))
     return out
 
 
@@ -373,6 +459,9 @@ def evaluate(
     now: datetime,
     roundtrip: Callable[[], Check] | None = None,
     strict: bool = False,
+    revoked: RevokedKeys | None = None,
+    absent: list[str] | None = None,
+    known: dict[str, str] | None = None,
 ) -> Report:
     """Run every check on a fetched response.
 
@@ -383,8 +472,11 @@ def evaluate(
         now: the time the local key states are evaluated at (UTC).
         roundtrip: a callable running the ``roundtrip`` check, or ``None``.
         strict: warnings count as failures.
+        revoked: the key file's revoked keys (``against.revoked_absent``, with ``records``).
+        absent: kids or thumbprints that must not be published (``absent.kids``), or ``None``.
+        known: ``{kid: thumbprint}`` from the key file, for ``absent``.
     """
-    report = Report(resp.url, strict=strict)
+    report = Report(resp.url, strict=strict, headers=dict(resp.headers))
     report.checks += transport_checks(resp)
     shape, jwks = parse_body(resp)
     report.checks.append(shape)
@@ -393,44 +485,12 @@ def evaluate(
         report.checks.append(secrecy_check(jwks))
         report.checks.append(compromised_check(jwks))
         if records is not None:
-            report.checks += against_checks(jwks, records, now)
+            report.checks += against_checks(jwks, records, now, revoked)
         if roundtrip is not None:
             report.checks.append(roundtrip())
+    if absent:
+        report.checks.append(absent_check(jwks, absent, known or {}))
     return report
-
-
-def junit_xml(report: Report) -> str:
-    """The report as JUnit XML: one ``testcase`` per check, ``failure`` for fail (and warn when strict)."""
-    from xml.sax.saxutils import quoteattr
-
-    failing = {FAIL, WARN} if report.strict else {FAIL}
-    fails = sum(1 for c in report.checks if c.status in failing)
-    lines = [
-        '<?xml version="1.0" encoding="UTF-8"?>',
-        f'<testsuites name="prisme-keys check" tests="{len(report.checks)}" failures="{fails}">',
-        f'  <testsuite name={quoteattr("check " + report.url)} tests="{len(report.checks)}" '
-        f'failures="{fails}" errors="0" skipped="0">',
-    ]
-    for c in report.checks:
-        head = f"    <testcase classname={quoteattr(c.name.split('.')[0])} name={quoteattr(c.name)}"
-        if c.status in failing:
-            lines.append(head + ">")
-            lines.append(f"      <failure message={quoteattr(c.detail)} type={quoteattr(c.status)}/>")
-            lines.append("    </testcase>")
-        elif c.status == WARN:
-            lines.append(head + ">")
-            lines.append(f"      <system-out>{_esc('warning: ' + c.detail)}</system-out>")
-            lines.append("    </testcase>")
-        else:
-            lines.append(head + "/>")
-    lines += ["  </testsuite>", "</testsuites>", ""]
-    return "\n".join(lines)
-
-
-def _esc(text: str) -> str:
-    from xml.sax.saxutils import escape
-
-    return escape(text)
 
 
 def _roundtrip(settings: Any, url: str, now: datetime, fetch_kw: dict[str, Any]) -> Check:
@@ -465,6 +525,7 @@ def run(
     timeout: float = 5.0,
     cacert: Any = None,
     allow_http: bool = False,
+    absent: list[str] | None = None,
 ) -> Report:
     """Fetch ``url`` (never from the cache) and run every check.
 
@@ -478,6 +539,8 @@ def run(
         algorithms: comma-separated allowed ``alg`` values (default ``settings.alg``).
         timeout: total fetch timeout, seconds; cacert: PEM file of a private CA;
         allow_http: allow plain HTTP to a non-loopback host (``transport.https`` still fails).
+        absent: kids or RFC 7638 thumbprints that must not be published (``absent.kids``);
+            the key file, when it exists, tells the thumbprints of its kids and revoked kids.
 
     Raises:
         FetchError: the fetch itself failed (network, TLS, timeout, body over the cap) (exit 9).
@@ -490,10 +553,31 @@ def run(
 
     algs = verifier.parse_algorithms(algorithms) if algorithms else (settings.alg,)
     fetch_kw: dict[str, Any] = {"timeout": timeout, "cacert": str(cacert) if cacert else None, "allow_http": allow_http}
+    kf = lifecycle.open_keyfile(settings)
+    use_file = against or (against is None and kf.exists())
+    keyset = kf.load() if use_file or (absent and kf.exists()) else None
+    revoked = revocation.revoked_keys(keyset, kf.path) if keyset is not None else None
     raw = jwks_client.fetch_raw(url, **fetch_kw)
     resp = Response(url, raw.final_url, raw.status, raw.headers, raw.body)
-    records = None
-    if against or (against is None and lifecycle.open_keyfile(settings).exists()):
-        records = lifecycle.load_records(settings)
     rt = (lambda: _roundtrip(settings, url, now, fetch_kw)) if roundtrip else None
-    return evaluate(resp, allowed_algs=algs, records=records, now=now, roundtrip=rt, strict=strict)
+    return evaluate(
+        resp,
+        allowed_algs=algs,
+        records=keyset.records if use_file and keyset is not None else None,
+        now=now,
+        roundtrip=rt,
+        strict=strict,
+        revoked=revoked,
+        absent=absent,
+        known=_known_thumbprints(keyset.records, revoked) if keyset is not None and revoked is not None else None,
+    )
+
+
+def _known_thumbprints(records: list[dict[str, Any]], revoked: RevokedKeys) -> dict[str, str]:
+    """``{kid: RFC 7638 thumbprint}`` of the key file's records and revoked keys."""
+    known = {e["kid"]: e["thumbprint"] for e in revoked.entries}
+    for r in records:
+        tp = _published_thumbprint(r["jwk"])
+        if tp is not None:
+            known.setdefault(r["kid"], tp)
+    return known

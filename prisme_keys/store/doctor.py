@@ -13,6 +13,8 @@ Checks, each giving zero or more findings ``{severity, code, message, kid}``:
 * ``expiry``: non-signing keys past ``expiresAt`` (``prune`` would remove them), a signing key
   past its ``expiresAt``.
 * ``kids``: duplicate kids, the same key under two kids, ``jwk.kid`` differing from the record's kid.
+* ``revocations``: each revoked key (kid, RFC 7638 thumbprint, when, why, exposure end), and an
+  error when a revoked key is in the set again or the revocation list is malformed.
 * ``strength``: keys under 2048 bits, an odd public exponent other than 65537, unsupported
   ``alg``, ``use`` other than ``sig``, a key on the known-compromised list, inconsistent
   private members.
@@ -38,7 +40,7 @@ from typing import Any
 from prisme_keys import clock
 from prisme_keys import jwk as jwk_rules
 from prisme_keys.errors import KeyFileError, PrismeKeysError
-from prisme_keys.store import announced, rotation, settings_checks
+from prisme_keys.store import announced, revocation, rotation, settings_checks
 
 PROBLEM = ("error", "warning")
 
@@ -116,6 +118,7 @@ def audit(settings: Any, now: datetime, real_now: datetime | None = None) -> Rep
         add("error", "no_keys", "the key file holds no key; run prisme-keys rotate")
         return _finish(rep)
     _kids(records, add)
+    _revocations(keyset, kf.path, add)
     _dates_and_rotation(records, settings, now, add)
     for f in settings_checks.check(settings, now, records=records):
         add(f.severity, f.code, f.line(), f.kid)
@@ -216,6 +219,34 @@ def _kids(records: list[dict[str, Any]], add: Any) -> None:
         jk = r["jwk"].get("kid")
         if jk is not None and jk != r["kid"]:
             add("error", "kid_mismatch", f"record kid {r['kid']!r} differs from its jwk.kid {jk!r}", r["kid"])
+
+
+def _revocations(keyset: Any, path: Any, add: Any) -> None:
+    """One ``info`` per revocation; an ``error`` when a revoked key (kid or thumbprint) is in the set again."""
+    try:
+        revoked = revocation.revoked_keys(keyset, path)
+    except KeyFileError as exc:
+        add("error", "bad_revocations", exc.message)
+        return
+    for e in revoked.entries:
+        until = (e.get("exposure") or {}).get("until") if isinstance(e.get("exposure"), dict) else None
+        add(
+            "info",
+            "revoked_key",
+            f"key {e['kid']} (thumbprint {e['thumbprint']}) {revocation.describe(e)}"
+            + (f"; its tokens could be valid until {until}" if until else ""),
+            e["kid"],
+        )
+    for r in keyset.records:
+        hit = revoked.match_jwk(dict(r["jwk"], kid=r["kid"]))
+        if hit is not None:
+            add(
+                "error",
+                "revoked_key_present",
+                f"key {r['kid']} is in the key file but was {revocation.describe(hit)} (as kid {hit['kid']}): "
+                f"run prisme-keys revoke {r['kid']}",
+                r["kid"],
+            )
 
 
 def _dates_and_rotation(records: list[dict[str, Any]], settings: Any, now: datetime, add: Any) -> None:

@@ -33,6 +33,8 @@ from prisme_keys import clock
 from prisme_keys import jwk as jwk_rules
 from prisme_keys.errors import KeyFileError, UsageError
 from prisme_keys.settings import Settings
+from prisme_keys.store.revocation import RevokedKeys, revoked_keys
+from prisme_keys.store.revocation import describe as describe_revocation
 
 #: Largest input read, bytes.
 MAX_INPUT_BYTES = 64 * 1024 * 1024
@@ -428,12 +430,16 @@ def prepare(
 
 
 def merge(
-    existing: list[dict[str, Any]], incoming: list[tuple[str, dict[str, Any]]], name: str = "input"
+    existing: list[dict[str, Any]],
+    incoming: list[tuple[str, dict[str, Any]]],
+    name: str = "input",
+    revoked: RevokedKeys | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
     """Merge validated records into the key file's records.
 
     A kid already present with the same key material is skipped; with different material,
-    or the same key under another kid, the whole import is rejected.
+    or the same key under another kid, the whole import is rejected. A key the key file has
+    revoked (``revoked``: by kid or RFC 7638 thumbprint) is rejected too: a revoked key never returns.
 
     Returns:
         ``(all records newest first, added records, skipped kids)``.
@@ -456,6 +462,11 @@ def merge(
     for pos, rec in incoming:
         k = rec["kid"]
         tp = jwk_rules.thumbprint(rec["jwk"])
+        gone = revoked.match(kid=k, thumbprint=tp) if revoked else None
+        if gone is not None:
+            same = "" if gone["kid"] == k else f" as kid {gone['kid']!r}"
+            problems.append((pos, f"key {k!r} was {describe_revocation(gone)}{same}; a revoked key cannot return"))
+            continue
         if k in by_kid:
             if _same_material(by_kid[k]["jwk"], rec["jwk"]):
                 skipped.append(k)
@@ -538,7 +549,7 @@ def import_keys(
     with kf.transaction() as tx:
         ks = tx.keyset
         # an encrypted key file encrypts the imported private members on commit (keyfile.Transaction)
-        merged, added, skipped = merge(ks.records, incoming, name)
+        merged, added, skipped = merge(ks.records, incoming, name, revoked_keys(ks, kf.path))
         if added:
             ks.records = merged
             tx.commit()

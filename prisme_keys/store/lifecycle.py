@@ -45,7 +45,9 @@ def load_records(settings: Settings) -> list[dict[str, Any]]:
     return open_keyfile(settings).load().records
 
 
-def _new_jwk(settings: Settings, keygen: KeyGen | None) -> dict[str, Any]:
+def new_jwk(settings: Settings, keygen: KeyGen | None) -> dict[str, Any]:
+    """A new private JWK of ``settings.size`` bits for ``settings.alg``, made by ``keygen`` (default
+    :func:`jwk_rules.generate_jwk`)."""
     jwk = (keygen or jwk_rules.generate_jwk)(settings.size, settings.alg)
     jwk_rules.check_signing_jwk(jwk, generated=True)  # made by cryptography (or a test keygen): skip the slow check
     return jwk
@@ -74,7 +76,7 @@ def init(settings: Settings, now: datetime, keygen: KeyGen | None = None, *, enc
     kf = open_keyfile(settings)
     if kf.exists():
         raise KeyFileError(f"key file {kf.path} already exists; refusing to overwrite it", code="key_file_exists")
-    jwk = _new_jwk(settings, keygen)
+    jwk = new_jwk(settings, keygen)
     # The first key signs at once: there is no older key to keep signing while it is published.
     policy = dataclasses.replace(rotation.Policy.from_settings(settings), lead=0)
     result = rotation.apply_rotation([], jwk, policy, now)
@@ -141,8 +143,8 @@ def rotate(
             signing_kid=plan.signing_kid,
             next_rotation=clock.iso(plan.next_rotation) if plan.next_rotation else None,
         )
-    _unlock_early(kf, keyset, "rotate (the new key must be encrypted)")
-    jwk = _new_jwk(settings, keygen)
+    unlock_early(kf, keyset, "rotate (the new key must be encrypted)")
+    jwk = new_jwk(settings, keygen)
     with kf.transaction() as tx:
         step = rotation.rotate_records(tx.keyset.records, jwk, policy, now, force)
         plan, result = step.plan, step.result
@@ -336,8 +338,12 @@ def export(settings: Settings, *, fmt: str = "jwks", private: bool = False) -> A
     return rotation.newest_first(records)
 
 
-def _unlock_early(kf: KeyFile, keyset: KeySet, why: str) -> None:
-    """On an encrypted key file, get and verify the passphrase now (before slow work or the lock)."""
+def unlock_early(kf: KeyFile, keyset: KeySet, why: str) -> None:
+    """On an encrypted key file, get and verify the passphrase now (before slow work or the lock).
+
+    Raises:
+        KeyFileError: no passphrase source, or a wrong passphrase.
+    """
     from prisme_keys.store import encryption
 
     hdr = encryption.header(keyset)
@@ -349,7 +355,7 @@ def _unlock_early(kf: KeyFile, keyset: KeySet, why: str) -> None:
 
 def generate(settings: Settings, *, public: bool = False, keygen: KeyGen | None = None) -> dict[str, Any]:
     """A standalone key (private JWK, or its public projection); the key file is untouched."""
-    jwk = _new_jwk(settings, keygen)
+    jwk = new_jwk(settings, keygen)
     return jwk_rules.public_jwk(jwk) if public else jwk
 
 

@@ -136,15 +136,44 @@ def json_object(raw: bytes, index: int) -> dict[str, Any]:
     return doc
 
 
+_UUID = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+#: The gateway's opaque credentials (``research-prisme-ai.md``): pattern, what it is, where it goes.
+_OPAQUE = (
+    (re.compile(f"at:{_UUID}"), "an opaque access token of the gateway (at: followed by a UUID)"),
+    (re.compile(f"iak_[A-Za-z0-9-]+_{_UUID}"), "an organization API key of the gateway (iak_<org>_<UUID>)"),
+    (re.compile(_UUID), "a UUID, as a workspace API key of the gateway (x-prismeai-api-key) is"),
+)
+
+
+def opaque_credential(token: str) -> str | None:
+    """What an opaque credential of the gateway is (an ``at:<UUID>`` access token, an API key), or ``None``.
+
+    Such credentials are not JWTs: they carry no signature, and only the gateway that issued them
+    can check them (it looks them up in its own store).
+    """
+    for pattern, what in _OPAQUE:
+        if pattern.fullmatch(token):
+            return what
+    return None
+
+
 def split(token: str) -> tuple[str, str, str]:
     """Split a cleaned compact token into its three segments.
 
     Raises:
-        MalformedTokenError: a five-segment JWE (not supported) or not three segments.
+        MalformedTokenError: an opaque credential of the gateway (code ``opaque_credential``),
+            a five-segment JWE (not supported) or not three segments.
     """
     parts = token.split(".")
     if len(parts) == 3:
         return parts[0], parts[1], parts[2]
+    what = opaque_credential(token) if len(parts) == 1 else None
+    if what is not None:
+        raise MalformedTokenError(
+            f"not a JWT: this is {what}; it is not signed, so only the gateway can check it "
+            "(decode and verify read signed tokens only)",
+            code="opaque_credential",
+        )
     if len(parts) == 5:
         raise MalformedTokenError(
             "token has 5 segments: an encrypted JWE, which is not supported "

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prisme_keys.errors import FetchError
-from prisme_keys.jwk import PRIVATE_MEMBERS, SUPPORTED_ALGS
+from prisme_keys.jwk import PRIVATE_MEMBERS, SUPPORTED_ALGS, thumbprint
+from prisme_keys.store.revocation import RevokedKeys, revoked_keys
 from prisme_keys.tokens.jws import B64URL_RE, show_value
 
 
@@ -35,12 +36,14 @@ class KeyEntry:
         alg: the JWK's ``alg``, or ``None`` (then any allowed RS* algorithm).
         bits: modulus size in bits.
         key: the ``cryptography`` ``RSAPublicKey`` (built once per process, cached).
+        thumbprint: the key's RFC 7638 SHA-256 thumbprint (``None`` when it cannot be computed).
     """
 
     kid: str | None
     alg: str | None
     bits: int
     key: Any
+    thumbprint: str | None = None
     _verifiers: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def verifier(self, alg: str) -> Any:
@@ -65,6 +68,13 @@ def _public_key(n: str, e: str) -> tuple[Any, int]:
             _PUBKEY_CACHE.clear()
         _PUBKEY_CACHE[(n, e)] = hit
     return hit
+
+
+def _thumbprint(n: str, e: str) -> str | None:
+    try:
+        return thumbprint({"kty": "RSA", "n": n, "e": e})
+    except ValueError:
+        return None
 
 
 _PRIVATE = PRIVATE_MEMBERS
@@ -122,7 +132,7 @@ class KeyRing:
             except ValueError as exc:
                 reason = str(exc)
             else:
-                self.entries.append(KeyEntry(kid, jwk.get("alg"), bits, key))
+                self.entries.append(KeyEntry(kid, jwk.get("alg"), bits, key, _thumbprint(n, e)))
         if reason is not None:
             self.warnings.append(f"skipping {label} of {self.source}: {reason}")
             if kid is not None:
@@ -168,9 +178,12 @@ class KeySource:
 
     Attributes:
         description: e.g. ``key file /path``, ``JWKS file x.json``, ``https://.../oidc/jwks``.
+        revoked: the key file's revoked keys, refused by ``verify`` whatever the source serves
+            (set by :func:`prisme_keys.tokens.verify.open_source`; ``None``: none known).
     """
 
     description = "the key set"
+    revoked: RevokedKeys | None = None
 
     def ring(self) -> KeyRing:
         """The current :class:`KeyRing`."""
@@ -211,15 +224,18 @@ class StaticKeySource(KeySource):
 
 
 def keyfile_source(settings: Any) -> StaticKeySource:
-    """The public keys of the key file named by ``settings``.
+    """The public keys of the key file named by ``settings``, with its revoked keys (:attr:`KeySource.revoked`).
 
     Raises:
-        KeyFileError: missing, corrupt or unsafe key file.
+        KeyFileError: missing, corrupt or unsafe key file, or a malformed revocation list.
     """
     from prisme_keys.store import lifecycle
 
-    records = lifecycle.load_records(settings)
-    return StaticKeySource(lifecycle.public_jwks(records), f"key file {settings.key_file}")
+    kf = lifecycle.open_keyfile(settings)
+    keyset = kf.load()
+    source = StaticKeySource(lifecycle.public_jwks(keyset.records), f"key file {settings.key_file}")
+    source.revoked = revoked_keys(keyset, kf.path)
+    return source
 
 
 def jwks_file_source(path: str, raw: bytes | None = None) -> StaticKeySource:

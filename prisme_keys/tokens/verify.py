@@ -27,6 +27,8 @@ from prisme_keys.errors import (
     UsageError,
 )
 from prisme_keys.jwk import MIN_BITS, SUPPORTED_ALGS
+from prisme_keys.store.revocation import RevokedKeys, load_revoked
+from prisme_keys.store.revocation import describe as describe_revocation
 from prisme_keys.tokens.jws import (
     MAX_TOKEN_BYTES,
     b64_segment,
@@ -198,6 +200,30 @@ def _candidates(ring: KeyRing, kid: str | None, alg: str) -> list[KeyEntry]:
     return cands
 
 
+def refuse_revoked(revoked: RevokedKeys, *, kid: str | None = None, thumbprint: str | None = None) -> None:
+    """Refuse a key the key file has revoked (by kid or RFC 7638 thumbprint), whatever the source serves.
+
+    Raises:
+        SignatureRejected: (exit 6, code ``key_revoked``) naming the revocation.
+    """
+    hit = revoked.match(kid=kid, thumbprint=thumbprint)
+    if hit is not None:
+        same = kid is not None and hit["kid"] == kid
+        via = "" if same else f" (the same key, RFC 7638 thumbprint {hit['thumbprint']})"
+        raise SignatureRejected(
+            f"key {hit['kid']!r}{via} was {describe_revocation(hit)}: tokens it signed are refused",
+            code="key_revoked",
+        )
+
+
+def _drop_revoked(revoked: RevokedKeys, cands: list[KeyEntry]) -> list[KeyEntry]:
+    """The candidates whose key is not revoked; when all are, the revocation is the error."""
+    kept = [c for c in cands if revoked.match(thumbprint=c.thumbprint) is None]
+    if not kept:
+        refuse_revoked(revoked, thumbprint=cands[0].thumbprint)
+    return kept
+
+
 def _unknown_kid(ring: KeyRing, kid: str | None, why: str | None) -> NoUsableKey:
     if kid in ring.skipped:
         return NoUsableKey(f"key {kid!r} in {ring.source} cannot verify signatures: {ring.skipped[kid]}")
@@ -337,6 +363,9 @@ def verify(
     claims = json_object(b64_segment(p, 1), 1)
     sig = b64_segment(s, 2)
     kid = header.get("kid")
+    revoked = source.revoked
+    if revoked:
+        refuse_revoked(revoked, kid=kid)
     ring = source.ring()
     cands = _candidates(ring, kid, alg)
     if not cands:
@@ -345,6 +374,8 @@ def verify(
         cands = _candidates(ring, kid, alg)
         if not cands:
             raise _unknown_kid(ring, kid, why)
+    if revoked:
+        cands = _drop_revoked(revoked, cands)
     signing_input = f"{h}.{p}".encode("ascii")
     small = None
     used = None
@@ -464,6 +495,9 @@ def open_source(
 ) -> KeySource:
     """The key source ``verify`` uses: the key file (default), a JWKS file, or a JWKS URL.
 
+    Whatever the source, when the key file exists its revoked keys are attached
+    (:attr:`KeySource.revoked`) and :func:`verify` refuses them, even when a JWKS still serves them.
+
     Args:
         settings: effective settings (key file, cache folder).
         jwks_file / jwks_url: at most one of them.
@@ -472,10 +506,30 @@ def open_source(
 
     Raises:
         ValueError: both a file and a URL given (a programming error: the caller checks).
-        KeyFileError (4), FetchError (9).
+        KeyFileError (4): the key file is missing (key-file source) or exists but is unusable.
+        FetchError (9).
     """
     if jwks_file is not None and jwks_url is not None:
         raise ValueError("give a JWKS file or a JWKS URL, not both")
+    if jwks_file is None and jwks_url is None:
+        return keyfile_source(settings)  # the key file's revoked keys come with it
+    revoked = load_revoked(settings)  # read first: an unusable key file fails before any fetch
+    source = _other_source(settings, jwks_file, jwks_url, timeout, max_bytes, cacert, allow_http, use_cache, jwks_data)
+    source.revoked = revoked
+    return source
+
+
+def _other_source(
+    settings: Any,
+    jwks_file: str | None,
+    jwks_url: str | None,
+    timeout: float | None,
+    max_bytes: int | None,
+    cacert: str | None,
+    allow_http: bool,
+    use_cache: bool,
+    jwks_data: bytes | None,
+) -> KeySource:
     if jwks_url is not None:
         from prisme_keys.settings import default_cache_dir
         from prisme_keys.tokens import jwks_client
@@ -489,6 +543,4 @@ def open_source(
             use_cache=use_cache,
             cache_dir=default_cache_dir(),
         )
-    if jwks_file is not None:
-        return jwks_file_source(jwks_file, jwks_data)
-    return keyfile_source(settings)
+    return jwks_file_source(str(jwks_file), jwks_data)
