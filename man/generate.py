@@ -152,10 +152,17 @@ def metavar(param) -> str:
     )
 
 
+def shared_output_option(param) -> bool:
+    """``--json``, ``-q``, ``-v`` as every command repeats them (documented once, with the global options)."""
+    from prisme_keys.cli.app import OUTPUT_OPTIONS
+
+    return not param.expose_value and any(list(param.opts) == list(flags) for flags, _, _ in OUTPUT_OPTIONS)
+
+
 def option_lines(params) -> list[str]:
     out = []
     for p in params:
-        if getattr(p, "hidden", False) or p.param_type_name != "option":
+        if getattr(p, "hidden", False) or p.param_type_name != "option" or shared_output_option(p):
             continue
         names = ", ".join(f"\\fB{esc(o)}\\fR" for o in list(p.opts) + list(p.secondary_opts))
         mv = metavar(p)
@@ -213,7 +220,10 @@ def render() -> str:
         ".SH DESCRIPTION",
     ]
     lines += para(root.help.split("Exit codes:")[0])
-    lines += [".SH GLOBAL OPTIONS", "Global options come before the command."]
+    lines += [
+        ".SH GLOBAL OPTIONS",
+        "Global options come before the command; \\fB\\-\\-json\\fR, \\fB\\-q\\fR and \\fB\\-v\\fR may also follow it.",
+    ]
     lines += option_lines(p for p in root.params if p.name not in ("install_completion", "show_completion"))
     lines.append(".SH COMMANDS")
     for name, cmd in walk(root):

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any, Optional
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperGroup, TyperOption
 
 from prisme_keys import __version__, clock
 from prisme_keys.errors import UsageError
@@ -30,13 +30,61 @@ HELP = (
 )
 
 
-class _Group(TyperGroup):
-    """The root command group: keeps a broken pipe that is not stdout away from Click.
+#: The output options every command also accepts after its name: (flags, State attribute, help).
+OUTPUT_OPTIONS: tuple[tuple[tuple[str, ...], str, str], ...] = (
+    (("--json",), "json", "Print one JSON document on stdout instead of text (also accepted before the command)."),
+    (("-q", "--quiet"), "quiet", "Print only results and errors (also accepted before the command)."),
+    (("-v", "--verbose"), "verbose", "Print more detail on stderr (also accepted before the command)."),
+)
 
-    Click turns any ``EPIPE`` into a silent exit 1. Standard output never raises one (its
-    failures are :class:`prisme_keys.cli.streams.OutputFailed`), so an ``EPIPE`` that gets here
-    came from a socket the command should have mapped: it is reported as an internal error.
+
+def _set_output_flag(attr: str) -> Any:
+    def callback(ctx: Any, param: Any, value: bool) -> bool:
+        if value:
+            setattr(state(ctx), attr, True)
+        return value
+
+    return callback
+
+
+def _add_output_options(cmd: Any) -> None:
+    """Give ``cmd`` (and, for a group, each of its commands) ``--json``, ``-q`` and ``-v``."""
+    if isinstance(cmd, TyperGroup):
+        for sub in cmd.commands.values():
+            _add_output_options(sub)
+        return
+    have = {opt for p in cmd.params for opt in getattr(p, "opts", ())}
+    for flags, attr, text in OUTPUT_OPTIONS:
+        if have.isdisjoint(flags):
+            cmd.params.append(
+                TyperOption(
+                    param_decls=list(flags),
+                    is_flag=True,
+                    default=False,
+                    expose_value=False,
+                    callback=_set_output_flag(attr),
+                    help=text,
+                )
+            )
+
+
+class _Group(TyperGroup):
+    """The root command group.
+
+    Every command accepts the output options after its name too: the group is built afresh by
+    Typer for each invocation (and for the man page and completion generators), so commands
+    added later get ``--json``, ``-q`` and ``-v`` without doing anything.
+
+    It keeps a broken pipe that is not stdout away from Click. Click turns any ``EPIPE`` into a
+    silent exit 1. Standard output never raises one (its failures are
+    :class:`prisme_keys.cli.streams.OutputFailed`), so an ``EPIPE`` that gets here came from a
+    socket the command should have mapped: it is reported as an internal error.
     """
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        for cmd in self.commands.values():
+            _add_output_options(cmd)
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -194,13 +242,14 @@ def _global(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
 ) -> None:
-    """Global options come before the command."""
+    """Global options come before the command (--json, -q and -v may also follow it)."""
     st = ctx.ensure_object(State)
     for flag, value in (("--key-file", key_file), ("--config", config), ("--passphrase-file", passphrase_file)):
         if value is not None and not value.strip():
             raise UsageError(f"{flag}: empty path")
     st.flags = {"key_file": key_file, "config_path": config, "passphrase_file": passphrase_file}
-    st.json, st.quiet, st.verbose, st.write_at_now = json_out, quiet, verbose, write_at_now
+    st.json, st.quiet, st.verbose = st.json or json_out, st.quiet or quiet, st.verbose or verbose
+    st.write_at_now = write_at_now
     st.debug = st.debug or debug
     if now is not None:
         try:

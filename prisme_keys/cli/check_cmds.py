@@ -98,7 +98,7 @@ def check(
             force_flag=None,
         )
     if st.json:
-        output.emit_json(report.to_dict())
+        output.emit_json({**report.to_dict(), **({"junit": junit} if junit is not None else {})})
     else:
         _render(st, report)
     if not report.ok:
@@ -139,13 +139,8 @@ def _render(st: Any, report: Any) -> None:
     """The human report: a table of the checks, a summary line, and (``--wait``) how the wait ended on stderr."""
     from prisme_keys.cli import output
 
-    output.table(["check", "status", "detail"], [[c.name, c.status, c.detail] for c in report.checks])
-    fails = [c for c in report.checks if c.status == "fail"]
-    warns = [c for c in report.checks if c.status == "warn"]
-    output.line(
-        f"{'ok' if report.ok else 'FAILED'}: {len(report.checks)} checks, {len(fails)} failed, "
-        f"{len(warns)} warning(s){' (strict)' if report.strict else ''}"
-    )
+    output.table(["check", "status", "detail"], [[c.name, c.status, c.detail] for c in report.checks], status_column=1)
+    output.status_line(summary(report.ok, report.counts(), report.strict), "ok" if report.ok else "FAILED")
     if report.waited is None:
         return
     done = "passed" if report.ok else "still failing"
@@ -153,6 +148,22 @@ def _render(st: Any, report: Any) -> None:
     if report.stale_until:
         msg += f"; caches that fetched the failing set may serve it until {report.stale_until} (its max-age)"
     output.note(msg, quiet=st.quiet)
+
+
+def summary(ok: bool, counts: dict[str, int], strict: bool) -> str:
+    """``ok: 20 checks: 18 passed, 2 warnings, 0 failed``; the parts add up to the total.
+
+    Under ``--strict`` it says so, and why the run failed when only warnings did.
+    """
+    from prisme_keys.cli.output import plural
+
+    text = (
+        f"{'ok' if ok else 'FAILED'}: {plural(counts['checks'], 'check')}: {counts['passed']} passed, "
+        f"{plural(counts['warnings'], 'warning')}, {counts['failed']} failed"
+    )
+    if strict:
+        text += " (--strict: warnings fail)" if counts["warnings"] else " (--strict)"
+    return text
 
 
 @app.command()
@@ -168,7 +179,8 @@ def serve(
 
     Routes: GET /oidc/jwks and /.well-known/jwks.json (the public set), GET
     /oidc/.well-known/openid-configuration, POST /v2/login/anonymous {"expiresAfter": s}.
-    Rotations show up without a restart. Ctrl-C stops it.
+    Rotations show up without a restart. Ctrl-C stops it. With --json: one document
+    {serving, url, jwks_url, issuer, key_file} once it listens.
     """
     from prisme_keys.cli import output
     from prisme_keys.publish import serve as server_mod
@@ -186,7 +198,18 @@ def serve(
             ),
             quiet=st.quiet,
         )
-        output.line(f"serving {server.base_url}/oidc/jwks")
+        if st.json:  # one document, once listening; "stopped" goes to stderr
+            output.emit_json(
+                {
+                    "serving": True,
+                    "url": server.base_url,
+                    "jwks_url": f"{server.base_url}/oidc/jwks",
+                    "issuer": server.issuer,
+                    "key_file": str(st.settings.key_file),
+                }
+            )
+        else:
+            output.line(f"serving {server.base_url}/oidc/jwks")
 
     server_mod.run_forever(server, ready)
     output.note("stopped", quiet=st.quiet)

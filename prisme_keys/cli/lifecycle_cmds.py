@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from enum import Enum
 from typing import Any, Optional
 
@@ -192,10 +193,17 @@ def list_cmd(
         "prisme-keys plan adds the keys rotation will create.",
     ),
 ) -> None:
-    """List the keys: kid, algorithm, size, state (signing/next/retired/expired) and dates; then the
-    last announcement to the gateways and runtime, or the pending one and since when."""
+    """List the keys, newest first: kid, state (signing/next/retired/expired), alg, bits and dates;
+    then the last announcement to the gateways and runtime, or the pending one and since when.
+
+    On a terminal: a table that fits the width; the kid is never wrapped (other columns give
+    way first). Piped: one line per key, no header, tab-separated fields kid, state, alg, bits,
+    createdAt, activatesAt, rotatesAt, expiresAt, private ("-" when missing), e.g.
+    prisme-keys list | cut -f1; the announcement line goes to stderr. With --json:
+    {now, keys: [...], announcement}.
+    """
     from prisme_keys import clock
-    from prisme_keys.cli import output
+    from prisme_keys.cli import keylist, output
     from prisme_keys.store import lifecycle
 
     st = state(ctx)
@@ -218,28 +226,14 @@ def list_cmd(
     ann, ann_line = _announcement(keyset, now, kf.path, st)
     if st.json:
         output.emit_json({"now": clock.iso(now), "keys": rows, "announcement": ann})
-        return
-
-    def d(v: Optional[str]) -> str:
-        return f"{v[:16].replace('T', ' ')} ({clock.humanize(clock.parse_iso(v), now)})" if v else ""
-
-    output.table(
-        ["kid", "alg", "bits", "state", "created", "rotates", "expires"],
-        [
-            [
-                r["kid"],
-                r["alg"],
-                r["bits"],
-                r["state"] + (f" from {d(r['activatesAt'])}" if r["state"] == "next" else ""),
-                d(r["createdAt"]),
-                d(r["rotatesAt"]),
-                d(r["expiresAt"]),
-            ]
-            for r in rows
-        ],
-    )
-    if ann_line:
-        output.line(ann_line)
+    elif output.is_tty(sys.stdout):
+        keylist.print_table(rows, now)
+        if ann_line:
+            output.line(ann_line)
+    else:  # piped: only the tab-separated key lines on stdout
+        keylist.write_tsv(rows)
+        if ann_line:
+            output.note(ann_line, quiet=st.quiet)
 
 
 def _announcement(keyset: Any, now: Any, path: Any, st: Any) -> tuple[dict[str, Any], str]:
@@ -304,6 +298,7 @@ def export(
 
     --out FILE never replaces the key file, a lock file or a file holding private key material
     (and, with --private, no existing file) unless --force; replacing an earlier public export is fine.
+    With --out FILE and --json, stdout gets {written, format, private, keys, kids, bytes}.
     """
     from prisme_keys.cli import output
     from prisme_keys.store import lifecycle
@@ -311,13 +306,26 @@ def export(
     st = state(ctx)
     check_out(out, private=private, key_file=st.settings.key_file, force=force)
     doc = lifecycle.export(st.settings, fmt=fmt.value, private=private)
-    if fmt is ExportFormat.records and not st.json:  # JSON lines for mongoimport; --json: one array
+    to_file = out is not None and out != "-"
+    if fmt is ExportFormat.records and not (st.json and not to_file):  # JSON lines for mongoimport
         import json
 
         text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in doc)
-    else:
+    else:  # a JWKS, or with --json on stdout the records as one array
         text = output.json_text(doc)
     write_result(text, out, private=private, to_terminal=to_terminal, key_file=st.settings.key_file, force=force)
+    if to_file and st.json:
+        keys = doc if isinstance(doc, list) else doc["keys"]
+        output.emit_json(
+            {
+                "written": out,
+                "format": fmt.value,
+                "private": private,
+                "keys": len(keys),
+                "kids": [k["kid"] for k in keys],
+                "bytes": len(text.encode("utf-8")),
+            }
+        )
 
 
 @app.command()
@@ -333,7 +341,8 @@ def generate(
     """Generate a standalone RSA JWK (JWKS_SIZE, JWKS_ALG); the key file is untouched.
 
     The private JWK goes to --out FILE (mode 0600; never over an existing file unless --force)
-    or to stdout only when stdout is not a terminal (a pipe or a redirect), unless --to-terminal.
+    or to stdout only when stdout is not a terminal (a pipe or a redirect), unless --to-terminal. With --out FILE
+    and --json, stdout gets {written, kid, alg, bits, private}.
     """
     from prisme_keys.cli import output
     from prisme_keys.store import lifecycle
@@ -351,3 +360,15 @@ def generate(
         key_file=st.settings.key_file,
         force=force,
     )
+    if out is not None and out != "-" and st.json:
+        from prisme_keys import jwk as jwk_rules
+
+        output.emit_json(
+            {
+                "written": out,
+                "kid": jwk["kid"],
+                "alg": jwk.get("alg"),
+                "bits": jwk_rules.key_bits(jwk),
+                "private": not public,
+            }
+        )

@@ -23,11 +23,13 @@ def is_tty(stream: Any) -> bool:
         return False
 
 
-def _console(stderr: bool = False) -> Any:
+def console(stderr: bool = False) -> Any:
+    """A rich ``Console`` on stdout (or stderr): colour only on a terminal without ``NO_COLOR``;
+    not a terminal: 250 columns, so lines are not wrapped at 80."""
     from rich.console import Console
 
     stream = sys.stderr if stderr else sys.stdout
-    color = is_tty(stream) and not os.environ.get("NO_COLOR")
+    color = color_enabled(stream)
     tty = is_tty(stream)
     return Console(
         file=stream,
@@ -38,15 +40,14 @@ def _console(stderr: bool = False) -> Any:
     )
 
 
-def console(stderr: bool = False) -> Any:
-    """A rich console on stdout (or stderr): colour only on a terminal without ``NO_COLOR``; 250 columns
-    when not a terminal."""
-    return _console(stderr)
-
-
 def json_text(doc: Any) -> str:
     """Serialize ``doc`` as indented JSON with a trailing newline."""
     return json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n"
+
+
+def plural(n: int, word: str) -> str:
+    """``1 key``, ``2 keys``, ``0 warnings`` (English plurals by ``s``)."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def emit_json(doc: Any) -> None:
@@ -82,26 +83,66 @@ def error(message: str, *, code: str, exit_code: int, as_json: bool) -> None:
     sys.stderr.flush()
 
 
+#: Colours of the pass/warn/fail statuses of ``check`` and the severities of ``doctor``.
+STATUS_STYLES = {
+    "pass": "green",
+    "ok": "green",
+    "healthy": "green",
+    "warn": "yellow",
+    "warning": "yellow",
+    "fail": "bold red",
+    "error": "bold red",
+    "FAILED": "bold red",
+    "info": "cyan",
+}
+
+
+def color_enabled(stream: Any) -> bool:
+    """Colour on ``stream``: a terminal, and ``NO_COLOR`` unset or empty (https://no-color.org)."""
+    return is_tty(stream) and not os.environ.get("NO_COLOR")
+
+
 def table(
     columns: Sequence[str],
     rows: Iterable[Sequence[Any]],
     *,
     title: str | None = None,
-    styles: dict[str, str] | None = None,
+    status_column: int | None = None,
 ) -> None:
-    """Draw a rich table on stdout (plain box characters when not a terminal)."""
+    """Draw a rich table on stdout (plain box characters when not a terminal).
+
+    ``status_column``: the index of a column whose values (``pass``, ``warn``, ``fail``,
+    ``error``, ``warning``, ``info``) are coloured by :data:`STATUS_STYLES` on a terminal.
+    """
     from rich import box
     from rich.table import Table
+    from rich.text import Text
 
-    console = _console()
-    tbl = Table(title=title, box=box.SIMPLE_HEAD if console.is_terminal else box.ASCII2, show_edge=False)
+    con = console()
+    tbl = Table(title=title, box=box.SIMPLE_HEAD if con.is_terminal else box.ASCII2, show_edge=False)
     for c in columns:
         tbl.add_column(c, overflow="fold")
     for row in rows:
-        cells = [str(v) if v is not None else "" for v in row]
-        style = (styles or {}).get(cells[0]) if styles else None
-        tbl.add_row(*cells, style=style)
-    console.print(tbl)
+        cells: list[Any] = [str(v) if v is not None else "" for v in row]
+        if status_column is not None:
+            value = cells[status_column]
+            cells[status_column] = Text(value, style=STATUS_STYLES.get(value, ""))
+        tbl.add_row(*cells)
+    con.print(tbl)
+
+
+def status_line(text: str, status: str) -> None:
+    """Write one summary line on stdout; on a terminal its head (up to the first ``:``) is
+    coloured by ``status`` (a key of :data:`STATUS_STYLES`)."""
+    if not color_enabled(sys.stdout) or status not in STATUS_STYLES:
+        line(text)
+        return
+    from rich.text import Text
+
+    head, sep, rest = text.partition(":")
+    out = Text(head, style=STATUS_STYLES[status])
+    out.append(sep + rest)
+    console().print(out, soft_wrap=True)
 
 
 @contextmanager
@@ -110,7 +151,7 @@ def spinner(text: str, *, enabled: bool = True) -> Iterator[None]:
     if not enabled or not is_tty(sys.stderr):
         yield
         return
-    with _console(stderr=True).status(text):
+    with console(stderr=True).status(text):
         yield
 
 

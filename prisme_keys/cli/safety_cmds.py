@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -76,6 +76,23 @@ def decrypt(ctx: typer.Context) -> None:
         )
 
 
+def doctor_summary(rep: Any) -> tuple[str, str]:
+    """The last line of ``doctor`` and its status: the counts add up (problems = errors + warnings).
+
+    ``healthy: 3 keys in keys.json; 0 errors, 0 warnings, 1 note`` or
+    ``2 problems: 3 keys in keys.json; 1 error, 1 warning, 1 note``.
+    """
+    from prisme_keys.cli.output import plural
+
+    by = {s: sum(1 for f in rep.findings if f.severity == s) for s in ("error", "warning", "info")}
+    head = "healthy" if rep.healthy else plural(by["error"] + by["warning"], "problem")
+    text = (
+        f"{head}: {plural(rep.keys, 'key')} in {rep.path}; "
+        f"{plural(by['error'], 'error')}, {plural(by['warning'], 'warning')}, {plural(by['info'], 'note')}"
+    )
+    return text, "healthy" if rep.healthy else ("error" if by["error"] else "warning")
+
+
 @app.command()
 def doctor(
     ctx: typer.Context,
@@ -93,11 +110,13 @@ def doctor(
     (environment or --passphrase-file; never prompted), is verified and every encrypted key authenticated.
     """
     from prisme_keys.cli import output
+    from prisme_keys.cli.progress import Progress, wanted
     from prisme_keys.store import doctor as doctor_mod
 
     st = state(ctx)
     verifier_cache_flag(st, verifier_cache)
-    rep = doctor_mod.audit(st.settings, st.now())
+    with Progress("auditing", "keys", enabled=wanted(st)) as progress:
+        rep = doctor_mod.audit(st.settings, st.now(), progress=progress)
     if st.json:
         output.emit_json(rep.to_dict())
     else:
@@ -105,10 +124,8 @@ def doctor(
             [f.severity, f.code, f.message] for f in rep.findings if f.severity != "info" or st.verbose or not st.quiet
         ]
         if rows:
-            output.table(["severity", "check", "finding"], rows)
-        problems = sum(1 for f in rep.findings if f.severity in doctor_mod.PROBLEM)
-        output.line(
-            f"{rep.path}: healthy" if rep.healthy else f"{rep.path}: {problems} problem{'s' if problems != 1 else ''}"
-        )
+            output.table(["severity", "check", "finding"], rows, status_column=0)
+        text, status = doctor_summary(rep)
+        output.status_line(text, status)
     if not rep.healthy:
         raise typer.Exit(EXIT_KEYFILE)

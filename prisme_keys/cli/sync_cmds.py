@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import typer
 
 from prisme_keys.cli.app import State, app, state
+from prisme_keys.cli.completion import complete_kid
 from prisme_keys.errors import ConfigError, KeyFileError, NotifyError, PrismeKeysError
 
 if TYPE_CHECKING:
@@ -149,6 +150,23 @@ def after_revoke(st: State, res: Any, notify: bool, runtime_url: Optional[str]) 
     return announce_after(st, runtime_url, change=_kids_change(created, deleted), known_deleted=deleted)
 
 
+#: ``import`` names the kids in its summary line up to this many; beyond, it counts them (``-v`` lists them).
+KIDS_IN_SUMMARY = 3
+
+
+def import_summary(path: str, kids: list[str], skipped: list[str], created: bool, signing: Optional[str]) -> str:
+    """The one line ``import`` prints: counts, the kids when there are few, the signing key."""
+    from prisme_keys.cli.output import plural
+
+    def some(ks: list[str]) -> str:
+        return f": {', '.join(ks)}" if 0 < len(ks) <= KIDS_IN_SUMMARY else ""
+
+    msg = f"imported {plural(len(kids), 'key')} into {path}" + (" (created)" if created else "") + some(kids)
+    if skipped:
+        msg += f"; skipped {len(skipped)} already present{some(skipped)}"
+    return msg + (f"; signing key {signing}" if kids else "")
+
+
 @app.command("import")
 def import_cmd(
     ctx: typer.Context,
@@ -186,12 +204,16 @@ def import_cmd(
     different key it is an error.
     """
     from prisme_keys.cli import output
+    from prisme_keys.cli.progress import Progress, wanted
     from prisme_keys.store import importer
 
     st = state(ctx)
     now = st.write_now()
     data, name = importer.read_source(file)
-    res = importer.import_keys(st.settings, now, data, name=name, alg=alg, kid=kid, create=create)
+    with Progress("checking keys", "keys", enabled=wanted(st)) as progress:
+        res = importer.import_keys(
+            st.settings, now, data, name=name, alg=alg, kid=kid, create=create, progress=progress
+        )
     kids = [r["kid"] for r in res.imported]
     if st.json:
         output.emit_json(
@@ -205,14 +227,12 @@ def import_cmd(
             }
         )
     else:
-        msg = (
-            f"imported {len(kids)} key{'s' if len(kids) != 1 else ''} into {res.path}"
-            + (" (created)" if res.created_file else "")
-            + (f": {', '.join(kids)}" if kids else "")
-        )
-        if res.skipped:
-            msg += f"; skipped {len(res.skipped)} already present: {', '.join(res.skipped)}"
-        output.line(msg + (f"; signing key {res.signing_kid}" if kids else ""))
+        output.line(import_summary(res.path, kids, res.skipped, res.created_file, res.signing_kid))
+        if st.verbose:
+            for k in kids:
+                output.note(f"imported {k}")
+            for k in res.skipped:
+                output.note(f"skipped {k} (already present)")
     if notify or runtime_url:
         notify_after_change(st, kids, [], runtime_url)
 
@@ -220,7 +240,9 @@ def import_cmd(
 @app.command()
 def notify(
     ctx: typer.Context,
-    created: list[str] = typer.Option([], "--created", metavar="KID", help="A kid that was added (repeatable)."),
+    created: list[str] = typer.Option(
+        [], "--created", metavar="KID", autocompletion=complete_kid, help="A kid that was added (repeatable)."
+    ),
     deleted: list[str] = typer.Option([], "--deleted", metavar="KID", help="A kid that was removed (repeatable)."),
     runtime_url: Optional[str] = typer.Option(
         None,

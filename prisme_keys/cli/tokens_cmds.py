@@ -10,6 +10,7 @@ import typer
 
 from prisme_keys.cli.app import app, state
 from prisme_keys.cli.common import duration, read_stdin_capped, read_token_arg
+from prisme_keys.cli.completion import complete_kid
 from prisme_keys.errors import UsageError
 
 _TOKEN_HELP = (
@@ -34,6 +35,7 @@ def mint(
     kid: Optional[str] = typer.Option(
         None,
         "--kid",
+        autocompletion=complete_kid,
         help="Sign with this key instead of the signing key (it must still hold its private key; e.g. a retired key).",
     ),
     expires_after: Optional[int] = typer.Option(
@@ -105,17 +107,88 @@ def mint(
         expired=expired,
         count=count,
     )
-    run = minter.mint(st.settings, st.now(), opts)
-    for w in run.warnings:
-        output.warn(w, quiet=st.quiet)
+    from prisme_keys.cli.progress import Progress, wanted
+
+    with Progress("minting", "tokens", enabled=count > 1 and wanted(st, streams_to_stdout=True)) as progress:
+        run = minter.mint(st.settings, st.now(), opts, progress=progress)
+        for w in run.warnings:
+            output.warn(w, quiet=st.quiet)
+        if run.missing:
+            output.warn(missing_claims_warning(run.missing), quiet=st.quiet)
+        if st.json:
+            docs = [m.to_dict() for m in run.tokens]
+            output.emit_json(docs[0] if count == 1 else docs)
+            return
+        out = sys.stdout
+        for m in run.tokens:  # minted lazily and flushed one by one: a reader that goes away stops the work
+            out.write(m.token + "\n")
+            out.flush()
+
+
+class _CountingReader:
+    """A binary stream's ``readline`` that counts the bytes read (for the progress estimate)."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream, self.read = stream, 0
+
+    def readline(self, limit: int = -1) -> bytes:
+        line: bytes = self.stream.readline(limit)
+        self.read += len(line)
+        return line
+
+
+def _verify_batch(st: Any, source: Any, opts: Any, warn: Any) -> int:
+    """``verify --batch``: JSON lines on stdout (one document with ``--json``), progress on stderr."""
+    import os
+    import stat
+
+    from prisme_keys.cli import output
+    from prisme_keys.cli.progress import Progress, wanted
+    from prisme_keys.tokens import verify as verifier
+
+    stdin = _CountingReader(sys.stdin.buffer)
+    estimate = None
+    try:
+        info = os.fstat(sys.stdin.fileno())
+        size = info.st_size if stat.S_ISREG(info.st_mode) else 0
+    except (OSError, ValueError, AttributeError):  # closed, or not a real file (in-process tests)
+        size = 0
+    if size > 0:  # a regular file: tokens so far, scaled by the bytes read so far
+
+        def estimate(done: int) -> int | None:
+            return round(done * size / stdin.read) if stdin.read else None
+
+    results: list[str] = []
+    write = results.append if st.json else sys.stdout.write
+    with Progress("verifying", "tokens", enabled=wanted(st, streams_to_stdout=True), estimate_total=estimate) as bar:
+        rc = verifier.verify_batch(verifier.iter_lines(stdin), source, opts, write, warn, now=st.now(), progress=bar)
     if st.json:
-        docs = [m.to_dict() for m in run.tokens]
-        output.emit_json(docs[0] if count == 1 else docs)
-        return
-    out = sys.stdout
-    for m in run.tokens:  # minted lazily and flushed one by one: a reader that goes away stops the work
-        out.write(m.token + "\n")
-        out.flush()
+        import json
+
+        docs = [json.loads(r) for r in results]
+        valid = sum(1 for d in docs if d["valid"])
+        output.emit_json(
+            {"tokens": len(docs), "valid": valid, "invalid": len(docs) - valid, "exit": rc, "results": docs}
+        )
+    sys.stdout.flush()
+    return rc
+
+
+#: The setting and the flag that give each gateway-required claim its value.
+_CLAIM_SOURCES = {"iss": ("OIDC_PROVIDER_URL", "--iss"), "aud": ("API_URL", "--aud")}
+
+
+def missing_claims_warning(missing: list[str]) -> str:
+    """The one warning line ``mint`` prints when tokens lack ``iss`` and/or ``aud``.
+
+    >>> missing_claims_warning(["iss", "aud"])
+    'no iss/aud claims: OIDC_PROVIDER_URL and API_URL are unset (set them or pass --iss/--aud; -q silences warnings)'
+    """
+    envs = " and ".join(_CLAIM_SOURCES[c][0] for c in missing)
+    flags = "/".join(_CLAIM_SOURCES[c][1] for c in missing)
+    if len(missing) == 1:
+        return f"no {missing[0]} claim: {envs} is unset (set it or pass {flags}; -q silences warnings)"
+    return f"no {'/'.join(missing)} claims: {envs} are unset (set them or pass {flags}; -q silences warnings)"
 
 
 @app.command()
@@ -253,11 +326,7 @@ def verify(
     for w in source.take_warnings():
         warn(w)
     if batch:
-        rc = verifier.verify_batch(
-            verifier.iter_lines(sys.stdin.buffer), source, opts, sys.stdout.write, warn, now=st.now()
-        )
-        sys.stdout.flush()
-        raise typer.Exit(rc)
+        raise typer.Exit(_verify_batch(st, source, opts, warn))
     assert raw is not None  # TOKEN is required without --batch (checked above)
     try:
         res = verifier.verify(raw, source, opts, now=st.now())

@@ -96,10 +96,25 @@ class Report:
         bad = {FAIL, WARN} if self.strict else {FAIL}
         return not any(c.status in bad for c in self.checks)
 
+    def counts(self) -> dict[str, int]:
+        """``{checks, passed, warnings, failed}``: ``passed + warnings + failed == checks``.
+
+        Counted by status, whatever ``strict`` says (a warning stays a warning; ``ok``
+        tells whether warnings made the run fail).
+        """
+        by = {s: sum(1 for c in self.checks if c.status == s) for s in (PASS, WARN, FAIL)}
+        return {"checks": len(self.checks), "passed": by[PASS], "warnings": by[WARN], "failed": by[FAIL]}
+
     def to_dict(self) -> dict[str, Any]:
-        """``{url, ok, checks: [{name, status, detail}]}``; with polling also ``attempts``, ``waited_seconds``,
-        ``stale_until``."""
-        doc: dict[str, Any] = {"url": self.url, "ok": self.ok, "checks": [c.to_dict() for c in self.checks]}
+        """``{url, ok, strict, summary: {checks, passed, warnings, failed}, checks: [{name, status, detail}]}``;
+        with polling also ``attempts``, ``waited_seconds``, ``stale_until``."""
+        doc: dict[str, Any] = {
+            "url": self.url,
+            "ok": self.ok,
+            "strict": self.strict,
+            "summary": self.counts(),
+            "checks": [c.to_dict() for c in self.checks],
+        }
         if self.waited is not None:
             doc.update(attempts=self.attempts, waited_seconds=round(self.waited, 3), stale_until=self.stale_until)
         return doc

@@ -33,6 +33,7 @@ The file is only read: no lock is taken, nothing is written.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -89,13 +90,23 @@ class Report:
         }
 
 
-def audit(settings: Any, now: datetime, real_now: datetime | None = None) -> Report:
-    """Audit the key file named by ``settings`` at ``now``; never writes, never prompts.
+def audit(
+    settings: Any,
+    now: datetime,
+    real_now: datetime | None = None,
+    progress: Callable[[int, int | None], None] | None = None,
+) -> Report:
+    """Audit the key file named by ``settings`` at ``now`` (UTC); never writes, never prompts.
 
     Args:
         now: the time the audit acts at (``--now`` for planning).
         real_now: the real time (default :func:`prisme_keys.clock.now`): keys created, or
             activating beyond the publication lead, after it are reported whatever ``now`` is.
+        progress: called as ``progress(keys_checked, keys)`` after each key's strength and
+            private members are checked (the slow part: about one RSA key validation per key).
+
+    Raises:
+        ConfigError: a bad setting (a key file problem is a finding, not an error).
     """
     from prisme_keys.store.lifecycle import open_keyfile
 
@@ -123,7 +134,7 @@ def audit(settings: Any, now: datetime, real_now: datetime | None = None) -> Rep
     for f in settings_checks.check(settings, now, records=records):
         add(f.severity, f.code, f.line(), f.kid)
     _future(records, settings, real_now if real_now is not None else clock.now(), add)
-    _strength(records, add)
+    _strength(records, add, progress)
     _encryption(keyset, kf, settings, rep, add)
     _announcement(keyset, kf, now, rep, add)
     return _finish(rep)
@@ -327,8 +338,12 @@ def _future(records: list[dict[str, Any]], settings: Any, real_now: datetime, ad
             )
 
 
-def _strength(records: list[dict[str, Any]], add: Any) -> None:
-    for r in records:
+def _strength(
+    records: list[dict[str, Any]], add: Any, progress: Callable[[int, int | None], None] | None = None
+) -> None:
+    for i, r in enumerate(records):
+        if progress is not None:
+            progress(i, len(records))
         jwk, kid = r["jwk"], r["kid"]
         bits = jwk_rules.key_bits(jwk)
         if bits < jwk_rules.MIN_BITS:
@@ -359,6 +374,8 @@ def _strength(records: list[dict[str, Any]], add: Any) -> None:
             )
         if jwk_rules.has_private(jwk):
             _consistent(jwk, kid, add)
+    if progress is not None:
+        progress(len(records), len(records))
 
 
 def _consistent(jwk: dict[str, Any], kid: str, add: Any) -> None:

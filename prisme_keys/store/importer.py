@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -381,6 +382,7 @@ def prepare(
     name: str = "input",
     alg: str | None = None,
     kid: str | None = None,
+    progress: Callable[[int, int | None], None] | None = None,
 ) -> tuple[str, list[tuple[str, dict[str, Any]]]]:
     """Parse and validate an import input without touching the key file.
 
@@ -391,6 +393,7 @@ def prepare(
         name: the input's name in messages.
         alg: ``--alg``: the algorithm of keys that do not name one (default ``JWKS_ALG``).
         kid: ``--kid``: the kid of the one key in the input when it has none.
+        progress: called as ``progress(keys_checked, keys)`` while the keys are validated.
 
     Returns:
         ``(format, [(position, record)])`` in input order, each record complete except
@@ -411,6 +414,8 @@ def prepare(
     out: list[tuple[str, dict[str, Any]]] = []
     seen: dict[str, tuple[str, dict[str, Any]]] = {}
     for i, cand in enumerate(cands):
+        if progress is not None:
+            progress(i, len(cands))
         try:
             rec = _fill_times(_check(cand, alg, kid, settings), now - timedelta(milliseconds=i), settings)
         except ValueError as exc:
@@ -424,6 +429,8 @@ def prepare(
             continue
         seen[rec["kid"]] = (cand.position, rec)
         out.append((cand.position, rec))
+    if progress is not None:
+        progress(len(cands), len(cands))
     if problems:
         raise _reject(name, problems)
     return fmt, out
@@ -502,6 +509,7 @@ def import_keys(
     alg: str | None = None,
     kid: str | None = None,
     create: bool = False,
+    progress: Callable[[int, int | None], None] | None = None,
 ) -> ImportResult:
     """Import keys into the key file, all or nothing, under the key file's lock.
 
@@ -512,6 +520,7 @@ def import_keys(
         name: the input's name in messages.
         alg, kid: ``--alg`` / ``--kid`` (see :func:`prepare`).
         create: create the key file when it does not exist (``--create``).
+        progress: called as ``progress(keys_checked, keys)`` while the keys are validated.
 
     Raises:
         UsageError: bad ``--alg``/``--kid``.
@@ -523,7 +532,7 @@ def import_keys(
     from prisme_keys.store.keyfile import KeySet
     from prisme_keys.store.lifecycle import open_keyfile
 
-    fmt, incoming = prepare(data, settings, now, name=name, alg=alg, kid=kid)
+    fmt, incoming = prepare(data, settings, now, name=name, alg=alg, kid=kid, progress=progress)
     kf = open_keyfile(settings)
     result = ImportResult(str(kf.path), fmt)
     if not kf.exists():

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -128,12 +128,20 @@ def build_signer(jwk: dict[str, Any], alg: str) -> Signer:
 
 @dataclass
 class MintRun:
-    """Result of :func:`mint`: the signing kid, warnings, and the tokens (a lazy iterator)."""
+    """Result of :func:`mint`: the signing kid, warnings, and the tokens (a lazy iterator).
+
+    Attributes:
+        warnings: one line each, about the lifetime.
+        missing: the claims the gateway requires that the tokens lack because no value was
+            given nor configured: ``"iss"`` (``OIDC_PROVIDER_URL`` unset) and/or ``"aud"``
+            (``API_URL`` unset), in that order.
+    """
 
     kid: str
     alg: str
     warnings: list[str]
     tokens: Iterator[Minted]
+    missing: list[str] = field(default_factory=list)
 
 
 def parse_claim_pairs(pairs: Iterable[str]) -> dict[str, Any]:
@@ -180,7 +188,12 @@ def _check_counts(o: MintOptions) -> None:
         raise UsageError("--session-id cannot be combined with --count above 1 (each token gets its own session)")
 
 
-def mint(settings: Any, now: datetime, options: MintOptions | None = None) -> MintRun:
+def mint(
+    settings: Any,
+    now: datetime,
+    options: MintOptions | None = None,
+    progress: Callable[[int, int | None], None] | None = None,
+) -> MintRun:
     """Mint tokens as the gateway would issue them.
 
     Without ``sub``: exactly an anonymous-login token: header ``{"typ":"jwt","alg","kid"}``,
@@ -195,6 +208,7 @@ def mint(settings: Any, now: datetime, options: MintOptions | None = None) -> Mi
         settings: effective settings (issuer, audience, max age, key file).
         now: issue time.
         options: :class:`MintOptions`.
+        progress: called as ``progress(done, count)`` after each token is signed.
 
     Raises:
         KeyFileError: no key file, no signing key, unknown ``kid``, no private key.
@@ -205,17 +219,23 @@ def mint(settings: Any, now: datetime, options: MintOptions | None = None) -> Mi
     o = options or MintOptions()
     _check_counts(o)
     rec, jwk = lifecycle.signing_jwk(settings, now, o.kid)
-    run = mint_with(signer_for(jwk, jwk.get("alg") or settings.alg), settings, now, o)
+    run = mint_with(signer_for(jwk, jwk.get("alg") or settings.alg), settings, now, o, progress)
     run.kid = rec["kid"]
     return run
 
 
-def mint_with(signer: Signer, settings: Any, now: datetime, options: MintOptions | None = None) -> MintRun:
+def mint_with(
+    signer: Signer,
+    settings: Any,
+    now: datetime,
+    options: MintOptions | None = None,
+    progress: Callable[[int, int | None], None] | None = None,
+) -> MintRun:
     """Mint tokens as :func:`mint` does, signed by ``signer`` (no key-file read).
 
     For callers that mint many tokens one at a time in-process with a key loaded once
     (:class:`prisme_keys.api.Minter`, the pytest plugin). ``options.kid`` is not used: the
-    signer is the key.
+    signer is the key. ``progress(done, count)`` is called after each token is signed.
 
     Raises:
         UsageError: ``count`` below 1, ``session_id`` with ``count`` above 1, or a claim not
@@ -240,10 +260,7 @@ def mint_with(signer: Signer, settings: Any, now: datetime, options: MintOptions
         warnings.append(too_long.line())
     iss = o.iss if o.iss is not None else settings.oidc_provider_url
     aud = o.aud if o.aud else ([settings.api_url] if settings.api_url else None)
-    if iss is None:
-        warnings.append("no iss claim: set OIDC_PROVIDER_URL or pass --iss (the gateway requires it)")
-    if aud is None:
-        warnings.append("no aud claim: set API_URL or pass --aud (the gateway requires it)")
+    missing = [name for name, value in (("iss", iss), ("aud", aud)) if value is None]
     ts = clock.to_numeric_date(now)
     if o.expired:
         exp, iat = ts - 60, ts - 60 - lifetime
@@ -263,7 +280,7 @@ def mint_with(signer: Signer, settings: Any, now: datetime, options: MintOptions
 
     def gen() -> Iterator[Minted]:
         urandom, uuid4 = os.urandom, uuid.uuid4
-        for _ in range(o.count):
+        for i in range(o.count):
             claims: dict[str, Any] = {"exp": exp, "iat": iat}
             if o.not_before is not None:
                 claims["nbf"] = iat + o.not_before
@@ -275,6 +292,9 @@ def mint_with(signer: Signer, settings: Any, now: datetime, options: MintOptions
             claims["prismeaiSessionId"] = o.session_id if o.session_id is not None else str(uuid4())
             if extra:
                 claims.update(extra)
-            yield Minted(signer.sign(claims), signer.header, claims)
+            minted = Minted(signer.sign(claims), signer.header, claims)
+            if progress is not None:
+                progress(i + 1, o.count)
+            yield minted
 
-    return MintRun(str(signer.kid), alg, warnings, gen())
+    return MintRun(str(signer.kid), alg, warnings, gen(), missing)

@@ -431,17 +431,20 @@ def verify_batch(
     write: Callable[[str], object],
     warn: Callable[[str], None] | None = None,
     now: datetime | None = None,
+    progress: Callable[[int, int | None], None] | None = None,
 ) -> int:
     """Verify one token per line; write one JSON line per token ``{line, valid, exit, error?, kid?, sub?}``.
 
     Blank lines are skipped (their numbers still count). Keys are fetched and built once
     (a refetch after an unknown kid is rate-limited by the source). Memory stays flat.
+    ``progress(tokens_done, None)`` is called after each token (the total is unknown).
 
     Returns:
         0 when every token is valid, else the exit code of the first failure.
     """
     dumps = json.dumps
     first = 0
+    done = 0
     for n, raw in lines:
         if raw is None:
             doc: dict[str, Any] = {
@@ -471,6 +474,9 @@ def verify_batch(
                     for w in source.take_warnings():
                         warn(w)
                 write(ok)
+                done += 1
+                if progress is not None:
+                    progress(done, None)
                 continue
         if warn is not None:
             for w in source.take_warnings():
@@ -478,6 +484,9 @@ def verify_batch(
         if not doc["valid"] and not first:
             first = doc["exit"]
         write(dumps(doc, ensure_ascii=False) + "\n")
+        done += 1
+        if progress is not None:
+            progress(done, None)
     return first
 
 

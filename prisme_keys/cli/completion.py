@@ -1,0 +1,46 @@
+"""Shell completion that knows the key file: kids for the options and arguments that take one.
+
+Typer's completion scripts (bash, zsh, fish) run the program with ``_PRISME_KEYS_COMPLETE``
+set; Click parses the words typed so far and calls the ``autocompletion`` function of the
+parameter being completed. :func:`complete_kid` reads the key file the command would use
+(``--key-file`` on the line, else ``PRISME_KEYS_FILE``, else the config file's ``key_file``,
+else the default) and offers its kids. Path options (``--key-file``, ``--config``, ``--out``)
+offer nothing, which makes each shell fall back to completing file names.
+
+Completion must stay fast: this module imports no typer at module level and nothing heavy
+(no rich, cryptography or python-jose); reading the kids is one JSON parse.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+__all__ = ["complete_kid"]
+
+
+def complete_kid(ctx: Any, incomplete: str) -> list[str]:
+    """The kids of the current key file that start with ``incomplete``, newest first.
+
+    Args:
+        ctx: the Click context of the command being completed (its root holds ``--key-file``
+            and ``--config`` when they were typed).
+        incomplete: the part of the kid typed so far.
+
+    Returns:
+        Matching kids; ``[]`` when the key file is missing, unreadable, unsafe or corrupt,
+        or a setting is bad (completion never prints an error).
+    """
+    from prisme_keys import settings as settings_mod
+    from prisme_keys.errors import PrismeKeysError
+    from prisme_keys.store import lifecycle
+
+    root = ctx.find_root()
+    environ = getattr(root.obj, "environ", None) or os.environ
+    flags = {"key_file": root.params.get("key_file"), "config_path": root.params.get("config")}
+    try:
+        records = lifecycle.load_records(settings_mod.load(flags, environ))
+    except (PrismeKeysError, OSError, ValueError):
+        return []
+    kids = [r.get("kid") for r in records if isinstance(r, dict)]
+    return [k for k in kids if isinstance(k, str) and k.startswith(incomplete)]
