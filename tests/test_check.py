@@ -229,7 +229,7 @@ def test_check_against_serve_roundtrip_and_after_rotation(cli, keyfile):
         g = ["--key-file", str(keyfile)]
         p = cli(*g, "--now", "2026-01-02T00:00:00Z", "check", url, env=env)
         assert p.returncode == 0, p.stdout + p.stderr
-        assert p.stdout.rstrip().endswith("ok: 21 checks, 0 failed, 0 warning(s)")
+        assert p.stdout.rstrip().endswith("ok: 21 checks: 21 passed, 0 warnings, 0 failed")
         p = cli(*g, "--now", "2026-01-02T00:00:00Z", "--json", "check", url, "--roundtrip", env=env)
         assert p.returncode == 0, p.stdout + p.stderr
         rt = [c for c in json.loads(p.stdout)["checks"] if c["name"] == "roundtrip"]

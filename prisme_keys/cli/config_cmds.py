@@ -51,7 +51,7 @@ def path(ctx: typer.Context) -> None:
     from prisme_keys.cli import output
 
     st = state(ctx)
-    p = st.flags.get("config_path") or settings_mod.load_config_path()
+    p = st.flags.get("config_path") or settings_mod.load_config_path(st.environ)
     if st.json:
         output.emit_json({"path": str(p), "exists": Path(p).exists()})
     else:
@@ -79,7 +79,7 @@ def init_config(
     from prisme_keys.store import files
 
     st = state(ctx)
-    target = Path(out or st.flags.get("config_path") or settings_mod.load_config_path())
+    target = Path(out or st.flags.get("config_path") or settings_mod.load_config_path(st.environ))
     try:
         key_file = st.settings.key_file
     except ConfigError:  # the config being replaced may be the broken one
