@@ -7,7 +7,8 @@
 bash and fish scripts are Typer's own (``prisme-keys --show-completion SHELL``). The zsh script
 is Typer's function made to work when installed on ``fpath``: Typer's script ends with
 ``compdef``, which only registers the function when the file is autoloaded, so the first TAB
-completes nothing; ours calls the function when autoloaded and registers it when sourced.
+completes nothing; ours completes whenever it runs as the completion function (the first TAB
+autoloads it, later TABs run it again) and registers it when sourced.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ HERE = Path(__file__).resolve().parent
 FILES = {"bash": "prisme-keys.bash", "zsh": "_prisme-keys", "fish": "prisme-keys.fish"}
 
 ZSH_TAIL = """
-if [[ "${zsh_eval_context[-1]}" == loadautofunc ]]; then
-  # autoloaded from fpath as _prisme-keys: complete now
+if [[ "${zsh_eval_context[-1]}" == (loadautofunc|shfunc) ]]; then
+  # run as the completion function _prisme-keys (autoloaded from fpath: the first TAB
+  # loads the file, every later TAB runs its body again): complete now
   _prisme_keys_completion "$@"
 else
   # sourced: register for later
