@@ -113,7 +113,9 @@ def test_end_to_end_mint_list_export(cli, tmp_path, keypool):
     assert created["activatesAt"] == "2026-01-31T00:00:00.000Z"
     new, old = created["kid"], keypool[0]["kid"]
     p = cli(*g, "--now", clock.iso(ROT + timedelta(hours=2)), "list", env=env)
-    assert p.returncode == 0 and "next from 2026-01-31 00:00" in p.stdout
+    rows = {line.split("\t")[0]: line.split("\t") for line in p.stdout.splitlines()}  # piped: tab-separated
+    assert p.returncode == 0 and rows[new][1:2] == ["next"] and rows[new][5] == "2026-01-31T00:00:00.000Z"
+    assert rows[old][1] == "signing"
     for offset, want in (
         (timedelta(hours=1), old),
         (DAY - timedelta(seconds=1), old),
