@@ -15,7 +15,7 @@ import termios
 import time
 
 import pytest
-from conftest import empty_config, record, write_keyfile
+from helpers import empty_config, record, write_keyfile
 from test_shipping import COMPLETIONS, HEAVY, _pty_session, need, shell_env
 
 

@@ -3,12 +3,10 @@ verbose after the command, list's piped form, summaries that add up, one mint wa
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -16,12 +14,12 @@ from pathlib import Path
 
 import pytest
 import typer
-from conftest import empty_config, record, script, write_keyfile
+from helpers import Cli, empty_config, record, script, write_keyfile
 from jwks_server import JwksServer
 from redis_server import redis_env, redis_server  # noqa: F401 (fixtures)
 
 from prisme_keys import clock
-from prisme_keys.cli import app, main
+from prisme_keys.cli import app
 from prisme_keys.store.lifecycle import public_jwks
 
 
@@ -44,25 +42,25 @@ def fresh_records(jwks: list[dict], now=None) -> list[dict]:
 
 
 class Runner:
-    """Runs ``main(argv, env)`` in this process with a key file and an empty config of its own."""
+    """Runs the command line in-process (helpers.Cli) with a key file and an empty config of its own;
+    returns ``(exit code, stdout, stderr)``."""
 
-    def __init__(self, tmp: Path, capsys, monkeypatch) -> None:
-        self.tmp, self.capsys, self.monkeypatch = tmp, capsys, monkeypatch
+    def __init__(self, tmp: Path) -> None:
+        home = tmp / "home"
+        home.mkdir()
+        self.cli = Cli(home)
         self.key_file = tmp / "keys.json"
         self.env = {"PRISME_KEYS_CONFIG": str(empty_config(tmp)), "PRISME_KEYS_FILE": str(self.key_file)}
+        self.cli.env.update(self.env)
 
     def __call__(self, *argv: str, stdin: bytes | None = None, env: dict | None = None) -> tuple[int, str, str]:
-        self.capsys.readouterr()
-        if stdin is not None:
-            self.monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin)))
-        rc = main(list(argv), {**os.environ, **self.env, **(env or {})})
-        out, err = self.capsys.readouterr()
-        return rc, out, err
+        p = self.cli(*argv, input=stdin.decode() if stdin is not None else None, env=env)
+        return p.returncode, p.stdout, p.stderr
 
 
 @pytest.fixture
-def run(tmp_path, capsys, monkeypatch, keypool):
-    r = Runner(tmp_path, capsys, monkeypatch)
+def run(tmp_path, keypool):
+    r = Runner(tmp_path)
     write_keyfile(r.key_file, fresh_records(keypool[:2]))
     return r
 
@@ -89,7 +87,8 @@ CASES: dict[str, list[Case]] = {
     "init": [Case(no_key_file=True)],
     "rotate": [Case(), Case(["--force"]), Case(["--dry-run"])],
     "prune": [Case(), Case(["--dry-run"])],
-    "list": [Case()],
+    "list": [Case(), Case(["--timeline"])],
+    "plan": [Case(), Case(["--days", "40", "--svg", "{tmp}/plan.svg"])],
     "export": [Case(), Case(["--out", "{tmp}/jwks.json"]), Case(["--format", "records", "--private", "--out", "-"])],
     "generate": [Case(["--public"]), Case(["--out", "{tmp}/gen.json"])],
     "mint": [Case(), Case(["--count", "3"])],
@@ -169,7 +168,7 @@ def test_every_command_prints_one_json_document(request, run, keypool, tmp_path,
     argv = [*command, "--json", *args] if where == "after" else ["--json", *command, *args]
     try:
         if "process" in case.needs:
-            doc = serve_json_document(argv, {**run.env, **env})
+            doc = serve_json_document(argv, {**run.cli.env, **env})
         else:
             stdin = case.stdin.format(**values).encode() if case.stdin is not None else None
             rc, out, err = run(*argv, stdin=stdin, env=env)
@@ -365,9 +364,7 @@ def test_import_of_many_keys_prints_one_summary_line(run, keypool, tmp_path):
         ({"API_URL": "https://a.test", "OIDC_PROVIDER_URL": "https://i.test"}, ""),
     ],
 )
-def test_mint_missing_claims_is_one_line(run, env, expected, monkeypatch):
-    for name in ("API_URL", "OIDC_PROVIDER_URL"):
-        monkeypatch.delenv(name, raising=False)
+def test_mint_missing_claims_is_one_line(run, env, expected):
     rc, out, err = run("mint", "--count", "3", env=env)
     assert rc == 0 and len(out.splitlines()) == 3 and err == expected
     assert run("mint", "-q", env=env)[2] == ""

@@ -14,7 +14,7 @@ import time
 from datetime import timedelta
 
 import pytest
-from conftest import empty_config, record, script, write_keyfile
+from helpers import empty_config, record, script, write_keyfile
 from jwks_server import JwksServer
 
 from prisme_keys import clock

@@ -80,7 +80,6 @@ def mint(
     Prints the bare token(s), one a line. With --json: {token, header, claims} (a list
     of them when --count is above 1).
     """
-    from prisme_keys.cli import output
     from prisme_keys.tokens import mint as minter
 
     st = state(ctx)
@@ -110,19 +109,25 @@ def mint(
     from prisme_keys.cli.progress import Progress, wanted
 
     with Progress("minting", "tokens", enabled=count > 1 and wanted(st, streams_to_stdout=True)) as progress:
-        run = minter.mint(st.settings, st.now(), opts, progress=progress)
-        for w in run.warnings:
-            output.warn(w, quiet=st.quiet)
-        if run.missing:
-            output.warn(missing_claims_warning(run.missing), quiet=st.quiet)
-        if st.json:
-            docs = [m.to_dict() for m in run.tokens]
-            output.emit_json(docs[0] if count == 1 else docs)
-            return
-        out = sys.stdout
-        for m in run.tokens:  # minted lazily and flushed one by one: a reader that goes away stops the work
-            out.write(m.token + "\n")
-            out.flush()
+        _print_tokens(st, minter.mint(st.settings, st.now(), opts, progress=progress), count)
+
+
+def _print_tokens(st: Any, run: Any, count: int) -> None:
+    """Warnings on stderr, then the tokens (a lazy iterator: minted while written) on stdout."""
+    from prisme_keys.cli import output
+
+    for w in run.warnings:
+        output.warn(w, quiet=st.quiet)
+    if run.missing:
+        output.warn(missing_claims_warning(run.missing), quiet=st.quiet)
+    if st.json:
+        docs = [m.to_dict() for m in run.tokens]
+        output.emit_json(docs[0] if count == 1 else docs)
+        return
+    out = sys.stdout
+    for m in run.tokens:  # minted lazily and flushed one by one: a reader that goes away stops the work
+        out.write(m.token + "\n")
+        out.flush()
 
 
 class _CountingReader:
