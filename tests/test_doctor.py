@@ -27,7 +27,7 @@ def test_healthy_file(cli, keyfile):
     assert rc == 0 and problems == set() and doc["keys"] == 1 and doc["encrypted"] is False
     p = cli("--key-file", str(keyfile), "--now", T1, "doctor")
     assert p.returncode == 0
-    assert p.stdout.splitlines()[-1] == f"healthy: 1 key in {keyfile}; 0 errors, 0 warnings, 3 notes"
+    assert p.stdout.splitlines()[-1] == f"healthy: 1 key in {keyfile}; 0 errors, 0 warnings, 4 notes"
 
 
 def test_permissions_and_missing(cli, keyfile, tmp_path):
@@ -127,5 +127,5 @@ def test_json_shape_and_quiet_text(cli, keyfile):
     os.chmod(keyfile, 0o604)
     p = cli("--key-file", str(keyfile), "--now", T1, "doctor")
     assert p.returncode == 4 and "chmod 600" in p.stdout
-    assert p.stdout.splitlines()[-1] == f"1 problem: 1 key in {keyfile}; 1 error, 0 warnings, 2 notes"
+    assert p.stdout.splitlines()[-1] == f"1 problem: 1 key in {keyfile}; 1 error, 0 warnings, 3 notes"
     assert jwk_rules.PRIVATE_MEMBERS and json.loads(keyfile.read_text())["keys"][0]["jwk"]["d"] not in p.stdout

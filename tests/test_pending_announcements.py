@@ -164,8 +164,9 @@ def test_broker_down_keeps_the_change_then_the_next_run_sends_it_once(tmp_path, 
         assert err.endswith("; it stays pending: the next run with --notify retries it (or run: prisme-keys notify)\n")
         assert err.count("\n") == 1
         assert doc_of(kf)["announced"]["kids"] == [keypool[0]["kid"]]  # nothing recorded
-        rc, out, err = run(*a, "list")
-        head, _, tail = out.splitlines()[-1].partition(" ago): ")
+        rc, out, err = run(*a, "list")  # piped: the keys on stdout, the announcement line on stderr
+        assert [line.split("\t")[0] for line in out.splitlines()] == [k["kid"] for k in keys]
+        head, _, tail = err.splitlines()[-1].partition(" ago): ")
         assert head.startswith(f"announcement pending since {keys[0]['createdAt'][:16].replace('T', ' ')} UTC (")
         assert tail == (
             f"signing key {new} (announced: {keypool[0]['kid']}), created {new}; "
@@ -259,7 +260,7 @@ def test_never_announced_key_file_announces_its_whole_state_once(tmp_path, keypo
     kf = keyfile_at(tmp_path / "keys.json", keypool[0], clock.now(), rotates_in=timedelta(days=1), told=False)
     a = ("--key-file", str(kf))
     rc, out, err = run(*a, "list")
-    assert "announce" not in out  # a fleet this tool never notified: nothing to say
+    assert "announce" not in out + err  # a fleet this tool never notified: nothing to say
     rc, out, err = run(*a, "--json", "list")
     assert json.loads(out)["announcement"] == {
         "last": None,
@@ -347,9 +348,10 @@ def test_doctor_reports_pending_announcement_and_since_when(tmp_path, keypool, r
     ]
     assert rep["announcement"]["pending"]["since"] == since
     rc, out, err = run(*a, "list")
-    assert out.splitlines()[-1].startswith(
+    assert err.splitlines()[-1].startswith(
         f"announcement pending since {since[:16].replace('T', ' ')} UTC (3 hours ago)"
     )
+    assert run(*a, "list", "-q")[2] == ""  # a note: -q silences it
 
 
 def test_malformed_record_is_refused_and_left_unchanged(tmp_path, keypool, run):
