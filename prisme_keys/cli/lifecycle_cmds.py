@@ -341,8 +341,8 @@ def generate(
     """Generate a standalone RSA JWK (JWKS_SIZE, JWKS_ALG); the key file is untouched.
 
     The private JWK goes to --out FILE (mode 0600; never over an existing file unless --force)
-    or to stdout only when stdout is not a terminal (a pipe or a redirect), unless --to-terminal. With --out FILE
-    and --json, stdout gets {written, kid, alg, bits, private}.
+    or to stdout only when stdout is not a terminal (a pipe or a redirect), unless --to-terminal.
+    With --out FILE and --json, stdout gets {written, kid, alg, bits, private}.
     """
     from prisme_keys.cli import output
     from prisme_keys.store import lifecycle
