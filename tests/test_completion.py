@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import pty
 import select
@@ -15,7 +16,7 @@ import termios
 import time
 
 import pytest
-from helpers import empty_config, record, write_keyfile
+from helpers import Cli, empty_config, record, write_keyfile
 from test_shipping import COMPLETIONS, HEAVY, _pty_session, need, shell_env
 
 
@@ -88,6 +89,25 @@ def test_bash_completes_kids_of_the_key_file(files, keypool):
     assert bash_complete("prisme-keys notify --created ", env) == kids
     assert bash_complete(f"prisme-keys --key-file {other} mint --kid ", env) == [keypool[2]["kid"]]
     assert bash_complete("prisme-keys --key-file /nowhere/keys.json mint --kid ", env) == []
+
+
+def test_revoke_completes_kids_and_absent_or_deleted_complete_revoked_kids(files, keypool, tmp_path):
+    need("bash")
+    main, other, env = files
+    kids = [keypool[0]["kid"], keypool[1]["kid"]]
+    assert bash_complete("prisme-keys revoke ", env) == kids
+    assert bash_complete("prisme-keys check https://jwks.example --absent ", env) == []  # nothing revoked yet
+    (tmp_path / "home").mkdir()
+    p = Cli(tmp_path / "home")(
+        "--key-file", str(main), "revoke", kids[1], env={"PRISME_KEYS_CONFIG": env["PRISME_KEYS_CONFIG"]}
+    )
+    assert p.returncode == 0, p.stderr
+    left = [r["kid"] for r in json.loads(main.read_text())["keys"]]
+    assert kids[1] not in left
+    assert bash_complete("prisme-keys revoke ", env) == left
+    assert bash_complete("prisme-keys check https://jwks.example --absent ", env) == [kids[1]]
+    assert bash_complete("prisme-keys notify --deleted ", env) == [kids[1]]
+    assert bash_complete(f"prisme-keys --key-file {other} notify --deleted ", env) == []
 
 
 def test_bash_falls_back_to_file_names_for_paths(files, tmp_path):

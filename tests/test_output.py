@@ -94,7 +94,16 @@ CASES: dict[str, list[Case]] = {
     "mint": [Case(), Case(["--count", "3"])],
     "decode": [Case(["{token}"])],
     "verify": [Case(["{token}"]), Case(["--batch"], stdin="{token}\nnot-a-token\n")],
-    "check": [Case(["{jwks_url}"], needs=("jwks",)), Case(["{jwks_url}", "--junit", "{tmp}/r.xml"], needs=("jwks",))],
+    "check": [
+        Case(["{jwks_url}"], needs=("jwks",)),
+        Case(["{jwks_url}", "--junit", "{tmp}/r.xml"], needs=("jwks",)),
+        Case(["{jwks_url}", "--absent", "{revoked}"], needs=("jwks",)),
+    ],
+    "revoke": [
+        Case(["{retired}", "--reason", "leaked"]),
+        Case(["{signing}", "--dry-run"]),
+        Case(["{retired}"], before=[["revoke", "{retired}"]]),  # already revoked: nothing to do
+    ],
     "serve": [Case(["--port", "0"], needs=("process",))],
     "import": [Case(["{import}"])],
     "notify": [Case(needs=("redis",)), Case(["--no-runtime", "--created", "k1"], needs=("redis",))],
@@ -141,15 +150,16 @@ CASE_IDS = [(name, i) for name in CASES for i in range(len(CASES[name]))]
 @pytest.mark.parametrize(("name", "index"), CASE_IDS, ids=[f"{n}-{i}" for n, i in CASE_IDS])
 def test_every_command_prints_one_json_document(request, run, keypool, tmp_path, name, index, where):
     case = CASES[name][index]
+    records = json.loads(run.key_file.read_text())["keys"]
     if case.no_key_file:
         run.key_file.unlink()
     env: dict[str, str] = {"PRISME_KEYS_PASSPHRASE": "correct horse battery staple"}
     if "redis" in case.needs:
         env.update(request.getfixturevalue("redis_env"))
+    values = {"tmp": str(tmp_path), "signing": records[0]["kid"], "retired": records[1]["kid"], "revoked": "gone"}
     for before in case.before:
-        rc, _, err = run(*before, env=env)
+        rc, _, err = run(*(a.format(**values) for a in before), env=env)
         assert rc == 0, err
-    values = {"tmp": str(tmp_path)}
     if "{token}" in " ".join(case.args) + (case.stdin or ""):
         rc, out, err = run("-q", "mint", env=env)
         assert rc == 0, err
@@ -161,7 +171,6 @@ def test_every_command_prints_one_json_document(request, run, keypool, tmp_path,
     jwks_server = None
     if "jwks" in case.needs:
         jwks_server = JwksServer().__enter__()
-        records = json.loads(run.key_file.read_text())["keys"]
         jwks_server.serve_json("/jwks", public_jwks(records), headers={"Cache-Control": "public, max-age=600"})
         values["jwks_url"] = jwks_server.url()
     args = [a.format(**values) for a in case.args]

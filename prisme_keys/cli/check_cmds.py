@@ -8,6 +8,7 @@ import typer
 
 from prisme_keys.cli.app import app, state
 from prisme_keys.cli.common import duration
+from prisme_keys.cli.completion import complete_revoked_kid
 from prisme_keys.errors import UsageError
 
 
@@ -37,6 +38,7 @@ def check(
         None,
         "--absent",
         metavar="KID",
+        autocompletion=complete_revoked_kid,
         help="Fail while this kid, or its key under another kid (RFC 7638 thumbprint), is published "
         "(repeatable; a thumbprint is accepted too). Run it after a revoke.",
     ),

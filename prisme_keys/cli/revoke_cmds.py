@@ -8,6 +8,7 @@ import typer
 
 from prisme_keys.cli.app import app, state
 from prisme_keys.cli.common import keygen, when
+from prisme_keys.cli.completion import complete_kid
 
 
 def _exposure_line(res: Any, now: Any) -> str:
@@ -86,7 +87,12 @@ def _render(st: Any, res: Any) -> None:
 @app.command()
 def revoke(
     ctx: typer.Context,
-    kid: str = typer.Argument(..., metavar="KID", help="The kid (or RFC 7638 thumbprint) of the compromised key."),
+    kid: str = typer.Argument(
+        ...,
+        metavar="KID",
+        autocompletion=complete_kid,
+        help="The kid (or RFC 7638 thumbprint) of the compromised key.",
+    ),
     reason: Optional[str] = typer.Option(
         None, "--reason", metavar="TEXT", help="Why, kept in the key file's revocation list (one line, 200 characters)."
     ),

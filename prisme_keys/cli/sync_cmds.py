@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import typer
 
 from prisme_keys.cli.app import State, app, state
-from prisme_keys.cli.completion import complete_kid
+from prisme_keys.cli.completion import complete_kid, complete_revoked_kid
 from prisme_keys.errors import ConfigError, KeyFileError, NotifyError, PrismeKeysError
 
 if TYPE_CHECKING:
@@ -243,7 +243,13 @@ def notify(
     created: list[str] = typer.Option(
         [], "--created", metavar="KID", autocompletion=complete_kid, help="A kid that was added (repeatable)."
     ),
-    deleted: list[str] = typer.Option([], "--deleted", metavar="KID", help="A kid that was removed (repeatable)."),
+    deleted: list[str] = typer.Option(
+        [],
+        "--deleted",
+        metavar="KID",
+        autocompletion=complete_revoked_kid,
+        help="A kid that was removed (repeatable).",
+    ),
     runtime_url: Optional[str] = typer.Option(
         None,
         "--runtime-url",
