@@ -15,7 +15,7 @@ import pytest
 from test_shipping import COMPLETIONS, IN_CI, need
 
 ROOT = Path(__file__).resolve().parent.parent
-SHIPPED = ["pyproject.toml", "MANIFEST.in", "README.md", "build_backend", "man", "completions", "prisme_keys"]
+SHIPPED = ["pyproject.toml", "MANIFEST.in", "README.md", "man", "completions", "prisme_keys"]
 SHARE = {
     "man/man1/prisme-keys.1": ROOT / "man" / "prisme-keys.1",
     "bash-completion/completions/prisme-keys.bash": COMPLETIONS / "prisme-keys.bash",
