@@ -433,5 +433,7 @@ def test_time_claims_out_of_range_rejected(keypool, name, value):
 
 
 def test_printable_escapes_control_characters():
-    assert jws.printable("plain ünïcode") == "plain ünïcode"
-    assert jws.printable("a\x1b[2Jb\r\t\x00\x9b\u202e") == "a\\x1b[2Jb\\r\\t\\x00\\x9b\\u202e"
+    from prisme_keys.text import printable
+
+    assert printable("plain ünïcode") == "plain ünïcode"
+    assert printable("a\x1b[2Jb\r\t\x00\x9b\u202e") == "a\\x1b[2Jb\\r\\t\\x00\\x9b\\u202e"

@@ -20,6 +20,7 @@ from typing import Any
 from prisme_keys import clock
 from prisme_keys.errors import MalformedTokenError
 from prisme_keys.jwk import SUPPORTED_ALGS
+from prisme_keys.text import shown
 
 #: Largest accepted token, in bytes (64 KiB), after trimming whitespace and ``Bearer``.
 MAX_TOKEN_BYTES = 64 * 1024
@@ -208,20 +209,8 @@ def is_numeric_date(value: Any) -> bool:
     return isinstance(value, float) and value == value and value not in (float("inf"), float("-inf"))
 
 
-def printable(text: str) -> str:
-    """``text`` with control characters, ANSI escapes and other non-printable characters escaped
-    as in ``repr`` (``\\x1b``, ``\\n``, ``\\u202e``), for human output on a terminal."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
-def show_value(value: Any, limit: int = 60) -> str:
-    try:
-        text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else repr(value)
-    except (RecursionError, ValueError):
-        text = f"<{type(value).__name__} nested too deeply>"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+#: The one capping helper (:mod:`prisme_keys.text`), under the name this package uses.
+show_value = shown
 
 
 # --------------------------------------------------------------------------- decode

@@ -29,13 +29,13 @@ from prisme_keys.errors import (
 from prisme_keys.jwk import MIN_BITS, SUPPORTED_ALGS
 from prisme_keys.store.revocation import RevokedKeys, load_revoked
 from prisme_keys.store.revocation import describe as describe_revocation
+from prisme_keys.text import printable
 from prisme_keys.tokens.jws import (
     MAX_TOKEN_BYTES,
     b64_segment,
     clean_token,
     is_numeric_date,
     json_object,
-    printable,
     show_value,
     split,
 )

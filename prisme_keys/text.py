@@ -1,0 +1,93 @@
+"""Text for people and text from files: the one home of escaping, capping and BOM handling.
+
+* :func:`printable` escapes what must never reach a terminal raw: control characters (ESC of
+  ANSI sequences, CR, LF, BEL, DEL, C1), bidirectional overrides and other invisible format
+  characters. Every untrusted string (a kid, a claim, a server's header or body text) goes
+  through it before human output.
+* :func:`cap` / :func:`shown` shorten an echoed input to :data:`ECHO_LIMIT` characters and say
+  how long it was, so a 100,000-character argument never becomes a 100 KB error line.
+* :func:`decode_utf8` / :func:`strip_bom` accept a leading UTF-8 byte-order mark (``EF BB BF``,
+  as Windows editors save it) on every text input: passphrase files, config TOML, JWKS, key
+  files and records, claims files, PEM.
+* :func:`json_error` words a :class:`json.JSONDecodeError` as one phrase
+  (``unterminated string starting at line 15 column 3``).
+
+This module imports nothing from the package; every layer may use it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+#: Longest echoed input, in characters, before :func:`cap` shortens it.
+ECHO_LIMIT = 200
+_BOM = "\ufeff"
+
+
+def printable(text: str) -> str:
+    """``text`` with every non-printable character escaped as in ``repr`` (``\\x1b``, ``\\r``, ``\\u202e``).
+
+    Printable characters (letters of any script, spaces, punctuation) are kept as they are; only
+    characters that could move the cursor, recolour the terminal, reorder the line or hide text
+    are escaped, so the result is safe on a terminal and in one log line.
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def cap(text: str, limit: int = ECHO_LIMIT) -> str:
+    """``text`` escaped (:func:`printable`) and, when longer than ``limit`` characters, cut with its length.
+
+    ``cap("x" * 100000)`` is ``"xxx…xxx... (100000 characters)"`` (``limit`` characters kept).
+    """
+    n = len(text)
+    if n <= limit:
+        return printable(text)
+    return f"{printable(text[:limit])}... ({n} characters)"
+
+
+def shown(value: Any, limit: int = ECHO_LIMIT) -> str:
+    """An echoed value for a message: a string quoted as ``repr`` does, anything else as JSON; capped.
+
+    Non-printable characters are escaped; a long value keeps its first ``limit`` characters and
+    says how long it was (see :func:`cap`).
+    """
+    if isinstance(value, str):
+        n = len(value)
+        body = value if n <= limit else value[:limit]
+        text = repr(body)
+        return text if n <= limit else f"{text}... ({n} characters)"
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (RecursionError, ValueError, TypeError):
+        text = f"<{type(value).__name__}>"
+    return cap(text, limit)
+
+
+def strip_bom(text: str) -> str:
+    """``text`` without one leading UTF-8 byte-order mark (U+FEFF)."""
+    return text[1:] if text.startswith(_BOM) else text
+
+
+def decode_utf8(data: bytes) -> str:
+    """Decode UTF-8 text, dropping one leading byte-order mark.
+
+    Raises:
+        UnicodeDecodeError: the bytes are not UTF-8.
+    """
+    return data.decode("utf-8-sig")
+
+
+def json_error(exc: json.JSONDecodeError) -> str:
+    """One phrase for a JSON syntax error: ``unterminated string starting at line 15 column 3``.
+
+    The standard library's own wording (``Unterminated string starting at: line 15 column 3
+    (char 301)``) repeats "at" when a position is appended; this one does not.
+    """
+    msg = exc.msg.rstrip(": ")
+    if msg.endswith(" at"):
+        msg = msg[: -len(" at")]
+    msg = msg[:1].lower() + msg[1:]
+    return f"{msg} at line {exc.lineno} column {exc.colno}"
