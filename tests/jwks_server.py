@@ -82,6 +82,7 @@ class Route:
     hang: bool = False  # accept, read the request, never answer
     stream_bytes: int | None = None  # send this many bytes of JSON-ish padding, no Content-Length
     etag: str | None = None
+    header_lines: list[tuple[str, str]] = field(default_factory=list)  # repeated fields, sent as given
 
 
 class JwksServer:
@@ -123,7 +124,7 @@ class JwksServer:
                     self.end_headers()
                     return
                 self.send_response(r.status)
-                for k, v in r.headers.items():
+                for k, v in [*r.headers.items(), *r.header_lines]:
                     self.send_header(k, v)
                 if r.etag:
                     self.send_header("ETag", r.etag)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import tracemalloc
 
@@ -177,6 +178,78 @@ def test_cache_max_age_and_revalidation(server, keypool, tmp_path):
     assert len(server.requests) == n + 1
 
 
+class FakeClock:
+    """A real-clock stand-in (Unix seconds) that tests move by hand."""
+
+    def __init__(self) -> None:
+        self.t = time.time()
+
+    def __call__(self) -> float:
+        return self.t
+
+
+# Regression (issue 11): Cache-Control max-age=600 with Age: 590 was cached for 600 s, not 10 s
+def test_age_header_shortens_freshness(server, keypool, tmp_path):
+    server.serve_json("/jwks", jwks(keypool[0]), headers={"Cache-Control": "public, max-age=600", "Age": "590"})
+    clk = FakeClock()
+    jwks_client.fetch(server.url(), cache_dir=tmp_path, real_clock=clk)
+    clk.t += 9
+    assert jwks_client.fetch(server.url(), cache_dir=tmp_path, real_clock=clk).from_cache
+    assert len(server.requests) == 1
+    clk.t += 21  # 30 s after the first fetch: refetched
+    again = jwks_client.fetch(server.url(), cache_dir=tmp_path, real_clock=clk)
+    assert not again.from_cache and len(server.requests) == 2
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"Cache-Control": "max-age=-1"}, {"Cache-Control": "max-age=abc"}, {"Expires": "0"}],
+    ids=["max-age=-1", "max-age=abc", "Expires: 0"],
+)
+def test_invalid_freshness_is_stale_not_the_default(server, keypool, tmp_path, headers):
+    server.serve_json("/jwks", jwks(keypool[0]), headers=headers)
+    clk = FakeClock()
+    jwks_client.fetch(server.url(), cache_dir=tmp_path, real_clock=clk)
+    clk.t += 1
+    assert not jwks_client.fetch(server.url(), cache_dir=tmp_path, real_clock=clk).from_cache
+    assert len(server.requests) == 2
+
+
+def test_repeated_cache_control_lines_are_one_list(server, keypool, tmp_path):
+    body = json.dumps(jwks(keypool[0])).encode()
+    lines = [("Cache-Control", "no-cache"), ("Cache-Control", "max-age=600")]
+    server.routes["/jwks"] = Route(200, body, {"Content-Type": "application/json"}, header_lines=lines)
+    res = jwks_client.fetch(server.url(), cache_dir=tmp_path)
+    assert res.headers["cache-control"] == "no-cache, max-age=600"
+    assert not jwks_client.fetch(server.url(), cache_dir=tmp_path).from_cache  # no-cache wins
+
+
+def test_no_store_answer_drops_the_stored_copy(server, keypool, tmp_path):
+    server.serve_json("/jwks", jwks(keypool[0]), headers={"Cache-Control": "max-age=0"}, etag='"v1"')
+    jwks_client.fetch(server.url(), cache_dir=tmp_path)
+    assert jwks_client.cache_path(server.url(), tmp_path).exists()
+    server.serve_json("/jwks", jwks(keypool[1]), headers={"Cache-Control": "no-store"})
+    jwks_client.fetch(server.url(), cache_dir=tmp_path)
+    assert not jwks_client.cache_path(server.url(), tmp_path).exists()
+
+
+def test_304_keeps_the_stored_lifetime_and_renews_it(server, keypool, tmp_path):
+    # RFC 9111 4.3.4: a 304 without Cache-Control freshens the stored response with its own lifetime
+    body = json.dumps(jwks(keypool[0])).encode()
+    server.routes["/jwks"] = Route(
+        200, body, {"Content-Type": "application/json", "Cache-Control": "max-age=60"}, etag='"v1"'
+    )
+    clk = FakeClock()
+    clk.t -= 1000  # behind the server's Date, so no apparent age (RFC 9111 4.2.3) enters the sums
+    jwks_client.fetch(server.url(), cache_dir=tmp_path, real_clock=clk)
+    server.routes["/jwks"] = Route(200, body, {"Content-Type": "application/json"}, etag='"v1"')
+    clk.t += 61
+    assert jwks_client.fetch(server.url(), cache_dir=tmp_path, real_clock=clk).status == 304
+    clk.t += 59
+    assert jwks_client.fetch(server.url(), cache_dir=tmp_path, real_clock=clk).status == 0
+    assert len(server.requests) == 2
+
+
 # 6. the cache holds [k1]; the server now serves [k1, k2]; a k2 token verifies
 def test_unknown_kid_refetch_once(server, keypool, tmp_path):
     k1, k2, k3 = keypool[0], keypool[1], keypool[2]
@@ -216,3 +289,22 @@ def test_no_usable_key_in_fetched_set(server, keypool):
     with pytest.raises(NoUsableKey) as info:
         verifier.verify(rs_token(keypool[0], claims()), src, VerifyOptions())
     assert info.value.message == f"{server.url()} has no usable RSA signing key (1 skipped)"
+
+
+# Regression (issue 11), through the command line: a second verify after the 2 s that
+# "max-age=600" minus "Age: 598" leaves must refetch (the real clock: one short real wait)
+def test_verify_cli_refetches_when_age_uses_up_max_age(server, keypool, tmp_path, monkeypatch, capsys):
+    from prisme_keys.cli import main
+
+    for var in ("XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME"):
+        monkeypatch.setenv(var, str(tmp_path / var))
+    server.serve_json("/jwks", jwks(keypool[0]), headers={"Cache-Control": "public, max-age=600", "Age": "598"})
+    token = rs_token(keypool[0], claims())
+    t0 = time.monotonic()
+    assert main(["verify", token, "--jwks-url", server.url()], env={}) == 0
+    assert main(["verify", token, "--jwks-url", server.url()], env={}) == 0
+    assert len(server.requests) == 1 or time.monotonic() - t0 > 1.5  # fresh for 2 s: from the cache
+    time.sleep(max(0.0, 2.2 - (time.monotonic() - t0)))
+    assert main(["verify", token, "--jwks-url", server.url()], env={}) == 0
+    assert len(server.requests) == 2
+    assert capsys.readouterr().err == ""

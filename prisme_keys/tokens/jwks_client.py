@@ -15,32 +15,33 @@ Rules:
   JWK Set raise :class:`~prisme_keys.errors.FetchError` (exit 9) saying which.
 * Private key members published by the server are removed before anything is cached and
   reported as a warning.
-* Cache: ``<user cache dir>/jwks/<sha256(url)>.json``; fresh for ``Cache-Control: max-age``
-  seconds (:data:`DEFAULT_MAX_AGE` when absent, at most :data:`MAX_CACHE_AGE`; ``no-store``
-  disables it), then revalidated with ``If-None-Match`` / ``If-Modified-Since``. After an
-  unknown kid the set is refetched once, at most once per :data:`REFETCH_INTERVAL` per URL.
+* Cache: ``<user cache dir>/jwks/<sha256(url)>.json``; used while fresh by RFC 9111 section 4.2
+  (:mod:`prisme_keys.tokens.freshness`: ``max-age`` minus ``Age``, ``Expires`` minus ``Date``,
+  :data:`DEFAULT_MAX_AGE` when the server says nothing, at most :data:`MAX_CACHE_AGE`; an invalid
+  ``max-age`` or ``Expires`` is stale; ``no-store`` is never stored), then revalidated with
+  ``If-None-Match`` / ``If-Modified-Since``. Freshness runs on the real clock, never ``--now``.
+  After an unknown kid the set is refetched once, at most once per :data:`REFETCH_INTERVAL` per URL.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prisme_keys import clock
 from prisme_keys.errors import FetchError, UsageError
 from prisme_keys.jwk import PRIVATE_MEMBERS
+from prisme_keys.tokens import jwks_cache
+from prisme_keys.tokens.freshness import DEFAULT_MAX_AGE, MAX_CACHE_AGE  # noqa: F401  (public names of this module)
+from prisme_keys.tokens.jwks_cache import REFETCH_INTERVAL, cache_path  # noqa: F401  (public names of this module)
 from prisme_keys.tokens.keyring import KeyRing, KeySource
 
 DEFAULT_TIMEOUT = 5.0  #: seconds, whole exchange including redirects
 DEFAULT_MAX_BYTES = 1 << 20  #: 1 MiB body cap
 MAX_REDIRECTS = 3
-DEFAULT_MAX_AGE = 600  #: seconds a set is fresh without Cache-Control (10 minutes)
-MAX_CACHE_AGE = 86400  #: longest freshness honoured, seconds
-REFETCH_INTERVAL = 30  #: seconds between forced refetches of one URL
 
 
 _REDIRECTS = (301, 302, 303, 307, 308)
@@ -181,7 +182,10 @@ def _exchange(
         }
         conn.request("GET", path, headers=hdrs)
         resp = conn.getresponse()
-        rheaders = {k.lower(): v for k, v in resp.getheaders()}
+        rheaders: dict[str, str] = {}
+        for k, v in resp.getheaders():  # repeated fields joined as one list (RFC 9110 5.3)
+            k = k.lower()
+            rheaders[k] = f"{rheaders[k]}, {v}" if k in rheaders else v
         if resp.status in _REDIRECTS and "location" in rheaders:
             conn.close()
             from urllib.parse import urljoin
@@ -368,48 +372,6 @@ def parse_jwks(raw: RawResponse) -> dict[str, Any]:
     return doc
 
 
-def _max_age(headers: dict[str, str]) -> int | None:
-    cc = headers.get("cache-control", "").lower()
-    if "no-store" in cc:
-        return None
-    if "no-cache" in cc:
-        return 0
-    m = re.search(r"(?:^|[,\s])max-age\s*=\s*\"?(\d+)", cc)
-    if m:
-        return min(int(m.group(1)), MAX_CACHE_AGE)
-    return DEFAULT_MAX_AGE
-
-
-def cache_path(url: str, cache_dir: Path | str | None = None) -> Path:
-    """The cache file of ``url``: ``<cache dir>/jwks/<sha256(url)>.json``."""
-    if cache_dir is None:
-        from prisme_keys.settings import default_cache_dir
-
-        cache_dir = default_cache_dir()
-    return Path(cache_dir) / "jwks" / (hashlib.sha256(url.encode("utf-8")).hexdigest() + ".json")
-
-
-def _load_cache(path: Path, url: str) -> dict[str, Any] | None:
-    try:
-        entry = json.loads(path.read_bytes())
-    except (OSError, ValueError, RecursionError):
-        return None
-    if not isinstance(entry, dict) or entry.get("url") != url or not isinstance(entry.get("doc"), dict):
-        return None
-    return entry
-
-
-def _save_cache(path: Path, entry: dict[str, Any]) -> None:
-    from prisme_keys.errors import PrismeKeysError
-    from prisme_keys.store.files import atomic_write
-
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        atomic_write(path, json.dumps(entry).encode("utf-8"), mode=0o600)
-    except (OSError, PrismeKeysError):
-        pass  # a cache that cannot be written is only slower
-
-
 def _leak_warning(url: str, kids: list[str]) -> str:
     return (
         f"{url} publishes private key members for key(s) {', '.join(kids)}; they were ignored and not "
@@ -427,8 +389,9 @@ def fetch(
     use_cache: bool = True,
     cache_dir: Path | str | None = None,
     force: bool = False,
+    real_clock: Callable[[], float] = time.time,
 ) -> FetchResult:
-    """Fetch the JWK Set at ``url`` (or serve it from the cache).
+    """Fetch the JWK Set at ``url`` (or serve it from the cache while it is fresh, RFC 9111 section 4.2).
 
     Args:
         timeout: seconds for the whole exchange; max_bytes: body cap; cacert: private CA PEM;
@@ -436,7 +399,9 @@ def fetch(
         use_cache: read and write the disk cache (``False`` = ``--no-cache``: neither).
         cache_dir: cache folder (default the user cache dir, platformdirs).
         force: skip a fresh cache entry (still conditional when validators are known);
-            recorded as a refetch for :func:`refetch_allowed`.
+            recorded as a refetch for :func:`jwks_cache.refetch_wait`.
+        real_clock: the real clock, Unix seconds (freshness never follows ``--now``); tests pass
+            their own.
 
     Returns:
         :class:`FetchResult`; ``doc`` has no private members.
@@ -444,73 +409,44 @@ def fetch(
     Raises:
         FetchError: see :func:`fetch_raw` and :func:`parse_jwks`.
     """
-    path = cache_path(url, cache_dir) if use_cache else None
-    entry = _load_cache(path, url) if path is not None else None
-    now_ts = clock.now().timestamp()
-    if entry is not None and not force:
-        age = now_ts - float(entry.get("fetched_at", 0))
-        if -60 <= age < float(entry.get("max_age", 0)):
-            warnings = [_leak_warning(url, entry["leaked"])] if entry.get("leaked") else []
-            return FetchResult(
-                url,
-                entry.get("final_url", url),
-                0,
-                entry.get("headers", {}),
-                entry.get("content_type", ""),
-                b"",
-                entry["doc"],
-                True,
-                float(entry["fetched_at"]),
-                warnings,
-            )
+    path = jwks_cache.cache_path(url, cache_dir) if use_cache else None
+    entry = jwks_cache.load(path, url) if path is not None else None
+    if entry is not None and not force and jwks_cache.is_fresh(entry, real_clock()):
+        return _cached_result(url, entry, None)
     cond: dict[str, str] = {}
     if entry is not None:
         if entry.get("etag"):
             cond["If-None-Match"] = entry["etag"]
         if entry.get("last_modified"):
             cond["If-Modified-Since"] = entry["last_modified"]
+    request_time = real_clock()
     raw = fetch_raw(url, timeout=timeout, max_bytes=max_bytes, cacert=cacert, allow_http=allow_http, headers=cond)
-    if raw.status == 304 and entry is not None:
-        max_age = _max_age(raw.headers)
-        entry["fetched_at"] = now_ts
-        entry["max_age"] = max_age if max_age is not None else 0
+    response_time = real_clock()
+    if raw.status == 304 and entry is not None and path is not None:
+        # RFC 9111 4.3.4: the stored response is freshened with the 304's header fields
+        headers = {**entry.get("cache_headers", {}), **jwks_cache.cache_headers(raw.headers)}
+        jwks_cache.set_freshness(entry, headers, request_time, response_time)
         if force:
-            entry["refetched_at"] = now_ts
-        _save_cache(path, entry)  # type: ignore[arg-type]
-        warnings = [_leak_warning(url, entry["leaked"])] if entry.get("leaked") else []
-        return FetchResult(
-            url,
-            raw.final_url,
-            304,
-            raw.headers,
-            entry.get("content_type", ""),
-            b"",
-            entry["doc"],
-            True,
-            now_ts,
-            warnings,
-            raw.redirects,
-        )
+            entry["refetched_at"] = response_time
+        jwks_cache.save(path, entry)
+        return _cached_result(url, entry, raw)
     doc, leaked = strip_private(parse_jwks(raw))
     warnings = [_leak_warning(url, leaked)] if leaked else []
     if path is not None:
-        max_age = _max_age(raw.headers)
-        if max_age is not None:
-            _save_cache(
-                path,
-                {
-                    "url": url,
-                    "final_url": raw.final_url,
-                    "fetched_at": now_ts,
-                    "max_age": max_age,
-                    "etag": raw.headers.get("etag"),
-                    "last_modified": raw.headers.get("last-modified"),
-                    "content_type": raw.content_type,
-                    "doc": doc,
-                    "leaked": leaked,
-                    "refetched_at": now_ts if force else (entry or {}).get("refetched_at"),
-                },
-            )
+        new = {
+            "url": url,
+            "final_url": raw.final_url,
+            "etag": raw.headers.get("etag"),
+            "last_modified": raw.headers.get("last-modified"),
+            "content_type": raw.content_type,
+            "doc": doc,
+            "leaked": leaked,
+            "refetched_at": response_time if force else (entry or {}).get("refetched_at"),
+        }
+        if jwks_cache.set_freshness(new, jwks_cache.cache_headers(raw.headers), request_time, response_time):
+            jwks_cache.save(path, new)
+        elif entry is not None:
+            jwks_cache.drop(path)  # no-store now: an older stored copy must not be used either
     return FetchResult(
         url,
         raw.final_url,
@@ -520,20 +456,27 @@ def fetch(
         raw.body,
         doc,
         False,
-        now_ts,
+        response_time,
         warnings,
         raw.redirects,
     )
 
 
-def refetch_allowed(url: str, cache_dir: Path | str | None = None) -> float:
-    """Seconds to wait before the next forced refetch of ``url`` (0 = allowed now)."""
-    entry = _load_cache(cache_path(url, cache_dir), url)
-    last = (entry or {}).get("refetched_at")
-    if not last:
-        return 0.0
-    wait = float(last) + REFETCH_INTERVAL - clock.now().timestamp()
-    return max(0.0, wait)
+def _cached_result(url: str, entry: dict[str, Any], raw: RawResponse | None) -> FetchResult:
+    warnings = [_leak_warning(url, entry["leaked"])] if entry.get("leaked") else []
+    return FetchResult(
+        url,
+        raw.final_url if raw is not None else entry.get("final_url", url),
+        raw.status if raw is not None else 0,
+        raw.headers if raw is not None else entry.get("cache_headers", {}),
+        entry.get("content_type", ""),
+        b"",
+        entry["doc"],
+        True,
+        float(entry["fetched_at"]),
+        warnings,
+        raw.redirects if raw is not None else [],
+    )
 
 
 class UrlKeySource(KeySource):
@@ -556,10 +499,13 @@ class UrlKeySource(KeySource):
         allow_http: bool = False,
         use_cache: bool = True,
         cache_dir: Path | str | None = None,
+        real_clock: Callable[[], float] = time.time,
     ) -> None:
         self.url = url
         self.description = url
+        self._clock = real_clock
         self._kw: dict[str, Any] = {
+            "real_clock": real_clock,
             "timeout": timeout,
             "max_bytes": max_bytes,
             "cacert": cacert,
@@ -596,10 +542,10 @@ class UrlKeySource(KeySource):
         """
         if not self.result.from_cache:
             return "fetched just now"
-        now_ts = clock.now().timestamp()
+        now_ts = self._clock()
         if self._refetched_at is not None and now_ts - self._refetched_at < REFETCH_INTERVAL:
             return f"refetched {now_ts - self._refetched_at:.0f} s ago"
-        wait = refetch_allowed(self.url, self._kw["cache_dir"]) if self._kw["use_cache"] else 0.0
+        wait = jwks_cache.refetch_wait(self.url, self._kw["cache_dir"], self._clock) if self._kw["use_cache"] else 0.0
         if wait > 0:
             return f"refetched recently; next refetch allowed in {wait:.0f} s"
         self._refetched_at = now_ts
