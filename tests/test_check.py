@@ -242,3 +242,119 @@ def test_check_against_serve_roundtrip_and_after_rotation(cli, keyfile):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.fixture
+def run(tmp_path, monkeypatch, capsys):
+    from inprocess import InProcess
+
+    return InProcess(tmp_path / "home", monkeypatch, capsys)
+
+
+EVIL_KID = "evil\u001b[31mRED\u001b[0m\rFAKE"
+
+
+# Regression (issue 11): a published kid with ESC and CR reached the terminal raw, and the JUnit
+# file did not parse
+def test_untrusted_kid_is_escaped_and_junit_parses(run, handmade, keypool, tmp_path):
+    evil = pub(keypool[0], kid=EVIL_KID, e="Aw")  # e = 3
+    handmade.set({"keys": [evil, pub(keypool[1], kid="[red]markup[/red]", use="enc")]})
+    junit = tmp_path / "r.xml"
+    p = run("check", handmade.url, "--no-against", "--junit", str(junit))
+    assert p.returncode == 10
+    for stream in (p.stdout, p.stderr):
+        assert "\x1b" not in stream and "\r" not in stream
+    assert "evil\\x1b[31mRED\\x1b[0m\\rFAKE has e 'Aw', expected AQAB (65537)" in p.stdout
+    assert "[red]markup[/red] has use 'enc'" in p.stdout  # shown as spelled, not taken as rich markup
+    assert p.stderr == (
+        f"prisme-keys: error: {handmade.url}: shape.use: [red]markup[/red] has use 'enc'; "
+        "shape.e: evil\\x1b[31mRED\\x1b[0m\\rFAKE has e 'Aw', expected AQAB (65537)\n"
+    )
+    root = ET.parse(junit).getroot()  # parses
+    failure = root.find(".//testcase[@name='shape.e']/failure")
+    assert failure.get("message") == "evil\\x1b[31mRED\\x1b[0m\\rFAKE has e 'Aw', expected AQAB (65537)"
+    # --json keeps the kid exactly (JSON escapes it)
+    pj = run("--json", "check", handmade.url, "--no-against")
+    detail = {c["name"]: c for c in json.loads(pj.stdout)["checks"]}["shape.e"]["detail"]
+    assert detail == f"{EVIL_KID} has e 'Aw', expected AQAB (65537)"
+    assert "\x1b" not in pj.stdout
+
+
+def test_junit_parses_whatever_the_details_hold():
+    from prisme_keys.publish.check import Check, Report, junit_xml
+
+    nasty = "\x00\x1b\x7f\x9b\ud800\ufffe\uffff<&>\"'\r\n\u202e"
+    report = Report("http://x/" + nasty, [Check("shape." + nasty, "fail", nasty), Check("a.b", "warn", nasty)])
+    root = ET.fromstring(junit_xml(report).encode("utf-8"))
+    assert root.find(".//failure").get("message") == ("\\x00\\x1b\\x7f\\x9b\\ud800\\ufffe\\uffff<&>\"'\\r\\n\\u202e")
+    assert root.find(".//system-out").text.startswith("warning: \\x00\\x1b")
+
+
+@pytest.mark.parametrize(
+    "headers,status,detail",
+    [
+        (
+            {},
+            "warn",
+            "no Cache-Control header: each verifier picks its own cache time (the reference gateway sends none)",
+        ),
+        ({"cache-control": "public, max-age=600"}, "pass", "Cache-Control: public, max-age=600"),
+        (
+            {"cache-control": "public, max-age=600", "age": "590"},
+            "pass",
+            "Cache-Control: public, max-age=600 (fresh for 10 s: max-age 600 minus Age 590)",
+        ),
+        (
+            {"cache-control": "max-age=600", "age": "600"},
+            "warn",
+            "Cache-Control: max-age=600 (max-age 600 minus Age 600: stale on arrival, verifiers refetch every time)",
+        ),
+        (
+            {"cache-control": "max-age=-1"},
+            "fail",
+            "Cache-Control: max-age=-1 (max-age has '-1', not a whole number of seconds; verifiers treat the set as stale)",
+        ),
+        (
+            {"cache-control": "max-age=abc"},
+            "fail",
+            "Cache-Control: max-age=abc (max-age has 'abc', not a whole number of seconds; verifiers treat the set as "
+            "stale)",
+        ),
+        (
+            {"cache-control": "max-age=60, max-age=600"},
+            "fail",
+            "Cache-Control: max-age=60, max-age=600 (max-age is given twice with different values; verifiers treat the "
+            "set as stale)",
+        ),
+        ({"expires": "0"}, "warn", "Expires: 0 (not an HTTP date: verifiers treat the set as already expired)"),
+        (
+            {"cache-control": "no-store"},
+            "warn",
+            "Cache-Control: no-store (verifiers will refetch the JWKS for every token)",
+        ),
+        (
+            {"cache-control": "no-cache"},
+            "warn",
+            "Cache-Control: no-cache (verifiers will revalidate the JWKS before every token)",
+        ),
+        (
+            {"cache-control": "max-age=90000"},
+            "warn",
+            "Cache-Control: max-age=90000 (max-age over a day delays new keys for verifiers)",
+        ),
+        (
+            {"cache-control": "max-age=60\x1b[2J"},
+            "fail",
+            "Cache-Control: max-age=60\\x1b[2J (max-age has '60\\x1b[2J', not a whole number of seconds; verifiers treat "
+            "the set as stale)",
+        ),
+    ],
+)
+def test_cache_control_check_uses_the_freshness_rules(headers, status, detail):
+    from prisme_keys.publish.check import Response, transport_checks
+
+    resp = Response(
+        "http://127.0.0.1/j", "http://127.0.0.1/j", 200, {"content-type": "application/json", **headers}, b""
+    )
+    got = {c.name: c for c in transport_checks(resp)}["transport.cache_control"]
+    assert (got.status, got.detail) == (status, detail)

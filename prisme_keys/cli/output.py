@@ -14,6 +14,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from prisme_keys.text import printable
+
 
 def is_tty(stream: Any) -> bool:
     """True when ``stream`` is an interactive terminal."""
@@ -56,16 +58,25 @@ def emit_json(doc: Any) -> None:
     sys.stdout.flush()
 
 
+def _safe(text: str) -> str:
+    """``text`` with every non-printable character escaped except the line breaks the caller laid out.
+
+    Untrusted strings (kids, claims, a server's text) can then never move the cursor, recolour
+    the terminal or overwrite a line (CR): see :func:`prisme_keys.text.printable`.
+    """
+    return "\n".join(printable(part) for part in text.split("\n"))
+
+
 def line(text: str = "") -> None:
-    """Write one line of plain text on stdout."""
-    sys.stdout.write(text + "\n")
+    """Write one line of plain text on stdout (non-printable characters escaped)."""
+    sys.stdout.write(_safe(text) + "\n")
     sys.stdout.flush()
 
 
 def note(text: str, *, quiet: bool = False) -> None:
-    """Write one informational line on stderr (suppressed by ``--quiet``)."""
+    """Write one informational line on stderr (suppressed by ``--quiet``; non-printable characters escaped)."""
     if not quiet:
-        sys.stderr.write(text + "\n")
+        sys.stderr.write(_safe(text) + "\n")
         sys.stderr.flush()
 
 
@@ -75,11 +86,11 @@ def warn(text: str, *, quiet: bool = False) -> None:
 
 
 def error(message: str, *, code: str, exit_code: int, as_json: bool) -> None:
-    """Write an error on stderr: one line, or with ``--json`` ``{code, message, exit}``."""
+    """Write an error on stderr: one line (control characters escaped), or ``{code, message, exit}`` (``--json``)."""
     if as_json:
         sys.stderr.write(json.dumps({"code": code, "message": message, "exit": exit_code}) + "\n")
     else:
-        sys.stderr.write(f"prisme-keys: error: {message}\n")
+        sys.stderr.write(f"prisme-keys: error: {printable(message)}\n")
     sys.stderr.flush()
 
 
@@ -113,6 +124,9 @@ def table(
 
     ``status_column``: the index of a column whose values (``pass``, ``warn``, ``fail``,
     ``error``, ``warning``, ``info``) are coloured by :data:`STATUS_STYLES` on a terminal.
+
+    Cells are plain text, never rich markup, with non-printable characters escaped: a kid such as
+    ``[red]x`` or ``evil\\x1b[31m`` is shown as it is spelled.
     """
     from rich import box
     from rich.table import Table
@@ -123,10 +137,11 @@ def table(
     for c in columns:
         tbl.add_column(c, overflow="fold")
     for row in rows:
-        cells: list[Any] = [str(v) if v is not None else "" for v in row]
+        values = [str(v) if v is not None else "" for v in row]
+        cells = [Text(printable(v)) for v in values]  # plain text, control characters escaped
         if status_column is not None:
-            value = cells[status_column]
-            cells[status_column] = Text(value, style=STATUS_STYLES.get(value, ""))
+            value = values[status_column]
+            cells[status_column] = Text(printable(value), style=STATUS_STYLES.get(value, ""))
         tbl.add_row(*cells)
     con.print(tbl)
 
@@ -139,7 +154,7 @@ def status_line(text: str, status: str) -> None:
         return
     from rich.text import Text
 
-    head, sep, rest = text.partition(":")
+    head, sep, rest = _safe(text).partition(":")
     out = Text(head, style=STATUS_STYLES[status])
     out.append(sep + rest)
     console().print(out, soft_wrap=True)

@@ -33,6 +33,8 @@ from prisme_keys import jwk as jwk_rules
 from prisme_keys.store import revocation, rotation
 from prisme_keys.store.revocation import RevokedKeys
 from prisme_keys.store.revocation import describe as describe_revocation
+from prisme_keys.text import cap, printable
+from prisme_keys.tokens import freshness
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
 _B64URL = re.compile(r"^[A-Za-z0-9_-]*$")
@@ -158,41 +160,49 @@ def transport_checks(resp: Response) -> list[Check]:
                 f"content type {ctype or '(none)'!s}; expected application/jwk-set+json or application/json",
             )
         )
-    out.append(_cache_control(resp.headers.get("cache-control")))
+    out.append(_cache_control(resp.headers))
     return out
 
 
 def cache_directives(value: str) -> dict[str, str]:
-    """The directives of a ``Cache-Control`` value (RFC 9111 section 5.2): ``{lower-case name: value or ""}``."""
-    directives = {}
-    for part in value.split(","):
-        k, _, v = part.strip().partition("=")
-        directives[k.strip().lower()] = v.strip().strip('"')
-    return directives
+    """The directives of a ``Cache-Control`` value (RFC 9111 section 5.2): ``{lower-case name: value or ""}``.
+
+    The one parser, :func:`prisme_keys.tokens.freshness.parse_cache_control`.
+    """
+    return {k: v or "" for k, v in freshness.parse_cache_control(value).directives.items()}
 
 
-def _cache_control(value: str | None) -> Check:
+def _cache_control(headers: dict[str, str]) -> Check:
+    """``transport.cache_control``: what a verifier's cache makes of the headers (RFC 9111 4.2, one parser)."""
     name = "transport.cache_control"
-    if value is None:
+    value = headers.get("cache-control")
+    if value is None and "expires" not in headers:
         return Check(
             name,
             WARN,
             "no Cache-Control header: each verifier picks its own cache time (the reference gateway sends none)",
         )
-    directives = cache_directives(value)
-    if "no-store" in directives:
-        return Check(name, WARN, f"Cache-Control: {value} (verifiers will refetch the JWKS for every token)")
-    if "max-age" in directives:
-        try:
-            age = int(directives["max-age"])
-            if age < 0:
-                raise ValueError
-        except ValueError:
-            return Check(name, FAIL, f"Cache-Control: {value} (max-age is not a whole number of seconds, 0 or more)")
-        if age > 86400:
-            return Check(name, WARN, f"Cache-Control: {value} (max-age over a day delays new keys for verifiers)")
-        return Check(name, PASS, f"Cache-Control: {value}")
-    return Check(name, PASS, f"Cache-Control: {value}")
+    date = freshness.parse_http_date(headers.get("date"))
+    at = date if date is not None else 0.0  # the server's own view: no apparent age
+    fr = freshness.freshness(headers, request_time=at, response_time=at)
+    cc = freshness.parse_cache_control(value)
+    said = f"Cache-Control: {cap(value)}" if value is not None else f"Expires: {cap(headers['expires'])}"
+    if fr.source == "no-store":
+        return Check(name, WARN, f"{said} (verifiers will refetch the JWKS for every token)")
+    if fr.source == "no-cache":
+        return Check(name, WARN, f"{said} (verifiers will revalidate the JWKS before every token)")
+    if fr.source == "invalid max-age":
+        return Check(name, FAIL, f"{said} ({cc.max_age_problem}; verifiers treat the set as stale)")
+    if fr.source == "invalid expires":
+        return Check(name, WARN, f"{said} (not an HTTP date: verifiers treat the set as already expired)")
+    if cc.max_age is not None and cc.max_age > freshness.MAX_CACHE_AGE:
+        return Check(name, WARN, f"{said} (max-age over a day delays new keys for verifiers)")
+    left = fr.remaining(at, at)
+    if fr.lifetime > 0 and left <= 0:
+        return Check(name, WARN, f"{said} ({fr.detail}: stale on arrival, verifiers refetch every time)")
+    if fr.initial_age > 0:
+        return Check(name, PASS, f"{said} (fresh for {left:.0f} s: {fr.detail})")
+    return Check(name, PASS, said)
 
 
 def parse_body(resp: Response) -> tuple[Check, list[Any] | None]:
@@ -506,6 +516,36 @@ def evaluate(
     if absent:
         report.checks.append(absent_check(jwks, absent, known or {}))
     return report
+
+
+def junit_xml(report: Report) -> str:
+    """The report as JUnit XML: one ``testcase`` per check, ``failure`` for fail (and warn when strict).
+
+    Built with :mod:`xml.etree.ElementTree`, every text escaped by :func:`prisme_keys.text.printable`
+    first (XML 1.0 cannot hold ESC or other control characters even as references), so the file
+    always parses whatever a server published.
+    """
+    import xml.etree.ElementTree as ET
+
+    failing = {FAIL, WARN} if report.strict else {FAIL}
+    fails = str(sum(1 for c in report.checks if c.status in failing))
+    total = str(len(report.checks))
+    root = ET.Element("testsuites", {"name": "prisme-keys check", "tests": total, "failures": fails})
+    suite = ET.SubElement(
+        root,
+        "testsuite",
+        {"name": printable("check " + report.url), "tests": total, "failures": fails, "errors": "0", "skipped": "0"},
+    )
+    for c in report.checks:
+        case = ET.SubElement(
+            suite, "testcase", {"classname": printable(c.name.split(".")[0]), "name": printable(c.name)}
+        )
+        if c.status in failing:
+            ET.SubElement(case, "failure", {"message": printable(c.detail), "type": c.status})
+        elif c.status == WARN:
+            ET.SubElement(case, "system-out").text = printable("warning: " + c.detail)
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 
 
 def _roundtrip(settings: Any, url: str, now: datetime, fetch_kw: dict[str, Any]) -> Check:
