@@ -312,7 +312,8 @@ def test_junit_parses_whatever_the_details_hold():
         (
             {"cache-control": "max-age=-1"},
             "fail",
-            "Cache-Control: max-age=-1 (max-age has '-1', not a whole number of seconds; verifiers treat the set as stale)",
+            "Cache-Control: max-age=-1 (max-age has '-1', not a whole number of seconds; "
+            "verifiers treat the set as stale)",
         ),
         (
             {"cache-control": "max-age=abc"},
@@ -345,8 +346,8 @@ def test_junit_parses_whatever_the_details_hold():
         (
             {"cache-control": "max-age=60\x1b[2J"},
             "fail",
-            "Cache-Control: max-age=60\\x1b[2J (max-age has '60\\x1b[2J', not a whole number of seconds; verifiers treat "
-            "the set as stale)",
+            "Cache-Control: max-age=60\\x1b[2J (max-age has '60\\x1b[2J', not a whole number of seconds; "
+            "verifiers treat the set as stale)",
         ),
     ],
 )
