@@ -2,7 +2,9 @@
 
 A private JWK here is a dict ``{kty, kid, use, alg, n, e, d, p, q, dp, dq, qi}``
 whose big integers are unpadded base64url strings of their minimal big-endian bytes
-(RFC 7518 section 6.3), ``n`` being exactly ``bits / 8`` bytes long.
+(Base64urlUInt, RFC 7518 sections 2 and 6.3): the canonical form. Every key that enters a key
+file (import, generate, decrypt) goes through :func:`canonical_jwk`; :func:`uint_problem` says
+why a stored or published value is not canonical (a 257-byte ``n`` with a leading zero, padding).
 
 ``cryptography`` is imported inside the functions that need it so the command line
 starts fast.
@@ -24,6 +26,8 @@ PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth", "k")
 PUBLIC_MEMBERS = ("kty", "kid", "use", "alg", "n", "e")
 #: Signature algorithms python-jose signs and verifies with RSA keys.
 SUPPORTED_ALGS = ("RS256", "RS384", "RS512")
+#: RSA JWK members holding integers (RFC 7518 section 6.3), each a Base64urlUInt.
+INT_MEMBERS = ("n", "e", "d", "p", "q", "dp", "dq", "qi")
 MIN_BITS = 2048
 MAX_BITS = 16384
 
@@ -65,6 +69,61 @@ def b64_to_int(text: str) -> int:
         ValueError: when ``text`` is not base64url.
     """
     return int.from_bytes(b64url_decode(text), "big")
+
+
+def uint_problem(text: Any) -> str | None:
+    """Why ``text`` is not a canonical Base64urlUInt, or ``None`` when it is.
+
+    Canonical (RFC 7518 section 2): unpadded base64url of the minimum number of big-endian
+    octets (zero is ``AA``), with zero padding bits in the last character.
+
+    Returns:
+        ``"has '=' padding"``, ``"is not base64url"``, ``"has a leading zero byte"``,
+        ``"is not canonical base64url (non-zero padding bits)"``, ``"is not a non-empty string"``, or ``None``.
+    """
+    if not isinstance(text, str) or not text:
+        return "is not a non-empty string"
+    if "=" in text:
+        return "has '=' padding"
+    try:
+        raw = b64url_decode(text)
+    except ValueError:
+        return "is not base64url"
+    if len(raw) > 1 and raw[0] == 0:
+        return "has a leading zero byte"
+    if b64url_encode(raw) != text:
+        return "is not canonical base64url (non-zero padding bits)"
+    return None
+
+
+def non_canonical_members(jwk: dict[str, Any]) -> dict[str, str]:
+    """``{member: problem}`` for each integer member of ``jwk`` that is not canonical (see :func:`uint_problem`)."""
+    out = {}
+    for m in INT_MEMBERS:
+        if m in jwk:
+            problem = uint_problem(jwk[m])
+            if problem:
+                out[m] = problem
+    return out
+
+
+def canonical_jwk(jwk: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``jwk`` with every integer member (``n e d p q dp dq qi``) in canonical form.
+
+    Leading zero bytes are dropped, ``=`` padding removed and padding bits cleared; the numbers,
+    the other members and their order are unchanged, so the RFC 7638 thumbprint is the same.
+
+    Raises:
+        ValueError: naming a member that is not base64url.
+    """
+    out = dict(jwk)
+    for m in INT_MEMBERS:
+        if m in out:
+            try:
+                out[m] = int_to_b64(b64_to_int(out[m]))
+            except (ValueError, TypeError):
+                raise ValueError(f"member {m!r} is not base64url") from None
+    return out
 
 
 def thumbprint(jwk: dict[str, Any]) -> str:
@@ -112,18 +171,17 @@ def private_key_to_jwk(key: Any, alg: str, kid: str | None = None) -> dict[str, 
         kid: the key id; default the RFC 7638 thumbprint.
 
     Returns:
-        ``{kty, kid, use:"sig", alg, n, e, d, p, q, dp, dq, qi}``, ``n`` exactly
-        ``bits / 8`` bytes (rounded up), other integers minimal.
+        ``{kty, kid, use:"sig", alg, n, e, d, p, q, dp, dq, qi}`` in canonical form (every
+        integer minimal; ``n`` is then ``bits / 8`` bytes, rounded up).
     """
     priv = key.private_numbers()
     pub = priv.public_numbers
-    nbytes = (key.key_size + 7) // 8
     jwk = {
         "kty": "RSA",
         "kid": "",
         "use": "sig",
         "alg": alg,
-        "n": int_to_b64(pub.n, nbytes),
+        "n": int_to_b64(pub.n),
         "e": int_to_b64(pub.e),
         "d": int_to_b64(priv.d),
         "p": int_to_b64(priv.p),

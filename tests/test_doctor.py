@@ -129,3 +129,21 @@ def test_json_shape_and_quiet_text(cli, keyfile):
     assert p.returncode == 4 and "chmod 600" in p.stdout
     assert p.stdout.splitlines()[-1] == f"1 problem: 1 key in {keyfile}; 1 error, 0 warnings, 3 notes"
     assert jwk_rules.PRIVATE_MEMBERS and json.loads(keyfile.read_text())["keys"][0]["jwk"]["d"] not in p.stdout
+
+
+def test_non_canonical_record_is_flagged(cli, tmp_path, keypool):
+    # issue 11: a stored n with an extra leading zero byte was "healthy"
+    k = keypool[1]
+    bad = dict(k, n=jwk_rules.b64url_encode(b"\0" + jwk_rules.b64url_decode(k["n"])), e="AQAB==")
+    kf = write_keyfile(tmp_path / "keys.json", [record(bad)])
+    rc, doc, problems = run(cli, kf)
+    assert rc == 4 and problems == {"non_canonical"}
+    (finding,) = [f for f in doc["findings"] if f["code"] == "non_canonical"]
+    assert finding == {
+        "severity": "warning",
+        "code": "non_canonical",
+        "kid": k["kid"],
+        "message": f"key {k['kid']} is not stored in canonical form: n has a leading zero byte; e has '=' padding "
+        "(integers must be minimal, unpadded base64url, RFC 7518 section 2; export and serve publish the key "
+        "as stored and verifiers may reject it)",
+    }

@@ -287,3 +287,19 @@ def test_prompt_on_terminal(tmp_path, keyfile):
     assert os.waitstatus_to_exitcode(status) == 0, out
     assert b"typed secret" not in out
     assert "encryption" in json.loads(keyfile.read_text())
+
+
+def test_decrypt_stores_canonical_members(cli, tmp_path, keypool):
+    # issue 11: every key entering the file in clear (import, generate, decrypt) is canonical
+    k = keypool[0]
+    padded = dict(
+        k,
+        d=k["d"] + "=" * (-len(k["d"]) % 4 or 2),
+        qi=jwk_rules.b64url_encode(b"\0" + jwk_rules.b64url_decode(k["qi"])),
+    )
+    kf = write_keyfile(tmp_path / "keys.json", [record(padded)])
+    g = ["--key-file", str(kf)]
+    assert cli(*g, "encrypt", env=PW).returncode == 0
+    p = cli(*g, "decrypt", env=PW)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(kf.read_text())["keys"][0]["jwk"] == k

@@ -337,3 +337,76 @@ def test_prepare_errors_are_typed(keypool):
     with pytest.raises(KeyFileError) as ei:
         importer.prepare(json.dumps({"keys": [dict(keypool[1], alg="HS256")]}).encode(), st, now)
     assert ei.value.code == "import_rejected" and "alg 'HS256' is not supported" in ei.value.message
+
+
+# -- canonical form (issue 11) --------------------------------------------------------------
+
+
+@pytest.fixture
+def run(tmp_path, monkeypatch, capsys):
+    from inprocess import InProcess
+
+    return InProcess(tmp_path / "home", monkeypatch, capsys)
+
+
+def test_non_canonical_private_jwks_is_stored_canonical(run, tmp_path, keypool):
+    """Regression: a private JWKS whose n carries an extra leading zero byte (257 bytes for 2048 bits)
+    was stored and published as is; doctor said healthy and check --roundtrip failed."""
+    import threading
+
+    from prisme_keys import settings as settings_mod
+    from prisme_keys.publish import serve
+
+    k = keypool[5]
+    padded = dict(
+        k, n=jwk_rules.b64url_encode(b"\0" + jwk_rules.b64url_decode(k["n"])), d=k["d"] + "=" * (-len(k["d"]) % 4)
+    )
+    assert len(jwk_rules.b64url_decode(padded["n"])) == 257
+    src = tmp_path / "private.json"
+    src.write_text(json.dumps({"keys": [padded]}))
+    kf = tmp_path / "keys.json"
+    assert run("--key-file", str(kf), "import", "--create", str(src)).returncode == 0
+    stored = keys_of(kf)[0]["jwk"]
+    assert (stored["kid"], stored["n"], stored["d"]) == (k["kid"], k["n"], k["d"])
+    assert jwk_rules.non_canonical_members(stored) == {}
+    exported = json.loads(run("--key-file", str(kf), "export").stdout)["keys"][0]
+    assert exported["n"] == k["n"] and len(jwk_rules.b64url_decode(exported["n"])) == 256
+    doc = run("--key-file", str(kf), "doctor")
+    assert doc.returncode == 0, doc.stdout
+    srv = serve.make_server(
+        settings_mod.load({"key_file": str(kf)}, {}), "127.0.0.1", 0, cache_control=None, minter=None
+    )
+    threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        p = run("--key-file", str(kf), "--json", "check", f"{srv.base_url}/oidc/jwks", "--roundtrip")
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    checks = {c["name"]: c for c in json.loads(p.stdout)["checks"]}
+    assert checks["shape.n_canonical"]["status"] == "pass" and checks["roundtrip"]["status"] == "pass", checks
+    assert p.returncode == 0, p.stderr
+
+
+def test_canonical_jwk_rule():
+    assert jwk_rules.uint_problem("AQAB") is None and jwk_rules.uint_problem("AA") is None
+    assert jwk_rules.uint_problem("AAEAAQ") == "has a leading zero byte"
+    assert jwk_rules.uint_problem("AQAB==") == "has '=' padding"
+    assert jwk_rules.uint_problem("AQAC+") == "is not base64url"
+    assert jwk_rules.uint_problem("AR") == "is not canonical base64url (non-zero padding bits)"
+    assert jwk_rules.uint_problem("") == "is not a non-empty string"
+    jwk = {"kty": "RSA", "kid": "x", "n": "AAEAAQ", "e": "AQAB==", "d": "AR", "extra": "AAAA"}
+    assert jwk_rules.non_canonical_members(jwk) == {
+        "n": "has a leading zero byte",
+        "e": "has '=' padding",
+        "d": "is not canonical base64url (non-zero padding bits)",
+    }
+    assert jwk_rules.canonical_jwk(jwk) == {
+        "kty": "RSA",
+        "kid": "x",
+        "n": "AQAB",
+        "e": "AQAB",
+        "d": "AQ",
+        "extra": "AAAA",
+    }
+    with pytest.raises(ValueError, match="member 'n' is not base64url"):
+        jwk_rules.canonical_jwk({"n": "a+b"})

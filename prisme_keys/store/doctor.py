@@ -364,6 +364,17 @@ def _strength(
             )
         if jwk.get("use", "sig") != "sig":
             add("warning", "bad_use", f'key {kid} has use {jwk.get("use")!r}, not "sig"', kid)
+        bad = jwk_rules.non_canonical_members(jwk)
+        if bad:
+            add(
+                "warning",
+                "non_canonical",
+                f"key {kid} is not stored in canonical form: "
+                + "; ".join(f"{m} {p}" for m, p in bad.items())
+                + " (integers must be minimal, unpadded base64url, RFC 7518 section 2; export and serve "
+                "publish the key as stored and verifiers may reject it)",
+                kid,
+            )
         reason = jwk_rules.compromised_reason(jwk)
         if reason:
             add(

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from prisme_keys.errors import KeyFileError
-from prisme_keys.jwk import PRIVATE_MEMBERS, b64url_decode, b64url_encode
+from prisme_keys.jwk import PRIVATE_MEMBERS, b64url_decode, b64url_encode, canonical_jwk
 
 VERSION = 1
 CIPHER = "A256GCM"
@@ -464,9 +464,17 @@ def decrypt_keyset(
     if hdr is None:
         raise KeyFileError(f"key file {path} is not encrypted", code="not_encrypted")
     key = unlock(hdr, passphrase, path, cache)
-    keyset.records = [open_record(r, key, path) for r in keyset.records]
+    keyset.records = [_canonical(open_record(r, key, path), path) for r in keyset.records]
     del keyset.extra["encryption"]
     return keyset
+
+
+def _canonical(rec: dict[str, Any], path: Any) -> dict[str, Any]:
+    """The record with its JWK in canonical form (:func:`prisme_keys.jwk.canonical_jwk`), as it re-enters the file."""
+    try:
+        return dict(rec, jwk=canonical_jwk(rec["jwk"]))
+    except ValueError as exc:
+        raise KeyFileError(f"key {rec.get('kid')!r} in {path}: {exc}; nothing was changed") from None
 
 
 def rekey_keyset(

@@ -48,7 +48,7 @@ def load_records(settings: Settings) -> list[dict[str, Any]]:
 def new_jwk(settings: Settings, keygen: KeyGen | None) -> dict[str, Any]:
     """A new private JWK of ``settings.size`` bits for ``settings.alg``, made by ``keygen`` (default
     :func:`jwk_rules.generate_jwk`)."""
-    jwk = (keygen or jwk_rules.generate_jwk)(settings.size, settings.alg)
+    jwk = jwk_rules.canonical_jwk((keygen or jwk_rules.generate_jwk)(settings.size, settings.alg))
     jwk_rules.check_signing_jwk(jwk, generated=True)  # made by cryptography (or a test keygen): skip the slow check
     return jwk
 
