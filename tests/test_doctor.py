@@ -147,3 +147,17 @@ def test_non_canonical_record_is_flagged(cli, tmp_path, keypool):
         "(integers must be minimal, unpadded base64url, RFC 7518 section 2; export and serve publish the key "
         "as stored and verifiers may reject it)",
     }
+
+
+def test_directory_as_key_file_gets_no_chmod_advice(cli, tmp_path):
+    # issue 11: doctor on a directory suggested "chmod 600"
+    d = tmp_path / "keys.d"
+    d.mkdir(mode=0o755)
+    p = cli("--key-file", str(d), "--json", "doctor")
+    no_traceback(p)
+    doc = json.loads(p.stdout)
+    assert p.returncode == 4
+    assert [(f["code"], f["message"]) for f in doc["findings"] if f["severity"] == "error"] == [
+        ("key_file_unreadable", f"key file {d} is not a regular file")
+    ]
+    assert "chmod" not in p.stdout

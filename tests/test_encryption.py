@@ -162,6 +162,8 @@ def test_passphrase_file_and_rekey(cli, enc_file, keypool, tmp_path):
     pf.write_text(PW["PRISME_KEYS_PASSPHRASE"] + "\n")
     newf = tmp_path / "new.txt"
     newf.write_text("a new passphrase\r\n")
+    pf.chmod(0o600)
+    newf.chmod(0o600)
     old_salt = json.loads(enc_file.read_text())["encryption"]["kdf"]["salt"]
     p = cli(*g, "--passphrase-file", str(pf), "encrypt", "--rekey", "--new-passphrase-file", str(newf))
     assert p.returncode == 0, p.stderr
@@ -303,3 +305,66 @@ def test_decrypt_stores_canonical_members(cli, tmp_path, keypool):
     p = cli(*g, "decrypt", env=PW)
     assert p.returncode == 0, p.stderr
     assert json.loads(kf.read_text())["keys"][0]["jwk"] == k
+
+
+# -- passphrase files (issue 11) -----------------------------------------------------------
+
+
+def test_passphrase_file_with_bom_and_crlf_unlocks(cli, enc_file, keypool, tmp_path):
+    # Regression: EF BB BF + passphrase + CRLF (a Windows editor's file) was a "wrong passphrase"
+    pf = tmp_path / "pass.txt"
+    pf.write_bytes(b"\xef\xbb\xbf" + PW["PRISME_KEYS_PASSPHRASE"].encode() + b"\r\n")
+    pf.chmod(0o600)
+    p = cli("--key-file", str(enc_file), "--passphrase-file", str(pf), "export", "--private")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout) == {"keys": [keypool[0]]}
+
+
+def test_passphrase_file_readable_by_others_is_refused(cli, enc_file, tmp_path):
+    # Regression: a passphrase file readable by group or others was used silently
+    pf = tmp_path / "pass.txt"
+    pf.write_text(PW["PRISME_KEYS_PASSPHRASE"] + "\n")
+    g = ["--key-file", str(enc_file), "--passphrase-file", str(pf)]
+    for mode in (0o644, 0o640, 0o604):
+        pf.chmod(mode)
+        p = cli(*g, "export", "--private")
+        no_traceback(p)
+        assert (p.returncode, p.stdout) == (4, "")
+        assert p.stderr == (
+            f"prisme-keys: error: passphrase file {pf} has unsafe permissions {mode:04o} (readable by group or "
+            f"others); fix with: chmod 600 {pf} (or, for a file shared by a group, chmod 640 and set "
+            "PRISME_KEYS_ALLOW_GROUP_READ=1)\n"
+        )
+    # the key file's escape hatch: a group file, never one for others
+    pf.chmod(0o640)
+    assert cli(*g, "export", "--private", env={"PRISME_KEYS_ALLOW_GROUP_READ": "1"}).returncode == 0
+    pf.chmod(0o604)
+    p = cli(*g, "export", "--private", env={"PRISME_KEYS_ALLOW_GROUP_READ": "1"})
+    assert p.returncode == 4 and p.stderr == (
+        f"prisme-keys: error: passphrase file {pf} has unsafe permissions 0604 (readable by group or others); "
+        f"fix with: chmod 600 {pf}\n"
+    )
+    # doctor reports it, once
+    p = cli(*g, "--now", T0, "--json", "doctor")
+    findings = [f for f in json.loads(p.stdout)["findings"] if f["code"].startswith("passphrase")]
+    assert p.returncode == 4 and [f["code"] for f in findings] == ["passphrase_file_permissions"]
+    pf.chmod(0o600)
+    p = cli(*g, "--now", T0, "--json", "doctor")
+    assert p.returncode == 0, p.stdout
+    codes = [f["code"] for f in json.loads(p.stdout)["findings"]]
+    assert "passphrase_file" in codes and "passphrase_file_permissions" not in codes
+
+
+def test_passphrase_from_a_pipe_is_accepted(cli, enc_file):
+    # process substitution (<(pass show x)) gives a pipe: no permission rule applies to it
+    import subprocess
+
+    from conftest import script
+
+    p = subprocess.run(
+        ["bash", "-c", f'"{script()}" --key-file "{enc_file}" --passphrase-file <(printf %s "$PW") export --private'],
+        env={**cli.env, "PW": PW["PRISME_KEYS_PASSPHRASE"]},
+        capture_output=True,
+        text=True,
+    )
+    assert p.returncode == 0, p.stderr

@@ -33,6 +33,7 @@ The file is only read: no lock is taken, nothing is written.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
@@ -42,6 +43,7 @@ from prisme_keys import clock
 from prisme_keys import jwk as jwk_rules
 from prisme_keys.errors import KeyFileError, PrismeKeysError
 from prisme_keys.store import announced, revocation, rotation, settings_checks
+from prisme_keys.store.permissions import unsafe_mode
 
 PROBLEM = ("error", "warning")
 
@@ -179,20 +181,14 @@ def _finish(rep: Report) -> Report:
 
 
 def _permissions(kf: Any, settings: Any, add: Any) -> None:
+    _passphrase_file(settings, add)
     info = kf.stat_info()
     mode = info["mode"]
-    if mode is None:
-        return  # reported by the load
-    allowed = 0o060 if settings.allow_group_read else 0
-    if mode & 0o007:
-        add("error", "permissions", f"mode {mode:04o}: readable or writable by others; fix with: chmod 600 {kf.path}")
-    elif mode & 0o070 & ~allowed:
-        add(
-            "error",
-            "permissions",
-            f"mode {mode:04o}: readable or writable by the group; fix with: chmod 600 "
-            f"{kf.path} (or set PRISME_KEYS_ALLOW_GROUP_READ=1 for a shared group file)",
-        )
+    if mode is None or not info["regular"]:
+        return  # missing, or a folder or device: the load reports it (a chmod would not help)
+    problem = unsafe_mode(kf.path, mode, what="key file", allow_group_read=settings.allow_group_read)
+    if problem:
+        add("error", "permissions", problem)
     else:
         add("info", "permissions", f"mode {mode:04o}")
     if info["uid"] is not None and hasattr(os, "getuid") and info["uid"] not in (os.getuid(), 0):
@@ -208,6 +204,25 @@ def _permissions(kf: Any, settings: Any, add: Any) -> None:
     lmode = info["lock_mode"]
     if lmode is not None and lmode & 0o002:
         add("warning", "lock_permissions", f"lock file {kf.lock_path} (mode {lmode:04o}) is writable by others")
+
+
+def _passphrase_file(settings: Any, add: Any) -> None:
+    """The passphrase file, when one is configured: the key file's permission rule (never read here)."""
+    path = settings.passphrase_file
+    if path is None:
+        return
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        add("error", "passphrase_file", f"passphrase file {path}: {exc.strerror}")
+        return
+    if not stat.S_ISREG(st.st_mode):
+        return  # a pipe or device: no permission rule applies
+    problem = unsafe_mode(path, st.st_mode, what="passphrase file", allow_group_read=settings.allow_group_read)
+    if problem:
+        add("error", "passphrase_file_permissions", problem)
+    else:
+        add("info", "passphrase_file", f"passphrase file {path}: mode {stat.S_IMODE(st.st_mode):04o}")
 
 
 def _kids(records: list[dict[str, Any]], add: Any) -> None:
@@ -458,7 +473,8 @@ def _encryption(keyset: Any, kf: Any, settings: Any, rep: Report, add: Any) -> N
     try:
         key = encryption.unlock(hdr, source.get("doctor"), kf.path, source.derived_keys)
     except PrismeKeysError as exc:
-        add("error", exc.code, exc.message)
+        if exc.code != "passphrase_file_permissions":  # already reported by _passphrase_file
+            add("error", exc.code, exc.message)
         return
     for r in enc_recs:
         try:

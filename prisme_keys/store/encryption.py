@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -46,6 +47,8 @@ from typing import Any, Optional
 
 from prisme_keys.errors import KeyFileError
 from prisme_keys.jwk import PRIVATE_MEMBERS, b64url_decode, b64url_encode, canonical_jwk
+from prisme_keys.store.permissions import unsafe_mode
+from prisme_keys.text import decode_utf8
 
 VERSION = 1
 CIPHER = "A256GCM"
@@ -80,14 +83,22 @@ def passphrase_required(path: Any, why: str) -> KeyFileError:
 
 
 # -- passphrase sources ------------------------------------------------------------------
-def read_passphrase_file(path: Path | str) -> str:
-    """Read a passphrase from a file: its first line, without the line ending.
+def read_passphrase_file(path: Path | str, *, allow_group_read: bool = False) -> str:
+    """Read a passphrase from a file: its first line, without a leading UTF-8 BOM or the line ending (LF or CRLF).
+
+    A regular file must pass the key file's permission rule (:func:`prisme_keys.store.permissions.unsafe_mode`:
+    no group or others bits, group bits only with ``allow_group_read``); a pipe (``<(pass show x)``) is read
+    as it is.
 
     Raises:
-        KeyFileError: missing, unreadable, not UTF-8 or empty file.
+        KeyFileError: missing, unsafe permissions, unreadable, not UTF-8 or empty file.
     """
     try:
         with open(path, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            problem = unsafe_mode(path, st.st_mode, what="passphrase file", allow_group_read=allow_group_read)
+            if stat.S_ISREG(st.st_mode) and problem:
+                raise KeyFileError(problem, code="passphrase_file_permissions")
             raw = fh.read(64 * 1024)
     except FileNotFoundError:
         raise KeyFileError(f"passphrase file {path} does not exist", code="passphrase_file") from None
@@ -96,7 +107,7 @@ def read_passphrase_file(path: Path | str) -> str:
             f"cannot read passphrase file {path}: {exc.strerror or exc}", code="passphrase_file"
         ) from None
     try:
-        text = raw.decode("utf-8")
+        text = decode_utf8(raw)
     except UnicodeDecodeError:
         raise KeyFileError(f"passphrase file {path} is not UTF-8 text", code="passphrase_file") from None
     first = text.split("\n", 1)[0].rstrip("\r")
@@ -140,6 +151,7 @@ class PassphraseSource:
         file_first: the file was named by a flag, so it beats the environment.
         interactive: allow a terminal prompt.
         path: the key file, for messages.
+        allow_group_read: a group-readable passphrase file is accepted (``PRISME_KEYS_ALLOW_GROUP_READ``).
     """
 
     def __init__(
@@ -150,8 +162,10 @@ class PassphraseSource:
         file_first: bool = False,
         interactive: bool = True,
         path: Any = "<key file>",
+        allow_group_read: bool = False,
     ) -> None:
         self._env = passphrase or None
+        self._allow_group_read = allow_group_read
         self._file = passphrase_file
         self._file_first = file_first
         self.interactive = interactive
@@ -170,6 +184,7 @@ class PassphraseSource:
             file_first=sources.get("passphrase_file") == "flag",
             interactive=interactive,
             path=getattr(settings, "key_file", "<key file>"),
+            allow_group_read=bool(getattr(settings, "allow_group_read", False)),
         )
 
     def available(self) -> bool:
@@ -191,7 +206,7 @@ class PassphraseSource:
             return self._value
         value: str | None = None
         if self._file is not None and (self._file_first or not self._env):
-            value = read_passphrase_file(self._file)
+            value = read_passphrase_file(self._file, allow_group_read=self._allow_group_read)
         elif self._env:
             value = self._env
         elif self.interactive:

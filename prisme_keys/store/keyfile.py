@@ -34,6 +34,7 @@ from typing import Any
 from prisme_keys import clock
 from prisme_keys.errors import KeyFileError
 from prisme_keys.store.files import atomic_write
+from prisme_keys.store.permissions import unsafe_mode
 
 FORMAT_VERSION = 1
 RECORD_TIMES = ("createdAt", "rotatesAt", "expiresAt")
@@ -170,20 +171,9 @@ class KeyFile:
         return self.path.exists()
 
     def _check_mode(self, st: os.stat_result) -> None:
-        allowed = 0o060 if self.allow_group_read else 0
-        bad = stat.S_IMODE(st.st_mode) & 0o077 & ~allowed
-        if bad:
-            mode = f"{stat.S_IMODE(st.st_mode):04o}"
-            hint = (
-                ""
-                if self.allow_group_read
-                else (" (or, for a file shared by a group, chmod 640 and set PRISME_KEYS_ALLOW_GROUP_READ=1)")
-            )
-            raise KeyFileError(
-                f"key file {self.path} has unsafe permissions {mode} (readable by group or others); "
-                f"fix with: chmod 600 {self.path}{hint}",
-                code="key_file_permissions",
-            )
+        problem = unsafe_mode(self.path, st.st_mode, what="key file", allow_group_read=self.allow_group_read)
+        if problem:
+            raise KeyFileError(problem, code="key_file_permissions")
 
     def read_bytes(self, *, check_mode: bool = True) -> bytes:
         """The raw bytes, after the permission check (skipped with ``check_mode=False``, for ``doctor``).
@@ -230,8 +220,8 @@ class KeyFile:
         return parse(self.read_bytes(check_mode=check_mode), self.path)
 
     def stat_info(self) -> dict[str, Any]:
-        """``{mode, uid, size, folder_mode, folder_uid, lock_mode}`` of the file, its folder and lock file
-        (``None`` for what does not exist), for ``doctor``."""
+        """``{mode, st_mode, regular, uid, size, folder_mode, folder_uid, lock_mode}`` of the file, its folder
+        and lock file (``None`` for what does not exist), for ``doctor``."""
 
         def st(p: Path) -> os.stat_result | None:
             try:
@@ -242,6 +232,8 @@ class KeyFile:
         f, d, lk = st(self.path), st(self.path.parent), st(self.lock_path)
         return {
             "mode": stat.S_IMODE(f.st_mode) if f else None,
+            "st_mode": f.st_mode if f else None,
+            "regular": stat.S_ISREG(f.st_mode) if f else None,
             "uid": f.st_uid if f else None,
             "size": f.st_size if f else None,
             "folder_mode": stat.S_IMODE(d.st_mode) if d else None,

@@ -33,6 +33,7 @@ def new_passphrase_source(settings: Any, new_passphrase_file: Path | str | None 
         new_passphrase_file,
         file_first=True,
         path=getattr(settings, "key_file", "<key file>"),
+        allow_group_read=bool(getattr(settings, "allow_group_read", False)),
     )
 
 
