@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from prisme_keys.errors import ConfigError
+from prisme_keys.text import decode_utf8
 
 APP_NAME = "prisme-keys"
 
@@ -391,7 +392,7 @@ def read_config(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
+        data = tomllib.loads(decode_utf8(raw))  # a leading BOM (Windows editors) is accepted
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     if "passphrase" in data:

@@ -205,7 +205,7 @@ def test_truncated_record_rejected(cli, existing, keypool):
     err = _reject(cli, existing, good + "\n" + bad + "\n")
     assert err.startswith(
         "prisme-keys: error: import from stdin rejected, nothing written: record 2 (line 2): "
-        "not valid JSON (Unterminated string"
+        "not valid JSON (unterminated string starting at line 1 column "
     )
     assert "truncated?" in err
     # a record cut before its jwk

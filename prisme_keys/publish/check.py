@@ -32,7 +32,7 @@ from prisme_keys import jwk as jwk_rules
 from prisme_keys.store import revocation, rotation
 from prisme_keys.store.revocation import RevokedKeys
 from prisme_keys.store.revocation import describe as describe_revocation
-from prisme_keys.text import cap, printable
+from prisme_keys.text import cap, decode_utf8, printable
 from prisme_keys.tokens import freshness
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
@@ -213,7 +213,7 @@ def parse_body(resp: Response) -> tuple[Check, list[Any] | None]:
         return d
 
     try:
-        doc = json.loads(resp.body.decode("utf-8"), object_pairs_hook=no_dupes)
+        doc = json.loads(decode_utf8(resp.body), object_pairs_hook=no_dupes)
     except RecursionError:
         return Check("shape.jwk_set", FAIL, "body is JSON nested too deeply"), None
     except ValueError as exc:
@@ -226,6 +226,13 @@ def parse_body(resp: Response) -> tuple[Check, list[Any] | None]:
         return Check("shape.jwk_set", FAIL, f"body is not JSON (starts with {start!r})"), None
     if not isinstance(doc, dict) or not isinstance(doc.get("keys"), list):
         return Check("shape.jwk_set", FAIL, 'JSON is not a JWK Set (no "keys" list)'), None
+    if resp.body.startswith(b"\xef\xbb\xbf"):
+        return Check(
+            "shape.jwk_set",
+            WARN,
+            f"a JWK Set of {len(doc['keys'])} key(s), but the body starts with a UTF-8 byte-order mark "
+            "(RFC 8259 section 8.1: senders must not add one; some verifiers reject it)",
+        ), doc["keys"]
     return Check("shape.jwk_set", PASS, f"a JWK Set of {len(doc['keys'])} key(s)"), doc["keys"]
 
 

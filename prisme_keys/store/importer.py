@@ -36,6 +36,7 @@ from prisme_keys.errors import KeyFileError, UsageError
 from prisme_keys.settings import Settings
 from prisme_keys.store.revocation import RevokedKeys, revoked_keys
 from prisme_keys.store.revocation import describe as describe_revocation
+from prisme_keys.text import decode_utf8, json_error
 
 #: Largest input read, bytes.
 MAX_INPUT_BYTES = 64 * 1024 * 1024
@@ -171,7 +172,7 @@ def parse_source(data: bytes, name: str = "input") -> tuple[str, list[Candidate]
             an encrypted PEM).
     """
     try:
-        text = data.decode("utf-8-sig")
+        text = decode_utf8(data)  # a leading BOM is accepted
     except UnicodeDecodeError:
         raise _rejected(
             f"{name} is not UTF-8 text (a JWKS, gateway records or a PEM key); nothing was imported"
@@ -193,14 +194,14 @@ def parse_source(data: bytes, name: str = "input") -> tuple[str, list[Candidate]
             except json.JSONDecodeError:
                 pass
         if not first_ok:
-            raise _rejected(f"{name} is not valid JSON ({exc}; truncated?); nothing was imported") from None
+            raise _rejected(f"{name} is not valid JSON ({json_error(exc)}; truncated?); nothing was imported") from None
         cands = []
         for i, (lineno, ln) in enumerate(lines):
             pos = f"record {i + 1} (line {lineno})"
             try:
                 item = _loads(ln)
             except json.JSONDecodeError as e:
-                cands.append(Candidate(pos, error=f"not valid JSON ({e.msg}, column {e.colno}; truncated?)"))
+                cands.append(Candidate(pos, error=f"not valid JSON ({json_error(e)}; truncated?)"))
                 continue
             cands.append(_classify(item, pos))
         return "json-lines", cands

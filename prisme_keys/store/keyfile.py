@@ -35,6 +35,7 @@ from prisme_keys import clock
 from prisme_keys.errors import KeyFileError
 from prisme_keys.store.files import atomic_write
 from prisme_keys.store.permissions import unsafe_mode
+from prisme_keys.text import decode_utf8, json_error
 
 FORMAT_VERSION = 1
 RECORD_TIMES = ("createdAt", "rotatesAt", "expiresAt")
@@ -117,13 +118,13 @@ def parse(data: bytes, path: Path | str = "<key file>") -> KeySet:
     if not data.strip():
         raise bad("it is empty")
     try:
-        doc = json.loads(data.decode("utf-8"))
+        doc = json.loads(decode_utf8(data))  # a leading BOM is accepted
     except UnicodeDecodeError:
         raise bad("it is not UTF-8 text") from None
     except RecursionError:
         raise bad("JSON nested too deeply") from None
     except json.JSONDecodeError as exc:
-        raise bad(f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}; truncated?)") from None
+        raise bad(f"not valid JSON ({json_error(exc)}; truncated?)") from None
     if not isinstance(doc, dict) or "format" not in doc:
         raise bad('not a prisme-keys key file (no "format" member)')
     if doc["format"] != FORMAT_VERSION or isinstance(doc["format"], bool):

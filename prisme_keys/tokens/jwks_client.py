@@ -34,6 +34,7 @@ from typing import Any
 
 from prisme_keys.errors import FetchError, UsageError
 from prisme_keys.jwk import PRIVATE_MEMBERS
+from prisme_keys.text import decode_utf8
 from prisme_keys.tokens import jwks_cache
 from prisme_keys.tokens.freshness import DEFAULT_MAX_AGE, MAX_CACHE_AGE  # noqa: F401  (public names of this module)
 from prisme_keys.tokens.jwks_cache import REFETCH_INTERVAL, cache_path  # noqa: F401  (public names of this module)
@@ -357,7 +358,7 @@ def parse_jwks(raw: RawResponse) -> dict[str, Any]:
             f"{where} answered with Content-Type {ctype}, not a JWK Set (a login or error page?)", code="not_json"
         )
     try:
-        doc = json.loads(raw.body)
+        doc = json.loads(decode_utf8(raw.body))  # a leading BOM is accepted (RFC 8259 section 8.1)
     except RecursionError:
         raise FetchError(f"the body from {where} is JSON nested too deeply to be a JWK Set", code="not_json") from None
     except (ValueError, UnicodeDecodeError):

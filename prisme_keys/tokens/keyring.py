@@ -13,6 +13,7 @@ from typing import Any
 from prisme_keys.errors import FetchError
 from prisme_keys.jwk import PRIVATE_MEMBERS, SUPPORTED_ALGS, thumbprint
 from prisme_keys.store.revocation import RevokedKeys, revoked_keys
+from prisme_keys.text import decode_utf8, json_error
 from prisme_keys.tokens.jws import B64URL_RE, show_value
 
 
@@ -255,8 +256,12 @@ def jwks_file_source(path: str, raw: bytes | None = None) -> StaticKeySource:
         except OSError as exc:
             raise FetchError(f"cannot read JWKS file {path}: {exc.strerror or exc}") from None
     try:
-        doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        doc = json.loads(decode_utf8(raw))  # a leading BOM is accepted
+    except UnicodeDecodeError:
+        raise FetchError(f"JWKS file {path} is not UTF-8 text", code="not_json") from None
+    except json.JSONDecodeError as exc:
+        raise FetchError(f"JWKS file {path} is not JSON: {json_error(exc)}", code="not_json") from None
+    except ValueError as exc:
         raise FetchError(f"JWKS file {path} is not JSON: {exc}", code="not_json") from None
     except RecursionError:
         raise FetchError(f"JWKS file {path} is not JSON: nested too deeply", code="not_json") from None

@@ -18,6 +18,7 @@ from prisme_keys import clock
 from prisme_keys.errors import UsageError
 from prisme_keys.jwk import SUPPORTED_ALGS
 from prisme_keys.store import settings_checks
+from prisme_keys.text import json_error, strip_bom
 from prisme_keys.tokens.jws import no_json_constants, show_value
 from prisme_keys.tokens.keyring import jose_key
 
@@ -171,7 +172,9 @@ def load_claims(text: str, where: str) -> dict[str, Any]:
         UsageError: not JSON or not an object.
     """
     try:
-        doc = json.loads(text)
+        doc = json.loads(strip_bom(text))  # a leading BOM is accepted
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--claims {where}: not JSON: {json_error(exc)}") from None
     except ValueError as exc:
         raise UsageError(f"--claims {where}: not JSON: {exc}") from None
     except RecursionError:

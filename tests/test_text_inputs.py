@@ -1,0 +1,152 @@
+"""Text inputs and echoed text (issue 11): a leading UTF-8 BOM is accepted by every text input;
+JSON errors are worded once; untrusted and echoed text is escaped and capped by one helper."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import record, write_keyfile
+from jwks_server import JwksServer, claims, jwks, rs_token
+
+from prisme_keys import jwk as jwk_rules
+from prisme_keys.text import cap, json_error, printable, shown
+
+BOM = b"\xef\xbb\xbf"
+
+
+@pytest.fixture
+def run(tmp_path, monkeypatch, capsys):
+    from inprocess import InProcess
+
+    return InProcess(tmp_path / "home", monkeypatch, capsys)
+
+
+@pytest.fixture
+def kf(tmp_path, keypool):
+    return write_keyfile(tmp_path / "keys.json", [record(keypool[0])])
+
+
+def with_bom(path, text: str):
+    path.write_bytes(BOM + text.encode("utf-8"))
+    path.chmod(0o600)
+    return path
+
+
+def test_key_file_with_bom(run, kf, keypool):
+    with_bom(kf, kf.read_text())
+    p = run("--key-file", str(kf), "export")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout) == {"keys": [jwk_rules.public_jwk(keypool[0])]}
+
+
+def test_config_toml_with_bom(run, tmp_path):
+    cfg = with_bom(tmp_path / "config.toml", "rotation_days = 7\n")
+    p = run("--config", str(cfg), "--json", "config", "show")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["rotation_days"] == {"value": 7, "env": "JWKS_ROTATION_DAYS", "source": f"config:{cfg}"}
+
+
+def test_jwks_file_and_stdin_with_bom(run, tmp_path, keypool):
+    f = with_bom(tmp_path / "set.json", json.dumps(jwks(keypool[1])))
+    token = rs_token(keypool[1], claims())
+    assert run("verify", token, "--jwks-file", str(f)).returncode == 0
+
+
+def test_jwks_url_body_with_bom(run, keypool):
+    with JwksServer() as s:
+        from jwks_server import Route
+
+        s.routes["/jwks"] = Route(
+            200, BOM + json.dumps(jwks(keypool[1])).encode(), {"Content-Type": "application/json"}
+        )
+        p = run("verify", rs_token(keypool[1], claims()), "--jwks-url", s.url(), "--no-cache")
+        assert p.returncode == 0, p.stderr
+        p = run("--json", "check", s.url(), "--no-against")
+        got = {c["name"]: c for c in json.loads(p.stdout)["checks"]}["shape.jwk_set"]
+        assert got == {
+            "name": "shape.jwk_set",
+            "status": "warn",
+            "detail": "a JWK Set of 1 key(s), but the body starts with a UTF-8 byte-order mark (RFC 8259 section "
+            "8.1: senders must not add one; some verifiers reject it)",
+        }
+
+
+def test_import_records_and_pem_with_bom(run, tmp_path, keypool):
+    from cryptography.hazmat.primitives import serialization
+
+    recs = with_bom(tmp_path / "records.json", json.dumps([record(keypool[2])]))
+    dst = tmp_path / "dst.json"
+    p = run("--key-file", str(dst), "import", "--create", str(recs))
+    assert p.returncode == 0, p.stderr
+    pem = jwk_rules.private_key_from_jwk(keypool[3]).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    pf = with_bom(tmp_path / "key.pem", pem.decode())
+    p = run("--key-file", str(dst), "import", str(pf))
+    assert p.returncode == 0, p.stderr
+    assert [r["jwk"]["n"] for r in json.loads(dst.read_text())["keys"]] == [keypool[3]["n"], keypool[2]["n"]]
+
+
+def test_claims_file_with_bom(run, kf, tmp_path):
+    cf = with_bom(tmp_path / "claims.json", '{"role": "admin"}')
+    p = run("--key-file", str(kf), "--json", "mint", "--claims", str(cf), "--ttl", "5m")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["claims"]["role"] == "admin"
+
+
+# -- JSON errors: one wording --------------------------------------------------------------
+
+
+def test_json_error_wording():
+    with pytest.raises(json.JSONDecodeError) as info:
+        json.loads('{\n  "a": 1,\n  "b": "cut')
+    assert json_error(info.value) == "unterminated string starting at line 3 column 8"
+    with pytest.raises(json.JSONDecodeError) as info:
+        json.loads("[1,]")
+    assert json_error(info.value) == "expecting value at line 1 column 4"
+
+
+def test_truncated_key_file_message(run, kf):
+    # Regression: "Unterminated string starting at at line 15"
+    text = kf.read_text()
+    kf.write_text(text[: text.index('"n": "') + 20])
+    p = run("--key-file", str(kf), "list")
+    assert p.returncode == 4
+    assert " at at " not in p.stderr
+    assert p.stderr.startswith(
+        f"prisme-keys: error: key file {kf} is unusable: not valid JSON (unterminated string starting at line "
+    )
+    assert p.stderr.endswith("; truncated?); it was left unchanged\n")
+
+
+def test_jwks_file_and_claims_json_errors(run, kf, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"keys": [')
+    p = run("verify", "a.b.c", "--jwks-file", str(bad))
+    assert (p.returncode, p.stderr) == (
+        9,
+        f"prisme-keys: error: JWKS file {bad} is not JSON: expecting value at line 1 column 11\n",
+    )
+    cf = tmp_path / "claims.json"
+    cf.write_text('{"a": "b')
+    p = run("--key-file", str(kf), "mint", "--claims", str(cf))
+    assert (p.returncode, p.stderr) == (
+        2,
+        f"prisme-keys: error: --claims {cf}: not JSON: unterminated string starting at line 1 column 7\n",
+    )
+
+
+# -- escaping and capping: one helper each -------------------------------------------------
+
+
+def test_printable_cap_and_shown():
+    assert printable("kid-1 ünï 鍵") == "kid-1 ünï 鍵"
+    assert printable("evil\x1b[31mRED\x1b[0m\rFAKE") == "evil\\x1b[31mRED\\x1b[0m\\rFAKE"
+    assert printable("\x07\x7f\x9b\u202e\u200b\n\t") == "\\x07\\x7f\\x9b\\u202e\\u200b\\n\\t"
+    assert cap("x" * 100) == "x" * 100
+    assert cap("x" * 100_000) == "x" * 200 + "... (100000 characters)"
+    assert cap("\x1b" * 300, 4) == "\\x1b" * 4 + "... (300 characters)"
+    assert shown("a'b") == '"a\'b"'
+    assert shown("k" * 1000) == "'" + "k" * 200 + "'... (1000 characters)"
+    assert shown({"a": [1, 2]}) == '{"a": [1, 2]}'
