@@ -242,6 +242,50 @@ def test_crit_header_rejected(keypool):
     assert "critical" in expect(SignatureRejected, tok, src(jwks(k)))
 
 
+# Regression (issue 11): "b64": false (RFC 7797) verified; a JWT never uses an unencoded payload
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (
+            {"b64": False},
+            "the header sets b64 to false (RFC 7797 unencoded payload); a JWT's payload is always base64url-encoded",
+        ),
+        (
+            {"b64": "no"},
+            "the header sets b64 to 'no' (RFC 7797 unencoded payload); a JWT's payload is always base64url-encoded",
+        ),
+        ({"b64": False, "crit": ["b64"]}, 'the header marks ["b64"] as critical (crit); no extension is supported'),
+        ({"crit": ["exp"], "exp": 1}, 'the header marks ["exp"] as critical (crit); no extension is supported'),
+        ({"crit": []}, "the header marks [] as critical (crit); no extension is supported"),
+    ],
+)
+def test_unencoded_payload_and_unknown_crit_rejected(keypool, extra, message):
+    k = keypool[0]
+    tok = rs_token(k, claims(), {"typ": "jwt", "alg": "RS256", "kid": k["kid"], **extra})
+    assert expect(SignatureRejected, tok, src(jwks(k))) == message
+
+
+def test_b64_true_is_the_default_and_accepted(keypool):
+    k = keypool[0]
+    tok = rs_token(k, claims(), {"typ": "jwt", "alg": "RS256", "kid": k["kid"], "b64": True})
+    assert verifier.verify(tok, src(jwks(k)), VerifyOptions()).kid == k["kid"]
+
+
+def test_b64_false_cli_exit_6(tmp_path, keypool, monkeypatch, capsys):
+    from inprocess import InProcess
+
+    run = InProcess(tmp_path / "home", monkeypatch, capsys)
+    k = keypool[0]
+    f = tmp_path / "set.json"
+    f.write_text(json.dumps(jwks(k)))
+    for extra in ({"b64": False}, {"b64": False, "crit": ["b64"]}):
+        tok = rs_token(k, claims(), {"typ": "jwt", "alg": "RS256", "kid": k["kid"], **extra})
+        p = run("verify", tok, "--jwks-file", str(f))
+        assert p.returncode == 6 and p.stdout == "" and p.stderr.count("\n") == 1, p.stderr
+    d = run("decode", tok)
+    assert "warning: the header asks for an unencoded payload (b64, RFC 7797): verify rejects it\n" in d.stderr
+
+
 # 9. padded n and e
 def test_padded_n_e_accepted_with_warning(keypool):
     k = keypool[3]

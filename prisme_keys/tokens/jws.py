@@ -273,6 +273,10 @@ def decode(token: str | bytes, now: datetime | None = None) -> Decoded:
         )
     if "kid" not in header:
         out.warnings.append("the header has no kid: a verifier must guess the key")
+    if "b64" in header and header["b64"] is not True:
+        out.warnings.append("the header asks for an unencoded payload (b64, RFC 7797): verify rejects it")
+    if "crit" in header:
+        out.warnings.append(f"the header marks {show_value(header['crit'])} as critical (crit): verify rejects it")
     for name in TIME_CLAIMS:
         if name not in claims:
             continue
