@@ -14,6 +14,8 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
+from prisme_keys.text import shown
+
 #: Clock skew tolerated between the real clock and a time taken as "now", seconds: hosts sharing
 #: a key file may disagree this much, and a ``--now`` this close to the real clock still writes.
 CLOCK_SKEW = 300
@@ -41,14 +43,14 @@ def parse_duration(text: str | int) -> int:
         ValueError: with a one-line reason when ``text`` is not a duration.
     """
     if isinstance(text, bool):
-        raise ValueError(f"not a duration: {text!r}")
+        raise ValueError(f"not a duration: {shown(text)}")
     if isinstance(text, int):
         if text < 0:
-            raise ValueError(f"not a duration: {text!r} (negative)")
+            raise ValueError(f"not a duration: {shown(text)} (negative)")
         return text
     m = _DURATION_RE.match(str(text))
     if not m:
-        raise ValueError(f"not a duration: {text!r} (use e.g. 90s, 15m, 2h, 30d or plain seconds)")
+        raise ValueError(f"not a duration: {shown(text)} (use e.g. 90s, 15m, 2h, 30d or plain seconds)")
     return int(m.group(1)) * _UNITS[m.group(2) or "s"]
 
 
@@ -75,7 +77,7 @@ def parse_iso(text: str) -> datetime:
         ValueError: when ``text`` is not ISO-8601.
     """
     if not isinstance(text, str):
-        raise ValueError(f"not an ISO-8601 time: {text!r}")
+        raise ValueError(f"not an ISO-8601 time: {shown(text)}")
     s = text.strip()
     if s.endswith(("Z", "z")):
         s = s[:-1] + "+00:00"
@@ -103,11 +105,13 @@ def parse_time(text: str, base: datetime | None = None) -> datetime:
         if re.fullmatch(r"[0-9]+(\.[0-9]+)?", s):
             return _truncate(datetime.fromtimestamp(float(s), UTC))
     except (OverflowError, ValueError, OSError):
-        raise ValueError(f"time out of range: {text!r} (years 1 to 9999)") from None
+        raise ValueError(f"time out of range: {shown(text)} (years 1 to 9999)") from None
     try:
         return _truncate(parse_iso(s))
     except ValueError:
-        raise ValueError(f"not a time: {text!r} (use ISO-8601, Unix seconds, or an offset like +31d, -2h)") from None
+        raise ValueError(
+            f"not a time: {shown(text)} (use ISO-8601, Unix seconds, or an offset like +31d, -2h)"
+        ) from None
 
 
 def iso(dt: datetime) -> str:

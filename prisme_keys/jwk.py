@@ -19,6 +19,7 @@ from functools import lru_cache
 from typing import Any
 
 from prisme_keys.errors import KeyFileError
+from prisme_keys.text import shown
 
 #: JWK members that hold private key material (RSA and symmetric); never printed.
 PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth", "k")
@@ -122,7 +123,7 @@ def canonical_jwk(jwk: dict[str, Any]) -> dict[str, Any]:
             try:
                 out[m] = int_to_b64(b64_to_int(out[m]))
             except (ValueError, TypeError):
-                raise ValueError(f"member {m!r} is not base64url") from None
+                raise ValueError(f"member {shown(m)} is not base64url") from None
     return out
 
 
@@ -214,11 +215,11 @@ def generate_jwk(bits: int = 2048, alg: str = "RS256") -> dict[str, Any]:
 def _jwk_int(jwk: dict[str, Any], member: str) -> int:
     value = jwk.get(member)
     if not isinstance(value, str):
-        raise ValueError(f"member {member!r} missing or not a string")
+        raise ValueError(f"member {shown(member)} missing or not a string")
     try:
         return b64_to_int(value)
     except ValueError:
-        raise ValueError(f"member {member!r} is not base64url") from None
+        raise ValueError(f"member {shown(member)} is not base64url") from None
 
 
 def private_key_from_jwk(jwk: dict[str, Any]) -> Any:
@@ -233,7 +234,7 @@ def private_key_from_jwk(jwk: dict[str, Any]) -> Any:
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     if jwk.get("kty") != "RSA":
-        raise ValueError(f"kty is {jwk.get('kty')!r}, not RSA")
+        raise ValueError(f"kty is {shown(jwk.get('kty'))}, not RSA")
     n, e, d = (_jwk_int(jwk, m) for m in ("n", "e", "d"))
     if all(isinstance(jwk.get(m), str) for m in ("p", "q")):
         p, q = _jwk_int(jwk, "p"), _jwk_int(jwk, "q")
@@ -246,7 +247,7 @@ def private_key_from_jwk(jwk: dict[str, Any]) -> Any:
     qi = rsa.rsa_crt_iqmp(p, q)
     for member, expected in (("dp", dp), ("dq", dq), ("qi", qi)):
         if member in jwk and _jwk_int(jwk, member) != expected:
-            raise ValueError(f"member {member!r} does not match d, p and q")
+            raise ValueError(f"member {shown(member)} does not match d, p and q")
     numbers = rsa.RSAPrivateNumbers(p, q, d, dp, dq, qi, rsa.RSAPublicNumbers(e, n))
     try:
         # OpenSSL's RSA key check: p and q prime, e*d == 1 mod lcm(p-1, q-1), CRT values.
@@ -315,9 +316,9 @@ def check_signing_jwk(jwk: dict[str, Any], *, generated: bool = False) -> None:
         try:
             bits = private_key_from_jwk(jwk).key_size
         except ValueError as exc:
-            raise KeyFileError(f"key {jwk.get('kid')!r} is unusable: {exc}") from None
+            raise KeyFileError(f"key {shown(jwk.get('kid'))} is unusable: {exc}") from None
     if bits < MIN_BITS:
-        raise KeyFileError(f"key {jwk.get('kid')!r} has {bits} bits; at least {MIN_BITS} are required")
+        raise KeyFileError(f"key {shown(jwk.get('kid'))} has {bits} bits; at least {MIN_BITS} are required")
     reason = compromised_reason(jwk)
     if reason:
-        raise KeyFileError(f"key {jwk.get('kid')!r} is on the known-compromised list ({reason})")
+        raise KeyFileError(f"key {shown(jwk.get('kid'))} is on the known-compromised list ({reason})")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from prisme_keys.errors import ConfigError
-from prisme_keys.text import decode_utf8
+from prisme_keys.text import decode_utf8, shown
 
 APP_NAME = "prisme-keys"
 
@@ -35,7 +35,7 @@ def _positive_int(name: str, value: Any, what: str) -> int:
 
 def _p_kty(v: Any) -> str:
     if v != "RSA":
-        raise ConfigError(f"bad value for JWKS_KTY: {v!r}; allowed: RSA (the only key type this tool manages)")
+        raise ConfigError(f"bad value for JWKS_KTY: {shown(v)}; allowed: RSA (the only key type this tool manages)")
     return str(v)
 
 
@@ -44,7 +44,7 @@ def _p_alg(v: Any) -> str:
 
     if v not in SUPPORTED_ALGS:
         raise ConfigError(
-            f"bad value for JWKS_ALG: {v!r}; allowed: RS256, RS384, RS512 "
+            f"bad value for JWKS_ALG: {shown(v)}; allowed: RS256, RS384, RS512 "
             "(PS256/PS384/PS512 and EC algorithms are not supported by the signing library, python-jose)"
         )
     return str(v)
@@ -57,7 +57,7 @@ def _p_size(v: Any) -> int:
         n = None
     if n is None or n < 2048 or n > 16384 or n % 8:
         raise ConfigError(
-            f"bad value for JWKS_SIZE: {v!r}; allowed: a whole number of bits from 2048 to 16384, a multiple of 8"
+            f"bad value for JWKS_SIZE: {shown(v)}; allowed: a whole number of bits from 2048 to 16384, a multiple of 8"
         )
     return n
 
@@ -73,7 +73,7 @@ def _p_pos(env: str, unit: str, limit: int = 10**9) -> Callable[[Any], int]:
             return n
         except ValueError:
             raise ConfigError(
-                f"bad value for {env}: {v!r}; allowed: a positive whole number of {unit} up to {limit}"
+                f"bad value for {env}: {shown(v)}; allowed: a positive whole number of {unit} up to {limit}"
             ) from None
 
     return parse
@@ -95,7 +95,7 @@ def _p_nonneg_seconds(env: str) -> Callable[[Any], float]:
             return f
         except (TypeError, ValueError):
             raise ConfigError(
-                f"bad value for {env}: {v!r}; allowed: a number of seconds from 0 to {MAX_SECONDS}"
+                f"bad value for {env}: {shown(v)}; allowed: a number of seconds from 0 to {MAX_SECONDS}"
             ) from None
 
     return parse
@@ -139,7 +139,7 @@ def _p_bool(env: str) -> Callable[[Any], bool]:
             return True
         if s in ("0", "false", "no", "off", ""):
             return False
-        raise ConfigError(f"bad value for {env}: {v!r}; allowed: true or false (1/0, yes/no)")
+        raise ConfigError(f"bad value for {env}: {shown(v)}; allowed: true or false (1/0, yes/no)")
 
     return parse
 
@@ -155,7 +155,7 @@ def _p_path(v: Any) -> Path | None:
     if v is None or v == "":
         return None
     if not isinstance(v, (str, os.PathLike)):
-        raise ConfigError(f"bad value for a path setting: {v!r}; allowed: a path string")
+        raise ConfigError(f"bad value for a path setting: {shown(v)}; allowed: a path string")
     return Path(os.path.expanduser(str(v)))
 
 
@@ -403,7 +403,7 @@ def read_config(path: Path) -> dict[str, Any]:
     unknown = sorted(set(data) - set(_BY_NAME))
     if unknown:
         raise ConfigError(
-            f"config file {path}: unknown setting {unknown[0]!r}; known: {', '.join(s.name for s in SPECS)}"
+            f"config file {path}: unknown setting {shown(unknown[0])}; known: {', '.join(s.name for s in SPECS)}"
         )
     return data
 

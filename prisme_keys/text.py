@@ -48,21 +48,27 @@ def cap(text: str, limit: int = ECHO_LIMIT) -> str:
     return f"{printable(text[:limit])}... ({n} characters)"
 
 
-def shown(value: Any, limit: int = ECHO_LIMIT) -> str:
-    """An echoed value for a message: a string quoted as ``repr`` does, anything else as JSON; capped.
+def shown(value: Any, limit: int = ECHO_LIMIT, *, as_json: bool = False) -> str:
+    """An echoed value for a message, as ``{value!r}`` would show it (or as JSON with ``as_json``), capped.
 
-    Non-printable characters are escaped; a long value keeps its first ``limit`` characters and
-    says how long it was (see :func:`cap`).
+    Strings are quoted as ``repr`` quotes them (so control characters are escaped); a value longer
+    than ``limit`` characters keeps its first ``limit`` and says how long it was, so a
+    100,000-character argument gives ``'xxx…'... (100000 characters)``, not a 100 KB line.
     """
     if isinstance(value, str):
         n = len(value)
-        body = value if n <= limit else value[:limit]
-        text = repr(body)
+        text = repr(value if n <= limit else value[:limit])
         return text if n <= limit else f"{text}... ({n} characters)"
-    try:
-        text = json.dumps(value, ensure_ascii=False)
-    except (RecursionError, ValueError, TypeError):
-        text = f"<{type(value).__name__}>"
+    if as_json:
+        try:
+            text = json.dumps(value, ensure_ascii=False)
+        except (RecursionError, ValueError, TypeError):
+            text = f"<{type(value).__name__}>"
+    else:
+        try:
+            text = repr(value)
+        except RecursionError:
+            text = f"<{type(value).__name__}>"
     return cap(text, limit)
 
 

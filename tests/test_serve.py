@@ -256,3 +256,124 @@ def test_client_gone_mid_response_prints_no_traceback(cli, keyfile):
     finally:
         err = _stop(served)
     assert "Traceback" not in err and "BrokenPipe" not in err and "ConnectionReset" not in err
+
+
+# -- under load (issue 11) -----------------------------------------------------------------
+
+
+def _get(port: int, timeout: float = 30.0) -> tuple[int, float]:
+    """One GET /oidc/jwks on a new connection: ``(status, seconds)``."""
+    import http.client
+    import time
+
+    t0 = time.monotonic()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", "/oidc/jwks", headers={"Connection": "close"})
+        resp = conn.getresponse()
+        body = resp.read()
+        assert json.loads(body)["keys"]
+        return resp.status, time.monotonic() - t0
+    finally:
+        conn.close()
+
+
+def _hammer(port: int, clients: int, per_client: int) -> tuple[int, list[float], list[str]]:
+    """``clients`` threads each making ``per_client`` requests: (successes, latencies, errors)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one_client(_: int) -> tuple[int, list[float], list[str]]:
+        ok, lat, errs = 0, [], []
+        for _ in range(per_client):
+            try:
+                status, dt = _get(port)
+            except Exception as exc:  # any failure counts, whatever its kind
+                errs.append(f"{type(exc).__name__}: {exc}")
+                continue
+            if status == 200:
+                ok += 1
+                lat.append(dt)
+            else:
+                errs.append(f"HTTP {status}")
+        return ok, lat, errs
+
+    with ThreadPoolExecutor(clients) as pool:
+        results = list(pool.map(one_client, range(clients)))
+    return (
+        sum(r[0] for r in results),
+        [x for r in results for x in r[1]],
+        [e for r in results for e in r[2]],
+    )
+
+
+@pytest.fixture
+def quiet_served(cli, keyfile):
+    s = start(cli, keyfile, "--read-timeout", "2", env={"PRISME_KEYS_SERVE_QUIET": "1"})
+    s.port = int(s.base.rsplit(":", 1)[1])
+    yield s
+    if s.proc.poll() is None:
+        s.proc.send_signal(signal.SIGTERM)
+        s.proc.wait(10)
+
+
+@pytest.mark.slow
+def test_ten_thousand_requests_from_fifty_clients(quiet_served):
+    # was: 3 of 2,000 failed and the slowest took 7.7 s (listen backlog 5, SYN retransmits)
+    ok, latencies, errors = _hammer(quiet_served.port, clients=50, per_client=200)
+    latencies.sort()
+    print(f"10000 requests: {ok} ok, p50 {latencies[len(latencies) // 2]:.3f} s, max {latencies[-1]:.3f} s")
+    assert errors == [] and ok == 10_000
+    assert latencies[-1] < 3.0  # a dropped SYN costs 1 s, then 3 s: none was dropped twice
+    assert quiet_served.proc.poll() is None
+
+
+@pytest.mark.slow
+def test_half_sent_connections_block_nobody_and_are_closed(quiet_served):
+    import socket
+    import time
+
+    port = quiet_served.port
+    idle = []
+    for _ in range(300):
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        s.sendall(b"GET /oidc/jwks HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # no blank line: never complete
+        idle.append(s)
+    t0 = time.monotonic()
+    ok, latencies, errors = _hammer(port, clients=50, per_client=10)
+    assert errors == [] and ok == 500
+    assert max(latencies) < 3.0 and time.monotonic() - t0 < 1.9  # served while all 300 still hang (2 s timeout)
+    # the read timeout (2 s) closes every half-sent connection: the server ends them (EOF)
+    deadline = time.monotonic() + 15
+    for s in idle:
+        s.settimeout(max(0.1, deadline - time.monotonic()))
+        try:
+            assert s.recv(1024) == b""
+        except ConnectionResetError:
+            pass  # closed as well
+        finally:
+            s.close()
+    assert time.monotonic() < deadline
+    assert _get(port)[0] == 200
+
+
+def test_port_out_of_range_is_a_usage_error(cli, keyfile):
+    # was: OverflowError, exit 1
+    for port in ("70000", "-1"):
+        p = cli("--key-file", str(keyfile), "serve", "--port", port)
+        assert p.returncode == 2 and "Traceback" not in p.stderr
+        assert f"Invalid value for '--port': {port} is not in the range 0<=x<=65535." in p.stderr
+    p = cli("--key-file", str(keyfile), "serve", "--read-timeout", "0")
+    assert (p.returncode, p.stderr) == (
+        2,
+        "prisme-keys: error: --read-timeout must be a number of seconds above 0, not 0.0\n",
+    )
+
+
+def test_library_start_checks_the_port(keyfile):
+    from prisme_keys import settings as settings_mod
+    from prisme_keys.errors import UsageError
+    from prisme_keys.publish import serve
+
+    with pytest.raises(UsageError) as info:
+        serve.start(settings_mod.load({"key_file": str(keyfile)}, {}), "127.0.0.1", 70000, cache_control=None)
+    assert info.value.message == "port 70000 is outside 0 to 65535"

@@ -15,7 +15,9 @@ import typer
 
 from prisme_keys.cli import streams
 from prisme_keys.cli.app import State, app, state
+from prisme_keys.cli.output import MESSAGE_LIMIT
 from prisme_keys.errors import EXIT_INTERRUPTED, EXIT_KEYFILE, PrismeKeysError
+from prisme_keys.text import cap
 
 __all__ = ["State", "app", "main", "run", "state"]
 
@@ -89,10 +91,10 @@ def _invoke(st: State) -> int:
             from prisme_keys.cli.output import error
 
             error(exc.format_message(), code="usage_error", exit_code=2, as_json=True)
-        elif hasattr(exc, "show"):
+        elif hasattr(exc, "show") and len(exc.format_message()) <= MESSAGE_LIMIT:
             exc.show()
         else:
-            sys.stderr.write(f"prisme-keys: error: {exc.format_message()}\n")
+            sys.stderr.write(f"prisme-keys: error: {cap(exc.format_message(), MESSAGE_LIMIT)}\n")
         code = getattr(exc, "exit_code", 2)
     except KeyboardInterrupt:
         sys.stderr.write("prisme-keys: interrupted\n")

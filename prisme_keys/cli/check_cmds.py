@@ -172,7 +172,13 @@ def summary(ok: bool, counts: dict[str, int], strict: bool) -> str:
 def serve(
     ctx: typer.Context,
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback by default)."),
-    port: int = typer.Option(8080, "--port", help="Port to bind; 0 picks a free one."),
+    port: int = typer.Option(8080, "--port", min=0, max=65535, help="Port to bind (0 to 65535); 0 picks a free one."),
+    read_timeout: float = typer.Option(
+        10.0,
+        "--read-timeout",
+        metavar="SECONDS",
+        help="Close a connection that sends nothing for this long (idle keep-alive or half-sent request).",
+    ),
     cache_control: str = typer.Option(
         "public, max-age=600", "--cache-control", help="Cache-Control header of the JWKS responses."
     ),
@@ -188,7 +194,9 @@ def serve(
     from prisme_keys.publish import serve as server_mod
 
     st = state(ctx)
-    server = server_mod.start(st.settings, host, port, cache_control=cache_control or None)
+    if not read_timeout > 0 or read_timeout == float("inf"):
+        raise UsageError(f"--read-timeout must be a number of seconds above 0, not {read_timeout}")
+    server = server_mod.start(st.settings, host, port, cache_control=cache_control or None, read_timeout=read_timeout)
 
     def ready() -> None:
         output.note(

@@ -166,6 +166,28 @@ def write_result(
     sys.stdout.flush()
 
 
+def text_option(value: Optional[str], flag: str) -> Optional[str]:
+    """A free-text option's value (``--sub``, ``--iss``, ...): non-empty and valid UTF-8.
+
+    On POSIX, command-line bytes that are not UTF-8 reach Python as lone surrogates; a claim must
+    be UTF-8 JSON, so they are refused here with the byte named, instead of failing while signing.
+
+    Raises:
+        UsageError: an empty value, or one holding bytes that are not UTF-8.
+    """
+    if value is None:
+        return None
+    if not value.strip():
+        raise UsageError(f"{flag}: empty value; give a non-empty text")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        code = ord(value[exc.start])
+        byte = f"byte 0x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"character U+{code:04X}"
+        raise UsageError(f"{flag}: not valid UTF-8 text ({byte} at character {exc.start + 1})") from None
+    return value
+
+
 def read_stdin_capped(limit: int) -> bytes:
     """Read at most ``limit + 1`` bytes of stdin (binary), so callers can tell "too large" apart.
 

@@ -14,7 +14,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from prisme_keys.text import printable
+from prisme_keys.text import cap, printable
+
+#: Longest error line, characters: echoed inputs are capped one by one (:func:`prisme_keys.text.shown`);
+#: this last cap holds for any message, such as one naming an over-long path.
+MESSAGE_LIMIT = 1000
 
 
 def is_tty(stream: Any) -> bool:
@@ -90,7 +94,7 @@ def error(message: str, *, code: str, exit_code: int, as_json: bool) -> None:
     if as_json:
         sys.stderr.write(json.dumps({"code": code, "message": message, "exit": exit_code}) + "\n")
     else:
-        sys.stderr.write(f"prisme-keys: error: {printable(message)}\n")
+        sys.stderr.write(f"prisme-keys: error: {cap(message, MESSAGE_LIMIT)}\n")
     sys.stderr.flush()
 
 

@@ -9,7 +9,7 @@ from typing import Any, Optional
 import typer
 
 from prisme_keys.cli.app import app, state
-from prisme_keys.cli.common import duration, read_stdin_capped, read_token_arg
+from prisme_keys.cli.common import duration, read_stdin_capped, read_token_arg, text_option
 from prisme_keys.cli.completion import complete_kid
 from prisme_keys.errors import UsageError
 
@@ -83,6 +83,15 @@ def mint(
     from prisme_keys.tokens import mint as minter
 
     st = state(ctx)
+    for value, flag in (
+        (sub, "--sub"),
+        (kid, "--kid"),
+        (iss, "--iss"),
+        (session_id, "--session-id"),
+        *((a, "--aud") for a in aud or ()),
+        *((c, "--claim") for c in claim or ()),
+    ):
+        text_option(value, flag)
     if ttl is not None and expires_after is not None:
         raise UsageError("give --ttl or --expires-after, not both")
     lifetime = _duration(ttl, "--ttl") if ttl is not None else expires_after

@@ -32,7 +32,7 @@ from prisme_keys import jwk as jwk_rules
 from prisme_keys.store import revocation, rotation
 from prisme_keys.store.revocation import RevokedKeys
 from prisme_keys.store.revocation import describe as describe_revocation
-from prisme_keys.text import cap, decode_utf8, printable
+from prisme_keys.text import cap, decode_utf8, printable, shown
 from prisme_keys.tokens import freshness
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
@@ -220,10 +220,10 @@ def parse_body(resp: Response) -> tuple[Check, list[Any] | None]:
         if str(exc) == "duplicate member":
             return Check("shape.jwk_set", FAIL, 'an object in the body repeats a member (e.g. two "keys")'), None
         start = resp.body[:40].decode("utf-8", "replace").strip().replace("\n", " ")
-        return Check("shape.jwk_set", FAIL, f"body is not JSON (starts with {start!r})"), None
+        return Check("shape.jwk_set", FAIL, f"body is not JSON (starts with {shown(start)})"), None
     except UnicodeDecodeError:
         start = resp.body[:40].decode("utf-8", "replace").strip().replace("\n", " ")
-        return Check("shape.jwk_set", FAIL, f"body is not JSON (starts with {start!r})"), None
+        return Check("shape.jwk_set", FAIL, f"body is not JSON (starts with {shown(start)})"), None
     if not isinstance(doc, dict) or not isinstance(doc.get("keys"), list):
         return Check("shape.jwk_set", FAIL, 'JSON is not a JWK Set (no "keys" list)'), None
     if resp.body.startswith(b"\xef\xbb\xbf"):
@@ -277,7 +277,7 @@ def shape_checks(jwks: list[Any], allowed_algs: tuple[str, ...]) -> list[Check]:
 
     each(
         "shape.kty",
-        lambda i, k: None if k.get("kty") == "RSA" else (FAIL, f"{_kid(k, i)} has kty {k.get('kty')!r}"),
+        lambda i, k: None if k.get("kty") == "RSA" else (FAIL, f"{_kid(k, i)} has kty {shown(k.get('kty'))}"),
         "every key is RSA",
     )
     each(
@@ -288,7 +288,7 @@ def shape_checks(jwks: list[Any], allowed_algs: tuple[str, ...]) -> list[Check]:
             else (
                 (WARN, f"{_kid(k, i)} has no use")
                 if "use" not in k
-                else (FAIL, f"{_kid(k, i)} has use {k.get('use')!r}")
+                else (FAIL, f"{_kid(k, i)} has use {shown(k.get('use'))}")
             )
         ),
         'every key has use "sig"',
@@ -301,7 +301,7 @@ def shape_checks(jwks: list[Any], allowed_algs: tuple[str, ...]) -> list[Check]:
             else (
                 (WARN, f"{_kid(k, i)} has no alg")
                 if "alg" not in k
-                else (FAIL, f"{_kid(k, i)} has alg {k.get('alg')!r}, allowed: {', '.join(allowed_algs)}")
+                else (FAIL, f"{_kid(k, i)} has alg {shown(k.get('alg'))}, allowed: {', '.join(allowed_algs)}")
             )
         ),
         f"every key's alg is in {', '.join(allowed_algs)}",
@@ -311,7 +311,7 @@ def shape_checks(jwks: list[Any], allowed_algs: tuple[str, ...]) -> list[Check]:
         lambda i, k: (
             None
             if k.get("e") == "AQAB" or k.get("kty") != "RSA"
-            else (FAIL, f"{_kid(k, i)} has e {str(k.get('e'))[:12]!r}, expected AQAB (65537)")
+            else (FAIL, f"{_kid(k, i)} has e {shown(str(k.get('e'))[:12])}, expected AQAB (65537)")
         ),
         "every e is AQAB",
     )

@@ -11,6 +11,11 @@ Built on the standard library's :class:`http.server.ThreadingHTTPServer`. Routes
 
 The key file is re-read when its inode, size or mtime changes, so a rotation shows up without
 a restart. Errors are JSON ``{"error": code, "message": text}`` with a 4xx/5xx status.
+
+Under load: one thread per connection, a listen backlog of :data:`LISTEN_BACKLOG` (the
+socketserver default of 5 drops connections when 50 clients connect at once), and a read timeout
+(:data:`READ_TIMEOUT` seconds by default) on every connection, so idle keep-alive connections and
+clients that send half a request are closed instead of holding a thread forever.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from prisme_keys.errors import PrismeKeysError
 from prisme_keys.settings import Settings
 from prisme_keys.store import lifecycle
 
+LISTEN_BACKLOG = 128  #: pending connections the kernel queues (capped by net.core.somaxconn)
+READ_TIMEOUT = 10.0  #: seconds a connection may stay silent (idle, or a half-sent request) before it is closed
 JWKS_PATHS = ("/oidc/jwks", "/.well-known/jwks.json")
 DISCOVERY_PATH = "/oidc/.well-known/openid-configuration"
 LOGIN_PATH = "/v2/login/anonymous"
@@ -78,10 +85,15 @@ class KeyFileView:
 
 
 class JWKSServer(ThreadingHTTPServer):
-    """A threaded HTTP server over a :class:`KeyFileView`."""
+    """A threaded HTTP server over a :class:`KeyFileView`.
+
+    Args:
+        read_timeout: seconds each read may wait before the connection is closed (``None``: never).
+    """
 
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = LISTEN_BACKLOG
 
     def __init__(
         self,
@@ -91,7 +103,9 @@ class JWKSServer(ThreadingHTTPServer):
         cache_control: str | None,
         minter: Minter | None,
         issuer: str | None = None,
+        read_timeout: float | None = READ_TIMEOUT,
     ) -> None:
+        self.read_timeout = read_timeout
         super().__init__(address, _Handler)
         self.settings = settings
         self.view = KeyFileView(settings)
@@ -114,11 +128,16 @@ class _Handler(BaseHTTPRequestHandler):
             return
         super().log_message(fmt, *args)
 
+    def setup(self) -> None:
+        self.timeout = self.server.read_timeout  # applied to the socket by StreamRequestHandler.setup
+        super().setup()
+
     def handle(self) -> None:
-        # a client that goes away mid-request or mid-response is not an error worth a traceback
+        # a client that goes away, stalls or never reads its answer is not an error worth a traceback;
+        # a silent connection times out in handle_one_request and is closed
         try:
             super().handle()
-        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
+        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError):
             self.close_connection = True
 
     def parse_request(self) -> bool:
@@ -244,15 +263,25 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def make_server(
-    settings: Settings, host: str, port: int, *, cache_control: str | None, minter: Minter | None
+    settings: Settings,
+    host: str,
+    port: int,
+    *,
+    cache_control: str | None,
+    minter: Minter | None,
+    read_timeout: float | None = READ_TIMEOUT,
 ) -> JWKSServer:
     """Bind a :class:`JWKSServer` (port 0 picks a free port); the key file is read once to fail early.
+
+    Args:
+        port: 0 to 65535; read_timeout: seconds a connection may stay silent (see :data:`READ_TIMEOUT`).
 
     Raises:
         KeyFileError: missing, corrupt or unsafe key file.
         OSError: the address cannot be bound.
+        OverflowError: the port is outside 0..65535.
     """
-    server = JWKSServer((host, port), settings, cache_control=cache_control, minter=minter)
+    server = JWKSServer((host, port), settings, cache_control=cache_control, minter=minter, read_timeout=read_timeout)
     server.view.records()
     return server
 
@@ -288,19 +317,30 @@ def is_loopback_host(host: str) -> bool:
     return is_loopback(host)
 
 
-def start(settings: Settings, host: str, port: int, *, cache_control: str | None) -> JWKSServer:
+def start(
+    settings: Settings, host: str, port: int, *, cache_control: str | None, read_timeout: float = READ_TIMEOUT
+) -> JWKSServer:
     """Bind the development server (see :func:`make_server`) with the anonymous-login minter.
 
     Raises:
         KeyFileError: missing, corrupt or unsafe key file.
-        UsageError: the address cannot be bound.
+        UsageError: a port outside 0..65535, a read timeout not above 0, or an address that cannot be bound.
     """
-    from prisme_keys.errors import UsageError
+    import math
 
+    from prisme_keys.errors import UsageError
+    from prisme_keys.text import shown
+
+    if not 0 <= port <= 65535:
+        raise UsageError(f"port {port} is outside 0 to 65535")
+    if not math.isfinite(read_timeout) or read_timeout <= 0:
+        raise UsageError(f"read timeout {read_timeout!r} s: give a number of seconds above 0")
     try:
-        return make_server(settings, host, port, cache_control=cache_control, minter=anonymous_minter)
-    except OSError as exc:
-        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        return make_server(
+            settings, host, port, cache_control=cache_control, minter=anonymous_minter, read_timeout=read_timeout
+        )
+    except (OSError, OverflowError, UnicodeError) as exc:
+        raise UsageError(f"cannot listen on {shown(host)}:{port}: {getattr(exc, 'strerror', None) or exc}") from None
 
 
 def run_forever(server: JWKSServer, ready: Callable[[], None] | None = None) -> None:

@@ -44,6 +44,7 @@ from prisme_keys import jwk as jwk_rules
 from prisme_keys.errors import KeyFileError, PrismeKeysError
 from prisme_keys.store import announced, revocation, rotation, settings_checks
 from prisme_keys.store.permissions import unsafe_mode
+from prisme_keys.text import shown
 
 PROBLEM = ("error", "warning")
 
@@ -231,7 +232,7 @@ def _kids(records: list[dict[str, Any]], add: Any) -> None:
         seen[r["kid"]] = seen.get(r["kid"], 0) + 1
     for kid, n in seen.items():
         if n > 1:
-            add("error", "duplicate_kid", f"kid {kid!r} appears {n} times: verifiers pick keys by kid", kid)
+            add("error", "duplicate_kid", f"kid {shown(kid)} appears {n} times: verifiers pick keys by kid", kid)
     by_tp: dict[str, list[str]] = {}
     for r in records:
         try:
@@ -244,7 +245,7 @@ def _kids(records: list[dict[str, Any]], add: Any) -> None:
     for r in records:
         jk = r["jwk"].get("kid")
         if jk is not None and jk != r["kid"]:
-            add("error", "kid_mismatch", f"record kid {r['kid']!r} differs from its jwk.kid {jk!r}", r["kid"])
+            add("error", "kid_mismatch", f"record kid {shown(r['kid'])} differs from its jwk.kid {shown(jk)}", r["kid"])
 
 
 def _revocations(keyset: Any, path: Any, add: Any) -> None:
@@ -374,11 +375,11 @@ def _strength(
             add(
                 "error",
                 "bad_alg",
-                f"key {kid} has alg {jwk.get('alg')!r}; expected one of " + ", ".join(jwk_rules.SUPPORTED_ALGS),
+                f"key {kid} has alg {shown(jwk.get('alg'))}; expected one of " + ", ".join(jwk_rules.SUPPORTED_ALGS),
                 kid,
             )
         if jwk.get("use", "sig") != "sig":
-            add("warning", "bad_use", f'key {kid} has use {jwk.get("use")!r}, not "sig"', kid)
+            add("warning", "bad_use", f'key {kid} has use {shown(jwk.get("use"))}, not "sig"', kid)
         bad = jwk_rules.non_canonical_members(jwk)
         if bad:
             add(
@@ -447,7 +448,7 @@ def _encryption(keyset: Any, kf: Any, settings: Any, rep: Report, add: Any) -> N
         weak = kdf.get("n", 0) < 2**15
     else:
         weak = False
-        add("error", "encryption_header", f"unknown KDF {kdf.get('name')!r}")
+        add("error", "encryption_header", f"unknown KDF {shown(kdf.get('name'))}")
     if weak:
         add(
             "warning",

@@ -48,7 +48,7 @@ from typing import Any, Optional
 from prisme_keys.errors import KeyFileError
 from prisme_keys.jwk import PRIVATE_MEMBERS, b64url_decode, b64url_encode, canonical_jwk
 from prisme_keys.store.permissions import unsafe_mode
-from prisme_keys.text import decode_utf8
+from prisme_keys.text import decode_utf8, shown
 
 VERSION = 1
 CIPHER = "A256GCM"
@@ -244,7 +244,7 @@ def _int_param(kdf: dict[str, Any], name: str, lo: int, hi: int) -> int:
     v = kdf.get(name)
     if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
         raise KeyFileError(
-            f"encryption header: KDF parameter {name}={v!r} is outside {lo}..{hi}", code="key_file_corrupt"
+            f"encryption header: KDF parameter {name}={shown(v)} is outside {lo}..{hi}", code="key_file_corrupt"
         )
     return v
 
@@ -307,7 +307,7 @@ def derive_key(passphrase: str, kdf: Any, cache: dict[tuple[str, str], bytes] | 
             raise KeyFileError(f"cannot derive the key with scrypt: {type(exc).__name__}") from None
     else:
         raise KeyFileError(
-            f"encryption header: unknown KDF {name!r} (known: argon2id, scrypt)", code="key_file_corrupt"
+            f"encryption header: unknown KDF {shown(name)} (known: argon2id, scrypt)", code="key_file_corrupt"
         )
     if cache is not None:
         cache[cache_key] = key
@@ -381,12 +381,12 @@ def unlock(
     if not isinstance(hdr, dict) or hdr.get("version") != VERSION:
         raise KeyFileError(
             f"key file {path}: unknown encryption header version "
-            f"{hdr.get('version') if isinstance(hdr, dict) else hdr!r}",
+            f"{shown(hdr.get('version') if isinstance(hdr, dict) else hdr)}",
             code="key_file_corrupt",
         )
     if hdr.get("cipher") != CIPHER:
         raise KeyFileError(
-            f"key file {path}: unknown cipher {hdr.get('cipher')!r} (known: {CIPHER})", code="key_file_corrupt"
+            f"key file {path}: unknown cipher {shown(hdr.get('cipher'))} (known: {CIPHER})", code="key_file_corrupt"
         )
     key = derive_key(passphrase, hdr.get("kdf"), cache)
     try:
@@ -434,7 +434,7 @@ def open_record(rec: dict[str, Any], key: bytes, path: Any = "<key file>") -> di
             raise ValueError("bad plaintext")
     except (ValueError, UnicodeDecodeError):
         raise KeyFileError(
-            f"key {rec.get('kid')!r} in {path}: its encrypted private members fail authentication "
+            f"key {shown(rec.get('kid'))} in {path}: its encrypted private members fail authentication "
             "(tampered, corrupted or moved from another record); nothing was changed",
             code="key_file_tampered",
         ) from None
@@ -489,7 +489,7 @@ def _canonical(rec: dict[str, Any], path: Any) -> dict[str, Any]:
     try:
         return dict(rec, jwk=canonical_jwk(rec["jwk"]))
     except ValueError as exc:
-        raise KeyFileError(f"key {rec.get('kid')!r} in {path}: {exc}; nothing was changed") from None
+        raise KeyFileError(f"key {shown(rec.get('kid'))} in {path}: {exc}; nothing was changed") from None
 
 
 def rekey_keyset(

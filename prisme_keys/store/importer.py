@@ -36,7 +36,7 @@ from prisme_keys.errors import KeyFileError, UsageError
 from prisme_keys.settings import Settings
 from prisme_keys.store.revocation import RevokedKeys, revoked_keys
 from prisme_keys.store.revocation import describe as describe_revocation
-from prisme_keys.text import decode_utf8, json_error
+from prisme_keys.text import decode_utf8, json_error, shown
 
 #: Largest input read, bytes.
 MAX_INPUT_BYTES = 64 * 1024 * 1024
@@ -264,10 +264,10 @@ def _check(cand: Candidate, alg: str | None, kid: str | None, settings: Settings
     if not isinstance(jwk, dict):
         raise ValueError("jwk is missing or not an object (truncated record?)")
     if jwk.get("kty") != "RSA":
-        raise ValueError(f"kty is {jwk.get('kty')!r}; only RSA keys are supported")
+        raise ValueError(f"kty is {shown(jwk.get('kty'))}; only RSA keys are supported")
     for m in ("n", "e"):
         if not isinstance(jwk.get(m), str):
-            raise ValueError(f"jwk member {m!r} is missing or not a string (truncated record?)")
+            raise ValueError(f"jwk member {shown(m)} is missing or not a string (truncated record?)")
     # The known-compromised check comes first: its reason is the one that matters.
     try:
         jwk_rules.thumbprint(jwk)
@@ -287,9 +287,9 @@ def _check(cand: Candidate, alg: str | None, kid: str | None, settings: Settings
     if bits > jwk_rules.MAX_BITS:
         raise ValueError(f"{bits}-bit key; at most {jwk_rules.MAX_BITS} bits are supported")
     if "alg" in jwk and jwk["alg"] not in jwk_rules.SUPPORTED_ALGS:
-        raise ValueError(f"alg {jwk['alg']!r} is not supported (RS256, RS384, RS512)")
+        raise ValueError(f"alg {shown(jwk['alg'])} is not supported (RS256, RS384, RS512)")
     if "use" in jwk and jwk["use"] != "sig":
-        raise ValueError(f"use is {jwk['use']!r}, not 'sig'")
+        raise ValueError(f"use is {shown(jwk['use'])}, not 'sig'")
     try:
         pkey = jwk_rules.private_key_from_jwk(jwk)
     except ValueError as exc:
@@ -304,12 +304,12 @@ def _check(cand: Candidate, alg: str | None, kid: str | None, settings: Settings
             raise ValueError(f"{label} is not a non-empty string")
         if isinstance(v, str) and not v.isprintable():
             # a kid is printed by list, check, verify: no terminal escapes, newlines or tabs
-            raise ValueError(f"{label} {v!r} contains control characters")
+            raise ValueError(f"{label} {shown(v)} contains control characters")
     if rkid and jkid and rkid != jkid:
-        raise ValueError(f"record kid {rkid!r} differs from its jwk kid {jkid!r}")
+        raise ValueError(f"record kid {shown(rkid)} differs from its jwk kid {shown(jkid)}")
     given = rkid or jkid
     if kid is not None and given and kid != given:
-        raise ValueError(f"--kid {kid!r} differs from the key's own kid {given!r}")
+        raise ValueError(f"--kid {shown(kid)} differs from the key's own kid {shown(given)}")
     final_kid = given or kid or jwk_rules.thumbprint(jwk)
 
     out_jwk = dict(jwk)
@@ -406,7 +406,7 @@ def prepare(
         KeyFileError: the input is unreadable or a key is rejected (position and reason).
     """
     if alg is not None and alg not in jwk_rules.SUPPORTED_ALGS:
-        raise UsageError(f"--alg {alg!r} is not supported; use RS256, RS384 or RS512")
+        raise UsageError(f"--alg {shown(alg)} is not supported; use RS256, RS384 or RS512")
     fmt, cands = parse_source(data, name)
     if not cands:
         raise _rejected(f"{name} holds no keys; nothing was imported")
@@ -427,7 +427,7 @@ def prepare(
         if prev is not None:
             if _same_material(prev[1]["jwk"], rec["jwk"]):
                 continue
-            problems.append((cand.position, f"kid {rec['kid']!r} is also {prev[0]} with a different key"))
+            problems.append((cand.position, f"kid {shown(rec['kid'])} is also {prev[0]} with a different key"))
             continue
         seen[rec["kid"]] = (cand.position, rec)
         out.append((cand.position, rec))
@@ -480,10 +480,10 @@ def merge(
             if _same_material(by_kid[k]["jwk"], rec["jwk"]):
                 skipped.append(k)
             else:
-                problems.append((pos, f"kid {k!r} is already in the key file with a different key"))
+                problems.append((pos, f"kid {shown(k)} is already in the key file with a different key"))
             continue
         if tp in by_tp:
-            problems.append((pos, f"the same key is already in the key file as kid {by_tp[tp]!r}"))
+            problems.append((pos, f"the same key is already in the key file as kid {shown(by_tp[tp])}"))
             continue
         by_kid[k] = rec
         by_tp[tp] = k

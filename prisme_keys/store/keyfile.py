@@ -35,7 +35,7 @@ from prisme_keys import clock
 from prisme_keys.errors import KeyFileError
 from prisme_keys.store.files import atomic_write
 from prisme_keys.store.permissions import unsafe_mode
-from prisme_keys.text import decode_utf8, json_error
+from prisme_keys.text import decode_utf8, json_error, shown
 
 FORMAT_VERSION = 1
 RECORD_TIMES = ("createdAt", "rotatesAt", "expiresAt")
@@ -101,7 +101,7 @@ def validate_record(rec: Any, where: str) -> None:
     if n.bit_length() < 512 or e < 3 or e % 2 == 0:
         raise ValueError(f"{where} ({rec['kid']}): jwk n/e are not an RSA public key")
     if "kid" in jwk and jwk["kid"] != rec["kid"]:
-        raise ValueError(f"{where}: record kid {rec['kid']!r} differs from its jwk kid {str(jwk['kid'])!r}")
+        raise ValueError(f"{where}: record kid {shown(rec['kid'])} differs from its jwk kid {shown(str(jwk['kid']))}")
 
 
 def parse(data: bytes, path: Path | str = "<key file>") -> KeySet:
@@ -128,7 +128,7 @@ def parse(data: bytes, path: Path | str = "<key file>") -> KeySet:
     if not isinstance(doc, dict) or "format" not in doc:
         raise bad('not a prisme-keys key file (no "format" member)')
     if doc["format"] != FORMAT_VERSION or isinstance(doc["format"], bool):
-        raise bad(f"unknown format {doc['format']!r} (this version reads format {FORMAT_VERSION})")
+        raise bad(f"unknown format {shown(doc['format'])} (this version reads format {FORMAT_VERSION})")
     recs = doc.get("keys")
     if not isinstance(recs, list):
         raise bad('"keys" is not a list')

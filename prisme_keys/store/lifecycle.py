@@ -20,6 +20,7 @@ from prisme_keys.errors import KeyFileError, UsageError
 from prisme_keys.settings import Settings
 from prisme_keys.store import rotation, schedule, settings_checks
 from prisme_keys.store.keyfile import KeyFile, KeySet
+from prisme_keys.text import shown
 
 KeyGen = Callable[[int, str], dict[str, Any]]
 
@@ -322,7 +323,7 @@ def export(settings: Settings, *, fmt: str = "jwks", private: bool = False) -> A
         KeyFileError: missing, corrupt or unsafe file; ``private`` on encrypted keys.
     """
     if fmt not in ("jwks", "records"):
-        raise UsageError(f"unknown export format {fmt!r}; use jwks or records")
+        raise UsageError(f"unknown export format {shown(fmt)}; use jwks or records")
     if fmt == "records" and not private:
         raise UsageError("export --format records needs --private: the gateway signs with the private key")
     kf = open_keyfile(settings)
@@ -383,7 +384,8 @@ def signing_jwk(settings: Settings, now: datetime, kid: str | None = None) -> tu
         found = [r for r in records if r["kid"] == kid]
         if not found:
             raise KeyFileError(
-                f"no key with kid {kid!r} in {settings.key_file}; kids present: " + ", ".join(r["kid"] for r in records)
+                f"no key with kid {shown(kid)} in {settings.key_file}; kids present: "
+                + ", ".join(r["kid"] for r in records)
             )
         rec = found[0]
     return rec, private_jwk(kf, keyset, rec)

@@ -34,7 +34,7 @@ from typing import Any
 
 from prisme_keys.errors import FetchError, UsageError
 from prisme_keys.jwk import PRIVATE_MEMBERS
-from prisme_keys.text import decode_utf8
+from prisme_keys.text import decode_utf8, shown
 from prisme_keys.tokens import jwks_cache
 from prisme_keys.tokens.freshness import DEFAULT_MAX_AGE, MAX_CACHE_AGE  # noqa: F401  (public names of this module)
 from prisme_keys.tokens.jwks_cache import REFETCH_INTERVAL, cache_path  # noqa: F401  (public names of this module)
@@ -117,15 +117,32 @@ def is_loopback(host: str | None) -> bool:
 
 
 def _check_url(url: str, allow_http: bool, previous: str | None = None) -> Any:
+    """Split ``url`` and apply the transport rules; ``previous`` is the URL that redirected to it.
+
+    Raises:
+        UsageError: the URL given is malformed (exit 2).
+        FetchError: a redirect's URL is malformed, insecure (https to http), or plain http off loopback.
+    """
     from urllib.parse import urlsplit
+
+    def bad(why: str) -> Exception:
+        if previous is None:
+            return UsageError(f"bad URL {shown(url)}: {why}", code="bad_url")
+        return FetchError(f"{previous} redirects to a bad URL {shown(url)}: {why}", code="bad_url")
 
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018  (raises on a bad port)
     except ValueError as exc:
-        raise FetchError(f"bad URL {url!r}: {exc}", code="bad_url") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise FetchError(f"bad URL {url!r}: use an https:// URL", code="bad_url")
+        raise bad(str(exc)) from None
+    if parts.scheme not in ("http", "https"):
+        raise bad("use an https:// URL")
+    if not parts.hostname:
+        raise bad("no host name")
+    if any(c.isspace() or not c.isprintable() for c in url):
+        raise bad("spaces or control characters (percent-encode them)")
+    if not url.isascii():
+        raise bad("non-ASCII characters (percent-encode them; write a host name in its xn-- form)")
     if previous is not None and previous.startswith("https:") and parts.scheme == "http":
         raise FetchError(f"refusing a redirect from https to http ({previous} -> {url})", code="insecure_redirect")
     if parts.scheme == "http" and not allow_http and not is_loopback(parts.hostname):
@@ -258,7 +275,7 @@ def fetch_raw(
     import threading
 
     if not math.isfinite(timeout) or timeout <= 0:
-        raise UsageError(f"--timeout must be a number of seconds above 0, not {timeout!r}")
+        raise UsageError(f"--timeout must be a number of seconds above 0, not {shown(timeout)}")
     import time
 
     _check_url(url, allow_http)
@@ -314,12 +331,22 @@ def fetch_raw(
     if isinstance(err, socket.gaierror):
         raise FetchError(f"cannot resolve host {host}: {err.strerror}", code="network_error")
     if isinstance(err, ConnectionRefusedError):
-        raise FetchError(f"cannot connect to {host}: connection refused", code="network_error")
+        raise FetchError(
+            f"cannot connect to {_host_port(holder.get('conn'), host)}: connection refused", code="network_error"
+        )
     if isinstance(err, http.client.HTTPException):
         raise FetchError(f"bad HTTP answer from {host}: {type(err).__name__} {err}".rstrip(), code="network_error")
     if isinstance(err, OSError):
         raise FetchError(f"network error with {host}: {err.strerror or err}", code="network_error")
     raise err
+
+
+def _host_port(conn: Any, fallback: str) -> str:
+    """``host:port`` of a connection (IPv6 hosts in brackets), for messages."""
+    if conn is None:
+        return fallback
+    host = f"[{conn.host}]" if ":" in str(conn.host) else str(conn.host)
+    return f"{host}:{conn.port}"
 
 
 def strip_private(doc: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -364,7 +391,7 @@ def parse_jwks(raw: RawResponse) -> dict[str, Any]:
     except (ValueError, UnicodeDecodeError):
         start = raw.body[:20].decode("utf-8", "replace").strip()
         raise FetchError(
-            f"the body from {where} is not JSON (Content-Type {ctype or 'absent'}, starts with {start!r})",
+            f"the body from {where} is not JSON (Content-Type {ctype or 'absent'}, starts with {shown(start)})",
             code="not_json",
         ) from None
     if not isinstance(doc, dict) or not isinstance(doc.get("keys"), list):

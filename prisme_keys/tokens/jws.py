@@ -84,7 +84,7 @@ def b64_segment(seg: str, index: int) -> bytes:
         bad = next(c for c in seg if not (c.isalnum() and c.isascii()) and c not in "-_")
         extra = " (padding '=' is not allowed in a compact JWS)" if bad == "=" else ""
         raise MalformedTokenError(
-            f"segment {index + 1} ({_SEGMENT_NAMES[index]}) is not base64url: character {bad!r}{extra}"
+            f"segment {index + 1} ({_SEGMENT_NAMES[index]}) is not base64url: character {shown(bad)}{extra}"
         )
     rem = len(seg) % 4
     if rem == 1:
@@ -96,7 +96,7 @@ def b64_segment(seg: str, index: int) -> bytes:
         # several spellings decode to the same bytes and a token would be malleable.
         raise MalformedTokenError(
             f"segment {index + 1} ({_SEGMENT_NAMES[index]}) is not canonical base64url: "
-            f"its last character {seg[-1]!r} carries non-zero padding bits"
+            f"its last character {shown(seg[-1])} carries non-zero padding bits"
         )
     try:
         return base64.urlsafe_b64decode(seg + "=" * (-len(seg) % 4))
@@ -108,7 +108,7 @@ def _no_dupes(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in pairs:
         if k in out:
-            raise ValueError(f"duplicate member {k!r}")
+            raise ValueError(f"duplicate member {shown(k)}")
         out[k] = v
     return out
 
@@ -200,6 +200,26 @@ def parse(token: str | bytes) -> tuple[dict[str, Any], dict[str, Any], bytes]:
     return header, claims, b64_segment(s, 2)
 
 
+#: NumericDates of 0001-01-01T00:00:00Z and 10000-01-01T00:00:00Z: the range a date can be shown in.
+MIN_NUMERIC_DATE, MAX_NUMERIC_DATE = -62135596800, 253402300800
+
+
+def numeric_date_problem(value: Any) -> str | None:
+    """Why ``value`` is not a usable NumericDate (RFC 7519 section 2), or ``None``.
+
+    The one rule ``verify`` rejects time claims by and ``mint`` refuses to sign by: a number (never a
+    bool or a string), finite, between the years 1 and 9999.
+    """
+    if not is_numeric_date(value):
+        return (
+            f"must be a NumericDate (seconds since the epoch as a number), got {type(value).__name__} "
+            f"{show_value(value)}"
+        )
+    if not MIN_NUMERIC_DATE <= value < MAX_NUMERIC_DATE:
+        return f"is out of range: {show_value(value)} is not a date between the years 1 and 9999"
+    return None
+
+
 def is_numeric_date(value: Any) -> bool:
     """True for a NumericDate (RFC 7519 section 2): an int or finite float, never a bool or a string."""
     if isinstance(value, bool):
@@ -209,8 +229,12 @@ def is_numeric_date(value: Any) -> bool:
     return isinstance(value, float) and value == value and value not in (float("inf"), float("-inf"))
 
 
-#: The one capping helper (:mod:`prisme_keys.text`), under the name this package uses.
-show_value = shown
+def show_value(value: Any) -> str:
+    """A claim or header value in a message: JSON (a string as ``repr`` quotes it), capped.
+
+    See :func:`prisme_keys.text.shown`.
+    """
+    return shown(value, as_json=True)
 
 
 # --------------------------------------------------------------------------- decode
@@ -264,7 +288,7 @@ def decode(token: str | bytes, now: datetime | None = None) -> Decoded:
     out = Decoded(header, claims, len(sig))
     alg = header.get("alg")
     if isinstance(alg, str) and alg.lower() == "none":
-        out.warnings.append(f"alg is {alg!r}: the token is unsigned; verify always rejects it")
+        out.warnings.append(f"alg is {shown(alg)}: the token is unsigned; verify always rejects it")
     elif "alg" not in header:
         out.warnings.append("the header has no alg")
     elif alg not in SUPPORTED_ALGS:
@@ -282,12 +306,14 @@ def decode(token: str | bytes, now: datetime | None = None) -> Decoded:
             continue
         value = claims[name]
         if not is_numeric_date(value):
-            out.warnings.append(f"claim {name!r} is not a NumericDate (got {show_value(value)}); verify rejects it")
+            out.warnings.append(
+                f"claim {shown(name)} is not a NumericDate (got {show_value(value)}); verify rejects it"
+            )
             continue
         try:
             dt = clock.from_numeric_date(value)
         except (OverflowError, OSError, ValueError):
-            out.warnings.append(f"claim {name!r} is out of range ({value})")
+            out.warnings.append(f"claim {shown(name)} is out of range ({value})")
             continue
         rel = clock.humanize(dt, now)
         if name == "exp" and dt <= now:

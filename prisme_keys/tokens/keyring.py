@@ -13,7 +13,7 @@ from typing import Any
 from prisme_keys.errors import FetchError
 from prisme_keys.jwk import PRIVATE_MEMBERS, SUPPORTED_ALGS, thumbprint
 from prisme_keys.store.revocation import RevokedKeys, revoked_keys
-from prisme_keys.text import decode_utf8, json_error
+from prisme_keys.text import decode_utf8, json_error, shown
 from prisme_keys.tokens.jws import B64URL_RE, show_value
 
 
@@ -117,7 +117,7 @@ class KeyRing:
         if kid is not None and not isinstance(kid, str):
             self.warnings.append(f"skipping key #{i + 1} of {self.source}: kid is not a string")
             return
-        label = f"key {kid!r}" if kid is not None else f"key #{i + 1} (no kid)"
+        label = f"key {shown(kid)}" if kid is not None else f"key #{i + 1} (no kid)"
         if kid is not None:
             self.kids.append(kid)
         reason = self._unusable(jwk)
@@ -160,9 +160,9 @@ class KeyRing:
         for m in ("n", "e"):
             v = jwk[m]
             if not isinstance(v, str) or not v.rstrip("="):
-                return f"member {m!r} is not a base64url string"
+                return f"member {shown(m)} is not a base64url string"
             if not B64URL_RE.fullmatch(v.rstrip("=")) or len(v.rstrip("=")) % 4 == 1:
-                return f"member {m!r} is not base64url"
+                return f"member {shown(m)} is not base64url"
         return None
 
     def private_members(self, doc: Any) -> list[str]:

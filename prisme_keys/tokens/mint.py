@@ -18,8 +18,8 @@ from prisme_keys import clock
 from prisme_keys.errors import UsageError
 from prisme_keys.jwk import SUPPORTED_ALGS
 from prisme_keys.store import settings_checks
-from prisme_keys.text import json_error, strip_bom
-from prisme_keys.tokens.jws import no_json_constants, show_value
+from prisme_keys.text import json_error, shown, strip_bom
+from prisme_keys.tokens.jws import MAX_NUMERIC_DATE, TIME_CLAIMS, no_json_constants, numeric_date_problem, show_value
 from prisme_keys.tokens.keyring import jose_key
 
 
@@ -82,7 +82,9 @@ class Signer:
         if alg not in SUPPORTED_ALGS:
             from prisme_keys.errors import KeyFileError
 
-            raise KeyFileError(f"key {jwk.get('kid')!r} has alg {alg!r}; mint signs with RS256, RS384 or RS512")
+            raise KeyFileError(
+                f"key {shown(jwk.get('kid'))} has alg {shown(alg)}; mint signs with RS256, RS384 or RS512"
+            )
         self.kid = jwk.get("kid")
         self.alg = alg
         self.key = jose_key(private_key_from_jwk(jwk), alg)
@@ -124,7 +126,7 @@ def build_signer(jwk: dict[str, Any], alg: str) -> Signer:
     except ValueError as exc:
         from prisme_keys.errors import KeyFileError
 
-        raise KeyFileError(f"key {jwk.get('kid')!r} cannot sign: {exc}") from None
+        raise KeyFileError(f"key {shown(jwk.get('kid'))} cannot sign: {exc}") from None
 
 
 @dataclass
@@ -155,7 +157,7 @@ def parse_claim_pairs(pairs: Iterable[str]) -> dict[str, Any]:
     for pair in pairs:
         k, sep, v = pair.partition("=")
         if not sep or not k:
-            raise UsageError(f"--claim {pair!r}: use NAME=VALUE (VALUE is JSON when it parses, else a string)")
+            raise UsageError(f"--claim {shown(pair)}: use NAME=VALUE (VALUE is JSON when it parses, else a string)")
         try:
             out[k] = json.loads(v, parse_constant=no_json_constants)
         except ValueError:
@@ -191,6 +193,115 @@ def _check_counts(o: MintOptions) -> None:
         raise UsageError("--session-id cannot be combined with --count above 1 (each token gets its own session)")
 
 
+def check_claims(claims: dict[str, Any]) -> None:
+    """Refuse claims ``verify`` would reject as malformed whenever it runs, before anything is signed.
+
+    Rules: every name and value is JSON text that UTF-8 can carry (no NaN, Infinity, 1e400, lone
+    surrogates from undecodable command-line bytes); ``exp``, ``nbf``, ``iat`` are NumericDates between
+    the years 1 and 9999 (:func:`prisme_keys.tokens.jws.numeric_date_problem`, verify's own rule);
+    ``iss``, ``sub``, ``jti`` are non-empty strings and ``aud`` a non-empty string or a list of them
+    (RFC 7519 section 4.1).
+
+    Raises:
+        UsageError: naming the claim and what is wrong.
+    """
+    for name, value in claims.items():
+        try:
+            json.dumps({name: value}, allow_nan=False, ensure_ascii=False).encode("utf-8")
+        except (ValueError, RecursionError) as exc:
+            if isinstance(exc, UnicodeEncodeError):
+                raise UsageError(f"claim {shown(name)} is not valid UTF-8 text (undecodable bytes)") from None
+            raise UsageError(
+                f"claim {shown(name)}: {show_value(value)} is not representable in JSON (NaN, Infinity or a "
+                "number out of range such as 1e400)"
+            ) from None
+    for name in TIME_CLAIMS:
+        problem = numeric_date_problem(claims[name]) if name in claims else None
+        if problem:
+            raise UsageError(f"claim {shown(name)} {problem}; verify would reject the token, nothing was signed")
+    for name in ("iss", "sub", "jti"):
+        if name in claims and (not isinstance(claims[name], str) or not claims[name]):
+            raise UsageError(
+                f"claim {shown(name)} must be a non-empty string (RFC 7519 section 4.1), got {show_value(claims[name])}"
+            )
+    aud = claims.get("aud", "x")
+    if not (isinstance(aud, str) and aud) and not (
+        isinstance(aud, list) and aud and all(isinstance(a, str) and a for a in aud)
+    ):
+        raise UsageError(
+            f"claim 'aud' must be a non-empty string or a list of them (RFC 7519 section 4.1), got {show_value(aud)}"
+        )
+
+
+@dataclass
+class _Plan:
+    """The checked shape of one mint's tokens: ``claims_of(sub, session_id)`` builds each token's claims."""
+
+    claims_of: Callable[[str, str], dict[str, Any]]
+    anonymous_prefix: str
+    warnings: list[str]
+    missing: list[str]
+
+
+def _warnings(settings: Any, o: MintOptions, lifetime: int) -> list[str]:
+    warnings: list[str] = []
+    if lifetime <= 0 and not o.expired and "exp" not in o.claims:
+        warnings.append(f"lifetime {lifetime} s: the token is already expired")
+    elif o.not_before is not None and o.not_before >= lifetime and not o.expired and not {"exp", "nbf"} & set(o.claims):
+        warnings.append(
+            f"not-before {o.not_before} s is not within the lifetime ({lifetime} s): the token will never be valid"
+        )
+    too_long = settings_checks.lifetime_finding(settings, lifetime)
+    if too_long is not None:
+        warnings.append(too_long.line())
+    return warnings
+
+
+def _plan(settings: Any, now: datetime, o: MintOptions) -> _Plan:
+    """Check everything about the tokens before any key is read: whatever is signed, ``verify`` accepts.
+
+    Raises:
+        UsageError: ``count`` rules, a lifetime past the year 9999, claims :func:`check_claims` refuses.
+    """
+    _check_counts(o)
+    lifetime = o.lifetime if o.lifetime is not None else settings.access_tokens_max_age
+    iss = o.iss if o.iss is not None else settings.oidc_provider_url
+    aud = o.aud if o.aud else ([settings.api_url] if settings.api_url else None)
+    warnings = _warnings(settings, o, lifetime)
+    missing = [name for name, value in (("iss", iss), ("aud", aud)) if value is None]
+    ts = clock.to_numeric_date(now)
+    exp, iat = (ts - 60, ts - 60 - lifetime) if o.expired else (ts + lifetime, ts)
+    aud_value: Any = None if aud is None else (aud[0] if len(aud) == 1 else list(aud))
+    extra = dict(o.claims)
+
+    def claims_of(sub: str, session_id: str) -> dict[str, Any]:
+        claims: dict[str, Any] = {"exp": exp, "iat": iat}
+        if o.not_before is not None:
+            claims["nbf"] = iat + o.not_before
+        claims["sub"] = sub
+        if iss is not None:
+            claims["iss"] = iss
+        if aud_value is not None:
+            claims["aud"] = aud_value
+        claims["prismeaiSessionId"] = session_id
+        if extra:
+            claims.update(extra)
+        return claims
+
+    if "exp" not in extra and numeric_date_problem(exp):
+        raise UsageError(
+            f"lifetime {lifetime} s puts exp after the year 9999 (at most {MAX_NUMERIC_DATE - 1 - iat} s from "
+            "now); nothing was signed"
+        )
+    prefix = ts.to_bytes(4, "big").hex() if 0 <= ts < 2**32 else "00000000"
+    template = claims_of(o.sub if o.sub is not None else prefix + "0" * 16, o.session_id or "0" * 36)
+    check_claims(template)
+    start = max(template["iat"], template.get("nbf", template["iat"]))
+    if template["exp"] <= start and not any("expired" in w or "never be valid" in w for w in warnings):
+        warnings.append(f"exp {template['exp']} is not after iat/nbf {start}: the token will never be valid")
+    return _Plan(claims_of, prefix, warnings, missing)
+
+
 def mint(
     settings: Any,
     now: datetime,
@@ -204,8 +315,9 @@ def mint(
     (24 hex digits, like the gateway's user ids) and a UUIDv4 session id. Times are
     NumericDates (RFC 7519 section 2) in whole seconds.
 
-    The private key comes from :func:`lifecycle.signing_jwk` and becomes a key object once
-    per process (:func:`signer_for`); the tokens are shaped by :func:`mint_with`.
+    Everything about the tokens is checked first (:func:`check_claims`: whatever is signed,
+    ``verify`` accepts inside the token's validity window); then the private key comes from
+    :func:`lifecycle.signing_jwk` and becomes a key object once per process (:func:`signer_for`).
 
     Args:
         settings: effective settings (issuer, audience, max age, key file).
@@ -215,14 +327,15 @@ def mint(
 
     Raises:
         KeyFileError: no key file, no signing key, unknown ``kid``, no private key.
-        UsageError: ``count`` below 1, or ``session_id`` with ``count`` above 1.
+        UsageError: ``count`` below 1, ``session_id`` with ``count`` above 1, or claims ``verify``
+            would reject at any time (nothing is read or signed then).
     """
     from prisme_keys.store import lifecycle
 
     o = options or MintOptions()
-    _check_counts(o)
+    plan = _plan(settings, now, o)
     rec, jwk = lifecycle.signing_jwk(settings, now, o.kid)
-    run = mint_with(signer_for(jwk, jwk.get("alg") or settings.alg), settings, now, o, progress)
+    run = _sign(plan, signer_for(jwk, jwk.get("alg") or settings.alg), o, progress)
     run.kid = rec["kid"]
     return run
 
@@ -241,63 +354,26 @@ def mint_with(
     signer is the key. ``progress(done, count)`` is called after each token is signed.
 
     Raises:
-        UsageError: ``count`` below 1, ``session_id`` with ``count`` above 1, or a claim not
-            representable in JSON.
+        UsageError: as :func:`mint`.
     """
+    o = options or MintOptions()
+    return _sign(_plan(settings, now, o), signer, o, progress)
+
+
+def _sign(plan: _Plan, signer: Signer, o: MintOptions, progress: Callable[[int, int | None], None] | None) -> MintRun:
     import os
     import uuid
 
-    o = options or MintOptions()
-    _check_counts(o)
-    alg = signer.alg
-    warnings: list[str] = []
-    lifetime = o.lifetime if o.lifetime is not None else settings.access_tokens_max_age
-    if lifetime <= 0 and not o.expired and "exp" not in o.claims:
-        warnings.append(f"lifetime {lifetime} s: the token is already expired")
-    elif o.not_before is not None and o.not_before >= lifetime and not o.expired and not {"exp", "nbf"} & set(o.claims):
-        warnings.append(
-            f"not-before {o.not_before} s is not within the lifetime ({lifetime} s): the token will never be valid"
-        )
-    too_long = settings_checks.lifetime_finding(settings, lifetime)
-    if too_long is not None:
-        warnings.append(too_long.line())
-    iss = o.iss if o.iss is not None else settings.oidc_provider_url
-    aud = o.aud if o.aud else ([settings.api_url] if settings.api_url else None)
-    missing = [name for name, value in (("iss", iss), ("aud", aud)) if value is None]
-    ts = clock.to_numeric_date(now)
-    if o.expired:
-        exp, iat = ts - 60, ts - 60 - lifetime
-    else:
-        iat, exp = ts, ts + lifetime
-    aud_value: Any = None if aud is None else (aud[0] if len(aud) == 1 else list(aud))
-    time_hex = ts.to_bytes(4, "big").hex() if 0 <= ts < 2**32 else "00000000"
-    extra = dict(o.claims)
-    for name, value in extra.items():
-        try:
-            json.dumps(value, allow_nan=False)
-        except (ValueError, RecursionError):
-            raise UsageError(
-                f"claim {name!r}: {show_value(value)} is not representable in JSON (NaN, Infinity or a "
-                "number out of range such as 1e400)"
-            ) from None
-
     def gen() -> Iterator[Minted]:
-        urandom, uuid4 = os.urandom, uuid.uuid4
+        urandom, uuid4, claims_of = os.urandom, uuid.uuid4, plan.claims_of
         for i in range(o.count):
-            claims: dict[str, Any] = {"exp": exp, "iat": iat}
-            if o.not_before is not None:
-                claims["nbf"] = iat + o.not_before
-            claims["sub"] = o.sub if o.sub is not None else time_hex + urandom(8).hex()
-            if iss is not None:
-                claims["iss"] = iss
-            if aud_value is not None:
-                claims["aud"] = aud_value
-            claims["prismeaiSessionId"] = o.session_id if o.session_id is not None else str(uuid4())
-            if extra:
-                claims.update(extra)
+            claims = claims_of(
+                o.sub if o.sub is not None else plan.anonymous_prefix + urandom(8).hex(),
+                o.session_id if o.session_id is not None else str(uuid4()),
+            )
             minted = Minted(signer.sign(claims), signer.header, claims)
             if progress is not None:
                 progress(i + 1, o.count)
             yield minted
 
-    return MintRun(str(signer.kid), alg, warnings, gen(), missing)
+    return MintRun(str(signer.kid), signer.alg, plan.warnings, gen(), plan.missing)

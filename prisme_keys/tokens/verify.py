@@ -29,13 +29,13 @@ from prisme_keys.errors import (
 from prisme_keys.jwk import MIN_BITS, SUPPORTED_ALGS
 from prisme_keys.store.revocation import RevokedKeys, load_revoked
 from prisme_keys.store.revocation import describe as describe_revocation
-from prisme_keys.text import printable
+from prisme_keys.text import printable, shown
 from prisme_keys.tokens.jws import (
     MAX_TOKEN_BYTES,
     b64_segment,
     clean_token,
-    is_numeric_date,
     json_object,
+    numeric_date_problem,
     show_value,
     split,
 )
@@ -82,7 +82,7 @@ def parse_algorithms(text: str) -> tuple[str, ...]:
     for a in algs:
         if a not in SUPPORTED_ALGS:
             raise UsageError(
-                f"--algorithms: {a!r} is not supported; allowed: RS256, RS384, RS512 "
+                f"--algorithms: {shown(a)} is not supported; allowed: RS256, RS384, RS512 "
                 "(HMAC, EC, PSS and none are never accepted)"
             )
     return algs
@@ -153,7 +153,7 @@ def _check_header(header: dict[str, Any], options: VerifyOptions) -> str:
     if not isinstance(alg, str):
         raise SignatureRejected("the header has no alg" if alg is None else "the header's alg is not a string")
     if alg.lower() == "none":
-        raise SignatureRejected(f"alg {alg!r}: unsigned tokens are never accepted", code="alg_none")
+        raise SignatureRejected(f"alg {shown(alg)}: unsigned tokens are never accepted", code="alg_none")
     if alg not in options.algorithms:
         extra = ""
         if alg[:2].upper() in ("HS", "ES", "PS", "ED"):
@@ -201,7 +201,8 @@ def _candidates(ring: KeyRing, kid: str | None, alg: str) -> list[KeyEntry]:
     cands = [k for k in same if k.alg is None or k.alg == alg]
     if not cands:
         raise SignatureRejected(
-            f"the token's alg {alg} does not match key {kid!r} (alg {', '.join(sorted({str(k.alg) for k in same}))})",
+            f"the token's alg {alg} does not match key {shown(kid)} "
+            f"(alg {', '.join(sorted({str(k.alg) for k in same}))})",
             code="alg_key_mismatch",
         )
     return cands
@@ -233,10 +234,10 @@ def _drop_revoked(revoked: RevokedKeys, cands: list[KeyEntry]) -> list[KeyEntry]
 
 def _unknown_kid(ring: KeyRing, kid: str | None, why: str | None) -> NoUsableKey:
     if kid in ring.skipped:
-        return NoUsableKey(f"key {kid!r} in {ring.source} cannot verify signatures: {ring.skipped[kid]}")
+        return NoUsableKey(f"key {shown(kid)} in {ring.source} cannot verify signatures: {ring.skipped[kid]}")
     present = ", ".join(repr(k) for k in ring.kids) or "none"
     return NoUsableKey(
-        f"unknown kid {kid!r}; kids in {ring.source}: {present}" + (f" ({why})" if why else ""), code="unknown_kid"
+        f"unknown kid {shown(kid)}; kids in {ring.source}: {present}" + (f" ({why})" if why else ""), code="unknown_kid"
     )
 
 
@@ -244,22 +245,10 @@ def _check_time(claims: dict[str, Any], name: str) -> float | None:
     if name not in claims:
         return None
     v = claims[name]
-    if not is_numeric_date(v):
-        raise ClaimsRejected(
-            f"claim {name!r} must be a NumericDate (seconds since the epoch as a number), "
-            f"got {type(v).__name__} {show_value(v)}",
-            code="claim_type",
-        )
-    if not _MIN_NUMERIC_DATE <= v < _MAX_NUMERIC_DATE:
-        raise ClaimsRejected(
-            f"claim {name!r} is out of range: {show_value(v)} is not a date between the years 1 and 9999",
-            code="claim_type",
-        )
+    problem = numeric_date_problem(v)
+    if problem:
+        raise ClaimsRejected(f"claim {shown(name)} {problem}", code="claim_type")
     return float(v)
-
-
-#: NumericDates of 0001-01-01T00:00:00Z and 10000-01-01T00:00:00Z: the range a date can be shown in.
-_MIN_NUMERIC_DATE, _MAX_NUMERIC_DATE = -62135596800, 253402300800
 
 
 def _iso(ts: float) -> str:
@@ -315,14 +304,15 @@ def check_claims(claims: dict[str, Any], options: VerifyOptions, now: datetime) 
         )
     if options.issuer is not None:
         if "iss" not in claims:
-            raise ClaimsRejected(f"claim 'iss' is missing; expected {options.issuer!r}", code="issuer")
+            raise ClaimsRejected(f"claim 'iss' is missing; expected {shown(options.issuer)}", code="issuer")
         if claims["iss"] != options.issuer:
             raise ClaimsRejected(
-                f"issuer mismatch: expected {options.issuer!r}, received {show_value(claims['iss'])}", code="issuer"
+                f"issuer mismatch: expected {shown(options.issuer)}, received {show_value(claims['iss'])}",
+                code="issuer",
             )
     if options.audience is not None:
         if "aud" not in claims:
-            raise ClaimsRejected(f"claim 'aud' is missing; expected {options.audience!r}", code="audience")
+            raise ClaimsRejected(f"claim 'aud' is missing; expected {shown(options.audience)}", code="audience")
         aud = claims["aud"]
         ok = (
             aud == options.audience
@@ -331,11 +321,11 @@ def check_claims(claims: dict[str, Any], options: VerifyOptions, now: datetime) 
         )
         if not ok:
             raise ClaimsRejected(
-                f"audience mismatch: expected {options.audience!r}, received {show_value(aud)}", code="audience"
+                f"audience mismatch: expected {shown(options.audience)}, received {show_value(aud)}", code="audience"
             )
     for name in options.require:
         if name not in claims:
-            raise ClaimsRejected(f"required claim {name!r} is missing", code="claim_missing")
+            raise ClaimsRejected(f"required claim {shown(name)} is missing", code="claim_missing")
     return options.issuer is not None, options.audience is not None
 
 
@@ -401,10 +391,12 @@ def verify(
     if used is None:
         if small is not None:
             raise SignatureRejected(
-                f"key {small.kid!r} is a {small.bits}-bit RSA key; at least {MIN_BITS} bits are required",
+                f"key {shown(small.kid)} is a {small.bits}-bit RSA key; at least {MIN_BITS} bits are required",
                 code="key_too_small",
             )
-        which = f"key {cands[0].kid!r}" if len(cands) == 1 else f"any of the {len(cands)} keys with kid {kid!r}"
+        which = (
+            f"key {shown(cands[0].kid)}" if len(cands) == 1 else f"any of the {len(cands)} keys with kid {shown(kid)}"
+        )
         raise SignatureRejected(f"the signature does not verify with {which}", code="bad_signature")
     iss_checked, aud_checked = check_claims(claims, options, now if now is not None else clock.now())
     return VerifyResult(used.kid, header, claims, iss_checked, aud_checked)
