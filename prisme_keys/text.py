@@ -37,15 +37,19 @@ def printable(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
-def cap(text: str, limit: int = ECHO_LIMIT) -> str:
+def cap(text: str, limit: int = ECHO_LIMIT, *, tail: int = 0) -> str:
     """``text`` escaped (:func:`printable`) and, when longer than ``limit`` characters, cut with its length.
 
-    ``cap("x" * 100000)`` is ``"xxx…xxx... (100000 characters)"`` (``limit`` characters kept).
+    ``cap("x" * 100000)`` is ``"xxx…xxx... (100000 characters)"`` (``limit`` characters kept). With
+    ``tail``, the last ``tail`` of the ``limit`` characters come from the end (an error's reason
+    after a long path): ``"head... (100043 characters) ...: File name too long"``.
     """
     n = len(text)
     if n <= limit:
         return printable(text)
-    return f"{printable(text[:limit])}... ({n} characters)"
+    tail = min(tail, limit)
+    end = f" ...{printable(text[n - tail :])}" if tail else ""
+    return f"{printable(text[: limit - tail])}... ({n} characters){end}"
 
 
 def shown(value: Any, limit: int = ECHO_LIMIT, *, as_json: bool = False) -> str:

@@ -147,6 +147,8 @@ def test_printable_cap_and_shown():
     assert cap("x" * 100) == "x" * 100
     assert cap("x" * 100_000) == "x" * 200 + "... (100000 characters)"
     assert cap("\x1b" * 300, 4) == "\\x1b" * 4 + "... (300 characters)"
+    assert cap("a" * 50 + "b" * 50, 10, tail=4) == "aaaaaa... (100 characters) ...bbbb"
     assert shown("a'b") == '"a\'b"'
     assert shown("k" * 1000) == "'" + "k" * 200 + "'... (1000 characters)"
-    assert shown({"a": [1, 2]}) == '{"a": [1, 2]}'
+    assert shown({"a": [1, 2]}) == "{'a': [1, 2]}" and shown(None) == "None"
+    assert shown({"a": [1, 2]}, as_json=True) == '{"a": [1, 2]}' and shown(None, as_json=True) == "null"

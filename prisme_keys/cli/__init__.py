@@ -94,7 +94,7 @@ def _invoke(st: State) -> int:
         elif hasattr(exc, "show") and len(exc.format_message()) <= MESSAGE_LIMIT:
             exc.show()
         else:
-            sys.stderr.write(f"prisme-keys: error: {cap(exc.format_message(), MESSAGE_LIMIT)}\n")
+            sys.stderr.write(f"prisme-keys: error: {cap(exc.format_message(), MESSAGE_LIMIT, tail=200)}\n")
         code = getattr(exc, "exit_code", 2)
     except KeyboardInterrupt:
         sys.stderr.write("prisme-keys: interrupted\n")

@@ -212,8 +212,8 @@ def read_token_arg(arg: str, stdin: Any = None) -> str:
         return jws.clean_token(arg)
     limit = jws.MAX_TOKEN_BYTES + 4096
     data = stdin.read(limit + 1) if stdin is not None else read_stdin_capped(limit)
-    if len(data) > limit:
-        raise jws.too_large(len(data))
+    if len(data) > limit:  # reading stopped at limit + 1 bytes: the real size is unknown
+        raise jws.too_large(limit, more=True)
     return jws.clean_token(data)
 
 

@@ -94,7 +94,7 @@ def error(message: str, *, code: str, exit_code: int, as_json: bool) -> None:
     if as_json:
         sys.stderr.write(json.dumps({"code": code, "message": message, "exit": exit_code}) + "\n")
     else:
-        sys.stderr.write(f"prisme-keys: error: {cap(message, MESSAGE_LIMIT)}\n")
+        sys.stderr.write(f"prisme-keys: error: {cap(message, MESSAGE_LIMIT, tail=200)}\n")
     sys.stderr.flush()
 
 

@@ -75,10 +75,24 @@ def _where() -> str:
     )
 
 
-def passphrase_required(path: Any, why: str) -> KeyFileError:
-    """The error raised when a passphrase is needed and none was given."""
+#: How to give a new passphrase (``encrypt --rekey``), for the error when none is available.
+WHERE_NEW = "set PRISME_KEYS_NEW_PASSPHRASE, pass --new-passphrase-file FILE, or run on a terminal to be prompted"
+
+
+def passphrase_required(path: Any, why: str, *, new: bool = False, where: str | None = None) -> KeyFileError:
+    """The error raised when a passphrase is needed and none was given.
+
+    Args:
+        new: a passphrase being *set* (``encrypt``, ``init --encrypt``, the new one of a rekey): the
+            file is not (yet) encrypted under it, so the message does not say it is.
+        where: the ways to give it (default: the key file's passphrase sources).
+    """
+    if new:
+        return KeyFileError(
+            f"{why} needs a new passphrase for key file {path}: {where or _where()}", code="passphrase_required"
+        )
     return KeyFileError(
-        f"key file {path} is encrypted and {why} needs its passphrase: {_where()}", code="passphrase_required"
+        f"key file {path} is encrypted and {why} needs its passphrase: {where or _where()}", code="passphrase_required"
     )
 
 
@@ -152,6 +166,7 @@ class PassphraseSource:
         interactive: allow a terminal prompt.
         path: the key file, for messages.
         allow_group_read: a group-readable passphrase file is accepted (``PRISME_KEYS_ALLOW_GROUP_READ``).
+        where: how to give the passphrase, for the error when none is available.
     """
 
     def __init__(
@@ -163,7 +178,9 @@ class PassphraseSource:
         interactive: bool = True,
         path: Any = "<key file>",
         allow_group_read: bool = False,
+        where: str | None = None,
     ) -> None:
+        self._where = where
         self._env = passphrase or None
         self._allow_group_read = allow_group_read
         self._file = passphrase_file
@@ -212,7 +229,7 @@ class PassphraseSource:
         elif self.interactive:
             value = _prompt("New passphrase: " if new else f"Passphrase for {self.path}: ", new)
         if value is None:
-            raise passphrase_required(self.path, why)
+            raise passphrase_required(self.path, why, new=new, where=self._where)
         if not value:
             raise KeyFileError("the passphrase is empty; nothing was changed", code="passphrase_empty")
         self._value = value

@@ -35,7 +35,7 @@ from prisme_keys import clock
 from prisme_keys.errors import KeyFileError
 from prisme_keys.store.files import atomic_write
 from prisme_keys.store.permissions import unsafe_mode
-from prisme_keys.text import decode_utf8, json_error, shown
+from prisme_keys.text import decode_utf8, json_error, printable, shown
 
 FORMAT_VERSION = 1
 RECORD_TIMES = ("createdAt", "rotatesAt", "expiresAt")
@@ -143,6 +143,58 @@ def parse(data: bytes, path: Path | str = "<key file>") -> KeySet:
     return KeySet(records=recs, extra=extra)
 
 
+def _flock_pids(fd: int) -> list[int] | None:
+    """PIDs holding a ``flock`` on the file open as ``fd``, from ``/proc/locks``; ``None`` where unknown."""
+    try:
+        st = os.fstat(fd)
+        with open("/proc/locks", encoding="ascii", errors="replace") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return None
+    pids = []
+    for line in lines:
+        # "1: FLOCK  ADVISORY  WRITE 2097 00:17:68823 0 EOF"; waiting requests carry "->"
+        parts = line.split()
+        if len(parts) < 6 or parts[1] != "FLOCK" or "->" in parts:
+            continue
+        try:
+            major, minor, inode = parts[5].split(":")
+            if int(inode) == st.st_ino and (int(major, 16), int(minor, 16)) == (
+                os.major(st.st_dev),
+                os.minor(st.st_dev),
+            ):
+                pids.append(int(parts[4]))
+        except ValueError:
+            continue
+    return pids
+
+
+def lock_holder(fd: int) -> str:
+    """`` (held by pid 123 on host since 2026-...)`` for the lock file open as ``fd``, or ``""`` when unknown.
+
+    The details a prisme-keys holder wrote are used only when they name the process that holds
+    the lock now (``/proc/locks`` on Linux); a lock taken by another program (``flock(1)``), or
+    details left by an earlier holder, give the real holder's pid and command name instead.
+    """
+    try:
+        info = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+    except OSError:
+        info = ""
+    words = info.split()
+    info_pid = int(words[1]) if len(words) > 1 and words[0] == "pid" and words[1].isdigit() else None
+    pids = _flock_pids(fd)
+    if pids is None or (info_pid is not None and info_pid in pids):  # no /proc/locks, or the details are current
+        return f" (held by {printable(info)})" if info else ""
+    if not pids:
+        return ""  # let go meanwhile
+    try:
+        with open(f"/proc/{pids[0]}/comm", encoding="utf-8", errors="replace") as fh:
+            name = f" ({printable(fh.read().strip())})"
+    except OSError:
+        name = ""
+    return f" (held by pid {pids[0]}{name})"
+
+
 class KeyFile:
     """A key file on disk.
 
@@ -248,7 +300,9 @@ class KeyFile:
         """Hold the exclusive lock on ``<path>.lock`` (fcntl ``flock``), waiting at most ``lock_timeout`` s.
 
         The lock file is created if missing (mode 0600, 0660 for a shared group file) and
-        never removed. The holder writes ``pid host time`` into it, for the timeout message.
+        never removed. The holder writes ``pid host time`` into it while it holds the lock and
+        empties it before letting go; the timeout message names the current holder
+        (:func:`lock_holder`).
 
         Raises:
             KeyFileError: the folder is missing or the wait timed out (naming the lock file
@@ -273,15 +327,9 @@ class KeyFile:
                     if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
                         raise KeyFileError(f"cannot lock {self.lock_path}: {exc.strerror}") from None
                 if time.monotonic() >= deadline:
-                    holder = ""
-                    try:
-                        info = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
-                        if info:
-                            holder = f" (held by {info})"
-                    except OSError:
-                        pass
                     raise KeyFileError(
-                        f"timed out after {self.lock_timeout:g} s waiting for the lock {self.lock_path}{holder}",
+                        f"timed out after {self.lock_timeout:g} s waiting for the lock {self.lock_path}"
+                        f"{lock_holder(fd)}",
                         code="lock_timeout",
                     )
                 time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
@@ -292,7 +340,13 @@ class KeyFile:
                 os.pwrite(fd, info.encode(), 0)
             except OSError:
                 pass
-            yield
+            try:
+                yield
+            finally:
+                try:
+                    os.ftruncate(fd, 0)  # still under the lock: no stale holder is left for the next waiter
+                except OSError:
+                    pass
         finally:
             os.close(fd)  # closing releases the flock
 

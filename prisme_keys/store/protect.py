@@ -14,6 +14,7 @@ from typing import Any
 from prisme_keys.errors import KeyFileError
 from prisme_keys.store.encryption import (
     CIPHER,
+    WHERE_NEW,
     PassphraseSource,
     decrypt_keyset,
     encrypt_keyset,
@@ -34,6 +35,7 @@ def new_passphrase_source(settings: Any, new_passphrase_file: Path | str | None 
         file_first=True,
         path=getattr(settings, "key_file", "<key file>"),
         allow_group_read=bool(getattr(settings, "allow_group_read", False)),
+        where=WHERE_NEW,
     )
 
 

@@ -143,6 +143,8 @@ def _check_url(url: str, allow_http: bool, previous: str | None = None) -> Any:
         raise bad("spaces or control characters (percent-encode them)")
     if not url.isascii():
         raise bad("non-ASCII characters (percent-encode them; write a host name in its xn-- form)")
+    if len(parts.hostname) > 253 or any(len(label) > 63 for label in parts.hostname.split(".")):
+        raise bad("the host name is longer than DNS allows (253 characters, 63 a label)")
     if previous is not None and previous.startswith("https:") and parts.scheme == "http":
         raise FetchError(f"refusing a redirect from https to http ({previous} -> {url})", code="insecure_redirect")
     if parts.scheme == "http" and not allow_http and not is_loopback(parts.hostname):

@@ -73,9 +73,11 @@ def clean_token(text: str | bytes) -> str:
     return s
 
 
-def too_large(n: int) -> MalformedTokenError:
+def too_large(n: int, *, more: bool = False) -> MalformedTokenError:
+    """The error for a token of ``n`` bytes (``more``: reading stopped after ``n``, the input is larger)."""
+    size = f"more than {n} bytes" if more else f"{n} bytes"
     return MalformedTokenError(
-        f"token is {n} bytes; the limit is {MAX_TOKEN_BYTES} bytes (64 KiB)", code="token_too_large"
+        f"token is {size}; the limit is {MAX_TOKEN_BYTES} bytes (64 KiB)", code="token_too_large"
     )
 
 
