@@ -129,8 +129,8 @@ class _Handler(BaseHTTPRequestHandler):
         super().log_message(fmt, *args)
 
     def setup(self) -> None:
-        self.timeout = self.server.read_timeout  # applied to the socket by StreamRequestHandler.setup
         super().setup()
+        self.connection.settimeout(self.server.read_timeout)  # every read and write of this connection
 
     def handle(self) -> None:
         # a client that goes away, stalls or never reads its answer is not an error worth a traceback;
