@@ -245,10 +245,9 @@ def test_check_against_serve_roundtrip_and_after_rotation(cli, keyfile):
 
 
 @pytest.fixture
-def run(tmp_path, monkeypatch, capsys):
-    from inprocess import InProcess
-
-    return InProcess(tmp_path / "home", monkeypatch, capsys)
+def run(cli):
+    """The command line, in-process (:class:`helpers.Cli`)."""
+    return cli
 
 
 EVIL_KID = "evil\u001b[31mRED\u001b[0m\rFAKE"

@@ -359,7 +359,7 @@ def test_passphrase_from_a_pipe_is_accepted(cli, enc_file):
     # process substitution (<(pass show x)) gives a pipe: no permission rule applies to it
     import subprocess
 
-    from conftest import script
+    from helpers import script
 
     p = subprocess.run(
         ["bash", "-c", f'"{script()}" --key-file "{enc_file}" --passphrase-file <(printf %s "$PW") export --private'],

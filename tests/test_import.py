@@ -343,10 +343,9 @@ def test_prepare_errors_are_typed(keypool):
 
 
 @pytest.fixture
-def run(tmp_path, monkeypatch, capsys):
-    from inprocess import InProcess
-
-    return InProcess(tmp_path / "home", monkeypatch, capsys)
+def run(cli):
+    """The command line, in-process (:class:`helpers.Cli`)."""
+    return cli
 
 
 def test_non_canonical_private_jwks_is_stored_canonical(run, tmp_path, keypool):

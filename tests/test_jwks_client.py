@@ -293,18 +293,14 @@ def test_no_usable_key_in_fetched_set(server, keypool):
 
 # Regression (issue 11), through the command line: a second verify after the 2 s that
 # "max-age=600" minus "Age: 598" leaves must refetch (the real clock: one short real wait)
-def test_verify_cli_refetches_when_age_uses_up_max_age(server, keypool, tmp_path, monkeypatch, capsys):
-    from prisme_keys.cli import main
-
-    for var in ("XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME"):
-        monkeypatch.setenv(var, str(tmp_path / var))
+def test_verify_cli_refetches_when_age_uses_up_max_age(server, keypool, cli):
     server.serve_json("/jwks", jwks(keypool[0]), headers={"Cache-Control": "public, max-age=600", "Age": "598"})
     token = rs_token(keypool[0], claims())
     t0 = time.monotonic()
-    assert main(["verify", token, "--jwks-url", server.url()], env={}) == 0
-    assert main(["verify", token, "--jwks-url", server.url()], env={}) == 0
+    for _ in range(2):
+        p = cli("verify", token, "--jwks-url", server.url())
+        assert (p.returncode, p.stderr) == (0, "")
     assert len(server.requests) == 1 or time.monotonic() - t0 > 1.5  # fresh for 2 s: from the cache
     time.sleep(max(0.0, 2.2 - (time.monotonic() - t0)))
-    assert main(["verify", token, "--jwks-url", server.url()], env={}) == 0
+    assert cli("verify", token, "--jwks-url", server.url()).returncode == 0
     assert len(server.requests) == 2
-    assert capsys.readouterr().err == ""

@@ -11,19 +11,17 @@ import subprocess
 import sys
 
 import pytest
-from conftest import record, script, write_keyfile
+from helpers import record, script, write_keyfile
 
 ISS, AUD = "https://issuer.test", "https://api.test"
 ENV = {"OIDC_PROVIDER_URL": ISS, "API_URL": AUD}
 
 
 @pytest.fixture
-def run(tmp_path, monkeypatch, capsys):
-    from inprocess import InProcess
-
-    r = InProcess(tmp_path / "home", monkeypatch, capsys)
-    r.env.update(ENV)
-    return r
+def run(cli):
+    """The command line, in-process (:class:`helpers.Cli`), with an issuer and audience set."""
+    cli.env.update(ENV)
+    return cli
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ documented negative-test tokens).
 
 from __future__ import annotations
 
-from conftest import record, write_keyfile
+from helpers import record, write_keyfile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import record, write_keyfile
+from helpers import record, write_keyfile
 from jwks_server import JwksServer, claims, jwks, rs_token
 
 from prisme_keys import jwk as jwk_rules
@@ -16,10 +16,9 @@ BOM = b"\xef\xbb\xbf"
 
 
 @pytest.fixture
-def run(tmp_path, monkeypatch, capsys):
-    from inprocess import InProcess
-
-    return InProcess(tmp_path / "home", monkeypatch, capsys)
+def run(cli):
+    """The command line, in-process (:class:`helpers.Cli`)."""
+    return cli
 
 
 @pytest.fixture

@@ -271,10 +271,8 @@ def test_b64_true_is_the_default_and_accepted(keypool):
     assert verifier.verify(tok, src(jwks(k)), VerifyOptions()).kid == k["kid"]
 
 
-def test_b64_false_cli_exit_6(tmp_path, keypool, monkeypatch, capsys):
-    from inprocess import InProcess
-
-    run = InProcess(tmp_path / "home", monkeypatch, capsys)
+def test_b64_false_cli_exit_6(tmp_path, keypool, cli):
+    run = cli
     k = keypool[0]
     f = tmp_path / "set.json"
     f.write_text(json.dumps(jwks(k)))

@@ -187,7 +187,9 @@ class Freshness:
         return self.storable and self.remaining(response_time, now) > 0
 
 
-def _lifetime(cc: CacheControl, headers: Mapping[str, str], response_time: float, heuristic: float) -> tuple:
+def _lifetime(
+    cc: CacheControl, headers: Mapping[str, str], response_time: float, heuristic: float
+) -> tuple[bool, float, str, str]:
     if cc.no_store:
         return False, 0.0, "no-store", "no-store: never stored"
     if cc.no_cache:
