@@ -98,6 +98,7 @@ ERROR_CODES: dict[str, ErrorCode] = {
         output_protected="an output would replace the key file, a lock file or private key material",
         stdin_closed="the command reads standard input and it is closed",
         stdin_unreadable="standard input cannot be read",
+        invalid_url="the JWKS URL given is malformed (not http(s), no host, bad port, spaces)",
     ),
     **_codes(ExitCode.CONFIG, config_error="a bad setting value or an unreadable config file"),
     **_codes(
@@ -117,6 +118,7 @@ ERROR_CODES: dict[str, ErrorCode] = {
         passphrase_empty="an empty passphrase",
         passphrase_mismatch="the two prompted passphrases differ",
         passphrase_file="the passphrase file is missing, unreadable or empty",
+        passphrase_file_permissions="the passphrase file is readable by group or others",
         import_unreadable="the import input cannot be read or parsed",
         import_rejected="a key of the import input is refused",
         write_failed="a file cannot be written (disk full, I/O error, read-only, permission); it is left unchanged",
@@ -138,6 +140,8 @@ ERROR_CODES: dict[str, ErrorCode] = {
         alg_not_allowed="the token's algorithm is not in the allow-list",
         key_too_small="the verifying key has fewer than 2048 bits",
         key_revoked="the key (by kid or RFC 7638 thumbprint) was revoked in the key file",
+        unencoded_payload='the header asks for an unencoded payload ("b64" not true, RFC 7797)',
+        critical_header="the header marks extensions as critical (crit): none is understood",
     ),
     **_codes(
         ExitCode.CLAIMS,
@@ -159,7 +163,7 @@ ERROR_CODES: dict[str, ErrorCode] = {
     **_codes(
         ExitCode.FETCH,
         jwks_fetch_failed="the JWKS could not be fetched",
-        bad_url="the JWKS URL is not an http(s) URL",
+        bad_url="a redirect points to a malformed URL",
         insecure_url="plain http to a host that is not loopback",
         insecure_redirect="a redirect from https to http",
         too_many_redirects="more than 3 redirects",

@@ -84,7 +84,9 @@ def is_fresh(entry: dict[str, Any], now: float) -> bool:
         return False
 
 
-def refetch_wait(url: str, cache_dir: Path | str | None = None, real_clock: Callable[[], float] = time.time) -> float:
+def refetch_allowed(
+    url: str, cache_dir: Path | str | None = None, real_clock: Callable[[], float] = time.time
+) -> float:
     """Seconds to wait before the next forced refetch of ``url`` (0 = allowed now), on the real clock."""
     entry = load(cache_path(url, cache_dir), url)
     last = (entry or {}).get("refetched_at")

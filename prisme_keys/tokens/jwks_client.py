@@ -37,7 +37,11 @@ from prisme_keys.jwk import PRIVATE_MEMBERS
 from prisme_keys.text import decode_utf8, shown
 from prisme_keys.tokens import jwks_cache
 from prisme_keys.tokens.freshness import DEFAULT_MAX_AGE, MAX_CACHE_AGE  # noqa: F401  (public names of this module)
-from prisme_keys.tokens.jwks_cache import REFETCH_INTERVAL, cache_path  # noqa: F401  (public names of this module)
+from prisme_keys.tokens.jwks_cache import (  # noqa: F401  (public names of this module)
+    REFETCH_INTERVAL,
+    cache_path,
+    refetch_allowed,
+)
 from prisme_keys.tokens.keyring import KeyRing, KeySource
 
 DEFAULT_TIMEOUT = 5.0  #: seconds, whole exchange including redirects
@@ -127,7 +131,7 @@ def _check_url(url: str, allow_http: bool, previous: str | None = None) -> Any:
 
     def bad(why: str) -> Exception:
         if previous is None:
-            return UsageError(f"bad URL {shown(url)}: {why}", code="bad_url")
+            return UsageError(f"bad URL {shown(url)}: {why}", code="invalid_url")
         return FetchError(f"{previous} redirects to a bad URL {shown(url)}: {why}", code="bad_url")
 
     try:
@@ -429,7 +433,7 @@ def fetch(
         use_cache: read and write the disk cache (``False`` = ``--no-cache``: neither).
         cache_dir: cache folder (default the user cache dir, platformdirs).
         force: skip a fresh cache entry (still conditional when validators are known);
-            recorded as a refetch for :func:`jwks_cache.refetch_wait`.
+            recorded as a refetch for :func:`jwks_cache.refetch_allowed`.
         real_clock: the real clock, Unix seconds (freshness never follows ``--now``); tests pass
             their own.
 
@@ -575,7 +579,9 @@ class UrlKeySource(KeySource):
         now_ts = self._clock()
         if self._refetched_at is not None and now_ts - self._refetched_at < REFETCH_INTERVAL:
             return f"refetched {now_ts - self._refetched_at:.0f} s ago"
-        wait = jwks_cache.refetch_wait(self.url, self._kw["cache_dir"], self._clock) if self._kw["use_cache"] else 0.0
+        wait = (
+            jwks_cache.refetch_allowed(self.url, self._kw["cache_dir"], self._clock) if self._kw["use_cache"] else 0.0
+        )
         if wait > 0:
             return f"refetched recently; next refetch allowed in {wait:.0f} s"
         self._refetched_at = now_ts

@@ -166,13 +166,16 @@ def _check_header(header: dict[str, Any], options: VerifyOptions) -> str:
         )
     crit = header.get("crit")
     if crit is not None:  # RFC 7515 4.1.11: an extension we do not understand makes the JWS invalid
-        raise SignatureRejected(f"the header marks {show_value(crit)} as critical (crit); no extension is supported")
+        raise SignatureRejected(
+            f"the header marks {show_value(crit)} as critical (crit); no extension is supported",
+            code="critical_header",
+        )
     if "b64" in header and header["b64"] is not True:
         # RFC 7797: an unencoded payload; RFC 7519 section 7.2 signs the base64url-encoded claims, always
         raise SignatureRejected(
             f"the header sets b64 to {show_value(header['b64'])} (RFC 7797 unencoded payload); "
             "a JWT's payload is always base64url-encoded",
-            code="b64_unsupported",
+            code="unencoded_payload",
         )
     kid = header.get("kid")
     if kid is not None and not isinstance(kid, str):
