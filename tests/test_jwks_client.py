@@ -9,7 +9,7 @@ import tracemalloc
 import pytest
 from jwks_server import JwksServer, Route, claims, jwks, rs_token, tls_context
 
-from prisme_keys.errors import FetchError, NoUsableKey
+from prisme_keys.errors import FetchError, NoUsableKey, UsageError
 from prisme_keys.tokens import jwks_client
 from prisme_keys.tokens import verify as verifier
 from prisme_keys.tokens.verify import VerifyOptions
@@ -114,7 +114,9 @@ def test_http_refused_for_non_loopback():
         "refusing plain http for jwks.example.invalid: use https:// or --allow-http "
         "(http is accepted for loopback addresses only)"
     )
-    assert fail("ftp://x/y") == "bad URL 'ftp://x/y': use an https:// URL"
+    with pytest.raises(UsageError) as info:  # a malformed URL is a usage error (exit 2), not a fetch failure
+        jwks_client.fetch("ftp://x/y", use_cache=False)
+    assert (info.value.exit_code, info.value.message) == (2, "bad URL 'ftp://x/y': use an https:// URL")
 
 
 def test_connection_refused():
@@ -124,7 +126,7 @@ def test_connection_refused():
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()
-    assert fail(f"http://127.0.0.1:{port}/jwks") == "cannot connect to 127.0.0.1: connection refused"
+    assert fail(f"http://127.0.0.1:{port}/jwks") == f"cannot connect to 127.0.0.1:{port}: connection refused"
 
 
 def test_https_with_private_ca(ca, keypool, tmp_path):
