@@ -23,6 +23,28 @@ def _duration(value: Optional[str], flag: str) -> Optional[int]:
     return None if value is None else duration(value, flag)
 
 
+def _check_texts(**values: Optional[str] | Optional[list[str]]) -> None:
+    """Each free-text option (``sub=`` for ``--sub``) non-empty and valid UTF-8, before anything is read or signed."""
+    for name, value in values.items():
+        for v in value if isinstance(value, list) else [value]:
+            text_option(v, "--" + name.replace("_", "-"))
+
+
+def _extra_claims(claims: Optional[str], pairs: list[str]) -> dict[str, Any]:
+    """The ``--claims FILE|-`` object, then the ``--claim K=V`` pairs over it."""
+    from prisme_keys.tokens import mint as minter
+
+    extra: dict[str, Any] = {}
+    if claims is not None:
+        try:
+            text = sys.stdin.read() if claims == "-" else Path(claims).read_text("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"--claims {claims}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+        extra.update(minter.load_claims(text, claims))
+    extra.update(minter.parse_claim_pairs(pairs))
+    return extra
+
+
 @app.command()
 def mint(
     ctx: typer.Context,
@@ -83,26 +105,11 @@ def mint(
     from prisme_keys.tokens import mint as minter
 
     st = state(ctx)
-    for value, flag in (
-        (sub, "--sub"),
-        (kid, "--kid"),
-        (iss, "--iss"),
-        (session_id, "--session-id"),
-        *((a, "--aud") for a in aud or ()),
-        *((c, "--claim") for c in claim or ()),
-    ):
-        text_option(value, flag)
+    _check_texts(sub=sub, kid=kid, iss=iss, session_id=session_id, aud=aud, claim=claim)
     if ttl is not None and expires_after is not None:
         raise UsageError("give --ttl or --expires-after, not both")
     lifetime = _duration(ttl, "--ttl") if ttl is not None else expires_after
-    extra: dict[str, Any] = {}
-    if claims is not None:
-        try:
-            text = sys.stdin.read() if claims == "-" else Path(claims).read_text("utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"--claims {claims}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
-        extra.update(minter.load_claims(text, claims))
-    extra.update(minter.parse_claim_pairs(claim or []))
+    extra = _extra_claims(claims, claim or [])
     opts = minter.MintOptions(
         sub=sub,
         kid=kid,

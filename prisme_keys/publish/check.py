@@ -127,7 +127,7 @@ class Report:
 
 def is_loopback(url: str) -> bool:
     """True when ``url``'s host is ``localhost`` or a loopback address (127.0.0.0/8, ::1)."""
-    from prisme_keys.tokens.jwks_client import is_loopback as host_is_loopback
+    from prisme_keys.tokens.urls import is_loopback as host_is_loopback
 
     return host_is_loopback(urlsplit(url).hostname)
 

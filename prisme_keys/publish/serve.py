@@ -312,7 +312,7 @@ def anonymous_minter(settings: Settings, issuer: str, expires_after: int) -> dic
 
 def is_loopback_host(host: str) -> bool:
     """True for ``localhost`` and loopback addresses (the address ``serve`` binds to)."""
-    from prisme_keys.tokens.jwks_client import is_loopback
+    from prisme_keys.tokens.urls import is_loopback
 
     return is_loopback(host)
 

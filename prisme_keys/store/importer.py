@@ -322,8 +322,7 @@ def _check(cand: Candidate, alg: str | None, kid: str | None, settings: Settings
             out_jwk.setdefault(m, full[m])
     # keep the JWK members in the gateway's order, extras after; integers in canonical form
     order = ["kty", "kid", "use", "alg", "n", "e", "d", *_CRT]
-    out_jwk = {**{m: out_jwk[m] for m in order if m in out_jwk}, **{m: v for m, v in out_jwk.items() if m not in order}}
-    out_jwk = jwk_rules.canonical_jwk(out_jwk)
+    out_jwk = jwk_rules.canonical_jwk({**{m: out_jwk[m] for m in order if m in out_jwk}, **out_jwk})
 
     out: dict[str, Any] = {"kid": final_kid}
     if "previousKeyId" in rec:

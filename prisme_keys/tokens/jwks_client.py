@@ -43,6 +43,7 @@ from prisme_keys.tokens.jwks_cache import (  # noqa: F401  (public names of this
     refetch_allowed,
 )
 from prisme_keys.tokens.keyring import KeyRing, KeySource
+from prisme_keys.tokens.urls import check_url, host_port
 
 DEFAULT_TIMEOUT = 5.0  #: seconds, whole exchange including redirects
 DEFAULT_MAX_BYTES = 1 << 20  #: 1 MiB body cap
@@ -105,59 +106,13 @@ class FetchResult:
     redirects: list[str] = field(default_factory=list)
 
 
-def is_loopback(host: str | None) -> bool:
-    """True for ``localhost`` (and ``*.localhost``) and loopback IP literals."""
-    import ipaddress
-
-    if not host:
-        return False
-    h = host.strip("[]").lower()
-    if h == "localhost" or h.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(h).is_loopback
-    except ValueError:
-        return False
-
-
-def _check_url(url: str, allow_http: bool, previous: str | None = None) -> Any:
-    """Split ``url`` and apply the transport rules; ``previous`` is the URL that redirected to it.
-
-    Raises:
-        UsageError: the URL given is malformed (exit 2).
-        FetchError: a redirect's URL is malformed, insecure (https to http), or plain http off loopback.
-    """
-    from urllib.parse import urlsplit
-
-    def bad(why: str) -> Exception:
-        if previous is None:
-            return UsageError(f"bad URL {shown(url)}: {why}", code="invalid_url")
-        return FetchError(f"{previous} redirects to a bad URL {shown(url)}: {why}", code="bad_url")
-
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018  (raises on a bad port)
-    except ValueError as exc:
-        raise bad(str(exc)) from None
-    if parts.scheme not in ("http", "https"):
-        raise bad("use an https:// URL")
-    if not parts.hostname:
-        raise bad("no host name")
-    if any(c.isspace() or not c.isprintable() for c in url):
-        raise bad("spaces or control characters (percent-encode them)")
-    if not url.isascii():
-        raise bad("non-ASCII characters (percent-encode them; write a host name in its xn-- form)")
-    if len(parts.hostname) > 253 or any(len(label) > 63 for label in parts.hostname.split(".")):
-        raise bad("the host name is longer than DNS allows (253 characters, 63 a label)")
-    if previous is not None and previous.startswith("https:") and parts.scheme == "http":
-        raise FetchError(f"refusing a redirect from https to http ({previous} -> {url})", code="insecure_redirect")
-    if parts.scheme == "http" and not allow_http and not is_loopback(parts.hostname):
-        raise FetchError(
-            f"refusing plain http for {parts.hostname}: use https:// or --allow-http "
-            "(http is accepted for loopback addresses only)",
-            code="insecure_url",
-        )
-    return parts
+def _header_fields(pairs: list[tuple[str, str]]) -> dict[str, str]:
+    """``{lower-case name: value}``; a field sent on several lines is one comma-separated list (RFC 9110 5.3)."""
+    out: dict[str, str] = {}
+    for k, v in pairs:
+        k = k.lower()
+        out[k] = f"{out[k]}, {v}" if k in out else v
+    return out
 
 
 def _exchange(
@@ -179,7 +134,7 @@ def _exchange(
     current, previous = url, None
     ctx = None
     while True:
-        parts = _check_url(current, allow_http, previous)
+        parts = check_url(current, allow_http, previous)
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise TimeoutError
@@ -206,10 +161,7 @@ def _exchange(
         }
         conn.request("GET", path, headers=hdrs)
         resp = conn.getresponse()
-        rheaders: dict[str, str] = {}
-        for k, v in resp.getheaders():  # repeated fields joined as one list (RFC 9110 5.3)
-            k = k.lower()
-            rheaders[k] = f"{rheaders[k]}, {v}" if k in rheaders else v
+        rheaders = _header_fields(resp.getheaders())
         if resp.status in _REDIRECTS and "location" in rheaders:
             conn.close()
             from urllib.parse import urljoin
@@ -274,17 +226,15 @@ def fetch_raw(
         FetchError: bad or insecure URL, network error, TLS error, timeout, redirect rules,
             body over the cap.
     """
-    import http.client
     import math
     import socket
-    import ssl
     import threading
 
     if not math.isfinite(timeout) or timeout <= 0:
         raise UsageError(f"--timeout must be a number of seconds above 0, not {shown(timeout)}")
     import time
 
-    _check_url(url, allow_http)
+    check_url(url, allow_http)
     deadline = time.monotonic() + timeout
     holder: dict[str, Any] = {}
     box: dict[str, Any] = {}
@@ -320,10 +270,37 @@ def fetch_raw(
     if err is None:
         ok: RawResponse = box["ok"]
         return ok
-    conn = holder.get("conn")
+    raise _fetch_error(err, url, timeout, holder.get("conn"))
+
+
+def _fetch_error(err: BaseException, url: str, timeout: float, conn: Any) -> BaseException:
+    """The :class:`FetchError` (exit 9) for what the exchange raised; anything unknown as it is (a bug)."""
+    import http.client
+    import socket
+    import ssl
+
     host = conn.host if conn is not None else url
     if isinstance(err, FetchError):
-        raise err
+        return err
+    if isinstance(err, (TimeoutError, socket.timeout)):
+        return FetchError(f"no complete answer from {url} within {timeout:g} s (--timeout)", code="timeout")
+    if isinstance(err, ssl.SSLCertVerificationError):
+        return FetchError(
+            f"TLS certificate of {host} not trusted: {err.verify_message or err.reason} "
+            "(--cacert FILE trusts a private CA)",
+            code="tls_error",
+        )
+    if isinstance(err, ssl.SSLError):
+        return FetchError(f"TLS error with {host}: {err.reason or err}", code="tls_error")
+    if isinstance(err, socket.gaierror):
+        return FetchError(f"cannot resolve host {host}: {err.strerror}", code="network_error")
+    if isinstance(err, ConnectionRefusedError):
+        return FetchError(f"cannot connect to {host_port(conn, host)}: connection refused", code="network_error")
+    if isinstance(err, http.client.HTTPException):
+        return FetchError(f"bad HTTP answer from {host}: {type(err).__name__} {err}".rstrip(), code="network_error")
+    if isinstance(err, OSError):
+        return FetchError(f"network error with {host}: {err.strerror or err}", code="network_error")
+    return err
     if isinstance(err, (TimeoutError, socket.timeout)):
         raise FetchError(f"no complete answer from {url} within {timeout:g} s (--timeout)", code="timeout")
     if isinstance(err, ssl.SSLCertVerificationError):
@@ -337,22 +314,12 @@ def fetch_raw(
     if isinstance(err, socket.gaierror):
         raise FetchError(f"cannot resolve host {host}: {err.strerror}", code="network_error")
     if isinstance(err, ConnectionRefusedError):
-        raise FetchError(
-            f"cannot connect to {_host_port(holder.get('conn'), host)}: connection refused", code="network_error"
-        )
+        raise FetchError(f"cannot connect to {host_port(conn, host)}: connection refused", code="network_error")
     if isinstance(err, http.client.HTTPException):
         raise FetchError(f"bad HTTP answer from {host}: {type(err).__name__} {err}".rstrip(), code="network_error")
     if isinstance(err, OSError):
         raise FetchError(f"network error with {host}: {err.strerror or err}", code="network_error")
     raise err
-
-
-def _host_port(conn: Any, fallback: str) -> str:
-    """``host:port`` of a connection (IPv6 hosts in brackets), for messages."""
-    if conn is None:
-        return fallback
-    host = f"[{conn.host}]" if ":" in str(conn.host) else str(conn.host)
-    return f"{host}:{conn.port}"
 
 
 def strip_private(doc: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -434,8 +401,7 @@ def fetch(
         cache_dir: cache folder (default the user cache dir, platformdirs).
         force: skip a fresh cache entry (still conditional when validators are known);
             recorded as a refetch for :func:`jwks_cache.refetch_allowed`.
-        real_clock: the real clock, Unix seconds (freshness never follows ``--now``); tests pass
-            their own.
+        real_clock: the real clock, Unix seconds (freshness never follows ``--now``).
 
     Returns:
         :class:`FetchResult`; ``doc`` has no private members.
