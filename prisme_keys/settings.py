@@ -118,7 +118,7 @@ def _p_seconds_or_duration(env: str) -> Callable[[Any], float]:
                 except ValueError:
                     pass
             raise ConfigError(
-                f"bad value for {env}: {v!r}; allowed: seconds (0 or more) or a duration like 90s, 15m, 2h, 1d"
+                f"bad value for {env}: {shown(v)}; allowed: seconds (0 or more) or a duration like 90s, 15m, 2h, 1d"
             ) from None
 
     return parse
@@ -522,7 +522,7 @@ def from_values(values: Mapping[str, Any], sources: Mapping[str, str] | None = N
             continue
         spec = _BY_NAME.get(name)
         if spec is None:
-            raise ConfigError(f"unknown setting {name!r}; known: {', '.join(s.name for s in SPECS)}")
+            raise ConfigError(f"unknown setting {shown(name)}; known: {', '.join(s.name for s in SPECS)}")
         source = (sources or {}).get(name, "flag")
         try:
             value = spec.parse(raw)

@@ -291,7 +291,7 @@ def refuse_duplicate_kids(records: list[dict[str, Any]], what: str) -> None:
     for r in records:
         if r["kid"] in seen:
             raise KeyFileError(
-                f"the key file holds kid {r['kid']!r} twice; refusing to {what} (run prisme-keys doctor)",
+                f"the key file holds kid {shown(r['kid'])} twice; refusing to {what} (run prisme-keys doctor)",
                 code="duplicate_kid",
             )
         seen.add(r["kid"])
