@@ -214,7 +214,7 @@ def test_publication_lead_shown_as_a_duration(run, kf):
     findings = {f["code"]: f["message"] for f in json.loads(p.stdout)["findings"]}
     assert findings["lead_too_long"] == (
         "the publication lead (40d) is not shorter than the rotation period (30 days): keys will sign longer than "
-        "JWKS_ROTATION_DAYS"
+        "JWKS_ROTATION_DAYS; suggested: PRISME_KEYS_PUBLICATION_LEAD=1h"
     )
 
 
