@@ -42,10 +42,12 @@ EXIT_MEANINGS: dict[ExitCode, str] = {
     ExitCode.INTERNAL: "internal error (a bug): one line, no traceback unless `--debug`/`PRISME_KEYS_DEBUG=1`",
     ExitCode.USAGE: "usage error",
     ExitCode.CONFIG: "configuration error (bad setting value, unreadable config)",
-    ExitCode.KEYFILE: "key file or write error (missing, corrupt, unsafe permissions, lock timeout, no private key; "
+    ExitCode.KEYFILE: "key file or write error (missing, corrupt, unsafe permissions of the key or passphrase file, "
+    "lock timeout, no private key; "
     "a file or standard output that cannot be written: disk full, I/O error, read-only, permission denied, closed)",
     ExitCode.MALFORMED_TOKEN: "malformed token (not a compact JWS, bad base64/JSON, too large, a JWE)",
-    ExitCode.SIGNATURE: "signature rejected (bad signature, algorithm not allowed, `none`, key too small)",
+    ExitCode.SIGNATURE: "signature rejected (bad signature, algorithm not allowed, `none`, key too small, "
+    "`b64: false` or `crit` header)",
     ExitCode.CLAIMS: "claims rejected (expired, not yet valid, issuer/audience mismatch, missing or ill-typed claim)",
     ExitCode.NO_KEY: "no usable key (kid unknown, no RSA signing key, ambiguous match)",
     ExitCode.FETCH: "JWKS fetch failed (network, timeout, HTTP status, not JSON, too large, redirect, TLS)",
