@@ -78,6 +78,7 @@ class Case:
             "config-init": ["config", "init", "--out", str(out)],
         }[op]
         (tmp / "src" / "new-pw").write_text("new passphrase\n")
+        (tmp / "src" / "new-pw").chmod(0o600)  # a passphrase file obeys the key file's permission rule
         if op in ("export", "export-over", "generate", "config-init"):
             self.dest = out
         if op == "export-over":
