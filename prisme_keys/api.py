@@ -31,6 +31,7 @@ from prisme_keys.settings import from_values as _settings_from
 from prisme_keys.settings import load as _load_settings
 from prisme_keys.store import lifecycle, revocation, settings_checks
 from prisme_keys.store.keyfile import KeyFile
+from prisme_keys.text import shown
 from prisme_keys.tokens import jwks_client
 from prisme_keys.tokens import mint as minter
 from prisme_keys.tokens import verify as verifier
@@ -266,7 +267,7 @@ class Minter:
         if o.kid is not None and o.kid != self.kid:
             from prisme_keys.errors import UsageError
 
-            raise UsageError(f"this minter signs with kid {self.kid!r}, not {o.kid!r}")
+            raise UsageError(f"this minter signs with kid {shown(self.kid)}, not {shown(o.kid)}")
         run = minter.mint_with(self._signer, self.settings, _now(now), o)
         return next(run.tokens).token
 

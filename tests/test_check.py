@@ -280,7 +280,8 @@ def test_untrusted_kid_is_escaped_and_junit_parses(run, handmade, keypool, tmp_p
 
 
 def test_junit_parses_whatever_the_details_hold():
-    from prisme_keys.publish.check import Check, Report, junit_xml
+    from prisme_keys.publish.check import Check, Report
+    from prisme_keys.publish.junit import junit_xml
 
     nasty = "\x00\x1b\x7f\x9b\ud800\ufffe\uffff<&>\"'\r\n\u202e"
     report = Report("http://x/" + nasty, [Check("shape." + nasty, "fail", nasty), Check("a.b", "warn", nasty)])

@@ -178,7 +178,9 @@ def test_fresh_for():
     assert watch.fresh_for({"cache-control": "max-age=10", "age": "50"}) == 0
     assert watch.fresh_for({"cache-control": "max-age=10", "age": "junk"}) == 10
     assert watch.fresh_for({"cache-control": "no-cache, max-age=10"}) == 0
-    assert watch.fresh_for({"cache-control": "max-age=soon"}) is None
+    assert watch.fresh_for({"cache-control": "max-age=soon"}) == 0  # invalid freshness: stale (RFC 9111 4.2.1)
+    assert watch.fresh_for({"cache-control": "private, max-age=600"}) == 0  # a shared cache never stores it
+    assert watch.fresh_for({"expires": "0"}) == 0
 
 
 def test_wait_options_are_checked(pk, keypool):

@@ -32,7 +32,7 @@ from prisme_keys import jwk as jwk_rules
 from prisme_keys.store import revocation, rotation
 from prisme_keys.store.revocation import RevokedKeys
 from prisme_keys.store.revocation import describe as describe_revocation
-from prisme_keys.text import cap, decode_utf8, printable, shown
+from prisme_keys.text import cap, decode_utf8, shown
 from prisme_keys.tokens import freshness
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
@@ -160,14 +160,6 @@ def transport_checks(resp: Response) -> list[Check]:
         )
     out.append(_cache_control(resp.headers))
     return out
-
-
-def cache_directives(value: str) -> dict[str, str]:
-    """The directives of a ``Cache-Control`` value (RFC 9111 section 5.2): ``{lower-case name: value or ""}``.
-
-    The one parser, :func:`prisme_keys.tokens.freshness.parse_cache_control`.
-    """
-    return {k: v or "" for k, v in freshness.parse_cache_control(value).directives.items()}
 
 
 def _cache_control(headers: dict[str, str]) -> Check:
@@ -510,36 +502,6 @@ def evaluate(
     if absent:
         report.checks.append(absent_check(jwks, absent, known or {}))
     return report
-
-
-def junit_xml(report: Report) -> str:
-    """The report as JUnit XML: one ``testcase`` per check, ``failure`` for fail (and warn when strict).
-
-    Built with :mod:`xml.etree.ElementTree`, every text escaped by :func:`prisme_keys.text.printable`
-    first (XML 1.0 cannot hold ESC or other control characters even as references), so the file
-    always parses whatever a server published.
-    """
-    import xml.etree.ElementTree as ET
-
-    failing = {FAIL, WARN} if report.strict else {FAIL}
-    fails = str(sum(1 for c in report.checks if c.status in failing))
-    total = str(len(report.checks))
-    root = ET.Element("testsuites", {"name": "prisme-keys check", "tests": total, "failures": fails})
-    suite = ET.SubElement(
-        root,
-        "testsuite",
-        {"name": printable("check " + report.url), "tests": total, "failures": fails, "errors": "0", "skipped": "0"},
-    )
-    for c in report.checks:
-        case = ET.SubElement(
-            suite, "testcase", {"classname": printable(c.name.split(".")[0]), "name": printable(c.name)}
-        )
-        if c.status in failing:
-            ET.SubElement(case, "failure", {"message": printable(c.detail), "type": c.status})
-        elif c.status == WARN:
-            ET.SubElement(case, "system-out").text = printable("warning: " + c.detail)
-    ET.indent(root)
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 
 
 def _roundtrip(settings: Any, url: str, now: datetime, fetch_kw: dict[str, Any]) -> Check:

@@ -3,37 +3,34 @@
 from __future__ import annotations
 
 from prisme_keys.publish.check import FAIL, WARN, Report
+from prisme_keys.text import printable
 
 
 def junit_xml(report: Report) -> str:
-    """The report as JUnit XML: one ``testcase`` per check, ``failure`` for fail (and warn when strict)."""
-    from xml.sax.saxutils import quoteattr
+    """The report as JUnit XML: one ``testcase`` per check, ``failure`` for fail (and warn when strict).
+
+    Built with :mod:`xml.etree.ElementTree`, every text escaped by :func:`prisme_keys.text.printable`
+    first (XML 1.0 cannot hold ESC or other control characters even as references), so the file
+    always parses whatever a server published.
+    """
+    import xml.etree.ElementTree as ET
 
     failing = {FAIL, WARN} if report.strict else {FAIL}
-    fails = sum(1 for c in report.checks if c.status in failing)
-    lines = [
-        '<?xml version="1.0" encoding="UTF-8"?>',
-        f'<testsuites name="prisme-keys check" tests="{len(report.checks)}" failures="{fails}">',
-        f'  <testsuite name={quoteattr("check " + report.url)} tests="{len(report.checks)}" '
-        f'failures="{fails}" errors="0" skipped="0">',
-    ]
+    fails = str(sum(1 for c in report.checks if c.status in failing))
+    total = str(len(report.checks))
+    root = ET.Element("testsuites", {"name": "prisme-keys check", "tests": total, "failures": fails})
+    suite = ET.SubElement(
+        root,
+        "testsuite",
+        {"name": printable("check " + report.url), "tests": total, "failures": fails, "errors": "0", "skipped": "0"},
+    )
     for c in report.checks:
-        head = f"    <testcase classname={quoteattr(c.name.split('.')[0])} name={quoteattr(c.name)}"
+        case = ET.SubElement(
+            suite, "testcase", {"classname": printable(c.name.split(".")[0]), "name": printable(c.name)}
+        )
         if c.status in failing:
-            lines.append(head + ">")
-            lines.append(f"      <failure message={quoteattr(c.detail)} type={quoteattr(c.status)}/>")
-            lines.append("    </testcase>")
+            ET.SubElement(case, "failure", {"message": printable(c.detail), "type": c.status})
         elif c.status == WARN:
-            lines.append(head + ">")
-            lines.append(f"      <system-out>{_esc('warning: ' + c.detail)}</system-out>")
-            lines.append("    </testcase>")
-        else:
-            lines.append(head + "/>")
-    lines += ["  </testsuite>", "</testsuites>", ""]
-    return "\n".join(lines)
-
-
-def _esc(text: str) -> str:
-    from xml.sax.saxutils import escape
-
-    return escape(text)
+            ET.SubElement(case, "system-out").text = printable("warning: " + c.detail)
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"

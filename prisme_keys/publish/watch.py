@@ -18,38 +18,20 @@ from typing import Any
 from prisme_keys import clock
 from prisme_keys.errors import FetchError
 from prisme_keys.publish import check as checks
+from prisme_keys.tokens import freshness
 
 
 def fresh_for(headers: dict[str, str]) -> float | None:
     """Seconds a response stays fresh in a shared cache (RFC 9111 section 4.2), or ``None`` when it says nothing.
 
-    The freshness lifetime is ``s-maxage``, else ``max-age``, of ``Cache-Control``; its current
-    age is the ``Age`` header (seconds, 0 when absent). ``no-cache`` and ``no-store`` make it 0.
+    The one freshness rule (:func:`prisme_keys.tokens.freshness.fresh_for`) with a shared cache's
+    view: ``s-maxage``, else ``max-age``, else ``Expires`` minus ``Date``, less the ``Age`` header;
+    ``no-cache``, ``no-store``, ``private`` and an invalid lifetime make it 0.
 
     Args:
         headers: response headers, lower-case names.
-
-    Returns:
-        ``lifetime - age`` (never below 0), or ``None`` without a ``Cache-Control`` lifetime.
     """
-    value = headers.get("cache-control")
-    if value is None:
-        return None
-    directives = checks.cache_directives(value)
-    if "no-store" in directives or "no-cache" in directives:
-        return 0.0
-    raw = directives.get("s-maxage", directives.get("max-age"))
-    if raw is None:
-        return None
-    try:
-        lifetime = int(raw)
-    except ValueError:
-        return None
-    try:
-        age = max(0, int(headers.get("age", "0").strip()))
-    except ValueError:
-        age = 0
-    return float(max(0, lifetime - age))
+    return freshness.fresh_for(headers, shared=True)
 
 
 def run_until(

@@ -472,8 +472,8 @@ def merge(
         tp = jwk_rules.thumbprint(rec["jwk"])
         gone = revoked.match(kid=k, thumbprint=tp) if revoked else None
         if gone is not None:
-            same = "" if gone["kid"] == k else f" as kid {gone['kid']!r}"
-            problems.append((pos, f"key {k!r} was {describe_revocation(gone)}{same}; a revoked key cannot return"))
+            same = "" if gone["kid"] == k else f" as kid {shown(gone['kid'])}"
+            problems.append((pos, f"key {shown(k)} was {describe_revocation(gone)}{same}; a revoked key cannot return"))
             continue
         if k in by_kid:
             if _same_material(by_kid[k]["jwk"], rec["jwk"]):

@@ -39,6 +39,7 @@ from prisme_keys.errors import KeyFileError, UsageError
 from prisme_keys.settings import Settings
 from prisme_keys.store import lifecycle, rotation
 from prisme_keys.store.keyfile import KeySet
+from prisme_keys.text import shown
 
 #: The key file's top-level member holding the revocation list.
 MEMBER = "revocations"
@@ -298,9 +299,9 @@ class RevokeResult:
 
 
 def _unknown(kf_path: Any, kid: str, records: list[Record]) -> KeyFileError:
-    shown = kid if len(kid) <= 80 else kid[:77] + "..."
     return KeyFileError(
-        f"no key with kid or thumbprint {shown!r} in {kf_path}; kids present: " + ", ".join(r["kid"] for r in records),
+        f"no key with kid or thumbprint {shown(kid)} in {kf_path}; kids present: "
+        + ", ".join(r["kid"] for r in records),
         code="kid_not_found",
     )
 

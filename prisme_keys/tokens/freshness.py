@@ -8,8 +8,8 @@ Rules (RFC 9111; times in seconds, on the real clock):
 
 * ``Cache-Control`` directives (5.2) are comma-separated ``name[=value]``, names compared
   case-insensitively, values a token or a quoted-string (commas inside quotes do not split);
-  unknown directives are ignored (5.2.3). ``s-maxage`` and ``proxy-revalidate`` apply to shared
-  caches only and are ignored here.
+  unknown directives are ignored (5.2.3). ``s-maxage`` and ``private`` matter to shared caches
+  only (a CDN in front of the JWKS, ``shared=True``); a private cache (a verifier) ignores them.
 * ``no-store``: the response is not stored at all. ``no-cache`` (with or without field names):
   stored, but stale at once, so it is revalidated before every use.
 * Freshness lifetime (4.2.1): ``max-age`` when present; else ``Expires`` minus ``Date`` (the
@@ -50,6 +50,7 @@ class CacheControl:
         max_age: the ``max-age`` in seconds, or ``None`` when absent or invalid.
         max_age_problem: why a present ``max-age`` is unusable (``"-1 is not a whole number of
             seconds"``, ``"given twice with different values"``), else ``None``.
+        s_maxage / s_maxage_problem: the same for ``s-maxage`` (shared caches only).
     """
 
     directives: dict[str, str | None] = field(default_factory=dict)
@@ -57,6 +58,8 @@ class CacheControl:
     no_cache: bool = False
     max_age: int | None = None
     max_age_problem: str | None = None
+    s_maxage: int | None = None
+    s_maxage_problem: str | None = None
 
 
 def _split(value: str) -> list[tuple[str, str | None]]:
@@ -114,18 +117,24 @@ def parse_cache_control(value: str | None) -> CacheControl:
     directives: dict[str, str | None] = {}
     for name, arg in pairs:
         directives.setdefault(name, arg)
-    ages = [arg for name, arg in pairs if name == "max-age"]
-    max_age: int | None = None
-    problem: str | None = None
-    if ages:
-        if len(set(ages)) > 1:
-            problem = "max-age is given twice with different values"
-        elif ages[0] is None or not _DIGITS.fullmatch(ages[0]):
-            shown = "an empty value" if not ages[0] else repr(ages[0][:40])
-            problem = f"max-age has {shown}, not a whole number of seconds"
-        else:
-            max_age = min(int(ages[0]), _DELTA_MAX)
-    return CacheControl(directives, "no-store" in directives, "no-cache" in directives, max_age, problem)
+    max_age, problem = _delta(pairs, "max-age")
+    s_maxage, s_problem = _delta(pairs, "s-maxage")
+    return CacheControl(
+        directives, "no-store" in directives, "no-cache" in directives, max_age, problem, s_maxage, s_problem
+    )
+
+
+def _delta(pairs: list[tuple[str, str | None]], name: str) -> tuple[int | None, str | None]:
+    """``(seconds, None)`` for a valid delta-seconds directive, ``(None, why)`` for an invalid one, else both None."""
+    values = [arg for n, arg in pairs if n == name]
+    if not values:
+        return None, None
+    if len(set(values)) > 1:
+        return None, f"{name} is given twice with different values"
+    if values[0] is None or not _DIGITS.fullmatch(values[0]):
+        shown = "an empty value" if not values[0] else repr(values[0][:40])
+        return None, f"{name} has {shown}, not a whole number of seconds"
+    return min(int(values[0]), _DELTA_MAX), None
 
 
 def parse_http_date(value: str | None) -> float | None:
@@ -188,12 +197,18 @@ class Freshness:
 
 
 def _lifetime(
-    cc: CacheControl, headers: Mapping[str, str], response_time: float, heuristic: float
+    cc: CacheControl, headers: Mapping[str, str], response_time: float, heuristic: float, shared: bool
 ) -> tuple[bool, float, str, str]:
     if cc.no_store:
         return False, 0.0, "no-store", "no-store: never stored"
+    if shared and "private" in cc.directives:
+        return False, 0.0, "no-store", "private: never stored by a shared cache"
     if cc.no_cache:
         return True, 0.0, "no-cache", "no-cache: revalidated before every use"
+    if shared and cc.s_maxage_problem:
+        return True, 0.0, "invalid max-age", f"{cc.s_maxage_problem}: stale at once"
+    if shared and cc.s_maxage is not None:
+        return True, float(min(cc.s_maxage, MAX_CACHE_AGE)), "max-age", f"s-maxage {cc.s_maxage}"
     if cc.max_age_problem:
         return True, 0.0, "invalid max-age", f"{cc.max_age_problem}: stale at once"
     if cc.max_age is not None:
@@ -215,6 +230,7 @@ def freshness(
     request_time: float,
     response_time: float,
     heuristic: float = DEFAULT_MAX_AGE,
+    shared: bool = False,
 ) -> Freshness:
     """The freshness of a response (RFC 9111 sections 4.2.1-4.2.3) for a private cache.
 
@@ -223,12 +239,13 @@ def freshness(
         request_time: Unix seconds when the request was sent (real clock).
         response_time: Unix seconds when the response arrived (real clock).
         heuristic: lifetime, seconds, when the response gives neither ``max-age`` nor ``Expires``.
+        shared: the rules of a shared cache (a CDN): ``s-maxage`` first, ``private`` never stored.
 
     Returns:
         :class:`Freshness`; check it later with :meth:`Freshness.is_fresh`.
     """
     cc = parse_cache_control(headers.get("cache-control"))
-    storable, lifetime, source, detail = _lifetime(cc, headers, response_time, heuristic)
+    storable, lifetime, source, detail = _lifetime(cc, headers, response_time, heuristic, shared)
     date = parse_http_date(headers.get("date"))
     apparent_age = max(0.0, response_time - date) if date is not None else 0.0
     age_value = parse_age(headers.get("age"))
@@ -237,3 +254,21 @@ def freshness(
     if age_value:
         detail += f" minus Age {age_value}"
     return Freshness(storable, lifetime, initial_age, source, detail)
+
+
+def fresh_for(headers: Mapping[str, str], *, shared: bool = False) -> float | None:
+    """Seconds a response stays fresh as its server sent it, or ``None`` when it gives no lifetime.
+
+    The server's own view (RFC 9111 4.2): ``Date`` is the response time, so only the ``Age`` header
+    counts as age; ``shared`` applies the rules of a shared cache (``s-maxage``, ``private``).
+
+    Returns:
+        ``None`` when neither ``Cache-Control`` nor ``Expires`` gives a lifetime (each cache picks
+        its own); 0 for ``no-store``, ``no-cache``, an invalid lifetime or an ``Age`` past it.
+    """
+    date = parse_http_date(headers.get("date"))
+    at = date if date is not None else 0.0
+    fr = freshness(headers, request_time=at, response_time=at, shared=shared)
+    if fr.source == "heuristic":
+        return None
+    return max(0.0, fr.remaining(at, at))

@@ -222,7 +222,7 @@ def refuse_revoked(revoked: RevokedKeys, *, kid: str | None = None, thumbprint: 
         same = kid is not None and hit["kid"] == kid
         via = "" if same else f" (the same key, RFC 7638 thumbprint {hit['thumbprint']})"
         raise SignatureRejected(
-            f"key {hit['kid']!r}{via} was {describe_revocation(hit)}: tokens it signed are refused",
+            f"key {shown(hit['kid'])}{via} was {describe_revocation(hit)}: tokens it signed are refused",
             code="key_revoked",
         )
 
