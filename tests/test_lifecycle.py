@@ -329,3 +329,17 @@ def test_readme_main_job_on_default_key_file(cli):
     shared = cli.home / "shared" / "keys.json"
     p = cli("init", env={"PRISME_KEYS_FILE": str(shared)})
     assert p.returncode == 0 and shared.exists()
+
+
+@pytest.mark.parametrize("kid,shown", [("a\ud800b", "a\\ud800b"), ("[/x] [bold]k", "[/x] [bold]k")])
+def test_list_shows_odd_kids_as_plain_text(cli, tmp_path, keypool, kid, shown):
+    """Regression: a hand-edited kid holding "\\ud800" (valid JSON) or rich markup like "[/x]" made the text
+    table of list an internal error (exit 1: UnicodeEncodeError, MarkupError)."""
+    kf = write_keyfile(tmp_path / "keys.json", [record(dict(keypool[0], kid=kid))])
+    p = cli("--key-file", str(kf), "--now", T0, "list")
+    assert p.returncode == 0, p.stderr
+    no_traceback(p)
+    assert shown in p.stdout
+    p = cli("--key-file", str(kf), "--now", T0, "--json", "list")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["keys"][0]["kid"] == kid

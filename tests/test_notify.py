@@ -272,6 +272,22 @@ def test_notify_broker_down_exit_11(cli, kf):
     assert "re-run prisme-keys notify" in p.stderr
 
 
+@pytest.mark.parametrize(
+    "url,shown",
+    [("http://[::1", "<unparsable URL>"), ("http://127.0.0.1:99999", "http://127.0.0.1:99999")],
+)
+def test_unparsable_runtime_url_is_a_config_error(cli, kf, url, shown):
+    """Regression: an unparsable --runtime-url (or one with a port over 65535) was an internal error (exit 1)."""
+    env = {"BROKER_HOST": f"redis://127.0.0.1:{free_port()}/10", "INTERNAL_API_KEY": "s3cret-internal-key"}
+    p = cli("--json", "--key-file", str(kf), "notify", "--force", "--runtime-url", url, env=env)
+    assert p.returncode == 3, p.stderr
+    assert json.loads(p.stderr) == {
+        "code": "config_error",
+        "message": f"the runtime URL must be an http(s) URL with a host and a valid port, not {shown}",
+        "exit": 3,
+    }
+
+
 def test_notify_plain_reload_json(cli, kf, keypool, redis_server, redis_env):
     consumer = Consumer(redis_env["BROKER_HOST"], NS, TOPICS)
     p = cli("--json", "--key-file", str(kf), "--now", NOT_DUE, "--write-at-now", "notify", env=redis_env)

@@ -110,7 +110,7 @@ def test_revoke_signing_key_end_to_end(pk, keypool, tmp_path):
     token = token.strip()
     assert rc == 0
 
-    rc, out, err = pk("revoke", signing["kid"], "--reason", "leaked in a CI log", env=LEAD)
+    rc, out, err = pk("revoke", "--reason", "leaked in a CI log", "--", signing["kid"], env=LEAD)
     assert rc == 0, err
     d = doc(pk.kf)
     assert d["format"] == 1
@@ -179,7 +179,7 @@ def test_revoke_retired_key_keeps_the_signing_key(pk, keypool):
     now = clock.now()
     write_keyfile(pk.kf, two_keys(keypool, now))
     old, signing = keypool[0], keypool[1]
-    rc, out, err = pk("--json", "revoke", old["kid"])
+    rc, out, err = pk("--json", "revoke", "--", old["kid"])
     assert rc == 0, err
     res = json.loads(out)
     assert res == {
@@ -210,7 +210,7 @@ def test_revoke_retired_key_keeps_the_signing_key(pk, keypool):
     assert rc == 0 and [k["kid"] for k in json.loads(out)["keys"]] == [signing["kid"]]
     # revoking it again changes nothing and says so; exit 0
     before = pk.kf.read_bytes()
-    rc, out, _ = pk("revoke", old["kid"])
+    rc, out, _ = pk("revoke", "--", old["kid"])
     assert rc == 0 and out == f"{old['kid']} was already revoked on {day(res['revokedAt'])} UTC; nothing to do\n"
     assert pk.kf.read_bytes() == before
 
@@ -220,7 +220,7 @@ def test_dry_run_writes_nothing_and_errors_are_one_line(pk, keypool):
     write_keyfile(pk.kf, two_keys(keypool, now))
     before = pk.kf.read_bytes()
     signing = keypool[1]
-    rc, out, err = pk("revoke", signing["kid"], "--dry-run", env=LEAD)
+    rc, out, err = pk("revoke", "--dry-run", "--", signing["kid"], env=LEAD)
     assert rc == 0 and out.splitlines()[0] == (
         f"would revoke {signing['kid']} (signing key); a new signing key would be created and sign at once"
     )
@@ -231,7 +231,7 @@ def test_dry_run_writes_nothing_and_errors_are_one_line(pk, keypool):
         f"{signing['kid']}, {keypool[0]['kid']}\n"
     )
     assert json.loads(pk("--json", "revoke", "no-such-kid")[2])["code"] == "kid_not_found"
-    rc, out, err = pk("--json", "revoke", signing["kid"], "--reason", "x" * 300)
+    rc, out, err = pk("--json", "revoke", "--reason", "x" * 300, "--", signing["kid"])
     assert rc == 2 and json.loads(err) == {
         "code": "usage_error",
         "message": "--reason: at most 200 characters (got 300)",
@@ -243,7 +243,7 @@ def test_dry_run_writes_nothing_and_errors_are_one_line(pk, keypool):
     d["revocations"] = "oops"
     pk.kf.write_text(json.dumps(d))
     before = pk.kf.read_bytes()
-    rc, _, err = pk("revoke", signing["kid"])
+    rc, _, err = pk("revoke", "--", signing["kid"])
     assert rc == 4 and '"revocations" is not a list' in err
     assert pk.kf.read_bytes() == before
 
@@ -255,7 +255,7 @@ def test_revoke_by_thumbprint_and_verify_via_url(pk, keypool, tmp_path):
     write_keyfile(pk.kf, two_keys(keypool, now))
     old = keypool[0]
     token = rs_token(old, claims())
-    rc, out, _ = pk("--json", "revoke", jwk_rules.thumbprint(old), "--reason", "laptop stolen")
+    rc, out, _ = pk("--json", "revoke", "--reason", "laptop stolen", "--", jwk_rules.thumbprint(old))
     assert rc == 0 and json.loads(out)["kid"] == old["kid"]
     with JwksServer() as s:
         s.serve_json("/jwks", jwks(old, keypool[1]))  # a JWKS that still serves the revoked key
@@ -267,7 +267,7 @@ def test_doctor_reports_revocations(pk, keypool):
     now = clock.now()
     write_keyfile(pk.kf, two_keys(keypool, now))
     old = keypool[0]
-    assert pk("revoke", old["kid"], "--reason", "leaked")[0] == 0
+    assert pk("revoke", "--reason", "leaked", "--", old["kid"])[0] == 0
     rc, out, _ = pk("--json", "doctor")
     rep = json.loads(out)
     assert rc == 0 and rep["healthy"]
@@ -383,14 +383,34 @@ def test_revoke_on_an_encrypted_key_file(pk, keypool):
     assert pk("encrypt", env=pw)[0] == 0
     before = pk.kf.read_bytes()
     # the new signing key must be encrypted: no passphrase, nothing written
-    rc, _, err = pk("--json", "revoke", keypool[1]["kid"])
+    rc, _, err = pk("--json", "revoke", "--", keypool[1]["kid"])
     assert rc == 4 and json.loads(err)["code"] == "passphrase_required"
     assert pk.kf.read_bytes() == before
-    rc, _, err = pk("revoke", keypool[1]["kid"], env=pw)
+    rc, _, err = pk("revoke", "--", keypool[1]["kid"], env=pw)
     assert rc == 0, err
     new = doc(pk.kf)["keys"][0]
     assert new["kid"] == keypool[5]["kid"] and "enc" in new["jwk"] and "d" not in new["jwk"]
     # a retired key leaves no private member to encrypt: no passphrase needed
-    rc, _, err = pk("revoke", keypool[0]["kid"])
+    rc, _, err = pk("revoke", "--", keypool[0]["kid"])
     assert rc == 0, err
     assert [r["kid"] for r in doc(pk.kf)["keys"]] == [keypool[5]["kid"]]
+
+
+def test_a_kid_starting_with_a_dash_goes_after_double_dash(pk, keypool):
+    """Regression: 1 in 64 RFC 7638 thumbprints starts with '-'; `revoke -xyz...` said only "No such option: -x"."""
+    recs = two_keys(keypool, clock.now())
+    recs[1]["kid"] = recs[1]["jwk"]["kid"] = recs[0]["previousKeyId"] = "-dashKid_0"
+    write_keyfile(pk.kf, recs)
+    rc, out, err = pk("--json", "revoke", "-dashKid_0", "--reason", "leaked")
+    assert (rc, out) == (2, "")
+    assert json.loads(err) == {
+        "code": "usage_error",
+        "message": "No such option: -d (a kid that starts with '-' goes last, after '--': "
+        "prisme-keys revoke [OPTIONS] -- -dashKid_0)",
+        "exit": 2,
+    }
+    assert doc(pk.kf)["keys"] == recs
+    rc, out, err = pk("revoke", "--reason", "leaked", "--", "-dashKid_0")
+    assert rc == 0, err
+    assert out.startswith("revoked -dashKid_0 (retired key): removed from the key set")
+    assert [r["kid"] for r in doc(pk.kf)["keys"]] == [recs[0]["kid"]]

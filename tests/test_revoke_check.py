@@ -63,7 +63,7 @@ def test_absent_against_serve_passes_after_the_revocation(pk, served, keypool):
     rc, out, err = pk("check", served, "--absent", signing)
     assert rc == 10
     assert f"absent.kids: still served: {signing}" in err
-    assert pk("revoke", signing)[0] == 0
+    assert pk("revoke", "--", signing)[0] == 0
     rc, out, err = pk("--json", "check", served, "--absent", signing, "--wait", "10s")
     assert rc == 0, err
     rep = json.loads(out)
@@ -91,7 +91,7 @@ def test_wait_sees_the_revocation_arrive(cli, pk, served, keypool):
     try:
         first = proc.stderr.readline()  # handshake: the first fetch still saw the key
         assert first.startswith(f"waiting: absent.kids: still served: {signing}; next fetch in 0.2 s"), first
-        assert pk("revoke", signing)[0] == 0
+        assert pk("revoke", "--", signing)[0] == 0
         out, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
@@ -104,7 +104,7 @@ def test_wait_sees_the_revocation_arrive(cli, pk, served, keypool):
 def test_server_that_keeps_the_old_key_fails_after_the_wait(pk, keypool, tmp_path):
     write_keyfile(pk.kf, two_keys(keypool, clock.now()))
     signing = keypool[1]["kid"]
-    assert pk("revoke", signing, "--reason", "leak")[0] == 0
+    assert pk("revoke", "--reason", "leak", "--", signing)[0] == 0
     junit = tmp_path / "report.xml"
     with JwksServer() as srv:
         srv.serve_json("/jwks", jwks(keypool[1], keypool[0]), headers={"Cache-Control": "max-age=0"})
@@ -135,7 +135,7 @@ def test_server_that_keeps_the_old_key_fails_after_the_wait(pk, keypool, tmp_pat
 def test_absent_finds_the_key_under_another_kid(pk, keypool):
     write_keyfile(pk.kf, two_keys(keypool, clock.now()))
     old = keypool[0]
-    assert pk("revoke", old["kid"])[0] == 0
+    assert pk("revoke", "--", old["kid"])[0] == 0
     with JwksServer() as srv:
         srv.serve_json("/jwks", jwks(keypool[1], dict(old, kid="renamed")), headers={"Cache-Control": "max-age=60"})
         rc, out, err = pk("--json", "check", srv.url(), "--absent", old["kid"])
@@ -206,7 +206,7 @@ def test_revoke_notify_one_event_and_runtime_key(pk, keypool, redis_server, redi
     write_keyfile(pk.kf, two_keys(keypool, clock.now()))
     assert pk("notify", env=redis_env)[0] == 0  # the fleet knows the set: the key file records it
     consumer = Consumer(redis_env["BROKER_HOST"], "test:", TOPICS)
-    rc, out, err = pk("revoke", keypool[1]["kid"], "--notify", env={**redis_env, **LEAD})
+    rc, out, err = pk("revoke", "--notify", "--", keypool[1]["kid"], env={**redis_env, **LEAD})
     assert rc == 0, err
     new = keypool[5]
     assert f"notified: published gateway.jwks.updated (created {new['kid']}, deleted {keypool[1]['kid']})" in err
@@ -216,11 +216,11 @@ def test_revoke_notify_one_event_and_runtime_key(pk, keypool, redis_server, redi
     runtime = json.loads(redis.Redis.from_url(redis_server.url(0)).get("runtime:jwk"))
     assert runtime == {"key": new}
     # a retired key: deleted only; the runtime keeps the signing key
-    rc, out, err = pk("revoke", keypool[0]["kid"], "--notify", env=redis_env)
+    rc, out, err = pk("revoke", "--notify", "--", keypool[0]["kid"], env=redis_env)
     assert rc == 0, err
     assert [e["payload"] for e in consumer.read()[s(GW)]] == [{"created": [], "deleted": [keypool[0]["kid"]]}]
     # nothing changed (already revoked): nothing sent
-    assert pk("revoke", keypool[0]["kid"], "--notify", env=redis_env)[0] == 0
+    assert pk("revoke", "--notify", "--", keypool[0]["kid"], env=redis_env)[0] == 0
     assert consumer.read() == {s(t): [] for t in TOPICS}
 
 
@@ -234,7 +234,7 @@ def test_revoke_notify_broker_down_keeps_the_revocation_and_the_next_run_sends_i
         "BROKER_HOST": f"redis://127.0.0.1:{dead.port}/10",
         "CONTEXTS_CACHE_HOST": f"redis://127.0.0.1:{dead.port}/0",
     }
-    rc, out, err = pk("revoke", signing, "--notify", env=env)
+    rc, out, err = pk("revoke", "--notify", "--", signing, env=env)
     assert rc == 11
     assert [r["kid"] for r in json.loads(pk.kf.read_text())["keys"]] == [new, keypool[0]["kid"]]
     assert err.splitlines()[-1] == (
@@ -246,7 +246,7 @@ def test_revoke_notify_broker_down_keeps_the_revocation_and_the_next_run_sends_i
     # the broker is back: re-running the revocation changes nothing in the file but sends what is pending, once
     consumer = Consumer(redis_env["BROKER_HOST"], "test:", TOPICS)
     for _ in range(2):
-        rc, out, err = pk("revoke", signing, "--notify", env=redis_env)
+        rc, out, err = pk("revoke", "--notify", "--", signing, env=redis_env)
         assert rc == 0 and out.startswith(f"{signing} was already revoked on "), err
     assert [e["payload"] for e in consumer.read()[s(GW)]] == [{"created": [new], "deleted": [signing]}]
 

@@ -220,3 +220,12 @@ def test_check_and_doctor_colour_statuses_unless_no_color(tmp_path, keypool):
                 assert "\x1b[1;31merror" in doctor and "\x1b[1;31m1 problem" in doctor
             assert plain(check).rstrip().splitlines()[-1].startswith("ok: ")
             assert "1 warning, 0 failed" in plain(check)
+
+
+@pytest.mark.parametrize(("kid", "shown"), [("[/x] [bold]k", "[/x] [bold]k"), ("a\ud800b", "a\\ud800b")])
+def test_list_on_a_terminal_shows_odd_kids_as_plain_text(tmp_path, keypool, kid, shown):
+    """Regression: a kid holding rich markup ("[/x]") or a lone surrogate made list on a terminal exit 1."""
+    kf = healthy_file(tmp_path / "keys.json", keypool[:1], kids=[kid])
+    rc, screen = in_pty(["list"], term_env(tmp_path, kf), cols=120)
+    assert rc == 0, screen
+    assert shown in plain(screen)

@@ -348,3 +348,14 @@ def test_verify_exp_out_of_range_is_exit_7(kf, keypool, exp):
     assert (p.returncode, p.stdout) == (2, "")
     assert "claim 'exp' is out of range" in p.stderr and "nothing was signed" in p.stderr
     assert ok(kf("verify", ok(kf("mint", "--claim", "exp=253402300799")).strip())).startswith("valid: ")
+
+
+# Regression: a lone surrogate ("\ud800", valid JSON) in a token's claims was an internal error (exit 1) when
+# decode --json or verify --json printed the claims
+def test_lone_surrogate_in_claims_is_shown_escaped(kf, keypool):
+    tok = rs_token(keypool[0], claims(sub="\ud800", iss=ISS, aud=AUD))  # the payload holds the escape \ud800
+    out = ok(kf("decode", tok))
+    assert '"sub": "\\ud800"' in out
+    assert json.loads(ok(kf("--json", "decode", tok)))["claims"]["sub"] == "\ud800"
+    assert ok(kf("verify", tok)).startswith(f"valid: kid {keypool[0]['kid']}, sub \\ud800, expires in ")
+    assert json.loads(ok(kf("--json", "verify", tok)))["claims"]["sub"] == "\ud800"

@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from prisme_keys import clock
+from prisme_keys.text import printable
 
 #: The fields of a piped ``list`` line, in order (``cut -f1`` gives the kids).
 TSV_FIELDS = ("kid", "state", "alg", "bits", "createdAt", "activatesAt", "rotatesAt", "expiresAt", "private")
@@ -30,9 +31,10 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def tsv_field(value: Any) -> str:
-    """One field: ``-`` for ``None`` or empty, control characters (tab, newline) as ``\\xNN``."""
+    """One field: ``-`` for ``None`` or empty, control characters (tab, newline) as ``\\xNN``, other
+    non-printable characters (lone surrogates, bidi overrides) escaped by :func:`prisme_keys.text.printable`."""
     text = "" if value is None else str(value)
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text) or "-"
+    return printable(_CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)) or "-"
 
 
 def write_tsv(rows: list[dict[str, Any]]) -> None:
@@ -105,9 +107,9 @@ def print_table(rows: list[dict[str, Any]], now: datetime) -> None:
         for name, _ in layout:
             tbl.add_column(name, no_wrap=name == "kid", overflow="fold")
         for r in rows:
-            cells: list[Any] = [cell(r, now) for _, cell in layout]
+            cells = [Text(output.printable_lines(cell(r, now))) for _, cell in layout]  # plain text: never markup
             if len(layout) > 1:
-                cells[1] = Text(cells[1], style=STATE_STYLES.get(r["state"], ""))
+                cells[1].stylize(STATE_STYLES.get(r["state"], ""))
             tbl.add_row(*cells)
         return tbl
 

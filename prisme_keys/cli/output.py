@@ -47,8 +47,17 @@ def console(stderr: bool = False) -> Any:
 
 
 def json_text(doc: Any) -> str:
-    """Serialize ``doc`` as indented JSON with a trailing newline."""
-    return json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n"
+    """Serialize ``doc`` as indented JSON with a trailing newline.
+
+    Text that UTF-8 cannot encode (a lone surrogate from a token's ``\\ud800`` escape) is written
+    as JSON escapes, so the document stays valid JSON holding the same values.
+    """
+    text = json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(doc, indent=2, ensure_ascii=True, default=str) + "\n"
+    return text
 
 
 def plural(n: int, word: str) -> str:
@@ -62,7 +71,7 @@ def emit_json(doc: Any) -> None:
     sys.stdout.flush()
 
 
-def _safe(text: str) -> str:
+def printable_lines(text: str) -> str:
     """``text`` with every non-printable character escaped except the line breaks the caller laid out.
 
     Untrusted strings (kids, claims, a server's text) can then never move the cursor, recolour
@@ -73,14 +82,14 @@ def _safe(text: str) -> str:
 
 def line(text: str = "") -> None:
     """Write one line of plain text on stdout (non-printable characters escaped)."""
-    sys.stdout.write(_safe(text) + "\n")
+    sys.stdout.write(printable_lines(text) + "\n")
     sys.stdout.flush()
 
 
 def note(text: str, *, quiet: bool = False) -> None:
     """Write one informational line on stderr (suppressed by ``--quiet``; non-printable characters escaped)."""
     if not quiet:
-        sys.stderr.write(_safe(text) + "\n")
+        sys.stderr.write(printable_lines(text) + "\n")
         sys.stderr.flush()
 
 
@@ -158,7 +167,7 @@ def status_line(text: str, status: str) -> None:
         return
     from rich.text import Text
 
-    head, sep, rest = _safe(text).partition(":")
+    head, sep, rest = printable_lines(text).partition(":")
     out = Text(head, style=STATUS_STYLES[status])
     out.append(sep + rest)
     console().print(out, soft_wrap=True)

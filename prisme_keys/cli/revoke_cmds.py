@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import typer
+from typer.core import TyperCommand
 
 from prisme_keys.cli.app import app, state
 from prisme_keys.cli.common import keygen, when
@@ -84,7 +85,30 @@ def _render(st: Any, res: Any) -> None:
         )
 
 
-@app.command()
+class _KidFirstCommand(TyperCommand):
+    """``revoke KID``: a kid (or RFC 7638 thumbprint) starting with '-' (1 in 64 thumbprints) reads as an
+    option to the parser, which can only refuse it; the refusal says how to pass it."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        given_args = list(args)  # the parser consumes the list it is given
+        try:
+            return super().parse_args(ctx, args)
+        except Exception as exc:  # Click's NoSuchOption (vendored by newer Typer): re-raised, never swallowed
+            name = str(getattr(exc, "option_name", "") or "")  # "-d" for "-dashKid", "-A" for "-hABC"
+            short = len(name) == 2 and name[0] == "-" and name[1] != "-"
+            given = next(
+                (a for a in given_args if short and len(a) > 2 and a[0] == "-" and a[1] != "-" and name[1] in a[1:]),
+                None,
+            )
+            if type(exc).__name__ == "NoSuchOption" and given is not None and isinstance(exc.args[0], str):
+                exc.message = (  # type: ignore[attr-defined]
+                    f"{exc.args[0]} (a kid that starts with '-' goes last, after '--': "
+                    f"prisme-keys revoke [OPTIONS] -- {given[:80]})"
+                )
+            raise
+
+
+@app.command(cls=_KidFirstCommand)
 def revoke(
     ctx: typer.Context,
     kid: str = typer.Argument(

@@ -139,9 +139,16 @@ def _check_redis_url(url: str | None, setting: str) -> str:
 def _runtime_target(runtime_url: str) -> str:
     from urllib.parse import urlsplit, urlunsplit
 
-    parts = urlsplit(runtime_url)
-    if parts.scheme not in ("http", "https"):
-        raise ConfigError(f"the runtime URL must be an http(s) URL, not {safe_url(runtime_url)}")
+    try:
+        parts = urlsplit(runtime_url)
+        parts.port  # noqa: B018 (raises ValueError for a port that is not a number from 0 to 65535)
+        usable = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # an unparsable URL or a bad port
+        usable = False
+    if not usable:
+        raise ConfigError(
+            f"the runtime URL must be an http(s) URL with a host and a valid port, not {safe_url(runtime_url)}"
+        )
     # URL/sys/certs: keep the URL's path (a runtime behind a prefix), one slash between them
     return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/") + "/sys/certs", parts.query, ""))
 
