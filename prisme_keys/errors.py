@@ -121,8 +121,8 @@ ERROR_CODES: dict[str, ErrorCode] = {
         passphrase_mismatch="the two prompted passphrases differ",
         passphrase_file="the passphrase file is missing, unreadable or empty",
         passphrase_file_permissions="the passphrase file is readable by group or others",
-        import_unreadable="the import input cannot be read or parsed",
-        import_rejected="a key of the import input is refused",
+        import_unreadable="the import input cannot be read (missing, a folder, no permission)",
+        import_rejected="the import input is not a JWKS, gateway records or a PEM key, or a key in it is refused",
         write_failed="a file cannot be written (disk full, I/O error, read-only, permission); it is left unchanged",
         stdout_failed="standard output is closed or cannot be written",
         kid_not_found="no key with this kid (or RFC 7638 thumbprint) in the key file",
@@ -144,10 +144,12 @@ ERROR_CODES: dict[str, ErrorCode] = {
         key_revoked="the key (by kid or RFC 7638 thumbprint) was revoked in the key file",
         unencoded_payload='the header asks for an unencoded payload ("b64" not true, RFC 7797)',
         critical_header="the header marks extensions as critical (crit): none is understood",
+        alg_key_mismatch="the key chosen by kid names another alg than the token's",
     ),
     **_codes(
         ExitCode.CLAIMS,
-        claims_rejected="a registered claim is not acceptable",
+        claims_rejected="default of ClaimsRejected for library callers; no input produces it (each claim "
+        "failure carries its own code)",
         expired="exp is in the past (beyond the leeway)",
         not_yet_valid="nbf is in the future (beyond the leeway)",
         issued_in_future="iat is in the future (beyond the leeway)",
@@ -160,7 +162,6 @@ ERROR_CODES: dict[str, ErrorCode] = {
         ExitCode.NO_KEY,
         no_usable_key="no key of the set can verify the token",
         unknown_kid="the token's kid is not in the set",
-        alg_key_mismatch="the key's alg differs from the token's",
     ),
     **_codes(
         ExitCode.FETCH,
