@@ -181,3 +181,13 @@ def empty_config(folder: Path) -> Path:
     path = folder / "empty-config.toml"
     path.touch()
     return path
+
+
+#: JSON nested 30,000 deep (a RecursionError in a naive parser).
+DEEP = "[" * 30000 + "]" * 30000
+
+
+def one_error_line(p, code):
+    no_traceback(p)
+    assert p.returncode == code, (p.returncode, p.stderr)
+    assert p.stderr.startswith("prisme-keys: error: ") and len(p.stderr.strip().splitlines()) == 1, p.stderr

@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from helpers import no_traceback, record, write_keyfile
+from helpers import DEEP, no_traceback, record, write_keyfile
 
 from prisme_keys import jwk as jwk_rules
 
@@ -359,3 +359,46 @@ def test_cache_control_check_uses_the_freshness_rules(headers, status, detail):
     )
     got = {c.name: c for c in transport_checks(resp)}["transport.cache_control"]
     assert (got.status, got.detail) == (status, detail)
+
+
+# -- regression tests (defects found by a newcomer's break-test)
+
+
+def test_check_deep_json_duplicate_keys_and_negative_max_age(cli):
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    replies = []
+
+    class H(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body, cache = replies[-1]
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Cache-Control", cache)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{srv.server_address[1]}/jwks"
+    try:
+        cases = [
+            ((DEEP.encode(), "max-age=60"), "shape.jwk_set", "body is JSON nested too deeply"),
+            ((b'{"keys": [], "keys": []}', "max-age=60"), "shape.jwk_set", "repeats a member"),
+            ((b'{"keys": []}', "max-age=-5"), "transport.cache_control", "not a whole number"),
+        ]
+        for reply, name, detail in cases:
+            replies.append(reply)
+            p = cli("--json", "check", url, "--no-against")
+            no_traceback(p)
+            assert p.returncode == 10, p.stderr
+            checks = {c["name"]: c for c in json.loads(p.stdout)["checks"]}
+            assert checks[name]["status"] == "fail" and detail in checks[name]["detail"], checks[name]
+    finally:
+        srv.shutdown()
+        srv.server_close()

@@ -3,7 +3,7 @@
 from datetime import UTC, datetime
 
 import pytest
-from helpers import empty_config
+from helpers import empty_config, one_error_line
 
 from prisme_keys import clock, settings
 from prisme_keys.errors import ConfigError
@@ -157,3 +157,51 @@ def test_describe_masks_url_passwords(cli):
         json.loads(cli("--json", "config", "show", env=env).stdout)["broker_host"]["value"]
         == "redis://user:***@10.0.0.5:6379/10"
     )
+
+
+# -- regression tests (defects found by a newcomer's break-test)
+
+
+def test_non_finite_and_out_of_range_values(cli, keyfile):
+    g = ["--key-file", str(keyfile)]
+    one_error_line(cli(*g, "verify", "a.b.c", "--leeway", "nan"), 2)
+    one_error_line(cli(*g, "verify", "a.b.c", "--jwks-url", "http://127.0.0.1:9/x", "--timeout", "nan"), 2)
+    one_error_line(cli(*g, "--now", "+99999999d", "rotate", "--dry-run"), 2)
+    for env in (
+        {"JWKS_ROTATION_DAYS": "99999999999"},
+        {"ACCESS_TOKENS_MAX_AGE": "300000000000"},
+        {"PRISME_KEYS_PUBLICATION_LEAD": "9999999d"},
+        {"PRISME_KEYS_LOCK_TIMEOUT": "inf"},
+    ):
+        p = cli(*g, "rotate", "--force", env=env)
+        one_error_line(p, 3)
+        assert f"bad value for {next(iter(env))}" in p.stderr
+    one_error_line(cli(*g, "--now", "\u0663", "list"), 2)  # an Arabic-Indic digit is not a Unix time
+
+
+def test_named_config_file_must_exist(cli, keyfile, tmp_path):
+    missing = tmp_path / "typo.toml"
+    p = cli("--key-file", str(keyfile), "--config", str(missing), "list")
+    one_error_line(p, 3)
+    assert f"config file {missing} (from --config) does not exist" in p.stderr
+    p = cli("--key-file", str(keyfile), "list", env={"PRISME_KEYS_CONFIG": str(missing)})
+    one_error_line(p, 3)
+    assert cli("--key-file", str(keyfile), "list").returncode == 0  # the default path may be absent
+
+
+def test_relative_times_round_to_the_nearest_unit():
+    from datetime import datetime, timedelta
+
+    from prisme_keys import clock
+
+    t = datetime(2026, 1, 1, tzinfo=UTC)
+    assert clock.humanize(t + timedelta(days=30, milliseconds=-5), t) == "in 30 days"  # right after init
+    assert clock.humanize(t - timedelta(hours=2, seconds=1), t) == "2 hours ago"
+
+
+def test_non_string_path_in_config_is_exit_3(cli, tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("key_file = 5\n")
+    p = cli("--config", str(cfg), "list")
+    one_error_line(p, 3)
+    assert "bad value for a path setting: 5" in p.stderr

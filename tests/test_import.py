@@ -6,7 +6,7 @@ import json
 from importlib import resources
 
 import pytest
-from helpers import T0, no_traceback, record, write_keyfile
+from helpers import T0, no_traceback, one_error_line, record, write_keyfile
 
 from prisme_keys import clock
 from prisme_keys import jwk as jwk_rules
@@ -409,3 +409,33 @@ def test_canonical_jwk_rule():
     }
     with pytest.raises(ValueError, match="member 'n' is not base64url"):
         jwk_rules.canonical_jwk({"n": "a+b"})
+
+
+# -- regression tests (defects found by a newcomer's break-test)
+
+
+@pytest.mark.parametrize(
+    "mutate,reason",
+    [
+        (
+            lambda r: r.update(kid="evil\x1b[2Jkid", jwk=dict(r["jwk"], kid="evil\x1b[2Jkid")),
+            "contains control characters",
+        ),
+        (
+            lambda r: r.update(rotatesAt="2025-01-01T00:00:00.000Z"),
+            "rotatesAt 2025-01-01T00:00:00.000Z is before createdAt",
+        ),
+        (
+            lambda r: r.update(expiresAt="2025-12-31T00:00:00.000Z"),
+            "expiresAt 2025-12-31T00:00:00.000Z is before createdAt",
+        ),
+    ],
+)
+def test_import_rejects_control_character_kids_and_backwards_dates(cli, keyfile, keypool, mutate, reason):
+    rec = record(dict(keypool[3]))
+    mutate(rec)
+    before = keyfile.read_bytes()
+    p = cli("--key-file", str(keyfile), "import", "-", input=json.dumps([rec]))
+    one_error_line(p, 4)
+    assert reason in p.stderr and "\x1b" not in p.stderr
+    assert keyfile.read_bytes() == before

@@ -6,7 +6,7 @@ import stat
 
 import jwt
 import pytest
-from helpers import T0, no_traceback, record, write_keyfile
+from helpers import T0, empty_config, no_traceback, one_error_line, record, write_keyfile
 
 from prisme_keys import jwk as jwk_rules
 
@@ -343,3 +343,99 @@ def test_list_shows_odd_kids_as_plain_text(cli, tmp_path, keypool, kid, shown):
     p = cli("--key-file", str(kf), "--now", T0, "--json", "list")
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["keys"][0]["kid"] == kid
+
+
+# -- regression tests (defects found by a newcomer's break-test)
+
+
+def test_symlinked_key_file_is_updated_in_place(cli, keyfile, tmp_path):
+    link = tmp_path / "via-link.json"
+    link.symlink_to(keyfile)
+    p = cli("--key-file", str(link), "--now", "2026-02-01T00:00:00Z", "--write-at-now", "rotate")
+    assert p.returncode == 0, p.stderr
+    assert link.is_symlink()
+    assert len(json.loads(keyfile.read_text())["keys"]) == 2
+    assert (tmp_path / "keys.json.lock").exists() and not (tmp_path / "via-link.json.lock").exists()
+
+
+@pytest.mark.parametrize(
+    "mutate,reason",
+    [
+        (lambda r: r["jwk"].update(n="!!!"), "jwk n or e is not base64url"),
+        (lambda r: r["jwk"].update(e="AAAA"), "jwk n/e are not an RSA public key"),
+        (lambda r: r["jwk"].update(kid="other"), "differs from its jwk kid 'other'"),
+    ],
+)
+def test_parseable_but_invalid_records_are_exit_4_everywhere(cli, tmp_path, keypool, mutate, reason):
+    rec = record(dict(keypool[0]))
+    mutate(rec)
+    kf = write_keyfile(tmp_path / "k.json", [rec])
+    before = kf.read_bytes()
+    for cmd in (["list"], ["export"], ["rotate", "--dry-run"], ["prune"]):
+        p = cli("--key-file", str(kf), *cmd)
+        one_error_line(p, 4)
+        assert reason in p.stderr
+    assert kf.read_bytes() == before
+
+
+def test_duplicate_kids_are_never_published(cli, tmp_path, keypool):
+    kf = write_keyfile(tmp_path / "k.json", [record(keypool[0]), record(keypool[0])])
+    p = cli("--key-file", str(kf), "export")
+    one_error_line(p, 4)
+    assert f"holds kid {keypool[0]['kid']!r} twice" in p.stderr
+
+
+def test_empty_key_set_is_not_a_key_file(cli, tmp_path):
+    kf = tmp_path / "k.json"
+    kf.write_text('{"format": 1, "keys": []}')
+    os.chmod(kf, 0o600)
+    for cmd in (["rotate"], ["export"], ["list"]):
+        p = cli("--key-file", str(kf), *cmd)
+        one_error_line(p, 4)
+        assert "holds no key (only init creates a key set)" in p.stderr
+    assert kf.read_text() == '{"format": 1, "keys": []}'
+
+
+def test_quiet_cron_prints_nothing_when_nothing_is_due(cli, keyfile):
+    for cmd in (["rotate"], ["prune"]):
+        p = cli("-q", "--key-file", str(keyfile), "--now", "2026-01-02T00:00:00Z", "--write-at-now", *cmd)
+        assert (p.returncode, p.stdout, p.stderr) == (0, "", "")
+    p = cli("-q", "--key-file", str(keyfile), "--now", "2026-02-01T00:00:00Z", "--write-at-now", "rotate")
+    assert p.returncode == 0 and p.stdout.startswith("rotated: signing key ")
+
+
+def test_key_created_after_now_is_still_the_signing_key(cli, keyfile, keypool):
+    """A key made by a host whose clock runs a little ahead (within the clock skew) is not a 'next' key.
+
+    (Further ahead it is future-dated: tests/test_write_at_now.py.)"""
+    p = cli("--key-file", str(keyfile), "--now", "2025-12-31T23:56:00Z", "--write-at-now", "--json", "rotate")
+    doc = json.loads(p.stdout)
+    assert (doc["rotated"], doc["reason"], doc["signing_kid"]) == (False, "nothing due", keypool[0]["kid"])
+    p = cli("--key-file", str(keyfile), "--now", "2025-12-31T22:00:00Z", "--json", "list")
+    assert [k["state"] for k in json.loads(p.stdout)["keys"]] == ["signing"]
+
+
+def test_slower_concurrent_rotation_still_comes_out_newest(tmp_path, keypool):
+    """A forced rotation planned at T but committed after another host's rotation stamped T+1s."""
+    from prisme_keys import clock, settings
+    from prisme_keys.store import lifecycle
+
+    newest = record(keypool[1], created="2026-01-01T00:00:01.000Z", previous=keypool[0]["kid"])
+    kf = write_keyfile(tmp_path / "k.json", [newest, record(keypool[0])])
+    s = settings.load({"key_file": str(kf), "config_path": str(empty_config(tmp_path))}, {})
+    res = lifecycle.rotate(
+        s, clock.parse_iso("2026-01-01T00:00:00.000Z"), force=True, keygen=lambda bits, alg: keypool[2]
+    )
+    recs = json.loads(kf.read_text())["keys"]
+    assert [r["kid"] for r in recs] == [keypool[2]["kid"], keypool[1]["kid"], keypool[0]["kid"]]
+    assert recs[0]["previousKeyId"] == keypool[1]["kid"]
+    assert recs[0]["createdAt"] == "2026-01-01T00:00:01.000Z"  # never older than the key it follows
+    assert res.signing_kid == keypool[2]["kid"]
+
+
+def test_json_export_records_is_one_document(cli, keyfile, keypool):
+    p = cli("--key-file", str(keyfile), "--json", "export", "--format", "records", "--private")
+    doc = json.loads(p.stdout)
+    assert isinstance(doc, list) and doc[0]["kid"] == keypool[0]["kid"]
+    p = cli("--key-file", str(keyfile), "export", "--format", "records", "--private")
+    assert [json.loads(ln)["kid"] for ln in p.stdout.splitlines()] == [keypool[0]["kid"]]

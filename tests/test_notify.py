@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers import T0, no_traceback, record, write_keyfile
+from helpers import T0, no_traceback, one_error_line, record, write_keyfile
 from redis_server import (  # noqa: F401
     Consumer,
     RedisServer,
@@ -376,3 +376,16 @@ def test_runtime_url_keeps_its_path(cli, kf, redis_env, runtime_stub, suffix):
     p = cli("--key-file", str(kf), "notify", "--force", "--runtime-url", runtime_stub.url + suffix, env=env)
     assert p.returncode == 0, p.stderr
     assert [r["path"] for r in runtime_stub.requests] == ["/prefix/sys/certs"]
+
+
+# -- regression tests (defects found by a newcomer's break-test)
+
+
+def test_json_version_and_bad_broker_url(cli):
+    p = cli("--json", "--version")
+    from prisme_keys import __version__
+
+    assert (p.returncode, json.loads(p.stdout)) == (0, {"version": __version__})
+    p = cli("notify", "--no-runtime", env={"BROKER_HOST": "redis://127.0.0.1:1/abc"})
+    one_error_line(p, 3)
+    assert "bad value for BROKER_HOST: redis://127.0.0.1:1/abc" in p.stderr

@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
 from datetime import timedelta
 
 import pytest
-from helpers import empty_config, record, write_keyfile
+from helpers import empty_config, one_error_line, record, write_keyfile
 
 from prisme_keys import clock
 from prisme_keys.cli import main
@@ -187,3 +188,44 @@ def test_check_junit_never_replaces_the_key_file(run, kf):
 )
 def test_holds_private_material(data, private):
     assert holds_private_material(data) is private
+
+
+# -- regression tests (defects found by a newcomer's break-test)
+
+
+def test_out_follows_symlinks_and_refuses_devices_and_fifos(cli, keyfile, tmp_path):
+    target = tmp_path / "real.json"
+    target.write_text("old")
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    p = cli("--key-file", str(keyfile), "export", "--out", str(link))
+    assert p.returncode == 0, p.stderr
+    assert link.is_symlink() and json.loads(target.read_text())["keys"]
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for dest in (str(fifo), "/dev/null", str(tmp_path)):
+        p = cli("--key-file", str(keyfile), "export", "--private", "--out", dest)
+        one_error_line(p, 2)
+        assert ("is a folder; name a file" if dest == str(tmp_path) else "is not a regular file") in p.stderr
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode) and stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+@pytest.mark.parametrize("args", [["generate"], ["generate", "--out", "-"], ["export", "--private", "--out", "-"]])
+def test_private_output_to_a_terminal_is_refused_for_every_spelling_of_stdout(cli, keyfile, args):
+    import pty
+
+    from helpers import script
+
+    master, slave = pty.openpty()
+    try:
+        p = subprocess.run(
+            [script(), "--key-file", str(keyfile), *args], stdout=slave, stderr=subprocess.PIPE, env=cli.env, timeout=60
+        )
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert p.returncode == 2
+    assert p.stderr == (
+        b"prisme-keys: error: refusing to print private key material on a terminal; "
+        b"use --out FILE, a pipe or a redirect, or add --to-terminal\n"
+    )

@@ -6,6 +6,7 @@ bash: ``>&-`` closes a descriptor, ``/dev/full`` fills, ``| head -1`` walks away
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -152,3 +153,43 @@ def test_a_failing_stdout_is_exit_4_and_a_broken_one_141(keyfile, monkeypatch, c
     monkeypatch.setattr(sys, "stdout", _Failing(errno.EPIPE))
     assert main(["--key-file", str(keyfile), "export"]) == 141
     assert capsys.readouterr().err == ""
+
+
+# -- regression tests (defects found by a newcomer's break-test)
+
+
+def test_ctrl_c_is_exit_130_with_one_line_and_no_file(cli, tmp_path):
+    import pty
+    import select
+    import signal
+
+    kf = tmp_path / "k.json"
+    master, slave = pty.openpty()  # stderr on a terminal: the key-generation spinner is the handshake
+    p = cli.popen(
+        "--key-file",
+        str(kf),
+        "init",
+        env={"JWKS_SIZE": "8192"},
+        stdout=subprocess.PIPE,
+        stderr=slave,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    os.close(slave)
+    seen = b""
+    while b"generating" not in seen:
+        ready, _, _ = select.select([master], [], [], 60)
+        assert ready, seen
+        seen += os.read(master, 4096)
+    p.send_signal(signal.SIGINT)
+    p.wait(timeout=120)
+    rest = b""
+    with contextlib.suppress(OSError):
+        while select.select([master], [], [], 1)[0]:
+            chunk = os.read(master, 4096)
+            if not chunk:
+                break
+            rest += chunk
+    os.close(master)
+    assert p.returncode == 130
+    assert (seen + rest).replace(b"\r\n", b"\n").rstrip().endswith(b"prisme-keys: interrupted")
+    assert not kf.exists()

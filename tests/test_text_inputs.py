@@ -4,9 +4,10 @@ JSON errors are worded once; untrusted and echoed text is escaped and capped by 
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
-from helpers import record, write_keyfile
+from helpers import DEEP, one_error_line, record, write_keyfile
 from jwks_server import JwksServer, claims, jwks, rs_token
 
 from prisme_keys import jwk as jwk_rules
@@ -151,3 +152,17 @@ def test_printable_cap_and_shown():
     assert shown("k" * 1000) == "'" + "k" * 200 + "'... (1000 characters)"
     assert shown({"a": [1, 2]}) == "{'a': [1, 2]}" and shown(None) == "None"
     assert shown({"a": [1, 2]}, as_json=True) == '{"a": [1, 2]}' and shown(None, as_json=True) == "null"
+
+
+# -- regression tests (defects found by a newcomer's break-test)
+
+
+def test_deeply_nested_json_is_a_documented_error(cli, tmp_path):
+    kf = tmp_path / "deep.json"
+    kf.write_text('{"format": 1, "keys": ' + DEEP + "}")
+    os.chmod(kf, 0o600)
+    one_error_line(cli("--key-file", str(kf), "list"), 4)
+    src = tmp_path / "deep-import.json"
+    src.write_text(DEEP)
+    one_error_line(cli("--key-file", str(tmp_path / "new.json"), "import", "--create", str(src)), 4)
+    assert not (tmp_path / "new.json").exists()
