@@ -7,6 +7,7 @@ file (:func:`jwks_file_source`) or a JWKS URL (:class:`prisme_keys.tokens.jwks_c
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,17 +16,6 @@ from prisme_keys.jwk import PRIVATE_MEMBERS, SUPPORTED_ALGS, thumbprint
 from prisme_keys.store.revocation import RevokedKeys, revoked_keys
 from prisme_keys.text import decode_utf8, json_error, shown
 from prisme_keys.tokens.jws import B64URL_RE, show_value
-
-
-def jose_key(key: Any, alg: str) -> Any:
-    """python-jose's key object (cryptography backend) for a ``cryptography`` RSA key and ``alg``.
-
-    Its ``sign(msg) -> bytes`` and ``verify(msg, sig) -> bool`` do RSASSA-PKCS1-v1_5 with the
-    hash of ``alg`` (RFC 7518 section 3.3); the algorithm is fixed when the object is built.
-    """
-    from jose import jwk as jose_jwk
-
-    return jose_jwk.construct(key, alg)
 
 
 @dataclass
@@ -45,13 +35,19 @@ class KeyEntry:
     bits: int
     key: Any
     thumbprint: str | None = None
-    _verifiers: dict[str, Any] = field(default_factory=dict, repr=False)
+    _verifiers: dict[str, Callable[[bytes, bytes], bool]] = field(default_factory=dict, repr=False)
 
-    def verifier(self, alg: str) -> Any:
-        """python-jose's RSA key object for ``alg`` (RS256/RS384/RS512), built once and cached."""
+    def verifier(self, alg: str) -> Callable[[bytes, bytes], bool]:
+        """``verify(signing_input, signature) -> bool`` for ``alg`` (RS256/RS384/RS512), built once per entry.
+
+        RSASSA-PKCS1-v1_5 (RFC 7518 section 3.3) straight from ``cryptography``
+        (:func:`prisme_keys.jwk.rsa_verifier`).
+        """
         v = self._verifiers.get(alg)
         if v is None:
-            v = self._verifiers[alg] = jose_key(self.key, alg)
+            from prisme_keys.jwk import rsa_verifier
+
+            v = self._verifiers[alg] = rsa_verifier(self.key, alg)
         return v
 
 
@@ -95,6 +91,7 @@ class KeyRing:
         skipped: ``{kid: reason}`` for skipped keys that had a kid.
         warnings: one line per skipped or doubtful key.
         source: description of where the set came from.
+        chosen: candidate keys by ``(kid, alg)``, memoized by ``verify`` (the ring never changes).
     """
 
     def __init__(self, doc: Any, source: str = "the key set") -> None:
@@ -103,6 +100,7 @@ class KeyRing:
         self.kids: list[str] = []
         self.skipped: dict[str, str] = {}
         self.warnings: list[str] = []
+        self.chosen: dict[tuple[str | None, str], list[KeyEntry]] = {}
         keys_ = doc.get("keys") if isinstance(doc, dict) else None
         if not isinstance(keys_, list):
             raise FetchError(f'{source} is not a JWK Set (no "keys" array)', code="not_a_jwk_set")

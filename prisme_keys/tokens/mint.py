@@ -20,7 +20,6 @@ from prisme_keys.jwk import SUPPORTED_ALGS
 from prisme_keys.store import settings_checks
 from prisme_keys.text import json_error, shown, strip_bom
 from prisme_keys.tokens.jws import MAX_NUMERIC_DATE, TIME_CLAIMS, no_json_constants, numeric_date_problem, show_value
-from prisme_keys.tokens.keyring import jose_key
 
 
 @dataclass
@@ -70,14 +69,18 @@ def _b64e(data: bytes) -> str:
 
 
 class Signer:
-    """Signs JWS with one private RSA JWK; the key object is built once (see :func:`signer_for`).
+    """Signs JWS with one private RSA JWK from the key file; the key object is built once (see :func:`signer_for`).
+
+    The key is trusted (:func:`prisme_keys.jwk.private_key_from_jwk` with ``trusted=True``): it was
+    validated fully when it entered the key file. Signatures are RSASSA-PKCS1-v1_5 (RFC 7518
+    section 3.3) straight from ``cryptography``.
 
     Attributes:
         kid, alg: header values; ``header``: the fixed header ``{"typ":"jwt","alg","kid"}``.
     """
 
     def __init__(self, jwk: dict[str, Any], alg: str) -> None:
-        from prisme_keys.jwk import private_key_from_jwk
+        from prisme_keys.jwk import private_key_from_jwk, rsa_signer
 
         if alg not in SUPPORTED_ALGS:
             from prisme_keys.errors import KeyFileError
@@ -87,7 +90,7 @@ class Signer:
             )
         self.kid = jwk.get("kid")
         self.alg = alg
-        self.key = jose_key(private_key_from_jwk(jwk), alg)
+        self._sign = rsa_signer(private_key_from_jwk(jwk, trusted=True), alg)
         self.header = {"typ": "jwt", "alg": alg, "kid": self.kid}
         self._prefix = _b64e(json.dumps(self.header, separators=(",", ":")).encode()) + "."
 
@@ -96,7 +99,7 @@ class Signer:
         si = self._prefix + _b64e(
             json.dumps(claims, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
         )
-        return si + "." + _b64e(self.key.sign(si.encode("ascii")))
+        return si + "." + _b64e(self._sign(si.encode("ascii")))
 
 
 _SIGNERS: dict[tuple[str, str, str], Signer] = {}

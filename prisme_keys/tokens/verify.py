@@ -4,10 +4,11 @@ The algorithm comes from an allow-list (never from the token), the key is chosen
 ``kty``, ``use``, ``alg``; see :mod:`prisme_keys.tokens.keyring`), the signature is checked with
 RSASSA-PKCS1-v1_5 (RFC 7518 section 3.3), then the registered claims (RFC 7519 section 4.1).
 
-How python-jose is used: only its key objects (``jose.jwk.construct(key, alg)``, the
-cryptography backend's ``RSAKey``). Its high-level ``jws``/``jwt`` functions are not used because
-they do not pick keys by kid, trust an ``algorithms=None`` list, and would parse the token a
-second time.
+Signatures are checked straight with ``cryptography`` (:func:`prisme_keys.jwk.rsa_verifier`), not
+through python-jose: importing python-jose's cryptography backend costs more (it pulls in
+``cryptography.x509``, 30-45 ms) than one verification, and its high-level ``jws``/``jwt``
+functions pick no key by kid, trust an ``algorithms=None`` list and would parse the token a
+second time. python-jose is the independent implementation ``doctor`` checks each key against.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
 from prisme_keys import clock
@@ -31,7 +33,9 @@ from prisme_keys.store.revocation import RevokedKeys, load_revoked
 from prisme_keys.store.revocation import describe as describe_revocation
 from prisme_keys.text import printable, shown
 from prisme_keys.tokens.jws import (
+    MAX_NUMERIC_DATE,
     MAX_TOKEN_BYTES,
+    MIN_NUMERIC_DATE,
     b64_segment,
     clean_token,
     json_object,
@@ -184,6 +188,16 @@ def _check_header(header: dict[str, Any], options: VerifyOptions) -> str:
 
 
 def _candidates(ring: KeyRing, kid: str | None, alg: str) -> list[KeyEntry]:
+    hit = ring.chosen.get((kid, alg))
+    if hit is not None:
+        return hit
+    cands = _choose(ring, kid, alg)
+    if cands:
+        ring.chosen[(kid, alg)] = cands
+    return cands
+
+
+def _choose(ring: KeyRing, kid: str | None, alg: str) -> list[KeyEntry]:
     if not ring.entries:
         raise NoUsableKey(
             f"{ring.source} has no usable RSA signing key"
@@ -245,9 +259,11 @@ def _unknown_kid(ring: KeyRing, kid: str | None, why: str | None) -> NoUsableKey
 
 
 def _check_time(claims: dict[str, Any], name: str) -> float | None:
-    if name not in claims:
+    v = claims.get(name)
+    if type(v) is int and MIN_NUMERIC_DATE <= v < MAX_NUMERIC_DATE:  # the common case, first
+        return v
+    if v is None and name not in claims:
         return None
-    v = claims[name]
     problem = numeric_date_problem(v)
     if problem:
         raise ClaimsRejected(f"claim {shown(name)} {problem}", code="claim_type")
@@ -384,7 +400,7 @@ def verify(
             small = entry
             continue
         try:
-            ok = entry.verifier(alg).verify(signing_input, sig)
+            ok = entry.verifier(alg)(signing_input, sig)
         except Exception:  # a malformed signature length or value: not a valid signature
             ok = False
         if not ok:
@@ -445,6 +461,7 @@ def verify_batch(
         0 when every token is valid, else the exit code of the first failure.
     """
     dumps = json.dumps
+    quote = encode_basestring  # what dumps() does with a str and ensure_ascii=False, without the dispatch
     first = 0
     done = 0
     for n, raw in lines:
@@ -461,9 +478,11 @@ def verify_batch(
             try:
                 res = verify(raw, source, options, now)
                 # the common case, formatted directly: same JSON as dumps() of the dict
+                kid, sub = res.kid, res.claims.get("sub")
                 ok = (
-                    f'{{"line": {n}, "valid": true, "exit": 0, "kid": {dumps(res.kid, ensure_ascii=False)}, '
-                    f'"sub": {dumps(res.claims.get("sub"), ensure_ascii=False)}}}\n'
+                    f'{{"line": {n}, "valid": true, "exit": 0, '
+                    f'"kid": {quote(kid) if type(kid) is str else dumps(kid, ensure_ascii=False)}, '
+                    f'"sub": {quote(sub) if type(sub) is str else dumps(sub, ensure_ascii=False)}}}\n'
                 )
             except PrismeKeysError as exc:
                 doc = {"line": n, "valid": False, "exit": exc.exit_code, "error": exc.message}
