@@ -13,14 +13,18 @@ starts fast.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 from collections.abc import Callable
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prisme_keys.errors import KeyFileError
 from prisme_keys.text import shown
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
+    from cryptography.hazmat.primitives.hashes import HashAlgorithm
 
 #: JWK members that hold private key material (RSA and symmetric); never printed.
 PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth", "k")
@@ -143,6 +147,8 @@ def thumbprint(jwk: dict[str, Any]) -> str:
     n = b64url_encode(b64url_decode(jwk["n"]).lstrip(b"\0") or b"\0")
     e = b64url_encode(b64url_decode(jwk["e"]).lstrip(b"\0") or b"\0")
     canonical = json.dumps({"e": e, "kty": "RSA", "n": n}, separators=(",", ":"), sort_keys=True)
+    import hashlib  # here, not at the top: 2.5 ms of start-up for commands that compute no thumbprint
+
     return b64url_encode(hashlib.sha256(canonical.encode("utf-8")).digest())
 
 
@@ -285,17 +291,17 @@ def public_key_from_jwk(jwk: dict[str, Any]) -> Any:
         raise ValueError(f"not a usable RSA public key: {exc}") from None
 
 
-def _pkcs1v15(alg: str) -> tuple[Any, Any]:
+def _pkcs1v15(alg: str) -> tuple[PKCS1v15, HashAlgorithm]:
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import padding
 
     if alg not in SUPPORTED_ALGS:
         raise ValueError(f"alg {alg!r} is not RS256, RS384 or RS512")
-    sha = {"RS256": hashes.SHA256, "RS384": hashes.SHA384, "RS512": hashes.SHA512}[alg]()
+    sha = hashes.SHA256() if alg == "RS256" else hashes.SHA384() if alg == "RS384" else hashes.SHA512()
     return padding.PKCS1v15(), sha
 
 
-def rsa_signer(private_key: Any, alg: str) -> Callable[[bytes], bytes]:
+def rsa_signer(private_key: RSAPrivateKey, alg: str) -> Callable[[bytes], bytes]:
     """``sign(signing_input) -> signature``: RSASSA-PKCS1-v1_5 with the SHA-2 hash of ``alg`` (RFC 7518 section 3.3).
 
     Args:
@@ -314,7 +320,7 @@ def rsa_signer(private_key: Any, alg: str) -> Callable[[bytes], bytes]:
     return signer
 
 
-def rsa_verifier(public_key: Any, alg: str) -> Callable[[bytes, bytes], bool]:
+def rsa_verifier(public_key: RSAPublicKey, alg: str) -> Callable[[bytes, bytes], bool]:
     """``verify(signing_input, signature) -> bool``: RSASSA-PKCS1-v1_5 with the hash of ``alg`` (RFC 7518 section 3.3).
 
     A signature of the wrong length or value is ``False``, never an exception.

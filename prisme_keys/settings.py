@@ -383,14 +383,14 @@ def read_config(path: Path) -> dict[str, Any]:
     Raises:
         ConfigError: unreadable file, bad TOML, or an unknown setting name.
     """
-    import tomllib
-
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
         return {}
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    import tomllib  # only when there is a file: 2.3 ms of start-up otherwise
+
     try:
         data = tomllib.loads(decode_utf8(raw))  # a leading BOM (Windows editors) is accepted
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

@@ -161,3 +161,26 @@ def test_directory_as_key_file_gets_no_chmod_advice(cli, tmp_path):
         ("key_file_unreadable", f"key file {d} is not a regular file")
     ]
     assert "chmod" not in p.stdout
+
+
+def test_full_key_check_and_python_jose_round_trip(cli, tmp_path, keypool):
+    """doctor validates fully what mint trusts, and cross-checks each private key with python-jose."""
+    healthy = write_keyfile(tmp_path / "ok.json", [record(keypool[0])])
+    rc, doc, problems = run(cli, healthy)
+    assert rc == 0 and not [f for f in doc["findings"] if f["code"] in ("jose_round_trip", "bad_private_key")]
+    # RFC 7518 section 6.3.2: with p and q present, dp, dq and qi must be too; python-jose refuses it
+    no_dp = {k: v for k, v in keypool[0].items() if k != "dp"}
+    rc, doc, problems = run(cli, write_keyfile(tmp_path / "nodp.json", [record(no_dp)]))
+    assert rc == 4 and problems == {"jose_round_trip"}
+    (finding,) = [f for f in doc["findings"] if f["code"] == "jose_round_trip"]
+    assert finding == {
+        "severity": "error",
+        "code": "jose_round_trip",
+        "message": f"key {keypool[0]['kid']}: python-jose cannot use it (JWKError)",
+        "kid": keypool[0]["kid"],
+    }
+    # a private exponent that does not match: the full check reports it, the round trip is not tried
+    d = jwk_rules.b64_to_int(keypool[0]["d"])
+    bad_d = dict(keypool[0], d=jwk_rules.int_to_b64(d + 2))
+    rc, doc, problems = run(cli, write_keyfile(tmp_path / "badd.json", [record(bad_d)]))
+    assert rc == 4 and problems == {"bad_private_key"}

@@ -368,3 +368,20 @@ def test_passphrase_from_a_pipe_is_accepted(cli, enc_file):
         text=True,
     )
     assert p.returncode == 0, p.stderr
+
+
+def test_decrypt_validates_each_key_fully(cli, tmp_path, keypool):
+    """decrypt stores private keys in clear text, which mint then trusts: each is validated first."""
+    d = jwk_rules.b64_to_int(keypool[0]["d"])
+    bad = dict(keypool[0], d=jwk_rules.int_to_b64(d + 2))  # authenticated by AES-GCM, but inconsistent
+    kf = write_keyfile(tmp_path / "keys.json", [record(bad)])
+    assert cli("--key-file", str(kf), "encrypt", env=PW).returncode == 0
+    before = kf.read_bytes()
+    p = cli("--key-file", str(kf), "decrypt", env=PW)
+    no_traceback(p)
+    assert p.returncode == 4 and p.stdout == ""
+    assert p.stderr == (
+        f"prisme-keys: error: key {keypool[0]['kid']!r} in {kf} is unusable (member 'dp' does not match d, p "
+        "and q); nothing was decrypted\n"
+    )
+    assert kf.read_bytes() == before

@@ -74,3 +74,54 @@ def test_check_signing_jwk_rejects_small_and_compromised_keys():
         jwk_rules.check_signing_jwk(small)
     # The thumbprint is recomputed from the listed public key and matches the one the list states.
     assert list(jwk_rules.compromised_thumbprints()) == ["jkbrph9-RTpMIlNxkzbbH-EwsT6iGulAhU-sxD3TjVo"]
+
+
+def _with(jwk, **ints):
+    """``jwk`` with members replaced by integers, CRT values recomputed from d, p, q unless given."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    v = {m: jwk_rules.b64_to_int(jwk[m]) for m in ("n", "e", "d", "p", "q")}
+    v.update(ints)
+    crt = {
+        "dp": rsa.rsa_crt_dmp1(v["d"], v["p"]),
+        "dq": rsa.rsa_crt_dmq1(v["d"], v["q"]),
+        "qi": rsa.rsa_crt_iqmp(v["p"], v["q"]),
+    }
+    crt.update({k: ints[k] for k in ("dp", "dq", "qi") if k in ints})
+    return dict(jwk, **{m: jwk_rules.int_to_b64(x) for m, x in {**v, **crt}.items()})
+
+
+def test_trusted_key_signs_like_a_fully_checked_key(keypool):
+    """trusted=True (keys from the key file) skips only OpenSSL's primality tests: same key, same signatures."""
+    jwk = keypool[1]
+    trusted = jwk_rules.private_key_from_jwk(jwk, trusted=True)
+    checked = jwk_rules.private_key_from_jwk(jwk)
+    assert trusted.private_numbers() == checked.private_numbers()
+    msg = b"header.payload"
+    for alg in jwk_rules.SUPPORTED_ALGS:
+        sig = jwk_rules.rsa_signer(trusted, alg)(msg)
+        assert sig == jwk_rules.rsa_signer(checked, alg)(msg)  # PKCS#1 v1.5 is deterministic
+        verify = jwk_rules.rsa_verifier(jwk_rules.public_key_from_jwk(jwk), alg)
+        assert verify(msg, sig) is True
+        assert verify(msg + b"x", sig) is False
+        assert verify(msg, sig[:-1]) is False  # a wrong length is False, not an exception
+    with pytest.raises(ValueError, match="alg 'PS256' is not RS256, RS384 or RS512"):
+        jwk_rules.rsa_signer(trusted, "PS256")
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+def test_arithmetic_checks_run_even_for_trusted_keys(keypool, trusted):
+    jwk = keypool[1]
+    d = jwk_rules.b64_to_int(jwk["d"])
+    p = jwk_rules.b64_to_int(jwk["p"])
+    cases = [
+        (_with(jwk, p=p + 2), "private members do not match n (p*q != n)"),
+        (_with(jwk, dp=5), "member 'dp' does not match d, p and q"),
+        (_with(jwk, qi=7), "member 'qi' does not match d, p and q"),
+        # CRT values consistent with a wrong d: only e*d == 1 mod lcm(p-1, q-1) catches it
+        (_with(jwk, d=d + 2), "private exponent d does not match n and e (inconsistent private key)"),
+    ]
+    for bad, message in cases:
+        with pytest.raises(ValueError) as exc:
+            jwk_rules.private_key_from_jwk(bad, trusted=trusted)
+        assert str(exc.value) == message

@@ -3,22 +3,27 @@
 Every invocation builds its own :class:`State` in :func:`main` and hands it to Click as the
 context object; commands reach it through :func:`state`. Nothing here is module-level mutable
 state: two ``main()`` calls in one process never see each other's options.
-"""
 
-from __future__ import annotations
+This module and the ``*_cmds`` modules evaluate their annotations when imported (no ``from
+__future__ import annotations``): Typer reads every command's signature with
+``typing.get_type_hints`` on every run, and evaluating string annotations there cost about 4 ms
+of each start (the Click command tree took 6.3 ms to build instead of 2.5 ms).
+"""
 
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 from typer.core import TyperGroup, TyperOption
 
 from prisme_keys import __version__, clock
 from prisme_keys.errors import UsageError
-from prisme_keys.settings import Settings
+
+if TYPE_CHECKING:  # loaded on first use (State.settings): --help and decode need no settings
+    from prisme_keys.settings import Settings
 
 HELP = (
     "Manage the RSA signing keys (JWKs) of a Prisme.ai-style API gateway.\n\n"
@@ -128,10 +133,10 @@ class State:
     debug: bool = False
     now_override: datetime | None = None
     write_at_now: bool = False
-    _settings: Settings | None = None
+    _settings: "Settings | None" = None
 
     @property
-    def settings(self) -> Settings:
+    def settings(self) -> "Settings":
         """The effective :class:`prisme_keys.settings.Settings`, loaded on first use.
 
         Raises:

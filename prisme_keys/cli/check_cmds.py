@@ -1,7 +1,6 @@
 """``check`` (CI check of a published JWKS) and ``serve`` (a local JWKS endpoint)."""
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here: see prisme_keys.cli.app (start-up time).
 from typing import Any, Optional
 
 import typer

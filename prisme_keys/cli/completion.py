@@ -12,7 +12,8 @@ Completion must stay fast: this module imports no typer at module level and noth
 (no rich, cryptography or python-jose); reading the kids is one JSON parse.
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations``: Typer reads these functions' signatures on every run
+# (see prisme_keys.cli.app).
 
 import os
 from typing import Any

@@ -1,7 +1,6 @@
 """``config show|path|init``: the effective settings and where each came from."""
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here: see prisme_keys.cli.app (start-up time).
 from pathlib import Path
 from typing import Any, Optional
 

@@ -1,7 +1,6 @@
 """Key lifecycle commands: init, rotate, prune, list, export, generate."""
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here: see prisme_keys.cli.app (start-up time).
 import sys
 from enum import Enum
 from typing import Any, Optional

@@ -133,7 +133,12 @@ def table(
     title: str | None = None,
     status_column: int | None = None,
 ) -> None:
-    """Draw a rich table on stdout (plain box characters when not a terminal).
+    """Draw a table on stdout: rich on a terminal; off a terminal, plain ASCII (box ASCII2, no outer edge).
+
+    Off a terminal the plain text is written without importing rich (about 40 ms of start-up):
+    the same characters rich draws there. Rich still draws a table with a title, cells that are
+    not printable ASCII, tables wider than 250 columns (it folds them), and whenever rich would
+    see a terminal (``FORCE_COLOR``, ``TTY_COMPATIBLE=1``). Cells are text, never rich markup.
 
     ``status_column``: the index of a column whose values (``pass``, ``warn``, ``fail``,
     ``error``, ``warning``, ``info``) are coloured by :data:`STATUS_STYLES` on a terminal.
@@ -141,6 +146,13 @@ def table(
     Cells are plain text, never rich markup, with non-printable characters escaped: a kid such as
     ``[red]x`` or ``evil\\x1b[31m`` is shown as it is spelled.
     """
+    cells = [[str(v) if v is not None else "" for v in row] for row in rows]
+    if title is None and not _rich_sees_terminal():
+        text = plain_table(columns, cells)
+        if text is not None:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+            return
     from rich import box
     from rich.table import Table
     from rich.text import Text
@@ -148,15 +160,24 @@ def table(
     con = console()
     tbl = Table(title=title, box=box.SIMPLE_HEAD if con.is_terminal else box.ASCII2, show_edge=False)
     for c in columns:
-        tbl.add_column(c, overflow="fold")
-    for row in rows:
-        values = [str(v) if v is not None else "" for v in row]
-        cells = [Text(printable(v)) for v in values]  # plain text, control characters escaped
+        tbl.add_column(Text(c), overflow="fold")
+    for row in cells:
+        texts = [Text(printable(c)) for c in row]  # plain text, control characters escaped
         if status_column is not None:
-            value = values[status_column]
-            cells[status_column] = Text(printable(value), style=STATUS_STYLES.get(value, ""))
-        tbl.add_row(*cells)
+            value = row[status_column]
+            texts[status_column] = Text(printable(value), style=STATUS_STYLES.get(value, ""))
+        tbl.add_row(*texts)
     con.print(tbl)
+
+
+def _rich_sees_terminal() -> bool:
+    """Whether rich's ``Console`` would treat stdout as a terminal (its ``is_terminal`` rules)."""
+    compatible = os.environ.get("TTY_COMPATIBLE", "")
+    if compatible in ("0", "1"):
+        return compatible == "1"
+    if os.environ.get("FORCE_COLOR") is not None:
+        return os.environ.get("FORCE_COLOR") != ""
+    return is_tty(sys.stdout)
 
 
 def status_line(text: str, status: str) -> None:
@@ -171,6 +192,27 @@ def status_line(text: str, status: str) -> None:
     out = Text(head, style=STATUS_STYLES[status])
     out.append(sep + rest)
     console().print(out, soft_wrap=True)
+
+
+def plain_table(columns: Sequence[str], cells: Sequence[Sequence[str]], width: int = 250) -> str | None:
+    """The table rich draws off a terminal (box ASCII2, no outer edge, one space of padding), as text.
+
+    Returns:
+        The lines, each ending with a newline; ``None`` when a cell is not printable ASCII or the
+        table is wider than ``width`` columns (then rich must fold it).
+    """
+    all_rows = [list(columns), *cells]
+    if not all(c.isascii() and c.isprintable() for row in all_rows for c in row):
+        return None
+    widths = [max(len(row[i]) for row in all_rows) for i in range(len(columns))]
+    if sum(widths) + 3 * len(widths) - 1 > width:
+        return None
+
+    def line(row: Sequence[str]) -> str:
+        return "|".join(f" {c.ljust(w)} " for c, w in zip(row, widths, strict=True))
+
+    out = [line(columns), "+".join("-" * (w + 2) for w in widths), *(line(row) for row in cells)]
+    return "\n".join(out) + "\n"
 
 
 @contextmanager

@@ -1,7 +1,6 @@
 """Incident response: ``revoke`` a compromised key (``check --absent --wait`` proves it left the published set)."""
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here: see prisme_keys.cli.app (start-up time).
 from typing import Any, Optional
 
 import typer

@@ -1,7 +1,6 @@
 """Safety commands: encrypt, decrypt (encryption at rest of private members) and doctor."""
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here: see prisme_keys.cli.app (start-up time).
 from typing import Any, Optional
 
 import typer

@@ -1,7 +1,6 @@
 """``plan``: the rotation schedule ahead, as a timeline chart, an event list, JSON or an SVG picture."""
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here: see prisme_keys.cli.app (start-up time).
 import os
 import stat
 from datetime import datetime

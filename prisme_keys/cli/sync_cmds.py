@@ -1,7 +1,6 @@
 """Gateway sync commands: ``import`` and ``notify``, and the ``rotate/prune --notify`` hook."""
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here: see prisme_keys.cli.app (start-up time).
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -54,7 +53,7 @@ class AfterChange:
     runtime, 3 for a bad setting, 4 for the key file).
     """
 
-    outcome: Optional[AnnounceOutcome] = None
+    outcome: "Optional[AnnounceOutcome]" = None
     error: Optional[PrismeKeysError] = None
     asked: bool = False
 

@@ -1,7 +1,6 @@
 """Token commands: mint, decode, verify."""
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here: see prisme_keys.cli.app (start-up time).
 import sys
 from pathlib import Path
 from typing import Any, Optional

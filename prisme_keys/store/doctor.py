@@ -17,7 +17,8 @@ Checks, each giving zero or more findings ``{severity, code, message, kid}``:
   error when a revoked key is in the set again or the revocation list is malformed.
 * ``strength``: keys under 2048 bits, an odd public exponent other than 65537, unsupported
   ``alg``, ``use`` other than ``sig``, a key on the known-compromised list, inconsistent
-  private members.
+  private members (OpenSSL's full RSA key check, primality of ``p`` and ``q`` included, which
+  ``mint`` skips for keys from the key file), and a sign/verify round trip with python-jose.
 * ``private``: a signing (or next) key without private members.
 * ``encryption``: encrypted or not, KDF parameters, records in clear text inside an encrypted
   file, ``enc`` without a header; with a passphrase at hand (environment or file, never a
@@ -406,12 +407,42 @@ def _strength(
 
 
 def _consistent(jwk: dict[str, Any], kid: str, add: Any) -> None:
+    """Validate a private key fully (OpenSSL's RSA key check, primality tests included), then
+    cross-check it with python-jose, an independent JOSE implementation (:func:`_jose_round_trip`)."""
     try:
         jwk_rules.private_key_from_jwk(jwk)
     except ValueError as exc:
         add("error", "bad_private_key", f"key {kid}: private members are inconsistent ({exc})", kid)
+        return
     except Exception as exc:  # cryptography refusing odd numbers
         add("error", "bad_private_key", f"key {kid}: private members are unusable ({type(exc).__name__})", kid)
+        return
+    _jose_round_trip(jwk, kid, add)
+
+
+def _jose_round_trip(jwk: dict[str, Any], kid: str, add: Any) -> None:
+    """Sign and verify both ways between this tool's fast path and python-jose (RFC 7518 section 3.3).
+
+    ``mint`` signs and ``verify`` checks straight with ``cryptography``, the key trusted as the
+    key file holds it; python-jose is given the JWKs themselves (the private JWK to sign, the
+    public JWK to verify, the algorithm named explicitly). A signature one side makes that the
+    other rejects is an error (``jose_round_trip``): tokens minted with this key would be refused.
+    """
+    from jose import jwk as jose_jwk
+
+    alg = str(jwk["alg"]) if jwk.get("alg") in jwk_rules.SUPPORTED_ALGS else "RS256"
+    message = f"prisme-keys doctor {kid}".encode()
+    try:
+        ours = jwk_rules.rsa_signer(jwk_rules.private_key_from_jwk(jwk, trusted=True), alg)(message)
+        jose_accepts = jose_jwk.construct(jwk_rules.public_jwk(jwk), alg).verify(message, ours)
+        theirs = jose_jwk.construct(jwk, alg).sign(message)
+        we_accept = jwk_rules.rsa_verifier(jwk_rules.public_key_from_jwk(jwk), alg)(message, theirs)
+    except Exception as exc:  # python-jose refusing the JWK; its message may quote the key: the type only
+        add("error", "jose_round_trip", f"key {kid}: python-jose cannot use it ({type(exc).__name__})", kid)
+        return
+    if not (jose_accepts and we_accept):
+        side = "python-jose rejects this tool's signature" if not jose_accepts else "python-jose's signature fails here"
+        add("error", "jose_round_trip", f"key {kid}: {alg} round trip failed: {side}", kid)
 
 
 def _encryption(keyset: Any, kf: Any, settings: Any, rep: Report, add: Any) -> None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import socket
 import stat
 import time
 from collections.abc import Iterator
@@ -335,6 +334,8 @@ class KeyFile:
                 time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
                 delay = min(delay * 2, 0.1)
             try:
+                import socket  # here, not at the top: readers take no lock (1.9 ms of start-up)
+
                 info = f"pid {os.getpid()} on {socket.gethostname()} since {clock.iso(clock.now())}\n"
                 os.ftruncate(fd, 0)
                 os.pwrite(fd, info.encode(), 0)

@@ -78,8 +78,11 @@ def encrypt_file(settings: Any) -> dict[str, Any]:
 def decrypt_file(settings: Any) -> dict[str, Any]:
     """Decrypt the key file in place (private members back in clear text, header removed).
 
+    Every decrypted private key is validated fully first (see :func:`_validate_private`).
+
     Raises:
-        KeyFileError: not encrypted, no/wrong passphrase, a tampered record (nothing written).
+        KeyFileError: not encrypted, no/wrong passphrase, a tampered record, an inconsistent
+            private key (nothing written).
     """
     kf = open_keyfile(settings)
     ks = kf.load()
@@ -91,9 +94,32 @@ def decrypt_file(settings: Any) -> dict[str, Any]:
     )  # fail fast on a wrong passphrase, before the lock
     with kf.transaction() as tx:
         decrypt_keyset(tx.keyset, passphrase, kf.path, kf.passphrase.derived_keys)
+        _validate_private(tx.keyset.records, kf.path)
         tx.commit()
         n = len(tx.keyset.records)
     return {"path": str(kf.path), "encrypted": False, "keys": n}
+
+
+def _validate_private(records: list[dict[str, Any]], path: Any) -> None:
+    """Validate fully every private key about to be stored in clear text (OpenSSL's RSA key check).
+
+    Keys in the key file are trusted afterwards (``mint`` skips the primality tests), so a key
+    is validated whenever it enters the file in clear text: generated, imported, decrypted.
+
+    Raises:
+        KeyFileError: ``bad_private_key``, naming the kid; nothing is written.
+    """
+    from prisme_keys import jwk as jwk_rules
+
+    for r in records:
+        if jwk_rules.has_private(r["jwk"]):
+            try:
+                jwk_rules.private_key_from_jwk(r["jwk"])
+            except ValueError as exc:
+                raise KeyFileError(
+                    f"key {r.get('kid')!r} in {path} is unusable ({exc}); nothing was decrypted",
+                    code="bad_private_key",
+                ) from None
 
 
 def rekey_file(settings: Any, new_source: PassphraseSource) -> dict[str, Any]:

@@ -153,7 +153,7 @@ def json_object(raw: bytes, index: int) -> dict[str, Any]:
         # Fast path, same result: one object with nothing around it (scan_once skips decode()'s
         # whitespace handling); anything else, and every error, goes through decode() below.
         try:
-            doc, end = _DECODER.scan_once(text, 0)
+            doc, end = _DECODER.scan_once(text, 0)  # type: ignore[attr-defined]
         except (StopIteration, ValueError, RecursionError):
             end = -1
         if end == len(text):

@@ -17,7 +17,7 @@ import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from json.encoder import encode_basestring  # type: ignore[attr-defined]
+from json.encoder import encode_basestring
 from typing import Any
 
 from prisme_keys import clock
@@ -259,7 +259,7 @@ def _unknown_kid(ring: KeyRing, kid: str | None, why: str | None) -> NoUsableKey
 
 
 def _check_time(claims: dict[str, Any], name: str) -> float | None:
-    v = claims.get(name)
+    v: Any = claims.get(name)
     if type(v) is int and MIN_NUMERIC_DATE <= v < MAX_NUMERIC_DATE:  # the common case, first
         return v
     if v is None and name not in claims:

@@ -7,7 +7,7 @@ same folder as the interpreter):
 
 Every figure comes from whole processes started the way a cron job or a CI step starts them.
 Part 1 prints a Markdown table of the median and the minimum wall time (milliseconds, RSA-2048,
-key file, warm page cache) of: ``python -c pass``, ``python -c "import typer"`` (same venv), our
+key file, warm page cache; the median CPU time beside it, less sensitive to a busy machine) of: ``python -c pass``, ``python -c "import typer"`` (same venv), our
 commands, PyJWT one-shot sign (``python -c`` with a PEM), node jose one-shot sign (``node -e``;
 ``npm install jose`` into a temporary folder, skipped with a note when npm is absent) and the jose
 C tool (``jose jws sig`` / ``jws ver``, Debian package ``jose``; skipped when absent). The rounds
@@ -81,7 +81,8 @@ sys.stderr.write(out.getvalue())
 """
 
 
-# Forks and times one command (argv[2:], argv[2] a path); writes "milliseconds peak-RSS-KiB" to the file named by argv[1].
+# Forks and times one command (argv[2:], argv[2] a path);
+# writes "milliseconds peak-RSS-KiB" to the file named by argv[1].
 REAPER = """
 import os, sys, time
 t0 = time.perf_counter()
@@ -94,7 +95,7 @@ if pid == 0:
 _, status, usage = os.wait4(pid, 0)
 ms = (time.perf_counter() - t0) * 1000
 with open(sys.argv[1], "w") as f:
-    f.write(f"{ms} {usage.ru_maxrss}")
+    f.write(f"{ms} {usage.ru_maxrss} {(usage.ru_utime + usage.ru_stime) * 1000}")
 sys.exit(os.waitstatus_to_exitcode(status))
 """
 
@@ -103,6 +104,7 @@ sys.exit(os.waitstatus_to_exitcode(status))
 class Result:
     ms: float
     maxrss_kib: int
+    cpu_ms: float = 0.0
 
 
 def run(
@@ -132,8 +134,8 @@ def run(
         if p.returncode != 0:
             err.seek(0)
             raise SystemExit(f"{' '.join(argv)[:200]} failed with exit {p.returncode}: {err.read().decode()[:500]}")
-        ms, rss = report.read().split()
-    return Result(float(ms), int(rss))
+        ms, rss, cpu = report.read().split()
+    return Result(float(ms), int(rss), float(cpu))
 
 
 def b64d(s: str) -> bytes:
@@ -276,6 +278,7 @@ class Case:
     setup: Callable[[], None] | None = None
     cwd: Path | None = None
     times: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
 
 
 def cases(fx: Fixture) -> list[Case]:
@@ -342,13 +345,15 @@ def part_one(fx: Fixture, runs: int) -> dict[str, float]:
         for c in cs:
             if c.setup:
                 c.setup()
-            c.times.append(run(c.argv, c.env, cwd=c.cwd).ms)
-    print(f"| command (median of {runs}, RSA-2048 unless said) | median ms | min ms |")
-    print("|---|---:|---:|")
+            r = run(c.argv, c.env, cwd=c.cwd)
+            c.times.append(r.ms)
+            c.cpu.append(r.cpu_ms)
+    print(f"| command (median of {runs}, RSA-2048 unless said) | median ms | min ms | CPU ms (user+sys) |")
+    print("|---|---:|---:|---:|")
     med = {}
     for c in cs:
         med[c.name] = statistics.median(c.times)
-        print(f"| {c.name} | {med[c.name]:.0f} | {min(c.times):.0f} |")
+        print(f"| {c.name} | {med[c.name]:.0f} | {min(c.times):.0f} | {statistics.median(c.cpu):.0f} |")
     for n in fx.notes:
         print(f"\nnote: {n}")
     return med
@@ -392,7 +397,7 @@ def part_two(fx: Fixture, n: int, repeat: int) -> None:
     pub = priv.public_key()
     pad, sha = padding.PKCS1v15(), hashes.SHA256()
     toks, out, one = w / "tokens.txt", w / "verified.jsonl", w / "one-token.txt"
-    best = {k: 1e12 for k in ("mint", "mint1", "sign", "batch", "batch1", "verify")}
+    best = dict.fromkeys(("mint", "mint1", "sign", "batch", "batch1", "verify"), 1e12)
     rss: dict[str, int] = {}
 
     def keep(key: str, r: Result) -> None:
