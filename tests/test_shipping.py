@@ -314,3 +314,48 @@ def test_fast_paths_import_no_heavy_module(case):
     assert heavy == [], heavy
     if case == "completion":
         assert p.stdout.split() == ["rotate"]
+
+
+# What the key-file commands may import. python-jose's cryptography backend pulls in
+# cryptography.x509 (30-45 ms): mint and verify sign and verify straight with cryptography.
+KEYFILE_HEAVY = {
+    "mint": ("jose", "cryptography.x509", "rich", "urllib.request", "http.client", "redis", "pydantic", "tomllib"),
+    "verify": ("jose", "cryptography.x509", "rich", "urllib.request", "http.client", "redis", "pydantic", "tomllib"),
+    "list": ("jose", "cryptography", "rich", "urllib.request", "http.client", "redis", "hashlib", "tomllib"),
+    "rotate": ("jose", "cryptography", "rich", "urllib.request", "http.client", "redis", "hashlib", "tomllib"),
+    "prune": ("jose", "cryptography", "rich", "urllib.request", "http.client", "redis", "hashlib", "tomllib"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(KEYFILE_HEAVY))
+def test_keyfile_commands_import_only_what_they_use(case, tmp_path, keypool):
+    """mint and verify (key file) import no python-jose; list, rotate and prune with nothing due
+    (stdout not a terminal) import no cryptography and no rich; no config file, no TOML parser."""
+    from conftest import T0, record, write_keyfile
+
+    kf = write_keyfile(tmp_path / "keys.json", [record(keypool[0])])
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PRISME_KEYS_", "JWKS_", "XDG_"))}
+    env.update(
+        PRISME_KEYS_FILE=str(kf),
+        XDG_CONFIG_HOME=str(tmp_path / "no-config"),
+        XDG_CACHE_HOME=str(tmp_path / "cache"),
+        HOME=str(tmp_path),
+    )
+    args = ["--now", T0, case]
+    if case == "verify":
+        mint = subprocess.run([script(), "--now", T0, "mint"], capture_output=True, text=True, env=env)
+        assert mint.returncode == 0, mint.stderr
+        args.append(mint.stdout.strip())
+    p = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "prisme_keys", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert p.returncode == 0, p.stderr[-500:]
+    imported = {ln.rsplit("|", 1)[1].strip() for ln in p.stderr.splitlines() if ln.startswith("import time:")}
+    heavy = sorted(m for m in imported if any(m == h or m.startswith(h + ".") for h in KEYFILE_HEAVY[case]))
+    assert heavy == [], heavy
+    if case in ("mint", "verify"):
+        assert "cryptography.hazmat.primitives.asymmetric.rsa" in imported

@@ -79,7 +79,9 @@ def _keep_old(path: Path, folder: Path) -> str | None:
     return keep
 
 
-def atomic_write(path: Path | str, data: bytes, *, mode: int = 0o600, no_clobber: bool = False) -> None:
+def atomic_write(
+    path: Path | str, data: bytes, *, mode: int = 0o600, no_clobber: bool = False, durable: bool = True
+) -> None:
     """Write ``data`` to ``path`` atomically: temp file in the same folder, fsync, rename, folder fsync.
 
     When the folder fsync (the last step) fails, the rename is undone: the previous file (kept
@@ -90,6 +92,8 @@ def atomic_write(path: Path | str, data: bytes, *, mode: int = 0o600, no_clobber
         data: the bytes.
         mode: permission bits of the new file (set before any byte is written).
         no_clobber: fail instead of replacing an existing file (uses ``os.link``).
+        durable: fsync the file and the folder; ``False`` for a cache, which a crash may lose
+            (its readers treat an unreadable entry as absent), to spare the two disk flushes.
 
     Raises:
         KeyFileError: code ``write_failed`` when a step fails (the message names ``path`` and
@@ -114,7 +118,8 @@ def atomic_write(path: Path | str, data: bytes, *, mode: int = 0o600, no_clobber
             while view:
                 n = os.write(fd, view)
                 view = view[n:]
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
         if no_clobber:
@@ -127,7 +132,8 @@ def atomic_write(path: Path | str, data: bytes, *, mode: int = 0o600, no_clobber
             os.replace(tmp, path)
             tmp_left = None
         renamed = True
-        _fsync_folder(folder)
+        if durable:
+            _fsync_folder(folder)
     except OSError as exc:
         if renamed:
             if not _undo_rename(path, folder, keep, existed):

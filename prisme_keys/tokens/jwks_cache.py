@@ -41,13 +41,14 @@ def load(path: Path, url: str) -> dict[str, Any] | None:
 
 
 def save(path: Path, entry: dict[str, Any]) -> None:
-    """Write an entry atomically (mode 0600); a failure is ignored (the next call fetches again)."""
+    """Write an entry atomically (mode 0600; no fsync: a crash may lose the entry, and an unreadable
+    entry counts as absent); a failure is ignored (the next call fetches again)."""
     from prisme_keys.errors import PrismeKeysError
     from prisme_keys.store.files import atomic_write
 
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        atomic_write(path, json.dumps(entry).encode("utf-8"), mode=0o600)
+        atomic_write(path, json.dumps(entry).encode("utf-8"), mode=0o600, durable=False)
     except (OSError, PrismeKeysError):
         pass  # a cache that cannot be written is only slower
 

@@ -3,16 +3,20 @@
 Not collected by pytest. Run with the product's venv (its ``prisme-keys`` script is taken from the
 same folder as the interpreter):
 
-    .venv/bin/python tests/benchmarks/bench_peers.py [--runs 7] [--n 10000] [--skip-throughput]
+    .venv/bin/python tests/benchmarks/bench_peers.py [--runs 7] [--n 10000] [--profile]
+        [--skip-table] [--skip-throughput] [--no-node]
 
 Every figure comes from whole processes started the way a cron job or a CI step starts them.
 Part 1 prints a Markdown table of the median and the minimum wall time (milliseconds, RSA-2048,
-key file, warm page cache; the median CPU time beside it, less sensitive to a busy machine) of: ``python -c pass``, ``python -c "import typer"`` (same venv), our
+key file, warm page cache; the median CPU time beside it, less sensitive to a busy machine) of:
+``python -c pass``, ``python -c "import typer"`` (same venv), our
 commands, PyJWT one-shot sign (``python -c`` with a PEM), node jose one-shot sign (``node -e``;
 ``npm install jose`` into a temporary folder, skipped with a note when npm is absent) and the jose
 C tool (``jose jws sig`` / ``jws ver``, Debian package ``jose``; skipped when absent). The rounds
 are interleaved (each round runs every command once), so a busy neighbour slows all rows alike.
-The goals of issue 13 are checked against the medians of this same run.
+The goals of issue 13 are checked against the medians of this same run. Then, in-process (the
+one measurement that imports the package): how long the key file's signing key takes to become a
+signer, 2048 and 4096 bits, next to OpenSSL's full RSA key check of the same key.
 
 Part 2 prints throughput: ``mint --count N`` against a raw ``cryptography`` sign loop with the
 same key, ``verify --batch`` over N tokens against a raw verify loop (best of ``--repeat``
@@ -60,6 +64,28 @@ key = open(sys.argv[1]).read()
 now = int(time.time())
 print(jwt.encode({"sub": "u1", "iss": sys.argv[3], "aud": sys.argv[4], "iat": now, "exp": now + 3600}, key,
                  algorithm="RS256", headers={"typ": "jwt", "kid": sys.argv[2]}))
+"""
+# The child of key_load(): how long the key file's signing key takes to become a signer, in-process
+# (imports done first), against OpenSSL's full RSA key check of the same key. argv[1]: key file.
+KEY_LOAD = """
+import statistics, sys, time
+from prisme_keys import clock, jwk as jwk_rules, settings
+from prisme_keys.store import lifecycle
+from prisme_keys.tokens.mint import signer_for
+s = settings.load({"key_file": sys.argv[1]})
+now = clock.now()
+loads, signs, full = [], [], []
+for _ in range(9):
+    t0 = time.perf_counter()
+    rec, jwk = lifecycle.signing_jwk(s, now)
+    signer = signer_for(jwk, jwk["alg"])
+    t1 = time.perf_counter()
+    signer.sign({"sub": "u1"})
+    t2 = time.perf_counter()
+    jwk_rules.private_key_from_jwk(jwk)
+    t3 = time.perf_counter()
+    loads.append(t1 - t0); signs.append(t2 - t1); full.append(t3 - t2)
+print(*(f"{statistics.median(x) * 1000:.2f}" for x in (loads, signs, full)))
 """
 # The child of --profile: the console-script entry point (module:function as argv[1]) under cProfile;
 # prints the functions with the largest cumulative time, import machinery and typer/click frames left out.
@@ -359,6 +385,22 @@ def part_one(fx: Fixture, runs: int) -> dict[str, float]:
     return med
 
 
+def key_load(fx: Fixture) -> None:
+    """In-process: key file -> signer (the trusted load ``mint`` does), first signature, and
+    OpenSSL's full key check (what ``doctor``, ``import`` and ``decrypt`` run) of the same key."""
+    print("\nKey load for signing, in-process, median of 9 (imports excluded):\n")
+    print("| key | key file -> signer ms | first signature ms | full RSA key check ms (doctor, import) |")
+    print("|---|---:|---:|---:|")
+    for bits, name in ((2048, "keys.json"), (4096, "keys4096.json")):
+        p = subprocess.run(
+            [PY, "-c", KEY_LOAD, str(fx.work / name)], env=fx.env, capture_output=True, text=True, check=False
+        )
+        if p.returncode != 0:
+            raise SystemExit(f"key load measurement failed: {p.stderr[-500:]}")
+        load, sign, full = p.stdout.split()
+        print(f"| RSA-{bits} | {load} | {sign} | {full} |")
+
+
 def goals(med: dict[str, float]) -> None:
     def m(prefix: str) -> float | None:
         return next((v for k, v in med.items() if k.startswith(prefix)), None)
@@ -483,7 +525,8 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=7, help="interleaved rounds of part 1 (default 7)")
     ap.add_argument("--n", type=int, default=10000, help="tokens for the throughput part (default 10000)")
     ap.add_argument("--repeat", type=int, default=3, help="throughput runs, the best kept (default 3)")
-    ap.add_argument("--skip-throughput", action="store_true", help="only the one-command table")
+    ap.add_argument("--skip-table", action="store_true", help="no one-command table (part 1)")
+    ap.add_argument("--skip-throughput", action="store_true", help="no throughput and memory (part 2)")
     ap.add_argument("--no-node", action="store_true", help="skip node jose (no npm install)")
     ap.add_argument("--profile", action="store_true", help="also profile decode, list, verify and mint")
     a = ap.parse_args()
@@ -500,7 +543,9 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory(prefix="bench-peers-") as d:
         fx = prepare(Path(d), want_node=not a.no_node)
-        goals(part_one(fx, a.runs))
+        if not a.skip_table:
+            goals(part_one(fx, a.runs))
+            key_load(fx)
         if not a.skip_throughput:
             part_two(fx, a.n, a.repeat)
         if a.profile:
