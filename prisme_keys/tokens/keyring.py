@@ -27,15 +27,25 @@ class KeyEntry:
         alg: the JWK's ``alg``, or ``None`` (then any allowed RS* algorithm).
         bits: modulus size in bits.
         key: the ``cryptography`` ``RSAPublicKey`` (built once per process, cached).
-        thumbprint: the key's RFC 7638 SHA-256 thumbprint (``None`` when it cannot be computed).
+        n, e: the JWK's modulus and exponent (base64url), for :attr:`thumbprint`.
     """
 
     kid: str | None
     alg: str | None
     bits: int
     key: Any
-    thumbprint: str | None = None
+    n: str = field(default="", repr=False)
+    e: str = field(default="", repr=False)
     _verifiers: dict[str, Callable[[bytes, bytes], bool]] = field(default_factory=dict, repr=False)
+    _thumbprint: list[str | None] = field(default_factory=list, repr=False)
+
+    @property
+    def thumbprint(self) -> str | None:
+        """The key's RFC 7638 SHA-256 thumbprint (``None`` when it cannot be computed), computed on
+        first use: only a key file with revocations needs it."""
+        if not self._thumbprint:
+            self._thumbprint.append(_thumbprint(self.n, self.e))
+        return self._thumbprint[0]
 
     def verifier(self, alg: str) -> Callable[[bytes, bytes], bool]:
         """``verify(signing_input, signature) -> bool`` for ``alg`` (RS256/RS384/RS512), built once per entry.
@@ -131,7 +141,7 @@ class KeyRing:
             except ValueError as exc:
                 reason = str(exc)
             else:
-                self.entries.append(KeyEntry(kid, jwk.get("alg"), bits, key, _thumbprint(n, e)))
+                self.entries.append(KeyEntry(kid, jwk.get("alg"), bits, key, n, e))
         if reason is not None:
             self.warnings.append(f"skipping {label} of {self.source}: {reason}")
             if kid is not None:
