@@ -331,9 +331,15 @@ KEYFILE_HEAVY = {
 def test_keyfile_commands_import_only_what_they_use(case, tmp_path, keypool):
     """mint and verify (key file) import no python-jose; list, rotate and prune with nothing due
     (stdout not a terminal) import no cryptography and no rich; no config file, no TOML parser."""
-    from conftest import T0, record, write_keyfile
+    from datetime import UTC, datetime, timedelta
 
-    kf = write_keyfile(tmp_path / "keys.json", [record(keypool[0])])
+    from helpers import record, write_keyfile
+
+    from prisme_keys import clock
+
+    now = datetime.now(UTC)  # the real clock: rotate and prune refuse a --now far from it
+    iso = [clock.iso(now + timedelta(days=d)) for d in (-1, 29, 59)]
+    kf = write_keyfile(tmp_path / "keys.json", [record(keypool[0], created=iso[0], rotates=iso[1], expires=iso[2])])
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PRISME_KEYS_", "JWKS_", "XDG_"))}
     env.update(
         PRISME_KEYS_FILE=str(kf),
@@ -341,9 +347,9 @@ def test_keyfile_commands_import_only_what_they_use(case, tmp_path, keypool):
         XDG_CACHE_HOME=str(tmp_path / "cache"),
         HOME=str(tmp_path),
     )
-    args = ["--now", T0, case]
+    args = [case]
     if case == "verify":
-        mint = subprocess.run([script(), "--now", T0, "mint"], capture_output=True, text=True, env=env)
+        mint = subprocess.run([script(), "mint"], capture_output=True, text=True, env=env)
         assert mint.returncode == 0, mint.stderr
         args.append(mint.stdout.strip())
     p = subprocess.run(

@@ -4,21 +4,23 @@
 import os
 import stat
 from datetime import datetime
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from prisme_keys.cli.app import app, state
 from prisme_keys.cli.common import VERIFIER_CACHE_HELP, verifier_cache_flag
 from prisme_keys.errors import UsageError
-from prisme_keys.store.schedule import MAX_DAYS, Event, Schedule
+
+if TYPE_CHECKING:  # store.schedule (with rotation and jwk) is loaded by plan itself: 5 ms of every start
+    from prisme_keys.store.schedule import Event, Schedule
 
 
 def _day(dt: datetime) -> str:
     return dt.strftime("%Y-%m-%d %H:%M")
 
 
-def _detail(e: Event) -> str:
+def _detail(e: "Event") -> str:
     if e.kind == "prune":
         return "removed (past its expiresAt: every token it signed has expired)"
     if e.kind == "activation":
@@ -28,7 +30,7 @@ def _detail(e: Event) -> str:
     return f"signs at once; {e.replaces} retires (verifies only)" if e.replaces else "signs at once"
 
 
-def title(sched: Schedule, what: str) -> str:
+def title(sched: "Schedule", what: str) -> str:
     """The chart's title line: what is shown and its window (UTC)."""
     return f"{what}; chart from {_day(sched.start)} to {_day(sched.end)} UTC, today {_day(sched.now)}"
 
@@ -47,6 +49,16 @@ def check_svg_target(path: str) -> None:
         raise UsageError(f"--svg {path[:200]} is not a regular file; give the path of the SVG file to write")
 
 
+def _days_in_range(value: Optional[int]) -> Optional[int]:
+    """``--days`` from 1 to ``store.schedule.MAX_DAYS``, checked when given (Click's range message)."""
+    if value is not None:
+        from prisme_keys.store.schedule import MAX_DAYS
+
+        if not 1 <= value <= MAX_DAYS:
+            raise typer.BadParameter(f"{value} is not in the range 1<=x<={MAX_DAYS}.")
+    return value
+
+
 @app.command()
 def plan(
     ctx: typer.Context,
@@ -54,9 +66,8 @@ def plan(
         None,
         "--days",
         metavar="N",
-        min=1,
-        max=MAX_DAYS,
-        help="Days to simulate (default: two rotation periods plus ACCESS_TOKENS_MAX_AGE).",
+        callback=_days_in_range,
+        help="Days to simulate, at most ten years (default: two rotation periods plus ACCESS_TOKENS_MAX_AGE).",
     ),
     svg: Optional[str] = typer.Option(None, "--svg", metavar="FILE", help="Also write the chart to FILE as SVG."),
     verifier_cache: Optional[str] = typer.Option(

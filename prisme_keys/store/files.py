@@ -18,7 +18,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import secrets
 import stat
 import tempfile
 from pathlib import Path
@@ -69,6 +68,8 @@ def _keep_old(path: Path, folder: Path) -> str | None:
     """
     if not os.path.lexists(path):
         return None
+    import secrets  # here, not at the top: it loads hmac and hashlib (2.5 ms), and readers never write
+
     keep = str(folder / f".{path.name}.{secrets.token_hex(6)}.tmp")  # removed with the stale temps
     try:
         os.link(path, keep)
