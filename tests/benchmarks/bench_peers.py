@@ -179,6 +179,9 @@ def private_key(jwk: dict):  # type: ignore[no-untyped-def]
 
 class JwksHandler(BaseHTTPRequestHandler):
     body = b""
+    # Headers and body leave in two writes: with Nagle's algorithm on, the body would wait for the
+    # client's delayed ACK (40 ms on Linux loopback). Web servers set TCP_NODELAY (nginx: tcp_nodelay on).
+    disable_nagle_algorithm = True
 
     def do_GET(self) -> None:
         self.send_response(200)
