@@ -111,6 +111,7 @@ ERROR_CODES: dict[str, ErrorCode] = {
         key_file_corrupt="the key file is not a valid key file (never rewritten)",
         key_file_permissions="the key file is readable by group or others",
         key_file_tampered="an encrypted record failed authentication",
+        bad_private_key="decrypt: a private key's members are inconsistent (nothing is written)",
         lock_timeout="the key-file lock was held too long by another process",
         duplicate_kid="two records share a kid",
         already_encrypted="encrypt on an encrypted key file",
