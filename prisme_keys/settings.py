@@ -45,7 +45,7 @@ def _p_alg(v: Any) -> str:
     if v not in SUPPORTED_ALGS:
         raise ConfigError(
             f"bad value for JWKS_ALG: {shown(v)}; allowed: RS256, RS384, RS512 "
-            "(PS256/PS384/PS512 and EC algorithms are not supported by the signing library, python-jose)"
+            "(RSASSA-PKCS1-v1_5 only, as the gateway: PS256/PS384/PS512 and EC algorithms are not supported)"
         )
     return str(v)
 

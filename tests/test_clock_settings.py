@@ -61,7 +61,7 @@ def test_precedence_flag_env_config_default(tmp_path):
     "env,value,msg",
     [
         ("JWKS_KTY", "EC", "bad value for JWKS_KTY: 'EC'; allowed: RSA"),
-        ("JWKS_ALG", "PS256", "bad value for JWKS_ALG: 'PS256'; allowed: RS256, RS384, RS512 (PS256/PS384/PS512"),
+        ("JWKS_ALG", "PS256", "bad value for JWKS_ALG: 'PS256'; allowed: RS256, RS384, RS512 (RSASSA-PKCS1-v1_5 only"),
         ("JWKS_ALG", "HS256", "bad value for JWKS_ALG: 'HS256'"),
         (
             "JWKS_SIZE",

@@ -261,8 +261,8 @@ def test_env(prisme_token):
         (
             "prisme_alg = HS256",
             {},
-            "prisme-keys: bad value for JWKS_ALG: 'HS256'; allowed: RS256, RS384, RS512 (PS256/PS384/PS512 and EC "
-            "algorithms are not supported by the signing library, python-jose) (from ini option prisme_alg)",
+            "prisme-keys: bad value for JWKS_ALG: 'HS256'; allowed: RS256, RS384, RS512 (RSASSA-PKCS1-v1_5 only, "
+            "as the gateway: PS256/PS384/PS512 and EC algorithms are not supported) (from ini option prisme_alg)",
         ),
         (
             "",
