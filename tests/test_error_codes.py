@@ -181,6 +181,14 @@ def _tampered(w: World) -> Got:
     return run(w, "--key-file", str(kf), "export", "--private", env={"PRISME_KEYS_PASSPHRASE": PW})
 
 
+def _bad_private_key(w: World) -> Got:
+    """decrypt validates each key before storing it in clear text: an inconsistent d is refused."""
+    d = jwk_rules.b64_to_int(w.keys[0]["d"])
+    kf = w.keyfile(record(dict(w.keys[0], d=jwk_rules.int_to_b64(d + 2))))
+    assert w.cli("--key-file", str(kf), "encrypt", env={"PRISME_KEYS_PASSPHRASE": PW}).returncode == 0
+    return run(w, "--key-file", str(kf), "decrypt", env={"PRISME_KEYS_PASSPHRASE": PW})
+
+
 def _lock_timeout(w: World) -> Got:
     kf = w.keyfile()
     fd = os.open(str(kf) + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
@@ -241,6 +249,7 @@ KEYFILE = {
         lambda w: run(w, "--key-file", str(w.keyfile(mode=0o644)), "list"), "has unsafe permissions 0644"
     ),
     "key_file_tampered": Case(_tampered, "its encrypted private members fail authentication"),
+    "bad_private_key": Case(_bad_private_key, "is unusable (member 'dp' does not match d, p and q); nothing was"),
     "lock_timeout": Case(_lock_timeout, "timed out after 0.2 s waiting for the lock"),
     "duplicate_kid": Case(_duplicate_kid, "twice; refusing to publish an ambiguous set"),
     "already_encrypted": Case(
