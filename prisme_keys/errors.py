@@ -7,11 +7,15 @@ Every error a user can cause is a :class:`PrismeKeysError` subclass carrying
 * ``code`` (str): a stable snake_case identifier, used in ``--json`` error documents.
 
 The message of an error is one line meant for a person. It never holds private key
-members or a whole token.
+members or a whole token, and it speaks of the library, not of a command line: an argument
+is named as the library function spells it (``timeout``, ``session_id``). A message that names
+arguments, or that a front end may complete with advice, is a :class:`Worded` text; the command
+line words it again with its own flag names and hints (``prisme_keys.cli.words``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
@@ -184,12 +188,78 @@ ERROR_CODES: dict[str, ErrorCode] = {
 }
 
 
+class Worded(str):
+    """One line of text that names arguments of library functions, for a front end to word again.
+
+    The string itself is the library's wording: each argument appears under its parameter name
+    (``no complete answer from URL within 5 s (timeout)``). A front end words it again with
+    :meth:`worded`: the command line names each argument by its flag (``(--timeout)``) and
+    appends its own advice for :attr:`hint` (``create it with: prisme-keys init``), both from one
+    table in ``prisme_keys.cli.words``. As a ``str`` it goes wherever a message goes (an error's
+    ``message``, a warning list, a finding).
+
+    Args:
+        template: ``str.format`` syntax. A field that is a key of ``values`` shows that value (a
+            :class:`Worded` value is worded with the same names); any other field is the name of an
+            argument. User input goes in ``values``, never into the template.
+        hint: the key of advice a front end may append (the library's own text has none).
+        values: the values the template shows.
+
+    Attributes:
+        template, hint, values: as given.
+    """
+
+    template: str
+    hint: str | None
+    values: dict[str, Any]
+
+    def __new__(cls, template: str, /, *, hint: str | None = None, **values: Any) -> Worded:
+        text = super().__new__(cls, _fill(template, values, {}))
+        text.template, text.hint, text.values = template, hint, values
+        return text
+
+    def __getnewargs_ex__(self) -> tuple[tuple[str], dict[str, Any]]:
+        return (self.template,), {"hint": self.hint, **self.values}
+
+    def worded(self, names: Mapping[str, str], hints: Mapping[str, str] | None = None) -> str:
+        """The text with each argument named as ``names`` has it (else by its own name).
+
+        Args:
+            names: ``{argument: its name for this front end}`` (``{"timeout": "--timeout"}``).
+            hints: ``{hint key: template}``; the template of :attr:`hint`, filled like the text
+                (the values and ``names``), is appended. ``None``: no hint.
+        """
+        text = _fill(self.template, self.values, names)
+        if hints is not None and self.hint is not None:
+            text += _fill(hints.get(self.hint, ""), self.values, names)
+        return text
+
+
+class _Fields(dict[str, Any]):
+    """``format_map`` fields: the values (:class:`Worded` ones worded), then argument names."""
+
+    def __init__(self, values: Mapping[str, Any], names: Mapping[str, str]) -> None:
+        super().__init__({k: v.worded(names) if isinstance(v, Worded) else v for k, v in values.items()})
+        self.names = names
+
+    def __missing__(self, key: str) -> str:
+        return self.names.get(key, key)
+
+
+def _fill(template: str, values: Mapping[str, Any], names: Mapping[str, str]) -> str:
+    return template.format_map(_Fields(values, names))
+
+
 class PrismeKeysError(Exception):
     """Base class: a failure with a documented exit code.
 
     Args:
-        message: one line for the user (no secrets, no whole token).
+        message: one line for the user (no secrets, no whole token, no flag names): a plain
+            string, or a :class:`Worded` text when it names arguments or has a hint.
         code: optional override of the class's snake_case ``code``.
+
+    Attributes:
+        message: as given; ``hint``: the key of the message's hint (see :class:`Worded`), or ``None``.
     """
 
     exit_code: ExitCode = ExitCode.INTERNAL
@@ -201,16 +271,47 @@ class PrismeKeysError(Exception):
         if code is not None:
             self.code = code
 
+    @property
+    def hint(self) -> str | None:
+        """The key of the advice a front end may append to :attr:`message` (``None``: none)."""
+        return self.message.hint if isinstance(self.message, Worded) else None
+
     def to_dict(self) -> dict[str, Any]:
         """The ``--json`` error document: ``{code, message, exit}``."""
-        return {"code": self.code, "message": self.message, "exit": int(self.exit_code)}
+        return {"code": self.code, "message": str(self.message), "exit": int(self.exit_code)}
 
 
 class UsageError(PrismeKeysError):
-    """Bad command-line usage (exit 2)."""
+    """Bad usage (exit 2): a bad argument or option, an output the rules refuse."""
 
     exit_code = ExitCode.USAGE
     code = "usage_error"
+
+
+class InvalidArgument(UsageError):
+    """A bad value for an argument of a library function (exit 2, code ``usage_error`` unless given).
+
+    The message names the argument as the function spells it; the command line words it with the
+    argument's flag (``alg 'HS256' is not supported`` / ``--alg 'HS256' is not supported``).
+
+    Args:
+        argument: the parameter's name (``alg``, ``count``, ``session_id``).
+        reason: the message as a :class:`Worded` template: ``{argument}`` and the names of other
+            arguments it mentions are fields (``"{session_id} cannot be combined with {count} above 1"``),
+            user input goes in ``values``.
+        code: optional override of ``usage_error``.
+        hint: the key of advice a front end may append.
+        values: the values the template shows.
+
+    Attributes:
+        argument: as given.
+    """
+
+    def __init__(
+        self, argument: str, reason: str, *, code: str | None = None, hint: str | None = None, **values: Any
+    ) -> None:
+        self.argument = argument
+        super().__init__(Worded(reason, hint=hint, **values), code=code)
 
 
 class ConfigError(PrismeKeysError):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from prisme_keys.errors import ConfigError
+from prisme_keys.errors import ConfigError, Worded
 from prisme_keys.text import decode_utf8, shown
 
 APP_NAME = "prisme-keys"
@@ -307,6 +307,12 @@ class Settings:
             reference gateway's jwks-rsa); checked against ``publication_lead``.
         passphrase_file: file holding the key file's passphrase, or ``None``.
         passphrase: ``PRISME_KEYS_PASSPHRASE`` (environment only; never shown), or ``None``.
+        new_passphrase: ``PRISME_KEYS_NEW_PASSPHRASE``, the new passphrase of a rekey (environment
+            only; never shown), or ``None``.
+        passphrase_prompt: who to ask for a passphrase when no other source gives one,
+            ``(prompt text, confirm) -> passphrase | None`` (:data:`prisme_keys.store.encryption.Prompt`);
+            ``None`` (the default, and always after :func:`load`): nobody is asked. The command line
+            sets a terminal prompt.
         broker_host, broker_namespace, broker_topic_maxlen, contexts_cache_host,
         internal_api_key: the gateway platform's broker/runtime settings.
         sources: ``{name: "flag"|"env:VAR"|"config:PATH"|"default"}``.
@@ -332,6 +338,8 @@ class Settings:
     internal_api_key: str | None = None
     passphrase_file: Path | None = None
     passphrase: str | None = field(default=None, repr=False)
+    new_passphrase: str | None = field(default=None, repr=False)
+    passphrase_prompt: Callable[[str, bool], str | None] | None = field(default=None, repr=False, compare=False)
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def describe(self) -> list[dict[str, Any]]:
@@ -432,10 +440,9 @@ def load(flags: Mapping[str, Any] | None = None, environ: Mapping[str, str] | No
         config_path, sources["config_path"] = default_config_path(), "default"
     if sources["config_path"] != "default" and not config_path.exists():
         # A config file named on purpose must exist: a typo must not fall back to defaults.
-        how = "--config" if sources["config_path"] == "flag" else "PRISME_KEYS_CONFIG"
+        how = "{config_path}" if sources["config_path"] == "flag" else "PRISME_KEYS_CONFIG"
         raise ConfigError(
-            f"config file {config_path} (from {how}) does not exist; create it with: "
-            f"prisme-keys --config {config_path} config init"
+            Worded("config file {path} (from " + how + ") does not exist", hint="config_init", path=config_path)
         )
     config = read_config(config_path)
 
@@ -459,7 +466,8 @@ def load(flags: Mapping[str, Any] | None = None, environ: Mapping[str, str] | No
     if values.get("key_file") is None:
         values.pop("key_file", None)
         sources["key_file"] = "default"
-    return Settings(config_path=config_path, sources=sources, **values)
+    new_passphrase = env.get("PRISME_KEYS_NEW_PASSPHRASE") or None  # environment only, like the passphrase
+    return Settings(config_path=config_path, sources=sources, new_passphrase=new_passphrase, **values)
 
 
 def defaults_toml() -> str:

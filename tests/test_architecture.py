@@ -169,3 +169,178 @@ def test_now_does_not_outlive_its_call(capsys, tmp_path, keypool):
     assert code == 0 and json.loads(out)["now"] == "2026-01-02T00:00:00.000Z"
     code, out, _ = _run(capsys, ["--key-file", str(kf), "--json", "list"])
     assert code == 0 and json.loads(out)["now"] >= "2026-11-29"  # the real clock again
+
+
+# -- the library speaks no command line ---------------------------------------------------------
+
+#: Core modules: everything but the command line and the pytest plugin.
+CORE = [p for p in sorted(PACKAGE.rglob("*.py")) if not {"cli", "testing"} & set(p.relative_to(PACKAGE).parts[:1])]
+FLAG = re.compile(r"(?<![\w-])--[a-z]")
+
+#: Exceptions to the rules below, each with its reason: ``(module, what) -> why``.
+ALLOWED = {
+    ("prisme_keys/errors.py", "--debug"): "EXIT_MEANINGS documents the command line's exit statuses "
+    "(the README and man page tables are generated from it)",
+    ("prisme_keys/errors.py", "--now"): "ERROR_CODES documents the command line's error codes (README table)",
+    ("prisme_keys/settings.py", "os.environ"): "the one home of the environment: load() reads the mapping it is given, "
+    "os.environ by default",
+    ("prisme_keys/store/doctor.py", "except Exception in _jose_round_trip"): "the python-jose boundary: whatever it "
+    "raises on a key is the check's verdict (only python-jose runs in the block)",
+    ("prisme_keys/tokens/jwks_client.py", "except BaseException in run"): "a thread boundary: the fetch thread hands "
+    "everything to the caller, which maps network errors and re-raises the rest",
+}
+
+
+def _messages(tree: ast.AST) -> list[ast.Constant]:
+    """The string constants of a module that are not docstrings (f-string parts included)."""
+    docstrings = {
+        id(node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
+    }
+    return [
+        n
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docstrings
+    ]
+
+
+def _command_line_uses(path: Path) -> list[str]:
+    """What a core module must not do, as ``what`` labels: flag names in messages, stdin, prompts,
+    the environment outside settings, ``except Exception`` that would turn a bug into a verdict."""
+    tree = ast.parse(path.read_text())
+    found = [
+        re.match(r"--[a-z][a-z-]*", c.value[m.start() :]).group()
+        for c in _messages(tree)
+        for m in FLAG.finditer(c.value)
+    ]  # type: ignore[union-attr]
+    functions = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
+
+    def owner(node: ast.AST) -> str:
+        inside = [f for f in functions if f.lineno <= node.lineno <= (f.end_lineno or f.lineno)]
+        return max(inside, key=lambda f: f.lineno).name if inside else "<module>"
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "input":
+            found.append("input()")
+        elif isinstance(node, ast.Import) and any(a.name == "getpass" for a in node.names):
+            found.append("getpass")
+        elif isinstance(node, ast.ImportFrom) and node.module in ("getpass", "sys", "os"):
+            found += [
+                f"{node.module}.{a.name}" for a in node.names if a.name in ("getpass", "stdin", "environ", "getenv")
+            ]
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            if (node.value.id, node.attr) in (
+                ("sys", "stdin"),
+                ("os", "environ"),
+                ("os", "getenv"),
+                ("os", "environb"),
+            ):
+                found.append(f"{node.value.id}.{node.attr}")
+        elif isinstance(node, ast.ExceptHandler):
+            kinds = node.type.elts if isinstance(node.type, ast.Tuple) else [node.type]
+            for kind in kinds:
+                if kind is None or (isinstance(kind, ast.Name) and kind.id in ("Exception", "BaseException")):
+                    name = "bare" if kind is None else kind.id
+                    found.append(f"except {name} in {owner(node)}")
+    return found
+
+
+def test_core_modules_speak_no_command_line():
+    """No flag names in messages, no stdin, no prompts, no environment outside settings.py, no
+    ``except Exception`` turning a bug into a verdict, outside ``cli/`` and ``testing/``."""
+    found = {
+        (str(path.relative_to(ROOT)), what): None
+        for path in CORE
+        for what in _command_line_uses(path)
+        if (str(path.relative_to(ROOT)), what) not in ALLOWED
+    }
+    assert sorted(found) == []
+
+
+def test_the_command_line_check_finds_each_kind_of_use(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text(
+        '"""Docstrings may name --flags."""\n'
+        "import getpass\nimport os\nimport sys\nfrom os import environ\n\n\n"
+        "def f(x):\n"
+        '    """So may --this one."""\n'
+        "    try:\n"
+        '        return input("? ") + sys.stdin.read() + os.environ["A"] + os.getenv("B")\n'
+        "    except Exception:\n"
+        '        raise ValueError(f"--count {x} is bad; see --max-bytes") from None\n'
+        '    raise ValueError("a - b -- c -----BEGIN")\n'
+    )
+    assert sorted(_command_line_uses(bad)) == [
+        "--count",
+        "--max-bytes",
+        "except Exception in f",
+        "getpass",
+        "input()",
+        "os.environ",
+        "os.environ",
+        "os.getenv",
+        "sys.stdin",
+    ]
+
+
+def _template_fields(call: ast.Call, function: ast.AST) -> set[str]:
+    """The argument names a ``Worded``/``InvalidArgument`` call's template names: its ``{fields}`` that are
+    not keyword values. Parts held in local variables of the same function are followed."""
+    import string
+
+    template = call.args[0] if isinstance(call.func, ast.Name) and call.func.id == "Worded" else call.args[1]
+    names = {n.id for n in ast.walk(template) if isinstance(n, ast.Name)}
+    parts = [template] + [
+        a.value
+        for a in ast.walk(function)
+        if isinstance(a, ast.Assign) and any(isinstance(t, ast.Name) and t.id in names for t in a.targets)
+    ]
+    fields = {
+        field
+        for part in parts
+        for c in ast.walk(part)
+        if isinstance(c, ast.Constant) and isinstance(c.value, str)
+        for _, field, _, _ in string.Formatter().parse(c.value)
+        if field
+    }
+    return fields - {k.arg for k in call.keywords if k.arg}
+
+
+def test_every_argument_and_hint_the_library_names_has_the_command_lines_words():
+    import typer.main
+
+    from prisme_keys.cli import app
+    from prisme_keys.cli.words import FLAGS, HINTS
+
+    named: set[str] = set()
+    hints: set[str] = set()
+    for path in CORE:
+        tree = ast.parse(path.read_text())
+        for function in [tree, *(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef))]:
+            for call in ast.walk(function):
+                if isinstance(call, ast.Call) and getattr(call.func, "id", None) in ("Worded", "InvalidArgument"):
+                    named |= _template_fields(call, function)
+        for node in ast.walk(tree):  # hint="init" in a call, hint: str = "passphrase" as a default
+            if isinstance(node, ast.keyword) and node.arg == "hint" and isinstance(node.value, ast.Constant):
+                hints.add(node.value.value)
+            if isinstance(node, ast.FunctionDef):
+                args = node.args.args[len(node.args.args) - len(node.args.defaults) :] + node.args.kwonlyargs
+                defaults = node.args.defaults + node.args.kw_defaults
+                hints |= {
+                    d.value
+                    for a, d in zip(args, defaults, strict=True)
+                    if a.arg == "hint" and isinstance(d, ast.Constant)
+                }
+    hints.discard(None)
+    assert {"timeout", "session_id", "count", "alg", "kid", "rekey", "config_path"} <= named  # the scan sees them
+    assert {"init", "leeway", "passphrase", "new_passphrase", "rekey_weak"} <= hints
+    assert named - set(FLAGS) == set()
+    assert hints - set(HINTS) == set()
+    options: set[str] = set()
+    stack = [typer.main.get_command(app)]
+    while stack:
+        command = stack.pop()
+        options |= {o for p in command.params for o in (*p.opts, *p.secondary_opts)}
+        stack += list(getattr(command, "commands", {}).values())
+    assert set(FLAGS.values()) - options == set()

@@ -1,7 +1,8 @@
 """The ``prisme-keys`` command line (Typer). The only package that imports typer.
 
 ``main()`` runs the app and maps every :class:`prisme_keys.errors.PrismeKeysError` to one
-line on stderr (or a JSON object with ``--json``) and its documented exit code; any other
+line on stderr (or a JSON object with ``--json``), worded for the command line
+(:func:`prisme_keys.cli.words.say`: flags, hints), and its documented exit code; any other
 exception is exit 1 without a traceback unless ``--debug`` / ``PRISME_KEYS_DEBUG=1``.
 """
 
@@ -78,8 +79,9 @@ def _invoke(st: State) -> int:
             sys.stderr.write("prisme-keys: interrupted\n")
     except PrismeKeysError as exc:
         from prisme_keys.cli.output import error
+        from prisme_keys.cli.words import say
 
-        error(exc.message, code=exc.code, exit_code=exc.exit_code, as_json=as_json or st.json)
+        error(say(exc.message), code=exc.code, exit_code=exc.exit_code, as_json=as_json or st.json)
         code = exc.exit_code
     except typer.Exit as exc:
         code = exc.exit_code

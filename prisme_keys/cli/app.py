@@ -137,15 +137,20 @@ class State:
 
     @property
     def settings(self) -> "Settings":
-        """The effective :class:`prisme_keys.settings.Settings`, loaded on first use.
+        """The effective :class:`prisme_keys.settings.Settings`, loaded on first use, with the
+        terminal's passphrase prompt (:func:`prisme_keys.cli.common.passphrase_prompt`).
 
         Raises:
             ConfigError: a bad setting value or an unreadable config file.
         """
         if self._settings is None:
-            from prisme_keys import settings as settings_mod
+            import dataclasses
 
-            self._settings = settings_mod.load(self.flags, self.environ)
+            from prisme_keys import settings as settings_mod
+            from prisme_keys.cli.common import passphrase_prompt
+
+            loaded = settings_mod.load(self.flags, self.environ)
+            self._settings = dataclasses.replace(loaded, passphrase_prompt=passphrase_prompt)
         return self._settings
 
     def set_setting_flags(self, **values: Any) -> None:

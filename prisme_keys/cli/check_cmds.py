@@ -1,6 +1,7 @@
 """``check`` (CI check of a published JWKS) and ``serve`` (a local JWKS endpoint)."""
 
 # No ``from __future__ import annotations`` here: see prisme_keys.cli.app (start-up time).
+import dataclasses
 from typing import Any, Optional
 
 import typer
@@ -8,6 +9,7 @@ import typer
 from prisme_keys.cli.app import app, state
 from prisme_keys.cli.common import duration
 from prisme_keys.cli.completion import complete_revoked_kid
+from prisme_keys.cli.words import say
 from prisme_keys.errors import UsageError
 
 
@@ -86,6 +88,7 @@ def check(
         report = checks.run(st.settings, url, **run_kw)
     else:
         report = _poll(st, url, duration(wait, "--wait"), 5.0 if interval is None else interval, run_kw)
+    report.checks[:] = [dataclasses.replace(c, detail=say(c.detail)) for c in report.checks]
     if junit is not None:
         from prisme_keys.cli.common import write_file
         from prisme_keys.publish.junit import junit_xml
@@ -128,9 +131,9 @@ def _poll(st: Any, url: str, wait: int, interval: float, run_kw: dict[str, Any])
 
     def retry(outcome: Any, pause: float) -> None:
         if hasattr(outcome, "failures"):
-            why = "; ".join(f"{c.name}: {c.detail}" for c in outcome.failures())
+            why = "; ".join(f"{c.name}: {say(c.detail)}" for c in outcome.failures())
         else:
-            why = outcome.message
+            why = say(outcome.message)
         output.note(f"waiting: {why[:300]}; next fetch in {pause:.1f} s", quiet=st.quiet)
 
     return watch.run_until(st.settings, url, wait=wait, interval=interval, on_retry=retry, **run_kw)
@@ -187,7 +190,8 @@ def serve(
     Routes: GET /oidc/jwks and /.well-known/jwks.json (the public set), GET
     /oidc/.well-known/openid-configuration, POST /v2/login/anonymous {"expiresAfter": s}.
     Rotations show up without a restart. Ctrl-C stops it. With --json: one document
-    {serving, url, jwks_url, issuer, key_file} once it listens.
+    {serving, url, jwks_url, issuer, key_file} once it listens. With -q (before the
+    command): no access log on stderr.
     """
     from prisme_keys.cli import output
     from prisme_keys.publish import serve as server_mod
@@ -195,7 +199,9 @@ def serve(
     st = state(ctx)
     if not read_timeout > 0 or read_timeout == float("inf"):
         raise UsageError(f"--read-timeout must be a number of seconds above 0, not {read_timeout}")
-    server = server_mod.start(st.settings, host, port, cache_control=cache_control or None, read_timeout=read_timeout)
+    server = server_mod.start(
+        st.settings, host, port, cache_control=cache_control or None, read_timeout=read_timeout, access_log=not st.quiet
+    )
 
     def ready() -> None:
         output.note(

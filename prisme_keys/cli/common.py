@@ -188,6 +188,38 @@ def text_option(value: Optional[str], flag: str) -> Optional[str]:
     return value
 
 
+def passphrase_prompt(prompt: str, confirm: bool) -> Optional[str]:
+    """Ask for a passphrase on the terminal (``getpass``, no echo): the command line's
+    :data:`prisme_keys.store.encryption.Prompt`.
+
+    Args:
+        prompt: the question (``Passphrase for keys.json: ``).
+        confirm: a passphrase being set: ask twice.
+
+    Returns:
+        The passphrase, or ``None`` when stdin is not a terminal (a script is never asked) or at
+        end of input.
+
+    Raises:
+        KeyFileError: code ``passphrase_mismatch``, the two answers differ.
+    """
+    from prisme_keys.cli.output import is_tty
+
+    if not is_tty(sys.stdin):
+        return None
+    import getpass
+
+    try:
+        first = getpass.getpass(prompt)
+        if confirm and getpass.getpass("Repeat the passphrase: ") != first:
+            from prisme_keys.errors import KeyFileError
+
+            raise KeyFileError("the passphrases differ; nothing was changed", code="passphrase_mismatch")
+    except EOFError:
+        return None
+    return first
+
+
 def read_stdin_capped(limit: int) -> bytes:
     """Read at most ``limit + 1`` bytes of stdin (binary), so callers can tell "too large" apart.
 

@@ -240,14 +240,15 @@ def _announcement(keyset: Any, now: Any, path: Any, st: Any) -> tuple[dict[str, 
     malformed record) and one line for people (``""`` for a key file never announced: a fleet this
     tool does not notify)."""
     from prisme_keys.cli import output
+    from prisme_keys.cli.words import say
     from prisme_keys.errors import KeyFileError
     from prisme_keys.store import announced
 
     try:
         status = announced.status(keyset, now, path)
     except KeyFileError as exc:
-        output.warn(f"{exc.message} (run prisme-keys doctor)", quiet=st.quiet)
-        return {"error": exc.message}, ""
+        output.warn(f"{say(exc.message)} (run prisme-keys doctor)", quiet=st.quiet)
+        return {"error": say(exc.message)}, ""
     doc, last, pend = status.to_dict(), status.last, status.pending
     if last is None:
         return doc, ""

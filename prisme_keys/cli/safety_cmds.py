@@ -110,12 +110,15 @@ def doctor(
     """
     from prisme_keys.cli import output
     from prisme_keys.cli.progress import Progress, wanted
+    from prisme_keys.cli.words import say
     from prisme_keys.store import doctor as doctor_mod
 
     st = state(ctx)
     verifier_cache_flag(st, verifier_cache)
     with Progress("auditing", "keys", enabled=wanted(st)) as progress:
         rep = doctor_mod.audit(st.settings, st.now(), progress=progress)
+    for f in rep.findings:  # the command line's words: flags and hints (see cli.words)
+        f.message = say(f.message)
     if st.json:
         output.emit_json(rep.to_dict())
     else:

@@ -8,6 +8,7 @@ import typer
 
 from prisme_keys.cli.app import State, app, state
 from prisme_keys.cli.completion import complete_kid, complete_revoked_kid
+from prisme_keys.cli.words import say
 from prisme_keys.errors import ConfigError, KeyFileError, NotifyError, PrismeKeysError
 
 if TYPE_CHECKING:
@@ -107,7 +108,7 @@ def announce_after(
             else "announcing the key file's current state failed"
         )
         err = type(exc)(
-            f"{what}: {exc.message}; it stays pending: the next run with --notify retries it "
+            f"{what}: {say(exc.message)}; it stays pending: the next run with --notify retries it "
             f"(or run: {_resend_hint(runtime_url)})",
             code=exc.code,
         )
@@ -208,7 +209,12 @@ def import_cmd(
 
     st = state(ctx)
     now = st.write_now()
-    data, name = importer.read_source(file)
+    if file == "-":  # standard input is the command line's to read (capped), the library gets the bytes
+        from prisme_keys.cli.common import read_stdin_capped
+
+        data, name = importer.check_size(read_stdin_capped(importer.MAX_INPUT_BYTES), "stdin"), "stdin"
+    else:
+        data, name = importer.read_source(file)
     with Progress("checking keys", "keys", enabled=wanted(st)) as progress:
         res = importer.import_keys(
             st.settings, now, data, name=name, alg=alg, kid=kid, create=create, progress=progress
@@ -317,7 +323,7 @@ def notify(
         )
     except NotifyError as exc:
         raise NotifyError(
-            f"{exc.message}; nothing is lost: re-run prisme-keys notify when it is reachable", code=exc.code
+            f"{say(exc.message)}; nothing is lost: re-run prisme-keys notify when it is reachable", code=exc.code
         ) from None
     if st.json:
         output.emit_json(res.to_dict())
@@ -336,7 +342,7 @@ def _notify_pending(st: State, runtime_url: Optional[str], force: bool) -> None:
         out = broker.announce_pending(st.settings, st.write_now(), runtime_url=runtime_url, force=force)
     except NotifyError as exc:
         raise NotifyError(
-            f"{exc.message}; nothing is lost: the announcement stays pending; re-run prisme-keys notify "
+            f"{say(exc.message)}; nothing is lost: the announcement stays pending; re-run prisme-keys notify "
             "when it is reachable, or let the next rotate --notify send it",
             code=exc.code,
         ) from None

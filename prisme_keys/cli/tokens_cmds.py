@@ -1,7 +1,9 @@
 """Token commands: mint, decode, verify."""
 
 # No ``from __future__ import annotations`` here: see prisme_keys.cli.app (start-up time).
+import json
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Optional
 
@@ -11,6 +13,7 @@ from prisme_keys.cli.app import app, state
 from prisme_keys.cli.common import duration, read_stdin_capped, read_token_arg, text_option
 from prisme_keys.cli.completion import complete_kid
 from prisme_keys.errors import UsageError
+from prisme_keys.text import json_error, shown, strip_bom
 
 _TOKEN_HELP = (
     "The token, or - to read it from stdin. Surrounding whitespace and one 'Bearer ' prefix "
@@ -29,18 +32,59 @@ def _check_texts(**values: Optional[str] | Optional[list[str]]) -> None:
             text_option(v, "--" + name.replace("_", "-"))
 
 
+def parse_claim_pairs(pairs: Iterable[str]) -> dict[str, Any]:
+    """Parse ``--claim K=V`` values: V is JSON when it parses, else a string.
+
+    JSON text is parsed as :func:`prisme_keys.tokens.jws.no_json_constants` allows (no NaN, Infinity).
+
+    Raises:
+        UsageError: a pair without ``=`` or with an empty name.
+    """
+    from prisme_keys.tokens.jws import no_json_constants
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        k, sep, v = pair.partition("=")
+        if not sep or not k:
+            raise UsageError(f"--claim {shown(pair)}: use NAME=VALUE (VALUE is JSON when it parses, else a string)")
+        try:
+            out[k] = json.loads(v, parse_constant=no_json_constants)
+        except ValueError:
+            out[k] = v
+        except RecursionError:
+            raise UsageError(f"--claim {k}: the value is nested too deeply") from None
+    return out
+
+
+def load_claims(text: str, where: str) -> dict[str, Any]:
+    """Parse the ``--claims FILE|-`` document: a JSON object.
+
+    Raises:
+        UsageError: not JSON or not an object.
+    """
+    try:
+        doc = json.loads(strip_bom(text))  # a leading BOM is accepted
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--claims {where}: not JSON: {json_error(exc)}") from None
+    except ValueError as exc:
+        raise UsageError(f"--claims {where}: not JSON: {exc}") from None
+    except RecursionError:
+        raise UsageError(f"--claims {where}: not JSON: nested too deeply") from None
+    if not isinstance(doc, dict):
+        raise UsageError(f"--claims {where}: a JSON object is required, got {type(doc).__name__}")
+    return doc
+
+
 def _extra_claims(claims: Optional[str], pairs: list[str]) -> dict[str, Any]:
     """The ``--claims FILE|-`` object, then the ``--claim K=V`` pairs over it."""
-    from prisme_keys.tokens import mint as minter
-
     extra: dict[str, Any] = {}
     if claims is not None:
         try:
             text = sys.stdin.read() if claims == "-" else Path(claims).read_text("utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise UsageError(f"--claims {claims}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
-        extra.update(minter.load_claims(text, claims))
-    extra.update(minter.parse_claim_pairs(pairs))
+        extra.update(load_claims(text, claims))
+    extra.update(parse_claim_pairs(pairs))
     return extra
 
 
@@ -164,6 +208,7 @@ def _verify_batch(st: Any, source: Any, opts: Any, warn: Any) -> int:
 
     from prisme_keys.cli import output
     from prisme_keys.cli.progress import Progress, wanted
+    from prisme_keys.cli.words import say
     from prisme_keys.tokens import verify as verifier
 
     stdin = _CountingReader(sys.stdin.buffer)
@@ -181,7 +226,9 @@ def _verify_batch(st: Any, source: Any, opts: Any, warn: Any) -> int:
     results: list[str] = []
     write = results.append if st.json else sys.stdout.write
     with Progress("verifying", "tokens", enabled=wanted(st, streams_to_stdout=True), estimate_total=estimate) as bar:
-        rc = verifier.verify_batch(verifier.iter_lines(stdin), source, opts, write, warn, now=st.now(), progress=bar)
+        rc = verifier.verify_batch(
+            verifier.iter_lines(stdin), source, opts, write, warn, now=st.now(), progress=bar, word=say
+        )
     if st.json:
         import json
 
@@ -194,8 +241,8 @@ def _verify_batch(st: Any, source: Any, opts: Any, warn: Any) -> int:
     return rc
 
 
-#: The setting and the flag that give each gateway-required claim its value.
-_CLAIM_SOURCES = {"iss": ("OIDC_PROVIDER_URL", "--iss"), "aud": ("API_URL", "--aud")}
+#: The setting that gives each gateway-required claim its value (the flag: :data:`prisme_keys.cli.words.FLAGS`).
+_CLAIM_SETTINGS = {"iss": "OIDC_PROVIDER_URL", "aud": "API_URL"}
 
 
 def missing_claims_warning(missing: list[str]) -> str:
@@ -204,8 +251,10 @@ def missing_claims_warning(missing: list[str]) -> str:
     >>> missing_claims_warning(["iss", "aud"])
     'no iss/aud claims: OIDC_PROVIDER_URL and API_URL are unset (set them or pass --iss/--aud; -q silences warnings)'
     """
-    envs = " and ".join(_CLAIM_SOURCES[c][0] for c in missing)
-    flags = "/".join(_CLAIM_SOURCES[c][1] for c in missing)
+    from prisme_keys.cli.words import FLAGS
+
+    envs = " and ".join(_CLAIM_SETTINGS[c] for c in missing)
+    flags = "/".join(FLAGS[c] for c in missing)
     if len(missing) == 1:
         return f"no {missing[0]} claim: {envs} is unset (set it or pass {flags}; -q silences warnings)"
     return f"no {'/'.join(missing)} claims: {envs} are unset (set them or pass {flags}; -q silences warnings)"

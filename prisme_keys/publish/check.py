@@ -40,7 +40,8 @@ PASS, WARN, FAIL = "pass", "warn", "fail"
 
 @dataclass(frozen=True)
 class Check:
-    """One named check result: ``status`` is ``pass``, ``warn`` or ``fail``; ``detail`` one line."""
+    """One named check result: ``status`` is ``pass``, ``warn`` or ``fail``; ``detail`` one line
+    (a :class:`prisme_keys.errors.Worded` text when it quotes an error that names arguments)."""
 
     name: str
     status: str
@@ -506,7 +507,7 @@ def evaluate(
 
 def _roundtrip(settings: Any, url: str, now: datetime, fetch_kw: dict[str, Any]) -> Check:
     """Mint a 5-minute token with the local signing key and verify it against ``url`` as ``verify`` does."""
-    from prisme_keys.errors import PrismeKeysError
+    from prisme_keys.errors import PrismeKeysError, Worded
     from prisme_keys.tokens import jwks_client
     from prisme_keys.tokens import mint as minter
     from prisme_keys.tokens import verify as verifier
@@ -520,7 +521,7 @@ def _roundtrip(settings: Any, url: str, now: datetime, fetch_kw: dict[str, Any])
         )
         res = verifier.verify(token, source, opts, now=now)
     except PrismeKeysError as exc:
-        return Check("roundtrip", FAIL, f"{exc.message} (exit {exc.exit_code})")
+        return Check("roundtrip", FAIL, Worded("{error} (exit {exit})", error=exc.message, exit=int(exc.exit_code)))
     return Check("roundtrip", PASS, f"a token signed by {res.kid} verifies against the published set")
 
 

@@ -89,6 +89,7 @@ class JWKSServer(ThreadingHTTPServer):
 
     Args:
         read_timeout: seconds each read may wait before the connection is closed (``None``: never).
+        access_log: write one access line per request on stderr (``http.server``'s log format).
     """
 
     daemon_threads = True
@@ -104,8 +105,10 @@ class JWKSServer(ThreadingHTTPServer):
         minter: Minter | None,
         issuer: str | None = None,
         read_timeout: float | None = READ_TIMEOUT,
+        access_log: bool = True,
     ) -> None:
         self.read_timeout = read_timeout
+        self.access_log = access_log
         super().__init__(address, _Handler)
         self.settings = settings
         self.view = KeyFileView(settings)
@@ -124,9 +127,8 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "prisme-keys-serve"
 
     def log_message(self, fmt: str, *args: Any) -> None:  # one access line on stderr, no tokens
-        if os.environ.get("PRISME_KEYS_SERVE_QUIET"):
-            return
-        super().log_message(fmt, *args)
+        if self.server.access_log:
+            super().log_message(fmt, *args)
 
     def setup(self) -> None:
         super().setup()
@@ -270,18 +272,27 @@ def make_server(
     cache_control: str | None,
     minter: Minter | None,
     read_timeout: float | None = READ_TIMEOUT,
+    access_log: bool = True,
 ) -> JWKSServer:
     """Bind a :class:`JWKSServer` (port 0 picks a free port); the key file is read once to fail early.
 
     Args:
         port: 0 to 65535; read_timeout: seconds a connection may stay silent (see :data:`READ_TIMEOUT`).
+        access_log: one line per request on stderr (see :class:`JWKSServer`).
 
     Raises:
         KeyFileError: missing, corrupt or unsafe key file.
         OSError: the address cannot be bound.
         OverflowError: the port is outside 0..65535.
     """
-    server = JWKSServer((host, port), settings, cache_control=cache_control, minter=minter, read_timeout=read_timeout)
+    server = JWKSServer(
+        (host, port),
+        settings,
+        cache_control=cache_control,
+        minter=minter,
+        read_timeout=read_timeout,
+        access_log=access_log,
+    )
     server.view.records()
     return server
 
@@ -318,26 +329,41 @@ def is_loopback_host(host: str) -> bool:
 
 
 def start(
-    settings: Settings, host: str, port: int, *, cache_control: str | None, read_timeout: float = READ_TIMEOUT
+    settings: Settings,
+    host: str,
+    port: int,
+    *,
+    cache_control: str | None,
+    read_timeout: float = READ_TIMEOUT,
+    access_log: bool = True,
 ) -> JWKSServer:
     """Bind the development server (see :func:`make_server`) with the anonymous-login minter.
 
     Raises:
         KeyFileError: missing, corrupt or unsafe key file.
-        UsageError: a port outside 0..65535, a read timeout not above 0, or an address that cannot be bound.
+        InvalidArgument: a port outside 0..65535, a read timeout not above 0.
+        UsageError: an address that cannot be bound.
     """
     import math
 
-    from prisme_keys.errors import UsageError
+    from prisme_keys.errors import InvalidArgument, UsageError
     from prisme_keys.text import shown
 
     if not 0 <= port <= 65535:
-        raise UsageError(f"port {port} is outside 0 to 65535")
+        raise InvalidArgument("port", "port {value} is outside 0 to 65535", value=port)
     if not math.isfinite(read_timeout) or read_timeout <= 0:
-        raise UsageError(f"read timeout {read_timeout!r} s: give a number of seconds above 0")
+        raise InvalidArgument(
+            "read_timeout", "read timeout {value!r} s: give a number of seconds above 0", value=read_timeout
+        )
     try:
         return make_server(
-            settings, host, port, cache_control=cache_control, minter=anonymous_minter, read_timeout=read_timeout
+            settings,
+            host,
+            port,
+            cache_control=cache_control,
+            minter=anonymous_minter,
+            read_timeout=read_timeout,
+            access_log=access_log,
         )
     except (OSError, OverflowError, UnicodeError) as exc:
         raise UsageError(f"cannot listen on {shown(host)}:{port}: {getattr(exc, 'strerror', None) or exc}") from None

@@ -42,7 +42,7 @@ from typing import Any
 
 from prisme_keys import clock
 from prisme_keys import jwk as jwk_rules
-from prisme_keys.errors import KeyFileError, PrismeKeysError
+from prisme_keys.errors import KeyFileError, PrismeKeysError, Worded
 from prisme_keys.store import announced, revocation, rotation, settings_checks
 from prisme_keys.store.permissions import unsafe_mode
 from prisme_keys.text import shown
@@ -52,7 +52,11 @@ PROBLEM = ("error", "warning")
 
 @dataclass
 class Finding:
-    """One observation: ``severity`` (error/warning/info), stable ``code``, one-line ``message``, optional ``kid``."""
+    """One observation: ``severity`` (error/warning/info), stable ``code``, one-line ``message``, optional ``kid``.
+
+    ``message`` may be a :class:`prisme_keys.errors.Worded` text whose ``hint`` a front end completes
+    (``rekey``: how to raise the KDF parameters).
+    """
 
     severity: str
     code: str
@@ -156,15 +160,21 @@ def _announcement(keyset: Any, kf: Any, now: datetime, rep: Report, add: Any) ->
         add(
             "info",
             "never_announced",
-            "no announcement recorded: this key set was never announced to the gateways and runtime by "
-            "prisme-keys (prisme-keys notify, or rotate/prune --notify, sends it)",
+            Worded(
+                "no announcement recorded: this key set was never announced to the gateways and runtime by prisme-keys",
+                hint="announce",
+            ),
         )
     elif pend is not None:
         add(
             "warning",
             "announcement_pending",
-            f"announcement pending since {pend.since}: {announced.describe(pend)}; run prisme-keys notify "
-            "(or let the next rotate --notify send it)",
+            Worded(
+                "announcement pending since {since}: {what}",
+                hint="announce_pending",
+                since=pend.since,
+                what=announced.describe(pend),
+            ),
         )
     else:
         n = len(last.state.kids)
@@ -411,11 +421,8 @@ def _consistent(jwk: dict[str, Any], kid: str, add: Any) -> None:
     cross-check it with python-jose, an independent JOSE implementation (:func:`_jose_round_trip`)."""
     try:
         jwk_rules.private_key_from_jwk(jwk)
-    except ValueError as exc:
+    except ValueError as exc:  # the only error private_key_from_jwk raises for a bad key
         add("error", "bad_private_key", f"key {kid}: private members are inconsistent ({exc})", kid)
-        return
-    except Exception as exc:  # cryptography refusing odd numbers
-        add("error", "bad_private_key", f"key {kid}: private members are unusable ({type(exc).__name__})", kid)
         return
     _jose_round_trip(jwk, kid, add)
 
@@ -432,14 +439,17 @@ def _jose_round_trip(jwk: dict[str, Any], kid: str, add: Any) -> None:
 
     alg = str(jwk["alg"]) if jwk.get("alg") in jwk_rules.SUPPORTED_ALGS else "RS256"
     message = f"prisme-keys doctor {kid}".encode()
+    ours = jwk_rules.rsa_signer(jwk_rules.private_key_from_jwk(jwk, trusted=True), alg)(message)
+    verify_here = jwk_rules.rsa_verifier(jwk_rules.public_key_from_jwk(jwk), alg)
     try:
-        ours = jwk_rules.rsa_signer(jwk_rules.private_key_from_jwk(jwk, trusted=True), alg)(message)
         jose_accepts = jose_jwk.construct(jwk_rules.public_jwk(jwk), alg).verify(message, ours)
         theirs = jose_jwk.construct(jwk, alg).sign(message)
-        we_accept = jwk_rules.rsa_verifier(jwk_rules.public_key_from_jwk(jwk), alg)(message, theirs)
-    except Exception as exc:  # python-jose refusing the JWK; its message may quote the key: the type only
+    except Exception as exc:  # the python-jose boundary: its backends raise JWKError, ValueError,
+        # TypeError or binascii errors on a key they cannot use, and that is this check's verdict. Only
+        # python-jose runs in this block. Its message may quote the key: the type only.
         add("error", "jose_round_trip", f"key {kid}: python-jose cannot use it ({type(exc).__name__})", kid)
         return
+    we_accept = verify_here(message, theirs)
     if not (jose_accepts and we_accept):
         side = "python-jose rejects this tool's signature" if not jose_accepts else "python-jose's signature fails here"
         add("error", "jose_round_trip", f"key {kid}: {alg} round trip failed: {side}", kid)
@@ -484,13 +494,15 @@ def _encryption(keyset: Any, kf: Any, settings: Any, rep: Report, add: Any) -> N
         add(
             "warning",
             "weak_kdf",
-            "the KDF parameters are below OWASP's minimums; raise them with prisme-keys encrypt --rekey",
+            Worded("the KDF parameters are below OWASP's minimums", hint="rekey_weak"),
         )
     for r in plain:
         add(
             "error",
             "plaintext_in_encrypted_file",
-            f"key {r['kid']} has private members in clear text in an encrypted file; run prisme-keys encrypt --rekey",
+            Worded(
+                "key {kid} has private members in clear text in an encrypted file", hint="rekey_plain", kid=r["kid"]
+            ),
             r["kid"],
         )
     source = encryption.PassphraseSource.from_settings(settings, interactive=False)
@@ -498,8 +510,7 @@ def _encryption(keyset: Any, kf: Any, settings: Any, rep: Report, add: Any) -> N
         add(
             "info",
             "passphrase",
-            "no passphrase given: encrypted records were not authenticated "
-            "(set PRISME_KEYS_PASSPHRASE or --passphrase-file to check them)",
+            Worded("no passphrase given: encrypted records were not authenticated", hint="passphrase_to_check"),
         )
         return
     try:

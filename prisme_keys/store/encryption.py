@@ -27,10 +27,10 @@ The public members (``kty kid use alg n e``) and the record's dates stay in clea
   (exit 4, nothing written) from a tampered record, and is verified before anything new is
   encrypted, so a file never holds keys under two passphrases.
 
-The passphrase comes from ``PRISME_KEYS_PASSPHRASE``, a passphrase file (``--passphrase-file`` /
-``PRISME_KEYS_PASSPHRASE_FILE``) or, only when stdin is a terminal, a prompt; never from a
-command-line argument. Without one, an operation needing the private key raises
-:class:`KeyFileError` (exit 4) naming these three ways.
+The passphrase comes from ``PRISME_KEYS_PASSPHRASE``, a passphrase file (``passphrase_file``,
+``PRISME_KEYS_PASSPHRASE_FILE``) or a prompt the caller provides (the command line asks on a
+terminal); never from a command-line argument. Without one, an operation needing the private key
+raises :class:`KeyFileError` (exit 4, hint ``passphrase``).
 
 ``cryptography`` is imported inside the functions that use it.
 """
@@ -40,12 +40,11 @@ from __future__ import annotations
 import json
 import os
 import stat
-import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
-from prisme_keys.errors import KeyFileError
+from prisme_keys.errors import KeyFileError, Worded
 from prisme_keys.jwk import PRIVATE_MEMBERS, b64url_decode, b64url_encode, canonical_jwk
 from prisme_keys.store.permissions import unsafe_mode
 from prisme_keys.text import decode_utf8, shown
@@ -68,31 +67,35 @@ _CHECK_AAD = b"prisme-keys/encryption-check/v1"
 Passphrase = Callable[[str], str]
 
 
-def _where() -> str:
-    return (
-        "set PRISME_KEYS_PASSPHRASE, pass --passphrase-file FILE (before the command) or set "
-        "PRISME_KEYS_PASSPHRASE_FILE, or run on a terminal to be prompted"
-    )
+#: Where a prompt comes from: ``(prompt text, confirm) -> passphrase``, or ``None`` when no one can be
+#: asked (stdin is not a terminal, end of input). ``confirm``: a passphrase being set, asked twice.
+#: The command line provides one (``prisme_keys.cli.common.passphrase_prompt``); the library never prompts.
+Prompt = Callable[[str, bool], str | None]
 
 
-#: How to give a new passphrase (``encrypt --rekey``), for the error when none is available.
-WHERE_NEW = "set PRISME_KEYS_NEW_PASSPHRASE, pass --new-passphrase-file FILE, or run on a terminal to be prompted"
-
-
-def passphrase_required(path: Any, why: str, *, new: bool = False, where: str | None = None) -> KeyFileError:
-    """The error raised when a passphrase is needed and none was given.
+def passphrase_required(path: Any, why: str, *, new: bool = False, hint: str = "passphrase") -> KeyFileError:
+    """The error raised when a passphrase is needed and none was given (exit 4, ``passphrase_required``).
 
     Args:
-        new: a passphrase being *set* (``encrypt``, ``init --encrypt``, the new one of a rekey): the
+        path: the key file.
+        why: what needs it (``decrypt``, ``writing a private key``; may be a :class:`Worded` text).
+        new: a passphrase being *set* (``encrypt``, ``init`` with encryption, the new one of a rekey): the
             file is not (yet) encrypted under it, so the message does not say it is.
-        where: the ways to give it (default: the key file's passphrase sources).
+        hint: the key of the advice a front end appends: where to give it (``passphrase``, or
+            ``new_passphrase`` for the new one of a rekey).
     """
     if new:
-        return KeyFileError(
-            f"{why} needs a new passphrase for key file {path}: {where or _where()}", code="passphrase_required"
-        )
+        text = Worded("{why} needs a new passphrase for key file {path}", hint=hint, why=why, path=path)
+    else:
+        text = Worded("key file {path} is encrypted and {why} needs its passphrase", hint=hint, why=why, path=path)
+    return KeyFileError(text, code="passphrase_required")
+
+
+def already_encrypted(path: Any) -> KeyFileError:
+    """The error for encrypting a key file that is encrypted already (exit 4, ``already_encrypted``;
+    hint ``rekey``: how to change its passphrase instead)."""
     return KeyFileError(
-        f"key file {path} is encrypted and {why} needs its passphrase: {where or _where()}", code="passphrase_required"
+        Worded("key file {path} is already encrypted", hint="rekey", path=path), code="already_encrypted"
     )
 
 
@@ -130,43 +133,20 @@ def read_passphrase_file(path: Path | str, *, allow_group_read: bool = False) ->
     return first
 
 
-def _stdin_is_tty() -> bool:
-    try:
-        return sys.stdin is not None and sys.stdin.isatty()
-    except (AttributeError, ValueError):
-        return False
-
-
-def _prompt(prompt: str, confirm: bool) -> Optional[str]:
-    if not _stdin_is_tty():
-        return None
-    import getpass
-
-    try:
-        first = getpass.getpass(prompt)
-        if confirm:
-            again = getpass.getpass("Repeat the passphrase: ")
-            if again != first:
-                raise KeyFileError("the passphrases differ; nothing was changed", code="passphrase_mismatch")
-    except EOFError:
-        return None
-    return first
-
-
 class PassphraseSource:
     """Where a passphrase comes from; asked lazily, remembered once obtained.
 
-    Precedence: ``--passphrase-file`` flag > ``PRISME_KEYS_PASSPHRASE`` > passphrase file from
-    ``PRISME_KEYS_PASSPHRASE_FILE`` or the config > a prompt (only when stdin is a terminal).
+    Precedence: a passphrase file named on the command line > ``PRISME_KEYS_PASSPHRASE`` > passphrase
+    file from ``PRISME_KEYS_PASSPHRASE_FILE`` or the config > ``prompt``, when one is given.
 
     Args:
         passphrase: the value of ``PRISME_KEYS_PASSPHRASE`` (or ``None``).
         passphrase_file: a passphrase file (or ``None``).
-        file_first: the file was named by a flag, so it beats the environment.
-        interactive: allow a terminal prompt.
+        file_first: the file was named on the command line, so it beats the environment.
+        prompt: who to ask when neither gives one (see :data:`Prompt`); ``None``: never asks.
         path: the key file, for messages.
         allow_group_read: a group-readable passphrase file is accepted (``PRISME_KEYS_ALLOW_GROUP_READ``).
-        where: how to give the passphrase, for the error when none is available.
+        hint: the key of the advice a front end appends to the error when none is available.
     """
 
     def __init__(
@@ -175,17 +155,17 @@ class PassphraseSource:
         passphrase_file: Path | str | None = None,
         *,
         file_first: bool = False,
-        interactive: bool = True,
+        prompt: Prompt | None = None,
         path: Any = "<key file>",
         allow_group_read: bool = False,
-        where: str | None = None,
+        hint: str = "passphrase",
     ) -> None:
-        self._where = where
+        self._hint = hint
         self._env = passphrase or None
         self._allow_group_read = allow_group_read
         self._file = passphrase_file
         self._file_first = file_first
-        self.interactive = interactive
+        self.prompt = prompt
         self.path = path
         self._value: str | None = None
         #: keys derived from this passphrase in this invocation, ``{(passphrase, kdf json): key}``
@@ -193,20 +173,21 @@ class PassphraseSource:
 
     @classmethod
     def from_settings(cls, settings: Any, *, interactive: bool = True) -> PassphraseSource:
-        """Build from :class:`prisme_keys.settings.Settings` (``passphrase``, ``passphrase_file``)."""
+        """Build from :class:`prisme_keys.settings.Settings` (``passphrase``, ``passphrase_file``,
+        ``passphrase_prompt``; the prompt only when ``interactive``)."""
         sources = getattr(settings, "sources", {}) or {}
         return cls(
             getattr(settings, "passphrase", None),
             getattr(settings, "passphrase_file", None),
             file_first=sources.get("passphrase_file") == "flag",
-            interactive=interactive,
+            prompt=getattr(settings, "passphrase_prompt", None) if interactive else None,
             path=getattr(settings, "key_file", "<key file>"),
             allow_group_read=bool(getattr(settings, "allow_group_read", False)),
         )
 
     def available(self) -> bool:
-        """True when a passphrase can be had without prompting (or a prompt is possible)."""
-        return bool(self._value or self._env or self._file or (self.interactive and _stdin_is_tty()))
+        """True when a passphrase can be had without prompting (or there is a prompt to ask)."""
+        return bool(self._value or self._env or self._file or self.prompt is not None)
 
     def get(self, why: str = "this command", *, new: bool = False) -> str:
         """The passphrase.
@@ -226,10 +207,10 @@ class PassphraseSource:
             value = read_passphrase_file(self._file, allow_group_read=self._allow_group_read)
         elif self._env:
             value = self._env
-        elif self.interactive:
-            value = _prompt("New passphrase: " if new else f"Passphrase for {self.path}: ", new)
+        elif self.prompt is not None:
+            value = self.prompt("New passphrase: " if new else f"Passphrase for {self.path}: ", new)
         if value is None:
-            raise passphrase_required(self.path, why, new=new, where=self._where)
+            raise passphrase_required(self.path, why, new=new, hint=self._hint)
         if not value:
             raise KeyFileError("the passphrase is empty; nothing was changed", code="passphrase_empty")
         self._value = value
@@ -241,12 +222,14 @@ class PassphraseSource:
 # -- primitives --------------------------------------------------------------------------
 def argon2_available() -> bool:
     """True when ``cryptography`` (and its OpenSSL) provide Argon2id."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+
     try:
         from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 
         Argon2id(salt=b"\0" * 16, length=32, iterations=1, lanes=1, memory_cost=8).derive(b"x")
         return True
-    except Exception:  # ImportError, UnsupportedAlgorithm
+    except (ImportError, UnsupportedAlgorithm):  # an older cryptography, an OpenSSL before 3.2
         return False
 
 
@@ -293,6 +276,8 @@ def derive_key(passphrase: str, kdf: Any, cache: dict[tuple[str, str], bytes] | 
         )
     if kdf.get("length", 32) != 32:
         raise KeyFileError("encryption header: KDF length must be 32", code="key_file_corrupt")
+    from cryptography.exceptions import UnsupportedAlgorithm
+
     secret = passphrase.encode("utf-8")
     name = kdf.get("name")
     if name == "argon2id":
@@ -308,7 +293,7 @@ def derive_key(passphrase: str, kdf: Any, cache: dict[tuple[str, str], bytes] | 
                 "the key file is encrypted with Argon2id, which this installation's "
                 "cryptography/OpenSSL lacks (needs OpenSSL >= 3.2)"
             ) from None
-        except Exception as exc:  # UnsupportedAlgorithm, MemoryError
+        except (UnsupportedAlgorithm, MemoryError, ValueError) as exc:  # parameters this host cannot meet
             raise KeyFileError(f"cannot derive the key with Argon2id: {type(exc).__name__}") from None
     elif name == "scrypt":
         n = _int_param(kdf, "n", SCRYPT_MIN["n"], SCRYPT_MAX["n"])
@@ -320,7 +305,7 @@ def derive_key(passphrase: str, kdf: Any, cache: dict[tuple[str, str], bytes] | 
 
         try:
             key = Scrypt(salt=salt, length=32, n=n, r=r, p=p).derive(secret)
-        except Exception as exc:
+        except (UnsupportedAlgorithm, MemoryError, ValueError) as exc:  # parameters this host cannot meet
             raise KeyFileError(f"cannot derive the key with scrypt: {type(exc).__name__}") from None
     else:
         raise KeyFileError(
@@ -472,10 +457,7 @@ def encrypt_keyset(keyset: Any, passphrase: str, path: Any = "<key file>", kdf: 
         KeyFileError: already encrypted, or records hold ``enc`` without a header.
     """
     if is_encrypted(keyset):
-        raise KeyFileError(
-            f"key file {path} is already encrypted; change its passphrase with prisme-keys encrypt --rekey",
-            code="already_encrypted",
-        )
+        raise already_encrypted(path)
     if any("enc" in r["jwk"] for r in keyset.records):
         raise KeyFileError(f"key file {path} holds encrypted records but no encryption header", code="key_file_corrupt")
     hdr, key = new_header(passphrase, kdf)

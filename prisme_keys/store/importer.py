@@ -9,7 +9,7 @@ Accepted inputs (detected from the content):
   record, or as a prisme-keys key file; MongoDB extended JSON (``{"$date": ...}``,
   ``{"$oid": ...}``, ``{"$numberLong": ...}``) is decoded and ``_id`` dropped;
 * a PEM RSA private key (PKCS#1 ``RSA PRIVATE KEY`` or PKCS#8 ``PRIVATE KEY``, unencrypted),
-  with ``--alg`` and ``--kid``.
+  with ``alg`` and ``kid`` given (else the settings' alg and the RFC 7638 thumbprint).
 
 Every key is validated (RSA, at least 2048 bits, private members consistent with ``n``/``e``,
 not on the known-compromised list, checked first so its reason wins) and the import is all
@@ -24,7 +24,6 @@ JWKS is the newest), ``rotatesAt = createdAt + JWKS_ROTATION_DAYS``, ``expiresAt
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -32,7 +31,7 @@ from typing import Any
 
 from prisme_keys import clock
 from prisme_keys import jwk as jwk_rules
-from prisme_keys.errors import KeyFileError, UsageError
+from prisme_keys.errors import InvalidArgument, KeyFileError, Worded
 from prisme_keys.settings import Settings
 from prisme_keys.store.revocation import RevokedKeys, revoked_keys
 from prisme_keys.store.revocation import describe as describe_revocation
@@ -74,7 +73,7 @@ class ImportResult:
         source_format: ``jwks``, ``records``, ``json-lines`` or ``pem``.
         imported: the records added, newest first.
         skipped: kids already present with the same key material.
-        created_file: the key file was created (``--create``).
+        created_file: the key file was created (``create``).
         signing_kid: the signing key after the import.
     """
 
@@ -87,7 +86,7 @@ class ImportResult:
 
 
 def read_source(source: str) -> tuple[bytes, str]:
-    """Read the import input: a file path, or ``-`` for stdin.
+    """Read the import input from the file ``source`` (standard input is the caller's: see :func:`check_size`).
 
     Returns:
         ``(bytes, display name)``.
@@ -95,19 +94,23 @@ def read_source(source: str) -> tuple[bytes, str]:
     Raises:
         KeyFileError: the file cannot be read or is larger than :data:`MAX_INPUT_BYTES`.
     """
-    if source == "-":
-        data = sys.stdin.buffer.read(MAX_INPUT_BYTES + 1)
-        name = "stdin"
-    else:
-        name = source
-        try:
-            with open(source, "rb") as fh:
-                data = fh.read(MAX_INPUT_BYTES + 1)
-        except OSError as exc:
-            raise KeyFileError(f"cannot read {source}: {exc.strerror or exc}", code="import_unreadable") from None
+    try:
+        with open(source, "rb") as fh:
+            data = fh.read(MAX_INPUT_BYTES + 1)
+    except OSError as exc:
+        raise KeyFileError(f"cannot read {source}: {exc.strerror or exc}", code="import_unreadable") from None
+    return check_size(data, source), source
+
+
+def check_size(data: bytes, name: str) -> bytes:
+    """``data`` when it holds at most :data:`MAX_INPUT_BYTES` (read ``MAX_INPUT_BYTES + 1`` to tell).
+
+    Raises:
+        KeyFileError: code ``import_rejected``, the input is larger.
+    """
     if len(data) > MAX_INPUT_BYTES:
         raise _rejected(f"{name} is larger than {MAX_INPUT_BYTES} bytes")
-    return data, name
+    return data
 
 
 # -- parsing -----------------------------------------------------------------------------
@@ -221,6 +224,7 @@ def parse_source(data: bytes, name: str = "input") -> tuple[str, list[Candidate]
 
 
 def _pem_to_jwk(text: str, name: str) -> dict[str, Any]:
+    from cryptography.exceptions import UnsupportedAlgorithm
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -233,7 +237,7 @@ def _pem_to_jwk(text: str, name: str) -> dict[str, Any]:
         key = serialization.load_pem_private_key(text.encode("ascii", "replace"), password=None)
     except TypeError:
         raise _rejected(f"{name}: the PEM key is encrypted; decrypt it first; nothing was imported") from None
-    except (ValueError, Exception) as exc:  # cryptography raises ValueError / UnsupportedAlgorithm
+    except (ValueError, UnsupportedAlgorithm) as exc:  # what cryptography raises on a PEM it cannot read
         kind = type(exc).__name__
         raise _rejected(
             f"{name}: not a readable PEM private key ({kind}); "
@@ -242,7 +246,7 @@ def _pem_to_jwk(text: str, name: str) -> dict[str, Any]:
     if not isinstance(key, rsa.RSAPrivateKey):
         raise _rejected(f"{name}: the PEM key is not an RSA key; only RSA keys are supported; nothing was imported")
     jwk = jwk_rules.private_key_to_jwk(key, "RS256", kid="")
-    # alg and kid are filled like any other key's (from --alg/--kid, else settings and thumbprint)
+    # alg and kid are filled like any other key's (from the alg/kid arguments, else settings and thumbprint)
     del jwk["alg"]
     del jwk["kid"]
     return jwk
@@ -292,24 +296,24 @@ def _check(cand: Candidate, alg: str | None, kid: str | None, settings: Settings
         raise ValueError(f"use is {shown(jwk['use'])}, not 'sig'")
     try:
         pkey = jwk_rules.private_key_from_jwk(jwk)
-    except ValueError as exc:
+    except ValueError as exc:  # the only error private_key_from_jwk raises for a bad key
         raise ValueError(f"private key members are inconsistent: {exc}") from None
-    except Exception as exc:
-        raise ValueError(f"private key members are inconsistent ({type(exc).__name__})") from None
 
-    # kid: record kid, jwk kid, --kid, thumbprint
+    # kid: record kid, jwk kid, the kid argument, thumbprint
     rkid, jkid = rec.get("kid"), jwk.get("kid")
-    for label, v in (("record kid", rkid), ("jwk kid", jkid), ("--kid", kid)):
+    for label, v in (("record kid", rkid), ("jwk kid", jkid), ("{kid}", kid)):
         if v is not None and (not isinstance(v, str) or not v):
-            raise ValueError(f"{label} is not a non-empty string")
+            raise ValueError(Worded(label + " is not a non-empty string"))
         if isinstance(v, str) and not v.isprintable():
             # a kid is printed by list, check, verify: no terminal escapes, newlines or tabs
-            raise ValueError(f"{label} {shown(v)} contains control characters")
+            raise ValueError(Worded(label + " {value} contains control characters", value=shown(v)))
     if rkid and jkid and rkid != jkid:
         raise ValueError(f"record kid {shown(rkid)} differs from its jwk kid {shown(jkid)}")
     given = rkid or jkid
     if kid is not None and given and kid != given:
-        raise ValueError(f"--kid {shown(kid)} differs from the key's own kid {shown(given)}")
+        raise ValueError(
+            Worded("{kid} {value} differs from the key's own kid {own}", value=shown(kid), own=shown(given))
+        )
     final_kid = given or kid or jwk_rules.thumbprint(jwk)
 
     out_jwk = dict(jwk)
@@ -372,7 +376,11 @@ def _reject(name: str, problems: list[tuple[str, str]]) -> KeyFileError:
     if len(problems) > 1:
         rest = ", ".join(p for p, _ in problems[1:4]) + (", ..." if len(problems) > 4 else "")
         more = f" (and {len(problems) - 1} more rejected: {rest})"
-    return _rejected(f"import from {name} rejected, nothing written: {pos}: {why}{more}")
+    return _rejected(
+        Worded(
+            "import from {name} rejected, nothing written: {pos}: {why}{more}", name=name, pos=pos, why=why, more=more
+        )
+    )
 
 
 def prepare(
@@ -392,8 +400,8 @@ def prepare(
         settings: effective settings (alg default, rotation days, max age).
         now: the time used for missing ``createdAt`` (UTC).
         name: the input's name in messages.
-        alg: ``--alg``: the algorithm of keys that do not name one (default ``JWKS_ALG``).
-        kid: ``--kid``: the kid of the one key in the input when it has none.
+        alg: the algorithm of keys that do not name one (default ``JWKS_ALG``).
+        kid: the kid of the one key in the input when it has none.
         progress: called as ``progress(keys_checked, keys)`` while the keys are validated.
 
     Returns:
@@ -401,16 +409,16 @@ def prepare(
         possibly ``previousKeyId`` (filled at merge).
 
     Raises:
-        UsageError: ``--alg`` not supported, or ``--kid`` with several keys.
+        InvalidArgument: ``alg`` not supported, or ``kid`` with several keys.
         KeyFileError: the input is unreadable or a key is rejected (position and reason).
     """
     if alg is not None and alg not in jwk_rules.SUPPORTED_ALGS:
-        raise UsageError(f"--alg {shown(alg)} is not supported; use RS256, RS384 or RS512")
+        raise InvalidArgument("alg", "{alg} {value} is not supported; use RS256, RS384 or RS512", value=shown(alg))
     fmt, cands = parse_source(data, name)
     if not cands:
         raise _rejected(f"{name} holds no keys; nothing was imported")
     if kid is not None and len(cands) > 1:
-        raise UsageError(f"--kid names one key but {name} holds {len(cands)}")
+        raise InvalidArgument("kid", "{kid} names one key but {name} holds {n}", name=name, n=len(cands))
     problems: list[tuple[str, str]] = []
     out: list[tuple[str, dict[str, Any]]] = []
     seen: dict[str, tuple[str, dict[str, Any]]] = {}
@@ -419,8 +427,8 @@ def prepare(
             progress(i, len(cands))
         try:
             rec = _fill_times(_check(cand, alg, kid, settings), now - timedelta(milliseconds=i), settings)
-        except ValueError as exc:
-            problems.append((cand.position, str(exc)))
+        except ValueError as exc:  # its message may be a Worded text (naming the kid argument)
+            problems.append((cand.position, exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)))
             continue
         prev = seen.get(rec["kid"])
         if prev is not None:
@@ -516,15 +524,15 @@ def import_keys(
 
     Args:
         settings: effective settings (key file, alg, rotation days, max age).
-        now: current time (UTC; ``--now``), used for missing ``createdAt``.
+        now: current time (UTC), used for missing ``createdAt``.
         data: the input (see :func:`parse_source`).
         name: the input's name in messages.
-        alg, kid: ``--alg`` / ``--kid`` (see :func:`prepare`).
-        create: create the key file when it does not exist (``--create``).
+        alg, kid: see :func:`prepare`.
+        create: create the key file when it does not exist (else the error has the hint ``import_create``).
         progress: called as ``progress(keys_checked, keys)`` while the keys are validated.
 
     Raises:
-        UsageError: bad ``--alg``/``--kid``.
+        InvalidArgument: a bad ``alg`` or ``kid``.
         KeyFileError: input unreadable or a key rejected (position and reason), key file
             missing (without ``create``), corrupt or locked too long, or encrypted without its
             passphrase. The key file is unchanged in every error case.
@@ -539,9 +547,7 @@ def import_keys(
     if not kf.exists():
         if not create:
             raise KeyFileError(
-                f"key file {kf.path} does not exist; add --create to create it from the "
-                "imported keys (or name another with --key-file)",
-                code="key_file_missing",
+                Worded("key file {path} does not exist", hint="import_create", path=kf.path), code="key_file_missing"
             )
         merged, added, skipped = merge([], incoming, name)
         try:

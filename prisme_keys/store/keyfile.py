@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from prisme_keys import clock
-from prisme_keys.errors import KeyFileError
+from prisme_keys.errors import KeyFileError, Worded
 from prisme_keys.store.files import atomic_write
 from prisme_keys.store.permissions import unsafe_mode
 from prisme_keys.text import decode_utf8, json_error, printable, shown
@@ -237,9 +237,7 @@ class KeyFile:
             fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         except FileNotFoundError:
             raise KeyFileError(
-                f"key file {self.path} does not exist; create it with: prisme-keys init "
-                "(or name another with --key-file / PRISME_KEYS_FILE)",
-                code="key_file_missing",
+                Worded("key file {path} does not exist", hint="init", path=self.path), code="key_file_missing"
             ) from None
         except OSError as exc:
             raise KeyFileError(f"cannot open key file {self.path}: {exc.strerror}") from None

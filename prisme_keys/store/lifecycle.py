@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from prisme_keys import clock
 from prisme_keys import jwk as jwk_rules
-from prisme_keys.errors import KeyFileError, UsageError
+from prisme_keys.errors import InvalidArgument, KeyFileError, Worded
 from prisme_keys.settings import Settings
 from prisme_keys.store import rotation
 from prisme_keys.store.keyfile import KeyFile, KeySet
@@ -258,7 +258,7 @@ def plan(settings: Settings, now: datetime, days: int | None = None) -> PlanResu
             periods plus the longest token lifetime (:func:`schedule.default_days`).
 
     Raises:
-        UsageError: ``days`` out of range.
+        InvalidArgument: ``days`` out of range.
         KeyFileError: missing, corrupt or unsafe key file; two records share a kid.
     """
     from prisme_keys.store import schedule, settings_checks
@@ -267,7 +267,7 @@ def plan(settings: Settings, now: datetime, days: int | None = None) -> PlanResu
     if days is None:
         days = schedule.default_days(policy)
     if not 1 <= days <= schedule.MAX_DAYS:
-        raise UsageError(f"a plan covers 1 to {schedule.MAX_DAYS} days, not {days}")
+        raise InvalidArgument("days", "a plan covers 1 to {most} days, not {value}", most=schedule.MAX_DAYS, value=days)
     records = load_records(settings)
     refuse_duplicate_kids(records, "plan for an ambiguous set")
     sched = schedule.simulate(records, policy, now, now + clock.days(days), alg=settings.alg, bits=settings.size)
@@ -326,13 +326,15 @@ def export(settings: Settings, *, fmt: str = "jwks", private: bool = False) -> A
         ``{"keys": [...]}`` for ``jwks``; a list of records for ``records``.
 
     Raises:
-        UsageError: ``records`` without ``private``, or an unknown format.
+        InvalidArgument: ``records`` without ``private``, or an unknown format.
         KeyFileError: missing, corrupt or unsafe file; ``private`` on encrypted keys.
     """
     if fmt not in ("jwks", "records"):
-        raise UsageError(f"unknown export format {shown(fmt)}; use jwks or records")
+        raise InvalidArgument("format", "unknown export format {value}; use jwks or records", value=shown(fmt))
     if fmt == "records" and not private:
-        raise UsageError("export --format records needs --private: the gateway signs with the private key")
+        raise InvalidArgument(
+            "private", "export {format} records needs {private}: the gateway signs with the private key"
+        )
     kf = open_keyfile(settings)
     keyset = kf.load()
     records = keyset.records
@@ -340,7 +342,7 @@ def export(settings: Settings, *, fmt: str = "jwks", private: bool = False) -> A
         return public_jwks(records)
     from prisme_keys.store import encryption
 
-    records = encryption.open_records(keyset, kf.passphrase, kf.path, "export --private")
+    records = encryption.open_records(keyset, kf.passphrase, kf.path, Worded("export {private}"))
     if fmt == "jwks":
         return {"keys": [dict(r["jwk"]) for r in rotation.newest_first(records)]}
     return rotation.newest_first(records)

@@ -1,4 +1,4 @@
-"""Whole-file encryption operations: ``encrypt``, ``decrypt`` and ``encrypt --rekey`` of a key file.
+"""Whole-file encryption operations of a key file: encrypt, decrypt and rekey (a new passphrase).
 
 Each runs under the key file's lock and rewrites it atomically (see :mod:`prisme_keys.store.keyfile`);
 the record-level cryptography lives in :mod:`prisme_keys.store.encryption`.
@@ -6,16 +6,15 @@ the record-level cryptography lives in :mod:`prisme_keys.store.encryption`.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from prisme_keys.errors import KeyFileError
+from prisme_keys.errors import KeyFileError, Worded
 from prisme_keys.store.encryption import (
     CIPHER,
-    WHERE_NEW,
     PassphraseSource,
+    already_encrypted,
     decrypt_keyset,
     encrypt_keyset,
     header,
@@ -27,23 +26,31 @@ from prisme_keys.store.lifecycle import open_keyfile
 
 
 def new_passphrase_source(settings: Any, new_passphrase_file: Path | str | None = None) -> PassphraseSource:
-    """The source of a *new* passphrase for ``encrypt --rekey``: ``--new-passphrase-file``, else
-    ``PRISME_KEYS_NEW_PASSPHRASE``, else a prompt (asked twice) on a terminal."""
+    """The source of a *new* passphrase for a rekey: ``new_passphrase_file``, else ``settings.new_passphrase``
+    (``PRISME_KEYS_NEW_PASSPHRASE``), else ``settings.passphrase_prompt`` (asked twice), when there is one.
+
+    Its error when none is available carries the hint ``new_passphrase``.
+    """
     return PassphraseSource(
-        os.environ.get("PRISME_KEYS_NEW_PASSPHRASE") or None,
+        getattr(settings, "new_passphrase", None),
         new_passphrase_file,
         file_first=True,
+        prompt=getattr(settings, "passphrase_prompt", None),
         path=getattr(settings, "key_file", "<key file>"),
         allow_group_read=bool(getattr(settings, "allow_group_read", False)),
-        where=WHERE_NEW,
+        hint="new_passphrase",
     )
 
 
+#: What needs the passphrases of a rekey, for messages.
+_REKEY = Worded("encrypt {rekey}")
+
+
 def init_sealer(settings: Any) -> Callable[[Any], Any]:
-    """For ``init --encrypt``: get the new passphrase now (before the key is generated) and return
+    """For ``init`` with encryption: get the new passphrase now (before the key is generated) and return
     the ``KeySet -> KeySet`` hook that encrypts the first key set."""
     source = PassphraseSource.from_settings(settings)
-    passphrase = source.get("init --encrypt", new=True)
+    passphrase = source.get(Worded("init {encrypt}"), new=True)
 
     def seal(keyset: Any) -> Any:
         return encrypt_keyset(keyset, passphrase, settings.key_file)
@@ -62,10 +69,7 @@ def encrypt_file(settings: Any) -> dict[str, Any]:
     """
     kf = open_keyfile(settings)
     if is_encrypted(kf.load()):
-        raise KeyFileError(
-            f"key file {kf.path} is already encrypted; change its passphrase with prisme-keys encrypt --rekey",
-            code="already_encrypted",
-        )
+        raise already_encrypted(kf.path)
     passphrase = kf.passphrase.get("encrypt", new=True)
     with kf.transaction() as tx:
         encrypt_keyset(tx.keyset, passphrase, kf.path)
@@ -134,9 +138,9 @@ def rekey_file(settings: Any, new_source: PassphraseSource) -> dict[str, Any]:
         raise KeyFileError(
             f"key file {kf.path} is not encrypted; encrypt it with prisme-keys encrypt", code="not_encrypted"
         )
-    old = kf.passphrase.get("encrypt --rekey")
+    old = kf.passphrase.get(_REKEY)
     unlock(header(ks), old, kf.path, kf.passphrase.derived_keys)
-    new = new_source.get("encrypt --rekey", new=True)
+    new = new_source.get(_REKEY, new=True)
     with kf.transaction() as tx:
         rekey_keyset(tx.keyset, old, new, kf.path, cache=kf.passphrase.derived_keys)
         tx.commit()

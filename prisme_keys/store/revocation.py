@@ -35,7 +35,7 @@ from typing import Any
 
 from prisme_keys import clock
 from prisme_keys import jwk as jwk_rules
-from prisme_keys.errors import KeyFileError, UsageError
+from prisme_keys.errors import InvalidArgument, KeyFileError
 from prisme_keys.settings import Settings
 from prisme_keys.store import lifecycle, rotation
 from prisme_keys.store.keyfile import KeySet
@@ -143,15 +143,15 @@ def check_reason(reason: str | None) -> str | None:
     """Validate a revocation reason: at most :data:`MAX_REASON` characters, no control characters.
 
     Raises:
-        UsageError: naming the rule broken (the reason itself is not echoed).
+        InvalidArgument: ``reason``, naming the rule broken (the reason itself is not echoed).
     """
     if reason is None:
         return None
     reason = reason.strip()
     if len(reason) > MAX_REASON:
-        raise UsageError(f"--reason: at most {MAX_REASON} characters (got {len(reason)})")
+        raise InvalidArgument("reason", "{reason}: at most {most} characters (got {n})", most=MAX_REASON, n=len(reason))
     if not reason.isprintable():
-        raise UsageError("--reason: control characters are not allowed")
+        raise InvalidArgument("reason", "{reason}: control characters are not allowed")
     return reason or None
 
 
@@ -333,7 +333,7 @@ def revoke(
     Raises:
         KeyFileError: no such key (listing the kids present), missing/corrupt/unsafe file,
             malformed revocation list, lock timeout, passphrase missing or wrong.
-        UsageError: a bad reason.
+        InvalidArgument: a bad reason.
     """
     reason = check_reason(reason)
     policy = rotation.Policy.from_settings(settings)

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prisme_keys.errors import FetchError, UsageError
+from prisme_keys.errors import FetchError, InvalidArgument, Worded
 from prisme_keys.jwk import PRIVATE_MEMBERS
 from prisme_keys.text import decode_utf8, shown
 from prisme_keys.tokens import jwks_cache
@@ -146,7 +146,12 @@ def _exchange(
                     ctx = ssl.create_default_context(cafile=cacert)
                 except (OSError, ssl.SSLError) as exc:
                     raise FetchError(
-                        f"cannot load --cacert {cacert}: {getattr(exc, 'strerror', None) or exc}", code="tls_error"
+                        Worded(
+                            "cannot load {cacert} {path}: {error}",
+                            path=cacert,
+                            error=getattr(exc, "strerror", None) or exc,
+                        ),
+                        code="tls_error",
                     ) from None
             conn: Any = http.client.HTTPSConnection(parts.hostname, parts.port, timeout=remaining, context=ctx)
         else:
@@ -178,7 +183,12 @@ def _exchange(
         if length.isdigit() and int(length) > max_bytes:
             conn.close()
             raise FetchError(
-                f"the JWKS at {current} is {int(length)} bytes; the limit is {max_bytes} bytes (--max-bytes)",
+                Worded(
+                    "the JWKS at {url} is {length} bytes; the limit is {limit} bytes ({max_bytes})",
+                    url=current,
+                    length=int(length),
+                    limit=max_bytes,
+                ),
                 code="too_large",
             )
         chunks, total = [], 0
@@ -195,8 +205,11 @@ def _exchange(
             if total > max_bytes:
                 conn.close()
                 raise FetchError(
-                    f"the JWKS at {current} is larger than the limit of {max_bytes} bytes "
-                    "(--max-bytes); stopped reading",
+                    Worded(
+                        "the JWKS at {url} is larger than the limit of {limit} bytes ({max_bytes}); stopped reading",
+                        url=current,
+                        limit=max_bytes,
+                    ),
                     code="too_large",
                 )
             chunks.append(data)
@@ -231,7 +244,9 @@ def fetch_raw(
     import threading
 
     if not math.isfinite(timeout) or timeout <= 0:
-        raise UsageError(f"--timeout must be a number of seconds above 0, not {shown(timeout)}")
+        raise InvalidArgument(
+            "timeout", "{timeout} must be a number of seconds above 0, not {value}", value=shown(timeout)
+        )
     import time
 
     check_url(url, allow_http)
@@ -250,7 +265,7 @@ def fetch_raw(
                 headers=headers or {},
                 holder=holder,
             )
-        except BaseException as exc:  # handed to the caller's thread
+        except BaseException as exc:  # a thread boundary: handed to the caller, who re-raises what it cannot map
             box["err"] = exc
 
     worker = threading.Thread(target=run, name="jwks-fetch", daemon=True)
@@ -265,12 +280,19 @@ def fetch_raw(
                 sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
-        raise FetchError(f"no complete answer from {url} within {timeout:g} s (--timeout)", code="timeout")
+        raise _timed_out(url, timeout)
     err = box.get("err")
     if err is None:
         ok: RawResponse = box["ok"]
         return ok
     raise _fetch_error(err, url, timeout, holder.get("conn"))
+
+
+def _timed_out(url: str, timeout: float) -> FetchError:
+    return FetchError(
+        Worded("no complete answer from {url} within {seconds:g} s ({timeout})", url=url, seconds=timeout),
+        code="timeout",
+    )
 
 
 def _fetch_error(err: BaseException, url: str, timeout: float, conn: Any) -> BaseException:
@@ -283,11 +305,14 @@ def _fetch_error(err: BaseException, url: str, timeout: float, conn: Any) -> Bas
     if isinstance(err, FetchError):
         return err
     if isinstance(err, (TimeoutError, socket.timeout)):
-        return FetchError(f"no complete answer from {url} within {timeout:g} s (--timeout)", code="timeout")
+        return _timed_out(url, timeout)
     if isinstance(err, ssl.SSLCertVerificationError):
         return FetchError(
-            f"TLS certificate of {host} not trusted: {err.verify_message or err.reason} "
-            "(--cacert FILE trusts a private CA)",
+            Worded(
+                "TLS certificate of {host} not trusted: {why} ({cacert} FILE trusts a private CA)",
+                host=host,
+                why=err.verify_message or err.reason,
+            ),
             code="tls_error",
         )
     if isinstance(err, ssl.SSLError):
@@ -301,25 +326,6 @@ def _fetch_error(err: BaseException, url: str, timeout: float, conn: Any) -> Bas
     if isinstance(err, OSError):
         return FetchError(f"network error with {host}: {err.strerror or err}", code="network_error")
     return err
-    if isinstance(err, (TimeoutError, socket.timeout)):
-        raise FetchError(f"no complete answer from {url} within {timeout:g} s (--timeout)", code="timeout")
-    if isinstance(err, ssl.SSLCertVerificationError):
-        raise FetchError(
-            f"TLS certificate of {host} not trusted: {err.verify_message or err.reason} "
-            "(--cacert FILE trusts a private CA)",
-            code="tls_error",
-        )
-    if isinstance(err, ssl.SSLError):
-        raise FetchError(f"TLS error with {host}: {err.reason or err}", code="tls_error")
-    if isinstance(err, socket.gaierror):
-        raise FetchError(f"cannot resolve host {host}: {err.strerror}", code="network_error")
-    if isinstance(err, ConnectionRefusedError):
-        raise FetchError(f"cannot connect to {host_port(conn, host)}: connection refused", code="network_error")
-    if isinstance(err, http.client.HTTPException):
-        raise FetchError(f"bad HTTP answer from {host}: {type(err).__name__} {err}".rstrip(), code="network_error")
-    if isinstance(err, OSError):
-        raise FetchError(f"network error with {host}: {err.strerror or err}", code="network_error")
-    raise err
 
 
 def strip_private(doc: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:

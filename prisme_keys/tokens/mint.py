@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from prisme_keys import clock
-from prisme_keys.errors import UsageError
+from prisme_keys.errors import InvalidArgument, UsageError
 from prisme_keys.jwk import SUPPORTED_ALGS
 from prisme_keys.store import settings_checks
-from prisme_keys.text import json_error, shown, strip_bom
-from prisme_keys.tokens.jws import MAX_NUMERIC_DATE, TIME_CLAIMS, no_json_constants, numeric_date_problem, show_value
+from prisme_keys.text import shown
+from prisme_keys.tokens.jws import MAX_NUMERIC_DATE, TIME_CLAIMS, numeric_date_problem, show_value
 
 
 @dataclass
@@ -145,50 +145,13 @@ class MintRun:
     missing: list[str] = field(default_factory=list)
 
 
-def parse_claim_pairs(pairs: Iterable[str]) -> dict[str, Any]:
-    """Parse ``--claim K=V`` values: V is JSON when it parses, else a string.
-
-    Raises:
-        UsageError: a pair without ``=`` or with an empty name.
-    """
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        k, sep, v = pair.partition("=")
-        if not sep or not k:
-            raise UsageError(f"--claim {shown(pair)}: use NAME=VALUE (VALUE is JSON when it parses, else a string)")
-        try:
-            out[k] = json.loads(v, parse_constant=no_json_constants)
-        except ValueError:
-            out[k] = v
-        except RecursionError:
-            raise UsageError(f"--claim {k}: the value is nested too deeply") from None
-    return out
-
-
-def load_claims(text: str, where: str) -> dict[str, Any]:
-    """Parse the ``--claims FILE|-`` document: a JSON object.
-
-    Raises:
-        UsageError: not JSON or not an object.
-    """
-    try:
-        doc = json.loads(strip_bom(text))  # a leading BOM is accepted
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"--claims {where}: not JSON: {json_error(exc)}") from None
-    except ValueError as exc:
-        raise UsageError(f"--claims {where}: not JSON: {exc}") from None
-    except RecursionError:
-        raise UsageError(f"--claims {where}: not JSON: nested too deeply") from None
-    if not isinstance(doc, dict):
-        raise UsageError(f"--claims {where}: a JSON object is required, got {type(doc).__name__}")
-    return doc
-
-
 def _check_counts(o: MintOptions) -> None:
     if o.count < 1:
-        raise UsageError("--count must be 1 or more")
+        raise InvalidArgument("count", "{count} must be 1 or more")
     if o.session_id is not None and o.count > 1:
-        raise UsageError("--session-id cannot be combined with --count above 1 (each token gets its own session)")
+        raise InvalidArgument(
+            "session_id", "{session_id} cannot be combined with {count} above 1 (each token gets its own session)"
+        )
 
 
 def check_claims(claims: dict[str, Any]) -> None:
@@ -259,7 +222,8 @@ def _plan(settings: Any, now: datetime, o: MintOptions) -> _Plan:
     """Check everything about the tokens before any key is read: whatever is signed, ``verify`` accepts.
 
     Raises:
-        UsageError: ``count`` rules, a lifetime past the year 9999, claims :func:`check_claims` refuses.
+        InvalidArgument: ``count`` rules.
+        UsageError: a lifetime past the year 9999, claims :func:`check_claims` refuses.
     """
     _check_counts(o)
     lifetime = o.lifetime if o.lifetime is not None else settings.access_tokens_max_age
@@ -326,8 +290,8 @@ def mint(
 
     Raises:
         KeyFileError: no key file, no signing key, unknown ``kid``, no private key.
-        UsageError: ``count`` below 1, ``session_id`` with ``count`` above 1, or claims ``verify``
-            would reject at any time (nothing is read or signed then).
+        InvalidArgument: ``count`` below 1, ``session_id`` with ``count`` above 1.
+        UsageError: claims ``verify`` would reject at any time (nothing is read or signed then).
     """
     from prisme_keys.store import lifecycle
 
@@ -353,7 +317,7 @@ def mint_with(
     signer is the key. ``progress(done, count)`` is called after each token is signed.
 
     Raises:
-        UsageError: as :func:`mint`.
+        InvalidArgument, UsageError: as :func:`mint`.
     """
     o = options or MintOptions()
     return _sign(_plan(settings, now, o), signer, o, progress)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prisme_keys.errors import FetchError, UsageError
+from prisme_keys.errors import FetchError, InvalidArgument, Worded
 from prisme_keys.text import shown
 
 
@@ -33,14 +33,14 @@ def check_url(url: str, allow_http: bool, previous: str | None = None) -> Any:
     """Split ``url`` and apply the transport rules; ``previous`` is the URL that redirected to it.
 
     Raises:
-        UsageError: the URL given is malformed (exit 2).
+        InvalidArgument: the URL given is malformed (exit 2, code ``invalid_url``).
         FetchError: a redirect's URL is malformed, insecure (https to http), or plain http off loopback.
     """
     from urllib.parse import urlsplit
 
     def bad(why: str) -> Exception:
         if previous is None:
-            return UsageError(f"bad URL {shown(url)}: {why}", code="invalid_url")
+            return InvalidArgument("url", "bad URL {value}: {why}", code="invalid_url", value=shown(url), why=why)
         return FetchError(f"{previous} redirects to a bad URL {shown(url)}: {why}", code="bad_url")
 
     try:
@@ -62,8 +62,11 @@ def check_url(url: str, allow_http: bool, previous: str | None = None) -> Any:
         raise FetchError(f"refusing a redirect from https to http ({previous} -> {url})", code="insecure_redirect")
     if parts.scheme == "http" and not allow_http and not is_loopback(parts.hostname):
         raise FetchError(
-            f"refusing plain http for {parts.hostname}: use https:// or --allow-http "
-            "(http is accepted for loopback addresses only)",
+            Worded(
+                "refusing plain http for {host}: use https:// or {allow_http} "
+                "(http is accepted for loopback addresses only)",
+                host=parts.hostname,
+            ),
             code="insecure_url",
         )
     return parts

@@ -23,10 +23,11 @@ from typing import Any
 from prisme_keys import clock
 from prisme_keys.errors import (
     ClaimsRejected,
+    InvalidArgument,
     NoUsableKey,
     PrismeKeysError,
     SignatureRejected,
-    UsageError,
+    Worded,
 )
 from prisme_keys.jwk import MIN_BITS, SUPPORTED_ALGS
 from prisme_keys.store.revocation import RevokedKeys, load_revoked
@@ -74,20 +75,22 @@ class VerifyOptions:
 
 
 def parse_algorithms(text: str) -> tuple[str, ...]:
-    """Parse ``--algorithms RS256,RS384``.
+    """Parse an allow-list of algorithms written ``RS256,RS384`` (comma-separated).
 
     Raises:
-        UsageError: an empty list, or an algorithm other than RS256/RS384/RS512 (HS*, ES*,
+        InvalidArgument: ``algorithms``: an empty list, or an algorithm other than RS256/RS384/RS512 (HS*, ES*,
             PS* and ``none`` can never be allowed).
     """
     algs = tuple(a.strip() for a in text.split(",") if a.strip())
     if not algs:
-        raise UsageError("--algorithms: give at least one of RS256, RS384, RS512")
+        raise InvalidArgument("algorithms", "{algorithms}: give at least one of RS256, RS384, RS512")
     for a in algs:
         if a not in SUPPORTED_ALGS:
-            raise UsageError(
-                f"--algorithms: {shown(a)} is not supported; allowed: RS256, RS384, RS512 "
-                "(HMAC, EC, PSS and none are never accepted)"
+            raise InvalidArgument(
+                "algorithms",
+                "{algorithms}: {value} is not supported; allowed: RS256, RS384, RS512 "
+                "(HMAC, EC, PSS and none are never accepted)",
+                value=shown(a),
             )
     return algs
 
@@ -163,9 +166,13 @@ def _check_header(header: dict[str, Any], options: VerifyOptions) -> str:
         if alg[:2].upper() in ("HS", "ES", "PS", "ED"):
             extra = "; HMAC, EC, EdDSA and PSS tokens are never accepted"
         elif alg in SUPPORTED_ALGS:
-            extra = "; widen the list with --algorithms"
+            extra = "; widen the list with {algorithms}"
         raise SignatureRejected(
-            f"algorithm {show_value(alg)} is not allowed (allowed: {', '.join(options.algorithms)}){extra}",
+            Worded(
+                "algorithm {alg} is not allowed (allowed: {allowed})" + extra,
+                alg=show_value(alg),
+                allowed=", ".join(options.algorithms),
+            ),
             code="alg_not_allowed",
         )
     crit = header.get("crit")
@@ -292,7 +299,7 @@ def check_claims(claims: dict[str, Any], options: VerifyOptions, now: datetime) 
 
     Raises:
         ClaimsRejected: naming the claim: ill-typed or missing time claim, expired, not yet
-            valid or issued in the future (mentioning ``--leeway``), issuer/audience missing or
+            valid or issued in the future (hint ``leeway``), issuer/audience missing or
             different (showing expected and received), a required claim missing.
     """
     ts = now.timestamp()
@@ -301,9 +308,7 @@ def check_claims(claims: dict[str, Any], options: VerifyOptions, now: datetime) 
     nbf = _check_time(claims, "nbf")
     iat = _check_time(claims, "iat")
     if exp is None and options.require_exp:
-        raise ClaimsRejected(
-            "claim 'exp' is missing (a token must expire; --no-exp-required accepts it)", code="claim_missing"
-        )
+        raise ClaimsRejected(Worded("claim 'exp' is missing", hint="require_exp"), code="claim_missing")
     if exp is not None and ts >= exp + lw:
         raise ClaimsRejected(
             f"token expired {_rel(exp, now)} (exp {_iso(exp)})" + (f", beyond the leeway of {lw:g} s" if lw else ""),
@@ -311,14 +316,19 @@ def check_claims(claims: dict[str, Any], options: VerifyOptions, now: datetime) 
         )
     if nbf is not None and nbf > ts + lw:
         raise ClaimsRejected(
-            f"token not valid yet: nbf {_iso(nbf)} is {_rel(nbf, now)[3:]} ahead; "
-            "if clocks differ, allow it with --leeway SECONDS",
+            Worded(
+                "token not valid yet: nbf {at} is {ahead} ahead", hint="leeway", at=_iso(nbf), ahead=_rel(nbf, now)[3:]
+            ),
             code="not_yet_valid",
         )
     if iat is not None and iat > ts + lw:
         raise ClaimsRejected(
-            f"token issued in the future: iat {_iso(iat)} is {_rel(iat, now)[3:]} ahead; "
-            "if clocks differ, allow it with --leeway SECONDS",
+            Worded(
+                "token issued in the future: iat {at} is {ahead} ahead",
+                hint="leeway",
+                at=_iso(iat),
+                ahead=_rel(iat, now)[3:],
+            ),
             code="issued_in_future",
         )
     if options.issuer is not None:
@@ -399,11 +409,9 @@ def verify(
         if entry.bits < MIN_BITS:
             small = entry
             continue
-        try:
-            ok = entry.verifier(alg)(signing_input, sig)
-        except Exception:  # a malformed signature length or value: not a valid signature
-            ok = False
-        if not ok:
+        # a signature of the wrong length or value is False (cryptography's InvalidSignature, caught in
+        # jwk.rsa_verifier); anything else is a bug and propagates, never a "bad signature" verdict
+        if not entry.verifier(alg)(signing_input, sig):
             continue
         used = entry
         break
@@ -450,12 +458,15 @@ def verify_batch(
     warn: Callable[[str], None] | None = None,
     now: datetime | None = None,
     progress: Callable[[int, int | None], None] | None = None,
+    word: Callable[[str], str] = str,
 ) -> int:
     """Verify one token per line; write one JSON line per token ``{line, valid, exit, error?, kid?, sub?}``.
 
     Blank lines are skipped (their numbers still count). Keys are fetched and built once
     (a refetch after an unknown kid is rate-limited by the source). Memory stays flat.
     ``progress(tokens_done, None)`` is called after each token (the total is unknown).
+    ``word`` words each error's message for the front end (see :class:`prisme_keys.errors.Worded`;
+    the command line passes :func:`prisme_keys.cli.words.say`).
 
     Returns:
         0 when every token is valid, else the exit code of the first failure.
@@ -485,7 +496,7 @@ def verify_batch(
                     f'"sub": {quote(sub) if type(sub) is str else dumps(sub, ensure_ascii=False)}}}\n'
                 )
             except PrismeKeysError as exc:
-                doc = {"line": n, "valid": False, "exit": exc.exit_code, "error": exc.message}
+                doc = {"line": n, "valid": False, "exit": exc.exit_code, "error": word(exc.message)}
             except RecursionError:  # a claim too deeply nested to write back
                 doc = {"line": n, "valid": False, "exit": 5, "error": "the token's JSON is nested too deeply"}
             except ValueError as exc:
