@@ -230,8 +230,7 @@ def test_import_style_plain_record_written_into_encrypted_file_is_sealed(enc_fil
     # without a passphrase the commit refuses and writes nothing
     before = enc_file.read_bytes()
     s0 = settings.load({"key_file": enc_file, "config_path": empty_config(tmp_path)}, environ={})
-    kf0 = lifecycle.open_keyfile(s0)
-    kf0.passphrase.interactive = False
+    kf0 = lifecycle.open_keyfile(s0)  # the library never prompts: no passphrase, no key written
     with pytest.raises(KeyFileError):
         with kf0.transaction() as tx:
             tx.keyset.records.append(record(keypool[2], created="2025-11-01T00:00:00.000Z"))
@@ -385,3 +384,28 @@ def test_decrypt_validates_each_key_fully(cli, tmp_path, keypool):
         "and q); nothing was decrypted\n"
     )
     assert kf.read_bytes() == before
+
+
+# Regression: the new passphrase of a rekey was read from os.environ, not from the environment given to main()
+def test_rekey_reads_the_new_passphrase_from_the_environment_it_is_given(enc_file, capsys, monkeypatch):
+    from prisme_keys.cli import main
+
+    monkeypatch.delenv("PRISME_KEYS_NEW_PASSPHRASE", raising=False)
+    g = ["--key-file", str(enc_file)]
+    code = main([*g, "--json", "encrypt", "--rekey"], env={**PW, "PRISME_KEYS_NEW_PASSPHRASE": "the new one"})
+    out, err = capsys.readouterr()
+    assert (code, err, json.loads(out)["rekeyed"]) == (0, "", True)
+    code = main(
+        [*g, "export", "--private", "--out", str(enc_file.parent / "p.json")],
+        env={"PRISME_KEYS_PASSPHRASE": "the new one"},
+    )
+    assert (code, capsys.readouterr().err) == (0, "")
+
+
+def test_no_new_passphrase_says_where_in_the_command_lines_words(cli, enc_file):
+    p = cli("--key-file", str(enc_file), "encrypt", "--rekey", env=PW, input="")
+    assert (p.returncode, p.stderr) == (
+        4,
+        f"prisme-keys: error: encrypt --rekey needs a new passphrase for key file {enc_file}: set "
+        "PRISME_KEYS_NEW_PASSPHRASE, pass --new-passphrase-file FILE, or run on a terminal to be prompted\n",
+    )

@@ -255,3 +255,98 @@ def test_config_show_names_the_environment(run, kf, tmp_path):
     p = run("--key-file", str(kf), "--config", str(cfg), "--json", "config", "show")
     doc = json.loads(p.stdout)
     assert (doc["key_file"]["source"], doc["config_path"]["source"]) == ("flag", "flag")
+
+
+# -- the library speaks of arguments, the command line of flags (issue 10, item 5) -----------------
+
+
+def test_worded_text_keeps_user_input_out_of_the_template():
+    import copy
+    import pickle
+
+    from prisme_keys.cli.words import say
+    from prisme_keys.errors import Worded
+
+    w = Worded("{alg} {value} is not supported", hint="leeway", value="'{count}{'")
+    assert (str(w), w.hint) == ("alg '{count}{' is not supported", "leeway")  # braces in values stay as they are
+    assert say(w) == "--alg '{count}{' is not supported; if clocks differ, allow it with --leeway SECONDS"
+    for again in (copy.deepcopy(w), pickle.loads(pickle.dumps(w))):
+        assert (again, again.hint, say(again)) == (w, w.hint, say(w))
+    nested = Worded("key file k is encrypted and {why} needs its passphrase", why=Worded("export {private}"))
+    assert (nested, say(nested)) == (
+        "key file k is encrypted and export private needs its passphrase",
+        "key file k is encrypted and export --private needs its passphrase",
+    )
+    assert say("a plain --message") == "a plain --message"
+
+
+def test_invalid_argument_names_the_argument_and_the_command_line_the_flag(run, kf):
+    from prisme_keys.api import settings_from
+    from prisme_keys.errors import InvalidArgument, UsageError
+    from prisme_keys.tokens import mint
+
+    settings = settings_from({"key_file": str(kf)})
+    for options, argument, library in (
+        (mint.MintOptions(count=0), "count", "count must be 1 or more"),
+        (
+            mint.MintOptions(count=2, session_id="s"),
+            "session_id",
+            "session_id cannot be combined with count above 1 (each token gets its own session)",
+        ),
+    ):
+        with pytest.raises(InvalidArgument) as info:
+            mint.mint(settings, clock_now(), options)
+        assert isinstance(info.value, UsageError)
+        assert (info.value.argument, info.value.message, info.value.code) == (argument, library, "usage_error")
+    p = run("--key-file", str(kf), "--json", "mint", "--count", "2", "--session-id", "s")
+    assert (p.returncode, p.stdout, json.loads(p.stderr)) == (
+        2,
+        "",
+        {
+            "code": "usage_error",
+            "message": "--session-id cannot be combined with --count above 1 (each token gets its own session)",
+            "exit": 2,
+        },
+    )
+
+
+def clock_now():
+    from prisme_keys import clock
+
+    return clock.now()
+
+
+def test_verify_batch_lines_are_worded_for_the_command_line(run, kf, keypool):
+    from jwks_server import claims, rs_token
+
+    from prisme_keys import clock
+
+    t = clock.now().timestamp()
+    ahead = rs_token(keypool[0], claims(now=t, iss=ISS, aud=AUD, nbf=int(t) + 3600))
+    p = run("--key-file", str(kf), "verify", "--batch", input=ahead + "\n")
+    assert p.returncode == 7, p.stderr
+    doc = json.loads(p.stdout)
+    assert doc["error"].startswith("token not valid yet: nbf ")
+    assert doc["error"].endswith(" ahead; if clocks differ, allow it with --leeway SECONDS")
+
+
+def test_doctor_findings_are_worded_for_the_command_line(run, kf, keypool):
+    from prisme_keys.api import settings_from
+    from prisme_keys.store import doctor
+
+    assert run("--key-file", str(kf), "encrypt", env={"PRISME_KEYS_PASSPHRASE": "pw"}).returncode == 0
+    doc = json.loads(kf.read_text())
+    doc["keys"].append(record(keypool[5], created="2025-11-01T00:00:00.000Z"))  # private members in clear text
+    kf.write_text(json.dumps(doc))
+    kid = keypool[5]["kid"]
+    text = f"key {kid} has private members in clear text in an encrypted file"
+    rep = doctor.audit(settings_from({"key_file": str(kf)}), clock_now())
+    [finding] = [f for f in rep.findings if f.code == "plaintext_in_encrypted_file"]
+    assert (finding.message, finding.message.hint) == (text, "rekey_plain")
+    p = run("--key-file", str(kf), "--json", "doctor")
+    assert p.returncode == 4
+    findings = json.loads(p.stdout)["findings"]
+    assert [f["message"] for f in findings if f["code"] == "plaintext_in_encrypted_file"] == [
+        text + "; run prisme-keys encrypt --rekey"
+    ]
+    assert text + "; run prisme-keys encrypt --rekey" in run("--key-file", str(kf), "doctor").stdout

@@ -22,8 +22,9 @@ class Served:
             return e.code, dict(e.headers), e.read()
 
 
-def start(cli, keyfile, *extra, env=None):
+def start(cli, keyfile, *extra, env=None, quiet=False):
     proc = cli.popen(
+        *(["-q"] if quiet else []),  # -q: no access log on stderr
         "--key-file",
         str(keyfile),
         "serve",
@@ -178,6 +179,16 @@ def _stop(served) -> str:
     return err
 
 
+def test_quiet_serves_without_an_access_log(cli, keyfile):
+    loud = start(cli, keyfile)
+    assert loud.get("/oidc/jwks")[0] == 200
+    err = _stop(loud)
+    assert '"GET /oidc/jwks HTTP/1.1" 200' in err and err.startswith("key file ")
+    quiet = start(cli, keyfile, quiet=True)
+    assert quiet.get("/oidc/jwks")[0] == 200
+    assert _stop(quiet) == ""  # -q: no access line, no notes
+
+
 def test_unknown_methods_get_json_405(served):
     for method in ("OPTIONS", "TRACE", "BREW"):
         status, headers, body = served.get("/oidc/jwks", method=method)
@@ -242,7 +253,7 @@ def test_client_gone_mid_response_prints_no_traceback(cli, keyfile):
     import time
     from urllib.parse import urlsplit
 
-    served = start(cli, keyfile, env={"PRISME_KEYS_SERVE_QUIET": "1"})  # no access log filling the pipe
+    served = start(cli, keyfile, quiet=True)  # no access log filling the pipe
     u = urlsplit(served.base)
     try:
         for _ in range(5):
@@ -308,7 +319,7 @@ def _hammer(port: int, clients: int, per_client: int) -> tuple[int, list[float],
 
 @pytest.fixture
 def quiet_served(cli, keyfile):
-    s = start(cli, keyfile, "--read-timeout", "2", env={"PRISME_KEYS_SERVE_QUIET": "1"})
+    s = start(cli, keyfile, "--read-timeout", "2", quiet=True)
     s.port = int(s.base.rsplit(":", 1)[1])
     yield s
     if s.proc.poll() is None:

@@ -10,7 +10,6 @@ from jwks_server import b64, bj
 from prisme_keys.cli.common import read_token_arg
 from prisme_keys.errors import MalformedTokenError
 from prisme_keys.tokens import jws
-from prisme_keys.tokens import mint as minter
 
 NOW = datetime(2026, 1, 10, 12, 0, tzinfo=UTC)
 T = int(NOW.timestamp())
@@ -108,6 +107,7 @@ def test_read_token_arg_stdin():
 
 # Regression: deeply nested JSON raised RecursionError (exit 1) instead of a malformed token (exit 5)
 def test_deeply_nested_json_is_malformed():
+    from prisme_keys.cli.tokens_cmds import load_claims, parse_claim_pairs
     from prisme_keys.errors import UsageError
 
     deep = {"a": None}
@@ -118,6 +118,6 @@ def test_deeply_nested_json_is_malformed():
     )
     assert malformed(b64(text.encode()) + "." + bj(deep) + ".c2ln") == "segment 1 (header) is nested too deeply"
     with pytest.raises(UsageError):
-        minter.parse_claim_pairs(["x=" + text])
+        parse_claim_pairs(["x=" + text])
     with pytest.raises(UsageError):
-        minter.load_claims(text, "-")
+        load_claims(text, "-")

@@ -10,6 +10,7 @@ import pytest
 from jwks_server import bj, claims, hs_token, jwks, rs_token
 
 from prisme_keys import jwk as jwk_rules
+from prisme_keys.cli.words import say
 from prisme_keys.errors import (
     ClaimsRejected,
     MalformedTokenError,
@@ -92,7 +93,8 @@ def test_rs384_outside_default_list_then_widened(keypool):
     k.pop("alg")
     tok = rs_token(k, claims(), alg="RS384")
     msg = expect(SignatureRejected, tok, src(jwks(k)))
-    assert msg == "algorithm 'RS384' is not allowed (allowed: RS256); widen the list with --algorithms"
+    assert msg == "algorithm 'RS384' is not allowed (allowed: RS256); widen the list with algorithms"
+    assert say(msg) == "algorithm 'RS384' is not allowed (allowed: RS256); widen the list with --algorithms"
     opts = VerifyOptions(
         algorithms=verifier.parse_algorithms("RS256,RS384"), issuer="https://issuer.test", audience="https://api.test"
     )
@@ -228,6 +230,26 @@ def test_bad_signature(keypool):
     assert msg == f"the signature does not verify with key {k['kid']!r}"
 
 
+def test_malformed_signatures_are_bad_signatures_and_a_bug_is_not(keypool, monkeypatch):
+    k = keypool[0]
+    h, p, s = rs_token(k, claims()).split(".")
+    raw = jwk_rules.b64url_decode(s)
+    for cut in (raw[:1], raw[:128], raw + b"\0\0\0", b"\xff" * 1500):  # too short, truncated, too long, huge
+        sig = jwk_rules.b64url_encode(cut)
+        msg = expect(SignatureRejected, f"{h}.{p}.{sig}", src(jwks(k)))
+        assert msg == f"the signature does not verify with key {k['kid']!r}"
+
+    def broken(public_key, alg):  # a bug in the verifier (mock: a real bug cannot be summoned on demand)
+        def verify(message, signature):
+            raise TypeError("a bug")
+
+        return verify
+
+    monkeypatch.setattr(jwk_rules, "rsa_verifier", broken)
+    with pytest.raises(TypeError, match="a bug"):  # propagates (exit 1 at the command line), never a verdict
+        verifier.verify(f"{h}.{p}.{s}", src(jwks(k)), OPTS)
+
+
 def test_small_key_rejected_naming_size():
     from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -309,7 +331,8 @@ def test_exp_must_be_numeric_date(keypool, value, shown):
     if value is None:
         c.pop("exp")
         msg = expect(ClaimsRejected, rs_token(k, c), src(jwks(k)))
-        assert msg == "claim 'exp' is missing (a token must expire; --no-exp-required accepts it)"
+        assert (msg, msg.hint) == ("claim 'exp' is missing", "require_exp")  # the library names what to change
+        assert say(msg) == "claim 'exp' is missing (a token must expire; --no-exp-required accepts it)"
         opts = VerifyOptions(issuer="https://issuer.test", audience="https://api.test", require_exp=False)
         assert verifier.verify(rs_token(k, c), src(jwks(k)), opts).claims["sub"] == "u1"
         return
@@ -353,7 +376,8 @@ def test_future_iat_nbf_and_leeway(keypool, name, word):
     t = now.timestamp()
     c = claims(now=t, **{name: int(t) + 30})
     msg = expect(ClaimsRejected, rs_token(k, c), src(jwks(k)), now=now)
-    assert msg == (
+    assert (msg, msg.hint) == (f"token {word} {verifier._iso(t + 30)} is 30 seconds ahead", "leeway")
+    assert say(msg) == (
         f"token {word} {verifier._iso(t + 30)} is 30 seconds ahead; if clocks differ, allow it with --leeway SECONDS"
     )
     o = VerifyOptions(issuer="https://issuer.test", audience="https://api.test", leeway=60)
