@@ -284,16 +284,17 @@ def test_the_command_line_check_finds_each_kind_of_use(tmp_path):
     ]
 
 
-def _template_fields(call: ast.Call, function: ast.AST) -> set[str]:
+def _template_fields(call: ast.Call, *scopes: ast.AST) -> set[str]:
     """The argument names a ``Worded``/``InvalidArgument`` call's template names: its ``{fields}`` that are
-    not keyword values. Parts held in local variables of the same function are followed."""
+    not keyword values. Parts held in variables assigned in ``scopes`` (its function, its module) are followed."""
     import string
 
     template = call.args[0] if isinstance(call.func, ast.Name) and call.func.id == "Worded" else call.args[1]
     names = {n.id for n in ast.walk(template) if isinstance(n, ast.Name)}
     parts = [template] + [
         a.value
-        for a in ast.walk(function)
+        for scope in scopes
+        for a in ast.walk(scope)
         if isinstance(a, ast.Assign) and any(isinstance(t, ast.Name) and t.id in names for t in a.targets)
     ]
     fields = {
@@ -320,7 +321,7 @@ def test_every_argument_and_hint_the_library_names_has_the_command_lines_words()
         for function in [tree, *(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef))]:
             for call in ast.walk(function):
                 if isinstance(call, ast.Call) and getattr(call.func, "id", None) in ("Worded", "InvalidArgument"):
-                    named |= _template_fields(call, function)
+                    named |= _template_fields(call, function, tree)
         for node in ast.walk(tree):  # hint="init" in a call, hint: str = "passphrase" as a default
             if isinstance(node, ast.keyword) and node.arg == "hint" and isinstance(node.value, ast.Constant):
                 hints.add(node.value.value)
@@ -333,7 +334,7 @@ def test_every_argument_and_hint_the_library_names_has_the_command_lines_words()
                     if a.arg == "hint" and isinstance(d, ast.Constant)
                 }
     hints.discard(None)
-    assert {"timeout", "session_id", "count", "alg", "kid", "rekey", "config_path"} <= named  # the scan sees them
+    assert {"timeout", "max_bytes", "session_id", "count", "alg", "kid", "rekey", "config_path"} <= named  # seen
     assert {"init", "leeway", "passphrase", "new_passphrase", "rekey_weak"} <= hints
     assert named - set(FLAGS) == set()
     assert hints - set(HINTS) == set()

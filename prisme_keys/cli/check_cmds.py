@@ -85,10 +85,9 @@ def check(
     if wait is None:
         if interval is not None:
             raise UsageError("--interval needs --wait DURATION")
-        report = checks.run(st.settings, url, **run_kw)
+        report = _worded(checks.run(st.settings, url, **run_kw))
     else:
-        report = _poll(st, url, duration(wait, "--wait"), 5.0 if interval is None else interval, run_kw)
-    report.checks[:] = [dataclasses.replace(c, detail=say(c.detail)) for c in report.checks]
+        report = _worded(_poll(st, url, duration(wait, "--wait"), 5.0 if interval is None else interval, run_kw))
     if junit is not None:
         from prisme_keys.cli.common import write_file
         from prisme_keys.publish.junit import junit_xml
@@ -108,6 +107,12 @@ def check(
     if not report.ok:
         waited = f" after {report.attempts} attempts in {report.waited:.1f} s" if report.waited is not None else ""
         raise CheckFailed(f"{url}{waited}: " + "; ".join(f"{c.name}: {c.detail}" for c in report.failures())[:500])
+
+
+def _worded(report: Any) -> Any:
+    """``report`` with each check's detail in the command line's words (:func:`prisme_keys.cli.words.say`)."""
+    report.checks[:] = [dataclasses.replace(c, detail=say(c.detail)) for c in report.checks]
+    return report
 
 
 def _absent_kids(values: Optional[list[str]]) -> Optional[list[str]]:

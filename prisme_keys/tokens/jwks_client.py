@@ -115,6 +115,27 @@ def _header_fields(pairs: list[tuple[str, str]]) -> dict[str, str]:
     return out
 
 
+def _tls_context(cacert: str | None) -> Any:
+    """The ``ssl`` context trusting ``cacert`` (else the system store).
+
+    Raises:
+        FetchError: code ``tls_error``, the CA file cannot be loaded.
+    """
+    import ssl
+
+    try:
+        return ssl.create_default_context(cafile=cacert)
+    except (OSError, ssl.SSLError) as exc:
+        error = getattr(exc, "strerror", None) or exc
+        raise FetchError(
+            Worded("cannot load {cacert} {path}: {error}", path=cacert, error=error), code="tls_error"
+        ) from None
+
+
+_TOO_LARGE = "the JWKS at {url} is {length} bytes; the limit is {limit} bytes ({max_bytes})"
+_OVER_CAP = "the JWKS at {url} is larger than the limit of {limit} bytes ({max_bytes}); stopped reading"
+
+
 def _exchange(
     url: str,
     *,
@@ -139,20 +160,7 @@ def _exchange(
         if remaining <= 0:
             raise TimeoutError
         if parts.scheme == "https":
-            if ctx is None:
-                import ssl
-
-                try:
-                    ctx = ssl.create_default_context(cafile=cacert)
-                except (OSError, ssl.SSLError) as exc:
-                    raise FetchError(
-                        Worded(
-                            "cannot load {cacert} {path}: {error}",
-                            path=cacert,
-                            error=getattr(exc, "strerror", None) or exc,
-                        ),
-                        code="tls_error",
-                    ) from None
+            ctx = ctx or _tls_context(cacert)
             conn: Any = http.client.HTTPSConnection(parts.hostname, parts.port, timeout=remaining, context=ctx)
         else:
             conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=remaining)
@@ -182,15 +190,7 @@ def _exchange(
         length = rheaders.get("content-length", "")
         if length.isdigit() and int(length) > max_bytes:
             conn.close()
-            raise FetchError(
-                Worded(
-                    "the JWKS at {url} is {length} bytes; the limit is {limit} bytes ({max_bytes})",
-                    url=current,
-                    length=int(length),
-                    limit=max_bytes,
-                ),
-                code="too_large",
-            )
+            raise FetchError(Worded(_TOO_LARGE, url=current, length=int(length), limit=max_bytes), code="too_large")
         chunks, total = [], 0
         while True:
             left = deadline - time.monotonic()
@@ -204,14 +204,7 @@ def _exchange(
             total += len(data)
             if total > max_bytes:
                 conn.close()
-                raise FetchError(
-                    Worded(
-                        "the JWKS at {url} is larger than the limit of {limit} bytes ({max_bytes}); stopped reading",
-                        url=current,
-                        limit=max_bytes,
-                    ),
-                    code="too_large",
-                )
+                raise FetchError(Worded(_OVER_CAP, url=current, limit=max_bytes), code="too_large")
             chunks.append(data)
         conn.close()
         return RawResponse(url, current, resp.status, resp.reason or "", rheaders, b"".join(chunks), redirects)
