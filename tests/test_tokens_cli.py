@@ -359,3 +359,12 @@ def test_lone_surrogate_in_claims_is_shown_escaped(kf, keypool):
     assert json.loads(ok(kf("--json", "decode", tok)))["claims"]["sub"] == "\ud800"
     assert ok(kf("verify", tok)).startswith(f"valid: kid {keypool[0]['kid']}, sub \\ud800, expires in ")
     assert json.loads(ok(kf("--json", "verify", tok)))["claims"]["sub"] == "\ud800"
+
+
+def test_mint_claims_from_stdin_are_capped(cli, keyfile):
+    big = '{"x": "' + "a" * (2 * 1024 * 1024) + '"}'
+    p = cli("--key-file", str(keyfile), "mint", "--claims", "-", input=big)
+    assert (p.returncode, p.stdout) == (2, "")
+    assert p.stderr == "prisme-keys: error: --claims -: more than 1048576 bytes\n"
+    p = cli("--key-file", str(keyfile), "mint", "--claims", "-", "--sub", "a", input='{"role": "admin"}')
+    assert p.returncode == 0, p.stderr

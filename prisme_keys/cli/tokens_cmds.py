@@ -4,7 +4,6 @@
 import json
 import sys
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any, Optional
 
 import typer
@@ -79,8 +78,16 @@ def _extra_claims(claims: Optional[str], pairs: list[str]) -> dict[str, Any]:
     """The ``--claims FILE|-`` object, then the ``--claim K=V`` pairs over it."""
     extra: dict[str, Any] = {}
     if claims is not None:
+        limit = 1024 * 1024  # a claims object over 1 MiB is not a token's claims
         try:
-            text = sys.stdin.read() if claims == "-" else Path(claims).read_text("utf-8")
+            if claims == "-":
+                raw = read_stdin_capped(limit)
+            else:
+                with open(claims, "rb") as fh:
+                    raw = fh.read(limit + 1)
+            if len(raw) > limit:
+                raise UsageError(f"--claims {claims}: more than {limit} bytes")
+            text = raw.decode("utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise UsageError(f"--claims {claims}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
         extra.update(load_claims(text, claims))
