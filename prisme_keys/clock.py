@@ -25,6 +25,12 @@ _DURATION_RE = re.compile(r"^\s*([0-9]+)\s*([smhdw]?)\s*$")
 _OFFSET_RE = re.compile(r"^\s*([+-])\s*([0-9]+)\s*([smhdw]?)\s*$")
 
 
+#: The earliest and latest times a record, ``--now`` or a schedule can hold (UTC, millisecond precision):
+#: date arithmetic saturates here (:func:`shift`) instead of overflowing.
+EARLIEST = datetime(1, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC)
+
+
 def _truncate(dt: datetime) -> datetime:
     return dt.replace(microsecond=(dt.microsecond // 1000) * 1000)
 
@@ -117,7 +123,32 @@ def parse_time(text: str, base: datetime | None = None) -> datetime:
 def iso(dt: datetime) -> str:
     """Format as the gateway does: ``YYYY-MM-DDTHH:MM:SS.mmmZ`` (UTC, milliseconds)."""
     dt = dt.astimezone(UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+    return f"{dt.year:04d}-" + dt.strftime("%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def shift(dt: datetime, by: timedelta | float) -> datetime:
+    """``dt`` moved by ``by`` (a :class:`timedelta`, or seconds; negative moves back), saturating.
+
+    The one home of date arithmetic on record times, ``--now`` and schedules: a result before
+    :data:`EARLIEST` is :data:`EARLIEST` and one after :data:`LATEST` is :data:`LATEST`, never an
+    :class:`OverflowError`. Use :func:`fits` first where saturation would change a decision.
+    """
+    delta = by if isinstance(by, timedelta) else timedelta(seconds=by)
+    try:
+        out = dt + delta
+    except OverflowError:
+        return LATEST if delta > timedelta(0) else EARLIEST
+    return min(max(out, EARLIEST), LATEST)
+
+
+def fits(dt: datetime, by: timedelta | float) -> bool:
+    """True when ``dt`` moved by ``by`` (a :class:`timedelta` or seconds) stays within years 1 to 9999
+    (:data:`EARLIEST` to :data:`LATEST`), so :func:`shift` does not saturate."""
+    delta = by if isinstance(by, timedelta) else timedelta(seconds=by)
+    try:
+        return EARLIEST <= dt + delta <= LATEST
+    except OverflowError:
+        return False
 
 
 def to_numeric_date(dt: datetime) -> int:
@@ -153,9 +184,7 @@ def skew_from_real(at: datetime, real: datetime | None = None) -> float | None:
 
 def span(seconds_: float) -> str:
     """A duration in its largest whole unit, rounded: ``45 days``, ``3 hours``, ``1 minute``."""
-    return humanize(
-        datetime(2000, 1, 1, tzinfo=UTC) + timedelta(seconds=abs(seconds_)), datetime(2000, 1, 1, tzinfo=UTC)
-    )[3:]
+    return _words(abs(seconds_))
 
 
 def humanize(dt: datetime, ref: datetime) -> str:
@@ -164,13 +193,16 @@ def humanize(dt: datetime, ref: datetime) -> str:
     The largest whole unit is used (seconds, minutes, hours, days).
     """
     delta = (dt - ref).total_seconds()
-    future = delta >= 0
-    d = abs(delta)
+    text = _words(abs(delta))
+    return f"in {text}" if delta >= 0 else f"{text} ago"
+
+
+def _words(d: float) -> str:
+    """``d`` seconds (not negative) in the largest whole unit, rounded: ``3 days``, ``1 second``."""
     for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):  # noqa: B007 (unit is used after the loop)
         if d >= size - 0.5:  # rounded to the nearest unit: 29 days 23:59:59.9 is "30 days"
             n = int(d / size + 0.5)
             break
     else:
         unit, n = "second", int(d + 0.5)
-    text = f"{n} {unit}{'' if n == 1 else 's'}"
-    return f"in {text}" if future else f"{text} ago"
+    return f"{n} {unit}{'' if n == 1 else 's'}"

@@ -205,3 +205,25 @@ def test_non_string_path_in_config_is_exit_3(cli, tmp_path):
     p = cli("--config", str(cfg), "list")
     one_error_line(p, 3)
     assert "bad value for a path setting: 5" in p.stderr
+
+
+@pytest.mark.parametrize("year", [1, 9, 99, 999, 2026, 9999])
+def test_iso_writes_four_digit_years_and_round_trips(year):
+    dt = datetime(year, 1, 1, 23, 59, 59, 999000, tzinfo=UTC)
+    text = clock.iso(dt)
+    assert text == f"{year:04d}-01-01T23:59:59.999Z"
+    assert clock.parse_iso(text) == dt
+
+
+def test_shift_saturates_at_years_1_and_9999():
+    assert clock.shift(datetime(9999, 12, 1, tzinfo=UTC), clock.days(90)) == clock.LATEST
+    assert clock.shift(clock.LATEST, 10**12) == clock.LATEST
+    assert clock.shift(datetime(1, 1, 2, tzinfo=UTC), -2 * 86400) == clock.EARLIEST
+    assert clock.shift(clock.EARLIEST, -(10**12)) == clock.EARLIEST
+    assert clock.shift(datetime(2026, 1, 1, tzinfo=UTC), 3600) == datetime(2026, 1, 1, 1, tzinfo=UTC)
+    assert (
+        clock.iso(clock.LATEST) == "9999-12-31T23:59:59.999Z"
+        and clock.iso(clock.EARLIEST) == "0001-01-01T00:00:00.000Z"
+    )
+    assert clock.fits(datetime(2026, 1, 1, tzinfo=UTC), 86400) and not clock.fits(clock.LATEST, 1)
+    assert clock.span(9998 * 365 * 86400) == "3649270 days"  # no date arithmetic behind a span

@@ -184,3 +184,18 @@ def test_full_key_check_and_python_jose_round_trip(cli, tmp_path, keypool):
     bad_d = dict(keypool[0], d=jwk_rules.int_to_b64(d + 2))
     rc, doc, problems = run(cli, write_keyfile(tmp_path / "badd.json", [record(bad_d)]))
     assert rc == 4 and problems == {"bad_private_key"}
+
+
+def test_doctor_at_the_last_second_of_year_9999(cli, keyfile):
+    """Was exit 1 (OverflowError); the 2026 key is overdue then: a warning, exit 4."""
+    p = cli("--key-file", str(keyfile), "--json", "--now", "9999-12-31T23:59:59Z", "doctor")
+    assert (p.returncode, p.stderr) == (4, "")
+    codes = {f["code"] for f in json.loads(p.stdout)["findings"]}
+    assert "rotation_overdue" in codes, codes
+
+
+def test_doctor_on_a_record_rotating_at_the_end_of_year_9999(cli, tmp_path, keypool):
+    kf = write_keyfile(tmp_path / "k.json", [record(keypool[0], rotates="9999-12-31T23:59:59.999Z")])
+    p = cli("--key-file", str(kf), "--json", "--now", "2026-01-10T00:00:00Z", "doctor")
+    assert (p.returncode, p.stderr) == (4, "")  # rsa2048_after_2030: a 2048-bit key signing past 2030
+    assert "next rotation 9999-12-31T23:59:59.999Z" in {f["message"] for f in json.loads(p.stdout)["findings"]}

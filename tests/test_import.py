@@ -439,3 +439,18 @@ def test_import_rejects_control_character_kids_and_backwards_dates(cli, keyfile,
     one_error_line(p, 4)
     assert reason in p.stderr and "\x1b" not in p.stderr
     assert keyfile.read_bytes() == before
+
+
+def test_record_created_in_year_9999_gets_dates_clamped_to_the_last_millisecond(cli, existing, keypool):
+    """Derived rotatesAt/expiresAt past the year 9999 stop at its last millisecond (was exit 1 OverflowError)."""
+    kid = keypool[3]["kid"]
+    text = json.dumps([{"kid": kid, "createdAt": "9999-12-31T23:59:59Z", "jwk": keypool[3]}])
+    p = cli("--key-file", str(existing), "import", "-", input=text)
+    assert (p.returncode, p.stderr) == (0, "")
+    rec = next(r for r in keys_of(existing) if r["kid"] == kid)
+    assert (rec["createdAt"], rec["rotatesAt"], rec["expiresAt"]) == ("9999-12-31T23:59:59.000Z",) + (
+        "9999-12-31T23:59:59.999Z",
+    ) * 2
+    p = cli("--key-file", str(existing), "--json", "list", "--timeline")
+    assert (p.returncode, p.stderr) == (0, "")
+    assert json.loads(p.stdout)["end"] == "9999-12-31T23:59:59.999Z"

@@ -439,3 +439,11 @@ def test_json_export_records_is_one_document(cli, keyfile, keypool):
     assert isinstance(doc, list) and doc[0]["kid"] == keypool[0]["kid"]
     p = cli("--key-file", str(keyfile), "export", "--format", "records", "--private")
     assert [json.loads(ln)["kid"] for ln in p.stdout.splitlines()] == [keypool[0]["kid"]]
+
+
+def test_rotate_dry_run_at_the_last_second_of_year_9999(cli, keyfile):
+    """The new key's rotatesAt/expiresAt stop at 9999-12-31T23:59:59.999Z (was exit 1 OverflowError)."""
+    p = cli("--key-file", str(keyfile), "--json", "--now", "9999-12-31T23:59:59Z", "rotate", "--dry-run")
+    assert (p.returncode, p.stderr) == (0, ""), p.stderr
+    p = cli("--key-file", str(keyfile), "--now", "9999-12-31T23:59:59Z", "rotate", "--dry-run")
+    assert (p.returncode, p.stderr) == (0, "")

@@ -7,11 +7,14 @@ import json
 import os
 import shutil
 import xml.etree.ElementTree as ET
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from helpers import empty_config, record, write_keyfile
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
 
 from prisme_keys import clock
 from prisme_keys.cli import main
@@ -339,3 +342,66 @@ def test_timeline_before_the_first_key_shows_no_empty_set(run, tmp_path, keypool
     assert doc["start"] == "2025-06-01T00:00:00.000Z" and [(j["at"], j["keys"]) for j in doc["jwks"]] == [(T0, 1)]
     rc, out, err = run("--key-file", str(kf), "--now", "2025-06-01T00:00:00Z", "list", "--timeline")
     assert "JWKS published: 1 key, 462 bytes (compact JSON)\n" in out and "JWKS keys      " + " " * 20 in out
+
+
+# -- the edges of time (years 1 and 9999) --------------------------------------------------------------------------
+
+EDGE = "9999-12-31T23:59:59.999Z"
+
+
+def test_plan_and_timeline_near_year_9999_end_at_the_last_millisecond(cli, keyfile):
+    kf = ("--key-file", str(keyfile))
+    p = cli(*kf, "--now", "9999-12-01", "plan")
+    assert (p.returncode, p.stderr) == (0, "")
+    p = cli(*kf, "--json", "--now", "9999-12-01", "plan")
+    assert p.returncode == 0 and json.loads(p.stdout)["end"] == EDGE  # the window is clamped, not an overflow
+    for argv in (["list", "--timeline"], ["--json", "list", "--timeline"], ["plan", "--days", "3660"]):
+        p = cli(*kf, "--now", "9999-12-31T23:59:59Z", *argv)
+        assert (p.returncode, p.stderr) == (0, ""), argv
+
+
+def test_plan_near_year_1_writes_four_digit_years(cli, keyfile):
+    p = cli("--key-file", str(keyfile), "--json", "--now", "0001-01-02", "plan")
+    assert (p.returncode, p.stderr) == (0, "")
+    keys = {k["kid"]: k["createdAt"] for k in json.loads(p.stdout)["keys"]}
+    assert keys[json.loads(keyfile.read_text())["keys"][0]["kid"]] == "0001-01-01T23:59:59.999Z"  # brought back
+    # (it was written '1-01-01T23:59:59.999Z', which parse_iso refused: exit 1)
+
+
+def test_record_rotating_in_year_9999_plans(cli, tmp_path, keypool):
+    kf = write_keyfile(tmp_path / "k.json", [record(keypool[0], rotates=EDGE)])
+    for argv in (["plan"], ["plan", "--days", "3660"], ["--json", "list", "--timeline"]):
+        p = cli("--key-file", str(kf), "--now", NOW, *argv)
+        assert (p.returncode, p.stderr) == (0, ""), argv
+
+
+YEARS = st.integers(1, 9999)
+
+
+@st.composite
+def edge_times(draw):
+    """An ISO time anywhere in years 1..9999, often at the very edges."""
+    dt = draw(
+        st.one_of(
+            st.sampled_from([clock.EARLIEST, clock.LATEST, clock.EARLIEST + timedelta(days=1)]),
+            st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59)),
+        )
+    )
+    return clock.iso(dt.replace(tzinfo=UTC))
+
+
+@hyp_settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(now=edge_times(), created=edge_times(), rotates=edge_times(), expires=edge_times())
+def test_no_command_crashes_anywhere_in_years_1_to_9999(cli, tmp_path, keypool, now, created, rotates, expires):
+    rotates, expires = max(created, rotates), max(created, rotates, expires)  # ISO strings order as times
+    kf = write_keyfile(tmp_path / "edge.json", [record(keypool[0], created, rotates, expires)])
+    for argv in (
+        ["--json", "plan"],
+        ["--json", "list", "--timeline"],
+        ["rotate", "--dry-run"],
+        ["--json", "doctor"],
+        ["mint", "--expired"],
+    ):
+        p = cli("--key-file", str(kf), "--now", now, *argv)
+        assert p.returncode not in (1,), (argv, now, created, rotates, expires, p.stderr)
+        assert "Traceback" not in p.stderr and "internal error" not in p.stderr, p.stderr

@@ -368,3 +368,13 @@ def test_mint_claims_from_stdin_are_capped(cli, keyfile):
     assert p.stderr == "prisme-keys: error: --claims -: more than 1048576 bytes\n"
     p = cli("--key-file", str(keyfile), "mint", "--claims", "-", "--sub", "a", input='{"role": "admin"}')
     assert p.returncode == 0, p.stderr
+
+
+def test_mint_expired_at_the_first_second_of_year_1_says_before_year_1(kf):
+    p = kf("--now", "0001-01-01T00:00:00Z", "mint", "--expired")
+    no_traceback(p)
+    assert (p.returncode, p.stderr) == (
+        2,
+        "prisme-keys: error: an expired token's exp (-62135596860, one minute before now) would be before the year 1; "
+        "nothing was signed\n",
+    )

@@ -355,7 +355,7 @@ def _future(records: list[dict[str, Any]], settings: Any, real_now: datetime, ad
                 f"clock ({r['createdAt']}); it would block rotation until then: prisme-keys rotate replaces it",
                 kid,
             )
-        elif a > real_now + skew + timedelta(seconds=lead):
+        elif a > clock.shift(real_now, skew + timedelta(seconds=lead)):
             add(
                 "warning",
                 "activates_in_future",

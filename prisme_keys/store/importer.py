@@ -349,9 +349,9 @@ def _fill_times(rec: dict[str, Any], created: datetime, settings: Settings) -> d
         rec["createdAt"] = clock.iso(created)
     start = clock.parse_iso(rec.get("activatesAt") or rec["createdAt"])
     if "rotatesAt" not in rec:
-        rec["rotatesAt"] = clock.iso(start + clock.days(settings.rotation_days))
+        rec["rotatesAt"] = clock.iso(clock.shift(start, clock.days(settings.rotation_days)))
     if "expiresAt" not in rec:
-        rec["expiresAt"] = clock.iso(clock.parse_iso(rec["rotatesAt"]) + clock.seconds(settings.access_tokens_max_age))
+        rec["expiresAt"] = clock.iso(clock.shift(clock.parse_iso(rec["rotatesAt"]), settings.access_tokens_max_age))
     created_at = clock.parse_iso(rec["createdAt"])
     for later in ("rotatesAt", "expiresAt"):
         if clock.parse_iso(rec[later]) < created_at:
@@ -426,7 +426,7 @@ def prepare(
         if progress is not None:
             progress(i, len(cands))
         try:
-            rec = _fill_times(_check(cand, alg, kid, settings), now - timedelta(milliseconds=i), settings)
+            rec = _fill_times(_check(cand, alg, kid, settings), clock.shift(now, timedelta(milliseconds=-i)), settings)
         except ValueError as exc:  # its message may be a Worded text (naming the kid argument)
             problems.append((cand.position, exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)))
             continue

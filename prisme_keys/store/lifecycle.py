@@ -270,7 +270,9 @@ def plan(settings: Settings, now: datetime, days: int | None = None) -> PlanResu
         raise InvalidArgument("days", "a plan covers 1 to {most} days, not {value}", most=schedule.MAX_DAYS, value=days)
     records = load_records(settings)
     refuse_duplicate_kids(records, "plan for an ambiguous set")
-    sched = schedule.simulate(records, policy, now, now + clock.days(days), alg=settings.alg, bits=settings.size)
+    sched = schedule.simulate(
+        records, policy, now, clock.shift(now, clock.days(days)), alg=settings.alg, bits=settings.size
+    )
     last_created = max([now] + [e.at for e in sched.events if e.kind == "rotation"])
     return PlanResult(sched, days, settings_checks.check(settings, now, records=records, until=last_created))
 

@@ -180,7 +180,7 @@ def exposure(rec: Record, records: list[Record], policy: rotation.Policy, now: d
     return {
         "from": clock.iso(start),
         "signingUntil": clock.iso(end),
-        "until": clock.iso(end + clock.seconds(policy.max_age)),
+        "until": clock.iso(clock.shift(end, policy.max_age)),
     }
 
 

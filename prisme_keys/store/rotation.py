@@ -138,7 +138,7 @@ def plan_rotation(records: list[Record], policy: Policy, now: datetime, force: b
     if waiting:
         nxt = min(waiting, key=lambda r: t(r, "activatesAt"))
         return RotationPlan(False, f"next key {nxt['kid']} is already published", kid, t(nxt, "activatesAt"))
-    due_at = t(signing, "rotatesAt") - timedelta(seconds=policy.lead)
+    due_at = clock.shift(t(signing, "rotatesAt"), -policy.lead)
     if now >= due_at:
         return RotationPlan(True, f"signing key {kid} reached its rotation date", kid, due_at)
     return RotationPlan(False, "nothing due", kid, due_at)
@@ -146,7 +146,7 @@ def plan_rotation(records: list[Record], policy: Policy, now: datetime, force: b
 
 def future_dated(records: list[Record], now: datetime) -> list[Record]:
     """The records created more than :data:`prisme_keys.clock.CLOCK_SKEW` seconds after ``now``."""
-    limit = now + timedelta(seconds=clock.CLOCK_SKEW)
+    limit = clock.shift(now, clock.CLOCK_SKEW)
     return [r for r in records if t(r, "createdAt") > limit]
 
 
@@ -161,10 +161,10 @@ def bring_back(records: list[Record], policy: Policy, now: datetime) -> list[Rec
     future = newest_first(future_dated(records, now))
     if not future:
         return records
-    last = now + timedelta(seconds=policy.lead + policy.max_age)
+    last = clock.shift(now, policy.lead + policy.max_age)
     fixed: dict[int, Record] = {}
     for i, r in enumerate(future):
-        at = clock.iso(now - timedelta(milliseconds=i + 1))
+        at = clock.iso(clock.shift(now, timedelta(milliseconds=-(i + 1))))
         c = {k: v for k, v in r.items() if k != "activatesAt"}
         c.update(createdAt=at, rotatesAt=at, expiresAt=clock.iso(min(t(r, "expiresAt"), last)))
         fixed[id(r)] = c
@@ -174,14 +174,14 @@ def bring_back(records: list[Record], policy: Policy, now: datetime) -> list[Rec
 def new_record(jwk: dict[str, Any], records: list[Record], policy: Policy, now: datetime) -> Record:
     """The gateway record for a freshly generated key ``jwk`` added at ``now``."""
     newest = newest_first(records)[0]["kid"] if records else None
-    activates = now + timedelta(seconds=policy.lead)
-    rotates = activates + clock.days(policy.rotation_days)
+    activates = clock.shift(now, policy.lead)
+    rotates = clock.shift(activates, clock.days(policy.rotation_days))
     rec: Record = {
         "kid": jwk["kid"],
         "previousKeyId": newest,
         "createdAt": clock.iso(now),
         "rotatesAt": clock.iso(rotates),
-        "expiresAt": clock.iso(rotates + clock.seconds(policy.max_age)),
+        "expiresAt": clock.iso(clock.shift(rotates, policy.max_age)),
         "jwk": jwk,
     }
     if policy.lead:
@@ -226,7 +226,7 @@ def apply_rotation(records: list[Record], jwk: dict[str, Any], policy: Policy, n
     for r in records:
         if r is current:
             r = dict(r)
-            keep_until = t(rec, "activatesAt") + clock.seconds(policy.max_age)
+            keep_until = clock.shift(t(rec, "activatesAt"), policy.max_age)
             if keep_until > t(r, "expiresAt"):
                 r["expiresAt"] = clock.iso(keep_until)
             retired = r

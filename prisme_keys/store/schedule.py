@@ -198,7 +198,7 @@ def _next_run(first: datetime, at: datetime) -> datetime:
     if at <= first:
         return first
     k, rest = divmod(at - first, HOUR)
-    return first + (k + (1 if rest else 0)) * HOUR
+    return clock.shift(first, (k + (1 if rest else 0)) * HOUR)
 
 
 def _next_change(records: list[Record], policy: Policy, at: datetime) -> datetime | None:
@@ -253,11 +253,12 @@ def simulate(records: list[Record], policy: Policy, now: datetime, end: datetime
         if changed:
             snapshots.append((run, current))
         nxt = _next_change(current, policy, run)
-        if nxt is None:
+        following = _next_run(now, max(nxt, clock.shift(run, HOUR))) if nxt is not None else run
+        if following <= run:  # no change to come, or the end of time (years 1 to 9999) reached
             break
-        run = _next_run(now, max(nxt, run + HOUR))
+        run = following
     oldest = min([rotation.t(r, "createdAt") for r in records] + [now])
-    start = max(oldest, now - (end - now))
+    start = max(oldest, clock.shift(now, -(end - now)))
     return _build(records, snapshots, start, now, end, events, removed, future)
 
 
@@ -268,7 +269,7 @@ def timeline(records: list[Record], now: datetime) -> Schedule:
     starts = [rotation.t(r, "createdAt") for r in records] + [now]
     ends = [rotation.t(r, "expiresAt") for r in records] + [now]
     start, last = min(starts), max(ends)
-    end = last + max((last - start) / 20, HOUR)
+    end = clock.shift(last, max((last - start) / 20, HOUR))
     return _build(records, [], start, now, end, [], {}, set())
 
 

@@ -19,7 +19,7 @@ from prisme_keys.errors import InvalidArgument, UsageError
 from prisme_keys.jwk import SUPPORTED_ALGS
 from prisme_keys.store import settings_checks
 from prisme_keys.text import shown
-from prisme_keys.tokens.jws import MAX_NUMERIC_DATE, TIME_CLAIMS, numeric_date_problem, show_value
+from prisme_keys.tokens.jws import MAX_NUMERIC_DATE, MIN_NUMERIC_DATE, TIME_CLAIMS, numeric_date_problem, show_value
 
 
 @dataclass
@@ -250,6 +250,10 @@ def _plan(settings: Any, now: datetime, o: MintOptions) -> _Plan:
             claims.update(extra)
         return claims
 
+    if "exp" not in extra and numeric_date_problem(exp) and exp < MIN_NUMERIC_DATE:
+        raise UsageError(
+            f"an expired token's exp ({exp}, one minute before now) would be before the year 1; nothing was signed"
+        )
     if "exp" not in extra and numeric_date_problem(exp):
         raise UsageError(
             f"lifetime {lifetime} s puts exp after the year 9999 (at most {MAX_NUMERIC_DATE - 1 - iat} s from "
