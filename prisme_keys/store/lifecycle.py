@@ -251,7 +251,8 @@ def plan(settings: Settings, now: datetime, days: int | None = None) -> PlanResu
     """Simulate the cron job (``rotate`` then ``prune``, hourly) on the key file for ``days`` days from ``now``.
 
     Nothing is written and no key is generated. The settings are checked against each other
-    (:func:`settings_checks.check`), up to the last key the schedule creates.
+    (:func:`settings_checks.check`), up to the last key the schedule creates. A window that
+    would run past the year 9999 ends at :data:`clock.LATEST` (dates saturate, :func:`clock.shift`).
 
     Args:
         days: whole days to simulate, 1 to :data:`schedule.MAX_DAYS`; default two rotation
