@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from prisme_keys.errors import ConfigError, Worded
-from prisme_keys.text import decode_utf8, shown
+from prisme_keys.text import decode_utf8, redact_url, shown
 
 APP_NAME = "prisme-keys"
 
@@ -349,17 +349,6 @@ class Settings:
         name and hide the password: ``redis://user:***@host:6379/10`` (a lone user, possibly a
         token, becomes ``***``).
         """
-        import re
-
-        def mask_url(text: str) -> str:
-            m = re.match(r"([A-Za-z][A-Za-z0-9+.-]*://)([^/?#]*)", text)
-            if not m or "@" not in m.group(2):
-                return text
-            userinfo, _, hostport = m.group(2).rpartition("@")
-            user, colon, _ = userinfo.partition(":")
-            shown = f"{user}:***" if colon else "***"
-            return f"{m.group(1)}{shown}@{hostport}{text[m.end() :]}"
-
         rows = []
         for spec in SPECS:
             value = getattr(self, spec.name)
@@ -368,7 +357,7 @@ class Settings:
             elif isinstance(value, Path):
                 value = str(value)
             elif isinstance(value, str):
-                value = mask_url(value)
+                value = redact_url(value)
             rows.append(
                 {"name": spec.name, "env": spec.env, "value": value, "source": self.sources.get(spec.name, "default")}
             )

@@ -9,6 +9,8 @@
 * :func:`decode_utf8` / :func:`strip_bom` accept a leading UTF-8 byte-order mark (``EF BB BF``,
   as Windows editors save it) on every text input: passphrase files, config TOML, JWKS, key
   files and records, claims files, PEM.
+* :func:`redact_url` masks the password of a URL (``https://user:***@host/``) wherever a URL is
+  echoed: messages, reports, JSON, JUnit, ``config show``.
 * :func:`json_error` words a :class:`json.JSONDecodeError` as one phrase
   (``unterminated string starting at line 15 column 3``).
 
@@ -74,6 +76,26 @@ def shown(value: Any, limit: int = ECHO_LIMIT, *, as_json: bool = False) -> str:
         except RecursionError:
             text = f"<{type(value).__name__}>"
     return cap(text, limit)
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password masked as ``***``: ``https://user:***@host/jwks``; a lone user name
+    (possibly a token) becomes ``***`` (``https://***@host/``). The one redactor of echoed URLs.
+
+    Works on text, not a parse, so a malformed URL is redacted too: the authority is what follows
+    ``scheme://`` up to the first ``/``, and everything before its last ``@`` is the userinfo (RFC 3986
+    section 3.2.1), so an unencoded ``?`` or ``#`` in a password is masked as well. A URL without
+    userinfo is returned as it is.
+    """
+    import re
+
+    m = re.match(r"([A-Za-z][A-Za-z0-9+.-]*://)([^/]*)", url)
+    if not m or "@" not in m.group(2):
+        return url
+    userinfo, _, hostport = m.group(2).rpartition("@")
+    user, colon, _ = userinfo.partition(":")
+    masked = f"{user}:***" if colon else "***"
+    return f"{m.group(1)}{masked}@{hostport}{url[m.end() :]}"
 
 
 def strip_bom(text: str) -> str:

@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from helpers import DEEP, no_traceback, record, write_keyfile
+from helpers import DEEP, no_traceback, one_error_line, record, write_keyfile
 
 from prisme_keys import jwk as jwk_rules
 
@@ -402,3 +402,56 @@ def test_check_deep_json_duplicate_keys_and_negative_max_age(cli):
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+# Regression (newcomer): a redirect to a malformed URL crashed check ("internal error: ValueError:
+# Invalid IPv6 URL", exit 1); it is bad_url, exit 9, whatever the Location's flaw.
+@pytest.mark.parametrize(
+    "location, shown_as, why",
+    [
+        ("http://[::1", "'http://[::1'", "Invalid IPv6 URL"),
+        ("http://127.0.0.1:99999/x", "'http://127.0.0.1:99999/x'", "Port out of range 0-65535"),
+        ("http://127.0.0.1:ab/x", "'http://127.0.0.1:ab/x'", "Port could not be cast to integer value as 'ab'"),
+    ],
+)
+def test_redirect_to_malformed_url_is_exit_9(cli, location, shown_as, why):
+    from jwks_server import JwksServer, Route
+
+    with JwksServer() as s:
+        s.routes["/rbad"] = Route(302, b"", {"Location": location})
+        p = cli("check", s.url("/rbad"), "--no-against")
+        one_error_line(p, 9)
+        assert p.stderr == f"prisme-keys: error: {s.url('/rbad')} redirects to a bad URL {shown_as}: {why}\n"
+        p = cli("--json", "check", s.url("/rbad"), "--no-against")
+        assert (p.returncode, json.loads(p.stderr)["code"]) == (9, "bad_url")
+
+
+# Regression (newcomer): a password in the URL was printed in the error line and the JUnit file;
+# every output masks it as ***.
+def test_password_in_url_is_masked_everywhere(cli, tmp_path):
+    from jwks_server import JwksServer, Route
+
+    with JwksServer() as s:
+        s.routes["/priv"] = Route(404, b"no", {"Content-Type": "text/plain"})
+        url, masked = f"http://user:pass@127.0.0.1:{s.port}/priv", f"http://user:***@127.0.0.1:{s.port}/priv"
+        junit = tmp_path / "report.xml"
+        p = cli("check", url, "--no-against", "--junit", str(junit))
+        one_error_line(p, 10)
+        assert p.stderr.startswith(f"prisme-keys: error: {masked}: transport.status: HTTP 404, expected 200; ")
+        assert ET.parse(junit).getroot().find("testsuite").get("name") == f"check {masked}"
+        p = cli("--json", "check", url, "--no-against")
+        assert json.loads(p.stdout)["url"] == masked
+        assert json.loads(p.stderr)["message"].startswith(f"{masked}: transport.status")
+        s.routes["/moved"] = Route(302, b"", {"Location": "/priv"})
+        p = cli("check", url.replace("/priv", "/moved"), "--no-against", "--allow-http")
+        assert p.returncode == 10
+        for out in (p.stdout, p.stderr, junit.read_text()):
+            assert "pass@" not in out and "user:pass" not in out
+        s.routes["/https"] = Route(302, b"", {"Location": "https://u:pw@127.0.0.1:1/x"})
+        p = cli("check", url.replace("/priv", "/https"), "--no-against")
+        one_error_line(p, 9)
+        assert p.stderr == (
+            f"prisme-keys: error: {masked.replace('/priv', '/https')} redirects to a bad URL "
+            "'https://u:***@127.0.0.1:1/x': it has a user name or password "
+            "(userinfo is refused in a redirect, RFC 9110 section 4.2.4)\n"
+        )

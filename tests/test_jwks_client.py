@@ -310,3 +310,65 @@ def test_verify_cli_refetches_when_age_uses_up_max_age(server, keypool, cli):
     time.sleep(max(0.0, 2.2 - (time.monotonic() - t0)))
     assert cli("verify", token, "--jwks-url", server.url()).returncode == 0
     assert len(server.requests) == 2
+
+
+# Regression (newcomer): a redirect to a malformed URL crashed with "internal error: ValueError:
+# Invalid IPv6 URL" (exit 1). Every Location goes through the one URL check: bad_url, exit 9.
+@pytest.mark.parametrize(
+    "location, shown_as, why",
+    [
+        ("http://[::1", "'http://[::1'", "Invalid IPv6 URL"),
+        ("//[::1/x", "'//[::1/x'", "Invalid IPv6 URL"),
+        ("http://127.0.0.1:99999/x", "'http://127.0.0.1:99999/x'", "Port out of range 0-65535"),
+        ("//127.0.0.1:70000/x", "'http://127.0.0.1:70000/x'", "Port out of range 0-65535"),
+        ("http://127.0.0.1:ab/x", "'http://127.0.0.1:ab/x'", "Port could not be cast to integer value as 'ab'"),
+        ("ftp://127.0.0.1/x", "'ftp://127.0.0.1/x'", "use an https:// URL"),
+        ("https:///x", "'https:///x'", "no host name"),
+        ("/a b", "'http://127.0.0.1:{port}/a b'", "spaces or control characters (percent-encode them)"),
+        (
+            "http://u:s3cret@127.0.0.1:{port}/jwks",
+            "'http://u:***@127.0.0.1:{port}/jwks'",
+            "it has a user name or password (userinfo is refused in a redirect, RFC 9110 section 4.2.4)",
+        ),
+        (
+            "http://tok3n@127.0.0.1:{port}/jwks",
+            "'http://***@127.0.0.1:{port}/jwks'",
+            "it has a user name or password (userinfo is refused in a redirect, RFC 9110 section 4.2.4)",
+        ),
+    ],
+)
+def test_malformed_location_is_bad_url(server, keypool, location, shown_as, why):
+    server.serve_json("/jwks", jwks(keypool[0]))
+    server.routes["/rbad"] = Route(302, b"", {"Location": location.format(port=server.port)})
+    with pytest.raises(FetchError) as info:
+        jwks_client.fetch(server.url("/rbad"), use_cache=False)
+    assert (info.value.exit_code, info.value.code) == (9, "bad_url")
+    assert (
+        info.value.message == f"{server.url('/rbad')} redirects to a bad URL {shown_as.format(port=server.port)}: {why}"
+    )
+    assert "s3cret" not in info.value.message and "tok3n" not in info.value.message
+
+
+# Regression (newcomer): a password in the URL was echoed in every message; it is masked as ***.
+def test_messages_mask_the_password(server, keypool):
+    server.routes["/jwks"] = Route(404, b"no", {"Content-Type": "text/plain"})
+    url = f"http://user:pass@127.0.0.1:{server.port}"
+    assert (
+        fail(f"{url}/jwks") == f"HTTP 404 Not Found from http://user:***@127.0.0.1:{server.port}/jwks (text/plain body)"
+    )
+    with pytest.raises(UsageError) as info:
+        jwks_client.fetch("http://user:pass@127.0.0.1:99999/jwks", use_cache=False)
+    assert (info.value.code, info.value.message) == (
+        "invalid_url",
+        "bad URL 'http://user:***@127.0.0.1:99999/jwks': Port out of range 0-65535",
+    )
+    server.routes["/big"] = Route(200, b"x" * 2000, {"Content-Type": "application/json"})
+    assert fail(f"{url}/big", max_bytes=1000) == (
+        f"the JWKS at http://user:***@127.0.0.1:{server.port}/big is 2000 bytes; the limit is 1000 bytes (max_bytes)"
+    )
+    server.serve_json("/leak", {"keys": [keypool[0]]})
+    res = jwks_client.fetch(f"{url}/leak", use_cache=False)
+    assert res.warnings[0].startswith(f"http://user:***@127.0.0.1:{server.port}/leak publishes private key members")
+    source = jwks_client.UrlKeySource(f"{url}/leak", use_cache=False)
+    assert source.description == f"http://user:***@127.0.0.1:{server.port}/leak"
+    assert all("pass@" not in w for w in source.take_warnings())

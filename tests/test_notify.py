@@ -228,7 +228,7 @@ def test_redis_stopped_keeps_change_exit_11_then_notify_delivers(cli, kf, keypoo
     assert err.count("\n") == 0
     assert err.startswith(
         f"prisme-keys: error: key file {kf} was changed (created {kid}) but the notification failed: "
-        f"cannot publish gateway.jwks.updated on the broker at redis://127.0.0.1:{dead.port}/10"
+        f"cannot publish gateway.jwks.updated on the broker at redis://:***@127.0.0.1:{dead.port}/10"
     )
     assert err.endswith("; it stays pending: the next run with --notify retries it (or run: prisme-keys notify)")
     for secret in ("hunter2pw", "s3cret-internal-key", recs[0]["jwk"]["d"]):
@@ -350,10 +350,21 @@ def test_envelope_shape():
     assert broker.stream_name("", "catchall_stream") == "streams:catchall_stream"
 
 
-def test_safe_url_hides_password():
-    assert broker.safe_url("redis://user:pw@host:6379/10") == "redis://host:6379/10"
-    assert broker.safe_url("redis://:pw@host/0") == "redis://host/0"
-    assert broker.safe_url("redis://host:6379/10") == "redis://host:6379/10"
+def test_redis_url_password_masked_in_messages():
+    """Redis URLs go through the one redactor (prisme_keys.text.redact_url): the password becomes ***."""
+    from prisme_keys.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        broker._check_redis_url("redis://user:pw@host:6379/abc", "BROKER_HOST")
+    assert info.value.message == (
+        "bad value for BROKER_HOST: redis://user:***@host:6379/abc; allowed: a Redis URL "
+        "redis[s]://[user:password@]host:port/DB with a numeric database"
+    )
+    with pytest.raises(ConfigError) as info:
+        broker._runtime_target("http://u:pw@host:99999/")
+    assert info.value.message == (
+        "the runtime URL must be an http(s) URL with a host and a valid port, not http://u:***@host:99999/"
+    )
 
 
 def test_publish_trims_approximately(redis_server, redis_env):

@@ -134,6 +134,24 @@ def test_loopback_by_default_and_says_so(served):
     assert served.proc.returncode == 0
 
 
+
+# Regression (newcomer): URLs echoed by serve (the issuer) show a password or token as ***.
+def test_issuer_with_userinfo_is_masked_on_stderr(cli, keyfile):
+    s = start(cli, keyfile, env={"OIDC_PROVIDER_URL": "https://user:s3cret@issuer.test"})
+    try:
+        assert json.loads(s.get("/oidc/.well-known/openid-configuration")[2])["issuer"] == (
+            "https://user:s3cret@issuer.test"  # the served document is the protocol's, unchanged
+        )
+        s.proc.send_signal(signal.SIGTERM)
+        out, err = s.proc.communicate(timeout=10)
+    finally:
+        if s.proc.poll() is None:
+            s.proc.kill()
+            s.proc.wait()
+    assert err.startswith(f"key file {keyfile}; issuer https://user:***@issuer.test; loopback only"), err
+    assert "s3cret" not in out + err
+
+
 def test_serve_missing_key_file_exit_4(cli, tmp_path):
     p = cli("--key-file", str(tmp_path / "none.json"), "serve", "--port", "0")
     assert p.returncode == 4 and "does not exist" in p.stderr

@@ -11,7 +11,7 @@ from helpers import DEEP, one_error_line, record, write_keyfile
 from jwks_server import JwksServer, claims, jwks, rs_token
 
 from prisme_keys import jwk as jwk_rules
-from prisme_keys.text import cap, json_error, printable, shown
+from prisme_keys.text import cap, json_error, printable, redact_url, shown
 
 BOM = b"\xef\xbb\xbf"
 
@@ -166,3 +166,24 @@ def test_deeply_nested_json_is_a_documented_error(cli, tmp_path):
     src.write_text(DEEP)
     one_error_line(cli("--key-file", str(tmp_path / "new.json"), "import", "--create", str(src)), 4)
     assert not (tmp_path / "new.json").exists()
+
+
+# One redactor for every echoed URL (check, verify, notify, config show): the password becomes ***.
+@pytest.mark.parametrize(
+    "url, shown_as",
+    [
+        ("http://user:pass@127.0.0.1:8080/jwks", "http://user:***@127.0.0.1:8080/jwks"),
+        ("redis://:hunter2@cache:6380/0", "redis://:***@cache:6380/0"),
+        ("https://tok3n@issuer.test/x", "https://***@issuer.test/x"),
+        ("https://a@b:p@ss@host/x", "https://a@b:***@host/x"),
+        ("https://u:p?ss#w@host/x", "https://u:***@host/x"),
+        ("http://u:pw@[::1", "http://u:***@[::1"),
+        ("http://u:pw@host:99999/x", "http://u:***@host:99999/x"),
+        ("https://host/users/@me/jwks", "https://host/users/@me/jwks"),
+        ("https://host:8443/jwks?x=1", "https://host:8443/jwks?x=1"),
+        ("not a url user:pw@host", "not a url user:pw@host"),
+        ("", ""),
+    ],
+)
+def test_redact_url(url, shown_as):
+    assert redact_url(url) == shown_as

@@ -222,6 +222,35 @@ def test_verify_url_cache_and_errors(kf, keypool):
         assert p.stderr == f"prisme-keys: error: no complete answer from {s.url('/hang')} within 1 s (--timeout)\n"
 
 
+# Regression (newcomer): a redirect to a malformed URL crashed verify (exit 1, internal error);
+# a password in --jwks-url was echoed in messages and in the redirect note.
+def test_verify_url_bad_redirect_and_masked_password(kf, keypool):
+    k1 = keypool[2]
+    tok = rs_token(k1, claims(iss=ISS, aud=AUD))
+    with JwksServer() as s:
+        s.routes["/rbad"] = Route(302, b"", {"Location": "http://[::1"})
+        p = kf("verify", tok, "--jwks-url", s.url("/rbad"))
+        assert p.returncode == 9
+        assert (
+            p.stderr == f"prisme-keys: error: {s.url('/rbad')} redirects to a bad URL 'http://[::1': Invalid IPv6 URL\n"
+        )
+        p = kf("--json", "verify", tok, "--jwks-url", s.url("/rbad"))
+        assert (p.returncode, json.loads(p.stderr)["code"]) == (9, "bad_url")
+        secret = f"http://user:pass@127.0.0.1:{s.port}"
+        masked = f"http://user:***@127.0.0.1:{s.port}"
+        s.routes["/err"] = Route(500, b"oops", {"Content-Type": "text/plain"})
+        p = kf("verify", tok, "--jwks-url", f"{secret}/err")
+        assert p.returncode == 9
+        assert p.stderr == f"prisme-keys: error: HTTP 500 Internal Server Error from {masked}/err (text/plain body)\n"
+        s.serve_json("/jwks", jwks(k1))
+        s.routes["/moved"] = Route(302, b"", {"Location": "/jwks"})
+        p = kf("verify", tok, "--jwks-url", f"{secret}/moved")
+        assert p.returncode == 0, p.stderr
+        assert p.stderr == f"note: JWKS served by {masked}/jwks (redirected from {masked}/moved)\n"
+        p = kf("verify", rs_token(keypool[3], claims(iss=ISS, aud=AUD)), "--jwks-url", f"{secret}/jwks")
+        assert p.returncode == 8 and "pass@" not in p.stderr and f"{masked}/jwks" in p.stderr, p.stderr
+
+
 def test_verify_batch_cli(kf, keypool):
     good = ok(kf("mint", "--count", "3")).splitlines()
     lines = "\n".join([good[0], "Bearer " + good[1], "garbage", good[2]]) + "\n"

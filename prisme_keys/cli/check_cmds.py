@@ -11,6 +11,7 @@ from prisme_keys.cli.common import duration
 from prisme_keys.cli.completion import complete_revoked_kid
 from prisme_keys.cli.words import say
 from prisme_keys.errors import UsageError
+from prisme_keys.text import redact_url
 
 
 @app.command()
@@ -106,7 +107,9 @@ def check(
         _render(st, report)
     if not report.ok:
         waited = f" after {report.attempts} attempts in {report.waited:.1f} s" if report.waited is not None else ""
-        raise CheckFailed(f"{url}{waited}: " + "; ".join(f"{c.name}: {c.detail}" for c in report.failures())[:500])
+        raise CheckFailed(
+            f"{report.url}{waited}: " + "; ".join(f"{c.name}: {c.detail}" for c in report.failures())[:500]
+        )
 
 
 def _worded(report: Any) -> Any:
@@ -210,7 +213,7 @@ def serve(
 
     def ready() -> None:
         output.note(
-            f"key file {st.settings.key_file}; issuer {server.issuer}"
+            f"key file {st.settings.key_file}; issuer {redact_url(server.issuer)}"
             + (
                 "; loopback only (use --host to expose)"
                 if server_mod.is_loopback_host(host)
@@ -224,7 +227,7 @@ def serve(
                     "serving": True,
                     "url": server.base_url,
                     "jwks_url": f"{server.base_url}/oidc/jwks",
-                    "issuer": server.issuer,
+                    "issuer": redact_url(server.issuer),
                     "key_file": str(st.settings.key_file),
                 }
             )

@@ -16,9 +16,9 @@ if TYPE_CHECKING:
 
 
 def _resend_hint(runtime_url: Optional[str]) -> str:
-    from prisme_keys.publish.announce import safe_url
+    from prisme_keys.text import redact_url
 
-    return "prisme-keys notify" + (f" --runtime-url {safe_url(runtime_url)}" if runtime_url else "")
+    return "prisme-keys notify" + (f" --runtime-url {redact_url(runtime_url)}" if runtime_url else "")
 
 
 def _kids_change(created: list[str], deleted: list[str], sep: str = ", ") -> str:

@@ -12,7 +12,7 @@ from prisme_keys.cli.app import app, state
 from prisme_keys.cli.common import duration, read_stdin_capped, read_token_arg, text_option
 from prisme_keys.cli.completion import complete_kid
 from prisme_keys.errors import UsageError
-from prisme_keys.text import json_error, shown, strip_bom
+from prisme_keys.text import json_error, redact_url, shown, strip_bom
 
 _TOKEN_HELP = (
     "The token, or - to read it from stdin. Surrounding whitespace and one 'Bearer ' prefix "
@@ -394,7 +394,9 @@ def verify(
     )
     final = getattr(getattr(source, "result", None), "final_url", None)
     if final and final != jwks_url:
-        output.note(f"note: JWKS served by {final} (redirected from {jwks_url})", quiet=st.quiet)
+        output.note(
+            f"note: JWKS served by {redact_url(final)} (redirected from {redact_url(jwks_url or '')})", quiet=st.quiet
+        )
 
     def warn(w: str) -> None:
         output.warn(w, quiet=st.quiet)

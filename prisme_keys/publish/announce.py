@@ -36,6 +36,7 @@ from prisme_keys import clock
 from prisme_keys.errors import ConfigError, KeyFileError, NotifyError
 from prisme_keys.settings import Settings
 from prisme_keys.store.announced import Announced, Pending
+from prisme_keys.text import redact_url
 
 GATEWAY_EVENT = "gateway.jwks.updated"
 RUNTIME_EVENT = "runtime.jwks.updated"
@@ -87,25 +88,6 @@ def envelope(
     }
 
 
-def safe_url(url: str | None) -> str:
-    """``url`` with any user name / password removed, for messages."""
-    if not url:
-        return str(url)
-    from urllib.parse import urlsplit, urlunsplit
-
-    try:
-        parts = urlsplit(url)
-        if parts.username is not None or parts.password is not None:
-            host = parts.hostname or ""
-            if ":" in host:
-                host = f"[{host}]"
-            netloc = host + (f":{parts.port}" if parts.port else "")
-            return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-    except ValueError:
-        return "<unparsable URL>"
-    return url
-
-
 def _redis_module() -> Any:
     try:
         import redis
@@ -130,7 +112,7 @@ def _check_redis_url(url: str | None, setting: str) -> str:
         or (parts.scheme != "unix" and db and not db.isdigit())
     ):
         raise ConfigError(
-            f"bad value for {setting}: {safe_url(url)}; allowed: a Redis URL "
+            f"bad value for {setting}: {redact_url(url)}; allowed: a Redis URL "
             "redis[s]://[user:password@]host:port/DB with a numeric database"
         )
     return url
@@ -147,7 +129,7 @@ def _runtime_target(runtime_url: str) -> str:
         usable = False
     if not usable:
         raise ConfigError(
-            f"the runtime URL must be an http(s) URL with a host and a valid port, not {safe_url(runtime_url)}"
+            f"the runtime URL must be an http(s) URL with a host and a valid port, not {redact_url(runtime_url)}"
         )
     # URL/sys/certs: keep the URL's path (a runtime behind a prefix), one slash between them
     return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/") + "/sys/certs", parts.query, ""))
@@ -181,12 +163,12 @@ def _client(url: str | None, setting: str) -> Any:
     try:
         return redis.Redis.from_url(url, socket_connect_timeout=TIMEOUT, socket_timeout=TIMEOUT)
     except ValueError as exc:
-        raise ConfigError(f"bad value for {setting}: {safe_url(url)}: {exc}") from None
+        raise ConfigError(f"bad value for {setting}: {redact_url(url)}: {exc}") from None
 
 
 def _redis_failure(what: str, url: str, exc: Exception) -> NotifyError:
     detail = str(exc).strip().rstrip(".") or type(exc).__name__
-    return NotifyError(f"cannot {what} at {safe_url(url)}: {detail}")
+    return NotifyError(f"cannot {what} at {redact_url(url)}: {detail}")
 
 
 @dataclass
@@ -312,10 +294,10 @@ def post_runtime_key(settings: Settings, runtime_url: str, jwk: dict[str, Any]) 
             resp.read(65536)
             return int(resp.status)
     except urllib.error.HTTPError as exc:
-        raise NotifyError(f"the runtime at {safe_url(target)} answered HTTP {exc.code}") from None
+        raise NotifyError(f"the runtime at {redact_url(target)} answered HTTP {exc.code}") from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise NotifyError(f"cannot reach the runtime at {safe_url(target)}: {reason}") from None
+        raise NotifyError(f"cannot reach the runtime at {redact_url(target)}: {reason}") from None
 
 
 def announce(

@@ -32,7 +32,7 @@ from prisme_keys import jwk as jwk_rules
 from prisme_keys.store import revocation, rotation
 from prisme_keys.store.revocation import RevokedKeys
 from prisme_keys.store.revocation import describe as describe_revocation
-from prisme_keys.text import cap, decode_utf8, shown
+from prisme_keys.text import cap, decode_utf8, redact_url, shown
 from prisme_keys.tokens import freshness
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
@@ -57,8 +57,8 @@ class Response:
     """A fetched JWKS response.
 
     Attributes:
-        url: the URL asked for.
-        final_url: the URL after redirects.
+        url: the URL asked for; final_url: the URL after redirects; both as shown in reports, their
+            password masked (:func:`prisme_keys.text.redact_url`).
         status: HTTP status code.
         headers: response headers, names lower-cased.
         body: the body bytes (capped by the client).
@@ -570,7 +570,7 @@ def run(
     keyset = kf.load() if use_file or (absent and kf.exists()) else None
     revoked = revocation.revoked_keys(keyset, kf.path) if keyset is not None else None
     raw = jwks_client.fetch_raw(url, **fetch_kw)
-    resp = Response(url, raw.final_url, raw.status, raw.headers, raw.body)
+    resp = Response(redact_url(url), redact_url(raw.final_url), raw.status, raw.headers, raw.body)
     rt = (lambda: _roundtrip(settings, url, now, fetch_kw)) if roundtrip else None
     return evaluate(
         resp,

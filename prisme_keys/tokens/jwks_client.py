@@ -34,7 +34,7 @@ from typing import Any
 
 from prisme_keys.errors import FetchError, InvalidArgument, Worded
 from prisme_keys.jwk import PRIVATE_MEMBERS
-from prisme_keys.text import decode_utf8, shown
+from prisme_keys.text import cap, decode_utf8, redact_url, shown
 from prisme_keys.tokens import jwks_cache
 from prisme_keys.tokens.freshness import DEFAULT_MAX_AGE, MAX_CACHE_AGE  # noqa: F401  (public names of this module)
 from prisme_keys.tokens.jwks_cache import (  # noqa: F401  (public names of this module)
@@ -43,7 +43,7 @@ from prisme_keys.tokens.jwks_cache import (  # noqa: F401  (public names of this
     refetch_allowed,
 )
 from prisme_keys.tokens.keyring import KeyRing, KeySource
-from prisme_keys.tokens.urls import check_url, host_port
+from prisme_keys.tokens.urls import check_url, host_port, redirect_target
 
 DEFAULT_TIMEOUT = 5.0  #: seconds, whole exchange including redirects
 DEFAULT_MAX_BYTES = 1 << 20  #: 1 MiB body cap
@@ -152,10 +152,10 @@ def _exchange(
     from prisme_keys import __version__
 
     redirects: list[str] = []
-    current, previous = url, None
+    current = url
+    parts = check_url(current, allow_http)
     ctx = None
     while True:
-        parts = check_url(current, allow_http, previous)
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise TimeoutError
@@ -177,20 +177,22 @@ def _exchange(
         rheaders = _header_fields(resp.getheaders())
         if resp.status in _REDIRECTS and "location" in rheaders:
             conn.close()
-            from urllib.parse import urljoin
-
-            nxt = urljoin(current, rheaders["location"])
+            nxt, parts = redirect_target(current, rheaders["location"], allow_http)
             redirects.append(nxt)
             if len(redirects) > MAX_REDIRECTS:
                 raise FetchError(
-                    f"more than {MAX_REDIRECTS} redirects fetching {url} (last: {nxt})", code="too_many_redirects"
+                    f"more than {MAX_REDIRECTS} redirects fetching {cap(redact_url(url))} "
+                    f"(last: {cap(redact_url(nxt))})",
+                    code="too_many_redirects",
                 )
-            previous, current = current, nxt
+            current = nxt
             continue
         length = rheaders.get("content-length", "")
         if length.isdigit() and int(length) > max_bytes:
             conn.close()
-            raise FetchError(Worded(_TOO_LARGE, url=current, length=int(length), limit=max_bytes), code="too_large")
+            raise FetchError(
+                Worded(_TOO_LARGE, url=redact_url(current), length=int(length), limit=max_bytes), code="too_large"
+            )
         chunks, total = [], 0
         while True:
             left = deadline - time.monotonic()
@@ -204,7 +206,7 @@ def _exchange(
             total += len(data)
             if total > max_bytes:
                 conn.close()
-                raise FetchError(Worded(_OVER_CAP, url=current, limit=max_bytes), code="too_large")
+                raise FetchError(Worded(_OVER_CAP, url=redact_url(current), limit=max_bytes), code="too_large")
             chunks.append(data)
         conn.close()
         return RawResponse(url, current, resp.status, resp.reason or "", rheaders, b"".join(chunks), redirects)
@@ -283,7 +285,7 @@ def fetch_raw(
 
 def _timed_out(url: str, timeout: float) -> FetchError:
     return FetchError(
-        Worded("no complete answer from {url} within {seconds:g} s ({timeout})", url=url, seconds=timeout),
+        Worded("no complete answer from {url} within {seconds:g} s ({timeout})", url=redact_url(url), seconds=timeout),
         code="timeout",
     )
 
@@ -294,7 +296,7 @@ def _fetch_error(err: BaseException, url: str, timeout: float, conn: Any) -> Bas
     import socket
     import ssl
 
-    host = conn.host if conn is not None else url
+    host = conn.host if conn is not None else redact_url(url)
     if isinstance(err, FetchError):
         return err
     if isinstance(err, (TimeoutError, socket.timeout)):
@@ -346,7 +348,7 @@ def parse_jwks(raw: RawResponse) -> dict[str, Any]:
         FetchError: non-2xx status (naming it), ``text/html`` (naming the type), a body that is
             not JSON, or JSON that is not a JWK Set (no ``keys`` array).
     """
-    where = raw.final_url
+    where = redact_url(raw.final_url)
     ctype = raw.content_type
     if not 200 <= raw.status < 300:
         raise FetchError(
@@ -374,7 +376,7 @@ def parse_jwks(raw: RawResponse) -> dict[str, Any]:
 
 def _leak_warning(url: str, kids: list[str]) -> str:
     return (
-        f"{url} publishes private key members for key(s) {', '.join(kids)}; they were ignored and not "
+        f"{redact_url(url)} publishes private key members for key(s) {', '.join(kids)}; they were ignored and not "
         "cached (the private key is exposed: replace it)"
     )
 
@@ -501,7 +503,7 @@ class UrlKeySource(KeySource):
         real_clock: Callable[[], float] = time.time,
     ) -> None:
         self.url = url
-        self.description = url
+        self.description = redact_url(url)
         self._clock = real_clock
         self._kw: dict[str, Any] = {
             "real_clock": real_clock,
@@ -520,7 +522,7 @@ class UrlKeySource(KeySource):
 
     def _build(self) -> None:
 
-        self._ring = KeyRing(self.result.doc, self.url)
+        self._ring = KeyRing(self.result.doc, self.description)
         for w in self.result.warnings + self._ring.warnings:
             if w not in self._seen:
                 self._seen.add(w)

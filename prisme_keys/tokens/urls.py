@@ -2,8 +2,12 @@
 
 * ``https://`` is required, except for loopback hosts (``localhost``, 127.0.0.0/8, ``::1``) or
   with ``allow_http``; a redirect never goes from https to http.
-* A malformed URL given by the user is a usage error (exit 2); one a server redirects to is a
-  fetch failure (exit 9).
+* A malformed URL given by the user is a usage error (exit 2, ``invalid_url``); one a server
+  redirects to (a ``Location`` that does not parse, a bad or out-of-range port, a host that is not
+  one, userinfo, which RFC 9110 section 4.2.4 says to treat as an error) is a fetch failure
+  (exit 9, ``bad_url``). Every URL, the user's and each ``Location``, goes through
+  :func:`check_url` (redirects through :func:`redirect_target`).
+* Every URL in a message is shown through :func:`prisme_keys.text.redact_url` (password masked).
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from prisme_keys.errors import FetchError, InvalidArgument, Worded
-from prisme_keys.text import shown
+from prisme_keys.text import redact_url, shown
 
 
 def is_loopback(host: str | None) -> bool:
@@ -39,9 +43,7 @@ def check_url(url: str, allow_http: bool, previous: str | None = None) -> Any:
     from urllib.parse import urlsplit
 
     def bad(why: str) -> Exception:
-        if previous is None:
-            return InvalidArgument("url", "bad URL {value}: {why}", code="invalid_url", value=shown(url), why=why)
-        return FetchError(f"{previous} redirects to a bad URL {shown(url)}: {why}", code="bad_url")
+        return bad_url(url, why, previous)
 
     try:
         parts = urlsplit(url)
@@ -59,7 +61,10 @@ def check_url(url: str, allow_http: bool, previous: str | None = None) -> Any:
     if len(parts.hostname) > 253 or any(len(label) > 63 for label in parts.hostname.split(".")):
         raise bad("the host name is longer than DNS allows (253 characters, 63 a label)")
     if previous is not None and previous.startswith("https:") and parts.scheme == "http":
-        raise FetchError(f"refusing a redirect from https to http ({previous} -> {url})", code="insecure_redirect")
+        raise FetchError(
+            f"refusing a redirect from https to http ({redact_url(previous)} -> {shown(redact_url(url))})",
+            code="insecure_redirect",
+        )
     if parts.scheme == "http" and not allow_http and not is_loopback(parts.hostname):
         raise FetchError(
             Worded(
@@ -70,6 +75,41 @@ def check_url(url: str, allow_http: bool, previous: str | None = None) -> Any:
             code="insecure_url",
         )
     return parts
+
+
+def bad_url(url: str, why: str, previous: str | None = None) -> Exception:
+    """The error for a malformed ``url`` (password masked, echo capped).
+
+    Returns:
+        :class:`InvalidArgument` (``invalid_url``, exit 2) for the user's URL (``previous`` is
+        ``None``), else :class:`FetchError` (``bad_url``, exit 9) naming the URL that redirected.
+    """
+    value = shown(redact_url(url))
+    if previous is None:
+        return InvalidArgument("url", "bad URL {value}: {why}", code="invalid_url", value=value, why=why)
+    return FetchError(f"{redact_url(previous)} redirects to a bad URL {value}: {why}", code="bad_url")
+
+
+def redirect_target(current: str, location: str, allow_http: bool) -> tuple[str, Any]:
+    """The URL a redirect from ``current`` goes to (``location`` resolved against it, RFC 3986
+    section 5) and its :func:`check_url` parts.
+
+    Raises:
+        FetchError: ``bad_url`` when ``location`` does not parse, breaks a rule of
+            :func:`check_url`, or carries userinfo (RFC 9110 section 4.2.4: an error from an
+            untrusted source); ``insecure_redirect``, ``insecure_url`` as there.
+    """
+    from urllib.parse import urljoin, urlsplit
+
+    try:
+        target = urljoin(current, location)
+    except ValueError as exc:
+        raise bad_url(location, str(exc), current) from None
+    parts = check_url(target, allow_http, current)
+    if "@" in urlsplit(location).netloc:  # the server's own userinfo (a relative one keeps the user's URL's)
+        why = "it has a user name or password (userinfo is refused in a redirect, RFC 9110 section 4.2.4)"
+        raise bad_url(target, why, current)
+    return target, parts
 
 
 def host_port(conn: Any, fallback: str) -> str:
