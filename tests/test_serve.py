@@ -134,7 +134,6 @@ def test_loopback_by_default_and_says_so(served):
     assert served.proc.returncode == 0
 
 
-
 # Regression (newcomer): URLs echoed by serve (the issuer) show a password or token as ***.
 def test_issuer_with_userinfo_is_masked_on_stderr(cli, keyfile):
     s = start(cli, keyfile, env={"OIDC_PROVIDER_URL": "https://user:s3cret@issuer.test"})

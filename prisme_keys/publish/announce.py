@@ -36,7 +36,7 @@ from prisme_keys import clock
 from prisme_keys.errors import ConfigError, KeyFileError, NotifyError
 from prisme_keys.settings import Settings
 from prisme_keys.store.announced import Announced, Pending
-from prisme_keys.text import redact_url
+from prisme_keys.text import cap, redact_url
 
 GATEWAY_EVENT = "gateway.jwks.updated"
 RUNTIME_EVENT = "runtime.jwks.updated"
@@ -112,7 +112,7 @@ def _check_redis_url(url: str | None, setting: str) -> str:
         or (parts.scheme != "unix" and db and not db.isdigit())
     ):
         raise ConfigError(
-            f"bad value for {setting}: {redact_url(url)}; allowed: a Redis URL "
+            f"bad value for {setting}: {cap(redact_url(url))}; allowed: a Redis URL "
             "redis[s]://[user:password@]host:port/DB with a numeric database"
         )
     return url
@@ -129,7 +129,7 @@ def _runtime_target(runtime_url: str) -> str:
         usable = False
     if not usable:
         raise ConfigError(
-            f"the runtime URL must be an http(s) URL with a host and a valid port, not {redact_url(runtime_url)}"
+            f"the runtime URL must be an http(s) URL with a host and a valid port, not {cap(redact_url(runtime_url))}"
         )
     # URL/sys/certs: keep the URL's path (a runtime behind a prefix), one slash between them
     return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/") + "/sys/certs", parts.query, ""))

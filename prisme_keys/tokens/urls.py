@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from prisme_keys.errors import FetchError, InvalidArgument, Worded
-from prisme_keys.text import redact_url, shown
+from prisme_keys.text import cap, redact_url, shown
 
 
 def is_loopback(host: str | None) -> bool:
@@ -62,7 +62,7 @@ def check_url(url: str, allow_http: bool, previous: str | None = None) -> Any:
         raise bad("the host name is longer than DNS allows (253 characters, 63 a label)")
     if previous is not None and previous.startswith("https:") and parts.scheme == "http":
         raise FetchError(
-            f"refusing a redirect from https to http ({redact_url(previous)} -> {shown(redact_url(url))})",
+            f"refusing a redirect from https to http ({cap(redact_url(previous))} -> {cap(redact_url(url))})",
             code="insecure_redirect",
         )
     if parts.scheme == "http" and not allow_http and not is_loopback(parts.hostname):
@@ -87,7 +87,7 @@ def bad_url(url: str, why: str, previous: str | None = None) -> Exception:
     value = shown(redact_url(url))
     if previous is None:
         return InvalidArgument("url", "bad URL {value}: {why}", code="invalid_url", value=value, why=why)
-    return FetchError(f"{redact_url(previous)} redirects to a bad URL {value}: {why}", code="bad_url")
+    return FetchError(f"{cap(redact_url(previous))} redirects to a bad URL {value}: {why}", code="bad_url")
 
 
 def redirect_target(current: str, location: str, allow_http: bool) -> tuple[str, Any]:
