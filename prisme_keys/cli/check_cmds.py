@@ -107,9 +107,8 @@ def check(
         _render(st, report)
     if not report.ok:
         waited = f" after {report.attempts} attempts in {report.waited:.1f} s" if report.waited is not None else ""
-        raise CheckFailed(
-            f"{report.url}{waited}: " + "; ".join(f"{c.name}: {c.detail}" for c in report.failures())[:500]
-        )
+        why = "; ".join(f"{c.name}: {c.detail}" for c in report.failures())[:500]
+        raise CheckFailed(f"{report.url}{waited}: {why}")  # report.url: its password masked
 
 
 def _worded(report: Any) -> Any:
