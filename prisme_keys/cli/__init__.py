@@ -89,15 +89,7 @@ def _invoke(st: State) -> int:
         sys.stderr.write("prisme-keys: interrupted\n")
         code = EXIT_INTERRUPTED
     except typer.TyperException as exc:
-        if as_json:
-            from prisme_keys.cli.output import error
-
-            error(exc.format_message(), code="usage_error", exit_code=2, as_json=True)
-        elif hasattr(exc, "show") and len(exc.format_message()) <= MESSAGE_LIMIT:
-            exc.show()
-        else:
-            sys.stderr.write(f"prisme-keys: error: {cap(exc.format_message(), MESSAGE_LIMIT, tail=200)}\n")
-        code = getattr(exc, "exit_code", 2)
+        code = _click_error(exc, as_json or st.json)
     except KeyboardInterrupt:
         sys.stderr.write("prisme-keys: interrupted\n")
         code = EXIT_INTERRUPTED
@@ -120,6 +112,53 @@ def _invoke(st: State) -> int:
         )
         code = 1
     return code
+
+
+#: A "No such option" suggestion is kept only this close to what was typed (difflib ratio, 0 to 1):
+#: ``--verbos`` suggests ``--verbose`` (0.94), ``--bogus`` suggests nothing (0.63 to ``--verbose``).
+SUGGESTION_CUTOFF = 0.75
+
+
+def _click_error(exc: typer.TyperException, as_json: bool) -> int:
+    """Report an error of the Click layer (a usage error: exit 2) as one line on stderr; return its exit code.
+
+    The line is ``prisme-keys: error: MESSAGE (see prisme-keys CMD --help)`` instead of Click's block
+    (usage, hint, blank line, error); with ``--json`` one ``{code, message, exit}`` object without
+    the pointer. No command at all (``prisme-keys``, ``prisme-keys config``) prints the command's
+    help on stderr, formatted, with exit 2: it is a usage error, and stdout stays clean.
+    """
+    from prisme_keys.cli.output import error
+
+    ctx = getattr(exc, "ctx", None)
+    command = ctx.command_path if ctx is not None else "prisme-keys"
+    exit_code = int(getattr(exc, "exit_code", 2))
+    if type(exc).__name__ == "NoArgsIsHelpError":
+        if as_json:
+            error("Missing command", code="usage_error", exit_code=exit_code, as_json=True)
+        else:
+            sys.stderr.write(exc.format_message().rstrip("\n") + "\n")
+        return exit_code
+    message = _click_message(exc)
+    if ctx is not None and not as_json:
+        message = f"{cap(message, MESSAGE_LIMIT - 200, tail=200)} (see {command} --help)"
+    error(message, code="usage_error", exit_code=exit_code, as_json=as_json)
+    return exit_code
+
+
+def _click_message(exc: typer.TyperException) -> str:
+    """Click's message without its trailing period; a "No such option" keeps only close suggestions."""
+    possibilities = getattr(exc, "possibilities", None)
+    if type(exc).__name__ == "NoSuchOption" and possibilities:
+        import difflib
+
+        typed = str(getattr(exc, "option_name", ""))
+        close = [p for p in possibilities if difflib.SequenceMatcher(None, typed, p).ratio() >= SUGGESTION_CUTOFF]
+        message = str(getattr(exc, "message", exc))
+        if close:
+            message += f"; did you mean {' or '.join(sorted(close))}?"
+    else:
+        message = exc.format_message()
+    return message[:-1] if message.endswith(".") and not message.endswith("..") else message
 
 
 def run() -> None:

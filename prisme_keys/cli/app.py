@@ -120,8 +120,10 @@ class State:
         flags: global path flags, ``{key_file, config_path, passphrase_file}`` (``None`` when absent).
         json / quiet / verbose / debug: output mode.
         now_override: the ``--now`` time (UTC), or ``None`` to use the real clock.
-        write_at_now: ``--write-at-now``: a command that changes the key file may act at a
-            ``--now`` away from the real clock.
+        write_at_now: ``--write-at-now``: a command that changes the key file or announces may
+            act at a ``--now`` away from the real clock.
+        command_options: the option names of the running command (``--dry-run``, ...), set by
+            :func:`state`, so that advice names only options the command has.
     """
 
     argv: list[str] = field(default_factory=list)
@@ -133,6 +135,7 @@ class State:
     debug: bool = False
     now_override: datetime | None = None
     write_at_now: bool = False
+    command_options: frozenset[str] = frozenset()
     _settings: "Settings | None" = None
 
     @property
@@ -166,15 +169,22 @@ class State:
         """The time this invocation acts at: ``--now`` when given, else the real clock (UTC)."""
         return self.now_override if self.now_override is not None else clock.now()
 
-    def write_now(self) -> datetime:
-        """The time a command that changes the key file acts at (:meth:`now`), once allowed.
+    def write_now(self, does: str = "changes the key file", act: str = "write") -> datetime:
+        """The time a command that writes or announces acts at (:meth:`now`), once allowed.
 
         ``--now`` is for planning: more than :data:`prisme_keys.clock.CLOCK_SKEW` away from the
-        real clock it writes only with ``--write-at-now``, so ``--now +45d prune`` cannot delete
-        keys whose tokens are still valid, nor ``--now +400d rotate`` write a key dated next year.
+        real clock a command that changes the key file or sends announcements acts only with
+        ``--write-at-now``, so ``--now +45d prune`` cannot delete keys whose tokens are still
+        valid, ``--now +400d rotate`` write a key dated next year, nor ``notify`` publish events
+        dated then.
+
+        Args:
+            does: what the command does, for the refusal ("changes the key file").
+            act: the verb of the ``--write-at-now`` advice ("write", "announce").
 
         Raises:
-            UsageError: code ``now_not_real``, naming ``--dry-run`` and ``--write-at-now``.
+            UsageError: code ``now_not_real``, naming ``--write-at-now``, and ``--dry-run`` when the
+                running command has it (else advising to drop ``--now``).
         """
         at = self.now()
         if self.now_override is None or self.write_at_now:
@@ -183,9 +193,13 @@ class State:
         if offset is None:
             return at
         where = "ahead of" if offset > 0 else "behind"
+        advice = (
+            f"add --dry-run to see what it would do then, or --write-at-now to {act} as of that time"
+            if "--dry-run" in self.command_options
+            else f"drop --now to act at the real clock, or add --write-at-now to {act} as of that time"
+        )
         raise UsageError(
-            f"--now {clock.iso(at)} is {clock.span(offset)} {where} the real clock and this command changes "
-            "the key file; add --dry-run to see what it would do then, or --write-at-now to write as of that time",
+            f"--now {clock.iso(at)} is {clock.span(offset)} {where} the real clock and this command {does}; {advice}",
             code="now_not_real",
         )
 
@@ -195,6 +209,7 @@ def state(ctx: typer.Context) -> State:
     obj = ctx.find_object(State)
     if obj is None:  # invoked without main() (e.g. Typer's CliRunner): a fresh state
         obj = ctx.ensure_object(State)
+    obj.command_options = frozenset(opt for p in ctx.command.params for opt in getattr(p, "opts", ()))
     return obj
 
 

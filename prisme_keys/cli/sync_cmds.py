@@ -302,6 +302,7 @@ def notify(
         raise UsageError(
             "--force announces the pending state; it does not go with --created, --deleted or --no-runtime"
         )
+    at = st.write_now("announces key changes dated then", act="announce")  # events dated --now: refused far off
     if created and runtime:
         try:
             from prisme_keys.store.lifecycle import load_records
@@ -315,7 +316,7 @@ def notify(
     try:
         res = broker.announce(
             st.settings,
-            st.now(),
+            at,
             created=list(created),
             deleted=list(deleted),
             runtime=runtime,
@@ -339,7 +340,8 @@ def _notify_pending(st: State, runtime_url: Optional[str], force: bool) -> None:
 
     try:
         # the announcement is recorded in the key file: a --now away from the real clock needs --write-at-now
-        out = broker.announce_pending(st.settings, st.write_now(), runtime_url=runtime_url, force=force)
+        at = st.write_now("announces key changes dated then and records them in the key file", act="announce")
+        out = broker.announce_pending(st.settings, at, runtime_url=runtime_url, force=force)
     except NotifyError as exc:
         raise NotifyError(
             f"{say(exc.message)}; nothing is lost: the announcement stays pending; re-run prisme-keys notify "
