@@ -98,7 +98,7 @@ ERROR_CODES: dict[str, ErrorCode] = {
     **_codes(
         ExitCode.USAGE,
         usage_error="bad arguments or options",
-        now_not_real="a command that changes the key file under a --now away from the real clock",
+        now_not_real="a command that changes the key file or announces, under a --now away from the real clock",
         output_is_folder="an output file option names a folder",
         output_not_regular="an output file option names a device or FIFO",
         output_protected="an output would replace the key file, a lock file or private key material",

@@ -258,7 +258,19 @@ def test_redis_stopped_keeps_change_exit_11_then_notify_delivers(cli, kf, keypoo
     assert p.stdout.startswith(f"nothing to announce: signing key {kid2} and 3 published keys were announced on ")
     assert consumer.read() == {s(t): [] for t in TOPICS}
     # explicit kids still send exactly what is given, every time
-    p = cli("--key-file", str(kf), "--now", DUE, "notify", "--created", kid, "--created", kid2, env=redis_env)
+    p = cli(
+        "--key-file",
+        str(kf),
+        "--now",
+        DUE,
+        "--write-at-now",
+        "notify",
+        "--created",
+        kid,
+        "--created",
+        kid2,
+        env=redis_env,
+    )
     assert p.returncode == 0, p.stderr
     got = consumer.read()
     assert [e["payload"] for e in got[s(GW)]] == [{"created": [kid, kid2], "deleted": []}]

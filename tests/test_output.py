@@ -262,9 +262,59 @@ def test_usage_error_after_the_command_is_json_under_json(run):
     assert (rc, out) == (2, "")
     assert json.loads(err) == {
         "code": "usage_error",
-        "message": "No such option: --bogus (Possible options: --verbose)",
+        "message": "No such option: --bogus",  # not "(Possible options: --verbose)": too far to be meant
         "exit": 2,
     }
+
+
+#: The newcomer's inputs: Click printed a 4-line block (usage, hint, blank line, "Error: ...").
+USAGE_ERRORS = [
+    (["mint", "--count", "0"], "Invalid value for '--count': 0 is not in the range x>=1", "mint"),
+    (["plan", "--days", "0"], "Invalid value for '--days': 0 is not in the range 1<=x<=3660", "plan"),
+    (["serve", "--port", "70000"], "Invalid value for '--port': 70000 is not in the range 0<=x<=65535", "serve"),
+    (["export", "--format", "xml"], "Invalid value for '--format': 'xml' is not one of 'jwks', 'records'", "export"),
+    (["verify", "x", "--leeway", "-5"], "Invalid value for '--leeway': -5.0 is not in the range x>=0", "verify"),
+    (["revoke"], "Missing argument 'KID'", "revoke"),
+    (["check"], "Missing argument 'URL'", "check"),
+    (["--bogus", "list"], "No such option: --bogus", ""),  # Click suggested the unrelated --verbose
+    (["list", "--verbos"], "No such option: --verbos; did you mean --verbose?", "list"),
+    (["lst"], "No such command 'lst'. Did you mean 'list'?", ""),
+    (["config", "bogus"], "No such command 'bogus'", "config"),
+    (["-q"], "Missing command", ""),
+]
+
+
+@pytest.mark.parametrize(
+    "argv, message, command", USAGE_ERRORS, ids=lambda a: " ".join(a) if isinstance(a, list) else ""
+)
+def test_a_usage_error_is_one_line(run, argv, message, command):
+    where = f"prisme-keys {command}".strip()
+    assert run(*argv) == (2, "", f"prisme-keys: error: {message} (see {where} --help)\n")
+    rc, out, err = run("--json", *argv)
+    assert (rc, out) == (2, "")
+    assert err.count("\n") == 1 and json.loads(err) == {"code": "usage_error", "message": message, "exit": 2}
+
+
+@pytest.mark.parametrize("argv", [[], ["config"]], ids=["prisme-keys", "config"])
+def test_no_command_prints_the_help_on_stderr_with_exit_2(run, argv):
+    """Regression: bare `prisme-keys` printed the help as one error line with literal \\n sequences.
+
+    Decision (README "Output"): no command is a usage error, so exit 2 and the help on stderr,
+    formatted (Click 8.2's convention for no_args_is_help); stdout stays empty.
+    """
+    rc, out, err = run(*argv)
+    assert (rc, out) == (2, "")
+    assert err.startswith(f"Usage: prisme-keys {' '.join(argv) + ' ' if argv else ''}[OPTIONS] COMMAND [ARGS]...\n\n")
+    assert "\\n" not in err and "prisme-keys: error" not in err and "\nCommands:\n" in err
+    rc, out, err = run("--json", *argv)
+    assert (rc, out) == (2, "")
+    assert json.loads(err) == {"code": "usage_error", "message": "Missing command", "exit": 2}
+
+
+def test_json_help_is_text_help(run):
+    """--help is for people: --json does not change it (README "Output")."""
+    rc, out, err = run("--json", "--help")
+    assert (rc, err) == (0, "") and out.startswith("Usage: prisme-keys [OPTIONS] COMMAND [ARGS]...\n")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -389,7 +389,10 @@ def test_port_out_of_range_is_a_usage_error(cli, keyfile):
     for port in ("70000", "-1"):
         p = cli("--key-file", str(keyfile), "serve", "--port", port)
         assert p.returncode == 2 and "Traceback" not in p.stderr
-        assert f"Invalid value for '--port': {port} is not in the range 0<=x<=65535." in p.stderr
+        assert p.stderr == (
+            f"prisme-keys: error: Invalid value for '--port': {port} is not in the range 0<=x<=65535 "
+            "(see prisme-keys serve --help)\n"
+        )
     p = cli("--key-file", str(keyfile), "serve", "--read-timeout", "0")
     assert (p.returncode, p.stderr) == (
         2,

@@ -40,40 +40,107 @@ def run(tmp_path, kf, capsys):
     return call
 
 
-def refusal(at: str, span: str) -> str:
-    return (
-        f"prisme-keys: error: --now {at} is {span} the real clock and this command changes the key file; "
-        "add --dry-run to see what it would do then, or --write-at-now to write as of that time\n"
+KEY_FILE = "changes the key file"
+ANNOUNCES = "announces key changes dated then"
+RECORDS = "announces key changes dated then and records them in the key file"
+
+
+def refusal(at: str, span: str, does: str = KEY_FILE, dry_run: bool = True) -> str:
+    act = "write" if does == KEY_FILE else "announce"
+    advice = (
+        f"add --dry-run to see what it would do then, or --write-at-now to {act} as of that time"
+        if dry_run
+        else f"drop --now to act at the real clock, or add --write-at-now to {act} as of that time"
     )
+    return f"prisme-keys: error: --now {at} is {span} the real clock and this command {does}; {advice}\n"
 
 
+#: Every command that changes the key file or sends announcements, in every form, with what its
+#: refusal says: (argv, what it does, whether it has --dry-run).
 WRITERS = [
-    ["rotate"],
-    ["rotate", "--force"],
-    ["prune"],
-    ["init"],
-    ["import", "IMPORT"],
-    ["encrypt"],
-    ["encrypt", "--rekey"],
-    ["decrypt"],
-    ["notify"],  # records the announcement in the key file
-    ["rotate", "--notify"],
+    (["rotate"], KEY_FILE, True),
+    (["rotate", "--force"], KEY_FILE, True),
+    (["rotate", "--notify"], KEY_FILE, True),
+    (["prune"], KEY_FILE, True),
+    (["prune", "--notify"], KEY_FILE, True),
+    (["revoke", "KID", "--reason", "leaked"], KEY_FILE, True),
+    (["revoke", "KID", "--notify"], KEY_FILE, True),
+    (["init"], KEY_FILE, False),
+    (["init", "--encrypt"], KEY_FILE, False),
+    (["import", "IMPORT"], KEY_FILE, False),
+    (["import", "IMPORT", "--notify"], KEY_FILE, False),
+    (["encrypt"], KEY_FILE, False),
+    (["encrypt", "--rekey"], KEY_FILE, False),
+    (["decrypt"], KEY_FILE, False),
+    (["notify"], RECORDS, False),  # records the announcement in the key file
+    (["notify", "--force"], RECORDS, False),
+    (["notify", "--runtime-url", "http://127.0.0.1:9"], RECORDS, False),
+    (["notify", "--created", "x", "--no-runtime"], ANNOUNCES, False),  # events dated --now, nothing recorded
+    (["notify", "--created", "KID"], ANNOUNCES, False),
+    (["notify", "--deleted", "x"], ANNOUNCES, False),
+    (["notify", "--no-runtime"], ANNOUNCES, False),
 ]
 
+#: Commands that only read, print or serve: --now is planning for them. ``serve`` mints its
+#: anonymous tokens at the real clock (it never reads --now); ``export``/``generate``/``mint``/
+#: ``plan`` write only their output (--out), never the key file; ``config init`` writes no date.
+READERS = {"list", "export", "generate", "plan", "mint", "decode", "verify", "check", "serve", "doctor", "config"}
 
-@pytest.mark.parametrize("cmd", WRITERS, ids=lambda c: " ".join(c))
+
+def test_every_command_is_classed_as_writing_or_reading():
+    """A new command must say whether it writes: this fails until it is added to WRITERS or READERS."""
+    import typer
+
+    from prisme_keys.cli import app
+
+    commands = set(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
+    assert {argv[0] for argv, _, _ in WRITERS} | READERS == commands
+    assert not {argv[0] for argv, _, _ in WRITERS} & READERS
+
+
+@pytest.mark.parametrize("cmd, does, dry_run", WRITERS, ids=lambda c: " ".join(c) if isinstance(c, list) else "")
 @pytest.mark.parametrize("offset, span", [("+45d", "45 days ahead of"), ("-2h", "2 hours behind")])
-def test_a_writing_command_refuses_a_far_now(run, kf, tmp_path, keypool, cmd, offset, span):
+def test_a_writing_command_refuses_a_far_now(run, kf, tmp_path, keypool, cmd, does, dry_run, offset, span):
     src = tmp_path / "import.json"
     src.write_text(json.dumps({"keys": [keypool[1]]}))
-    if cmd == ["init"]:
+    if cmd[0] == "init":
         kf.unlink()
     before = kf.read_bytes() if kf.exists() else None
-    cmd = [str(src) if a == "IMPORT" else a for a in cmd]
+    cmd = [str(src) if a == "IMPORT" else keypool[0]["kid"] if a == "KID" else a for a in cmd]
     at = clock.iso(clock.parse_time(offset))
     rc, out, err = run("--now", at, *cmd, env={"PRISME_KEYS_PASSPHRASE": "pw pw pw"})
-    assert (rc, out, err) == (2, "", refusal(at, span))
+    assert (rc, out, err) == (2, "", refusal(at, span, does, dry_run))
     assert (kf.read_bytes() if kf.exists() else None) == before
+
+
+@pytest.mark.parametrize(
+    "cmd", [["encrypt"], ["init"], ["decrypt"], ["import", "x.json"], ["notify", "--force"], ["prune"], ["revoke", "x"]]
+)
+def test_the_refusal_suggests_dry_run_only_where_the_command_has_it(run, cmd):
+    """Regression: `--now +45d encrypt` said "add --dry-run", which encrypt refuses as an unknown option."""
+    import typer
+
+    from prisme_keys.cli import app
+
+    params = typer.main.get_command(app).commands[cmd[0]].params  # type: ignore[attr-defined]
+    has = any("--dry-run" in getattr(p, "opts", ()) for p in params)
+    at = clock.iso(clock.parse_time("+45d"))
+    rc, out, err = run("--now", at, *cmd)
+    does = RECORDS if cmd[0] == "notify" else KEY_FILE
+    assert (rc, out, err) == (2, "", refusal(at, "45 days ahead of", does, dry_run=has))
+    assert has == (cmd[0] in ("prune", "revoke"))
+
+
+def test_raw_notify_does_not_publish_under_a_far_now(run, tmp_path):
+    """Regression: `--now +45d notify --created x --no-runtime` published an event dated 45 days ahead.
+
+    The broker is a port nothing listens on: without the refusal the command fails with exit 11.
+    """
+    rc, out, err = run(
+        "--now", "+45d", "notify", "--created", "x", "--no-runtime", env={"BROKER_HOST": "redis://127.0.0.1:9/0"}
+    )
+    at = err.split("--now ", 1)[1].split(" ", 1)[0]
+    assert (rc, out, err) == (2, "", refusal(at, "45 days ahead of", ANNOUNCES, dry_run=False))
 
 
 def test_prune_at_45_days_ahead_deletes_nothing(run, kf, keypool):

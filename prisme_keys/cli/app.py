@@ -252,12 +252,13 @@ def _global(
         "--now",
         metavar="TIME",
         help="Act as if the time were TIME: ISO-8601, Unix seconds, or an offset like +31d, -2h. For planning: "
-        "a command that changes the key file refuses a TIME away from the real clock (see --write-at-now).",
+        "a command that changes the key file or announces refuses a TIME away from the real clock "
+        "(see --write-at-now).",
     ),
     write_at_now: bool = typer.Option(
         False,
         "--write-at-now",
-        help="Let a command that changes the key file act at the --now time (backdated imports, "
+        help="Let a command that changes the key file or announces act at the --now time (backdated imports, "
         "time-travel tests); without it such a --now more than 5 minutes from the real clock is refused.",
     ),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Print only results and errors."),
