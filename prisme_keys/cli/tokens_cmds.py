@@ -339,7 +339,9 @@ def verify(
         "valid, else the exit code of the first failure.",
     ),
     timeout: float = typer.Option(5.0, "--timeout", metavar="SECONDS", help="Total time for fetching the JWKS."),
-    max_bytes: int = typer.Option(1 << 20, "--max-bytes", metavar="BYTES", min=1, help="Largest JWKS body or JWKS file, bytes."),
+    max_bytes: int = typer.Option(
+        1 << 20, "--max-bytes", metavar="BYTES", min=1, help="Largest JWKS body or JWKS file, bytes."
+    ),
     cacert: Optional[str] = typer.Option(
         None, "--cacert", metavar="FILE", help="Trust this CA (PEM) for the JWKS URL instead of the system store."
     ),

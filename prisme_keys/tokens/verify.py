@@ -580,7 +580,7 @@ def _other_source(
         return jwks_client.UrlKeySource(
             jwks_url,
             timeout=timeout if timeout is not None else jwks_client.DEFAULT_TIMEOUT,
-            max_bytes=max_bytes if max_bytes is not None else jwks_client.DEFAULT_MAX_BYTES,
+            max_bytes=max_bytes if max_bytes is not None else DEFAULT_MAX_BYTES,
             cacert=cacert,
             allow_http=allow_http,
             use_cache=use_cache,
