@@ -171,7 +171,12 @@ def _parsed(name: str, env_name: str, parse: Callable[[Any], Any], raw: Any, src
         return parse(raw)
     except ConfigError as exc:
         if src == "flag":
-            raise InvalidArgument(name, "{" + name + "}: {problem}", problem=exc.message) from None
+            template = {  # the argument named as a field, for a front end to word (--key-file)
+                "key_file": "{key_file}: {problem}",
+                "config_path": "{config_path}: {problem}",
+                "passphrase_file": "{passphrase_file}: {problem}",
+            }.get(name, name + ": {problem}")
+            raise InvalidArgument(name, template, problem=exc.message) from None
         if src.startswith("config:"):
             raise ConfigError(f"{exc.message} (from {src[len('config:') :]})") from None
         if env_name not in exc.message:
