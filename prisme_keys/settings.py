@@ -14,8 +14,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from prisme_keys.errors import ConfigError, Worded
-from prisme_keys.text import decode_utf8, redact_url, shown
+from prisme_keys.errors import ConfigError, InvalidArgument, Worded
+from prisme_keys.text import decode_utf8, read_capped, redact_url, shown
 
 APP_NAME = "prisme-keys"
 
@@ -154,9 +154,34 @@ def _p_str(v: Any) -> str | None:
 def _p_path(v: Any) -> Path | None:
     if v is None or v == "":
         return None
-    if not isinstance(v, (str, os.PathLike)):
-        raise ConfigError(f"bad value for a path setting: {shown(v)}; allowed: a path string")
+    if not isinstance(v, (str, os.PathLike)) or "\0" in str(v):  # the OS cannot open a name holding NUL
+        raise ConfigError(f"bad value for a path setting: {shown(v)}; allowed: a path string without NUL characters")
     return Path(os.path.expanduser(str(v)))
+
+
+def _parsed(name: str, env_name: str, parse: Callable[[Any], Any], raw: Any, src: str) -> Any:
+    """``parse(raw)``, a bad value's error naming where it came from (``src``: ``flag``, ``env:NAME``
+    or ``config:PATH``).
+
+    Raises:
+        InvalidArgument: a bad value given as an argument (``src`` ``flag``; exit 2).
+        ConfigError: a bad value from the environment or the config file (exit 3).
+    """
+    try:
+        return parse(raw)
+    except ConfigError as exc:
+        if src == "flag":
+            template = {  # the argument named as a field, for a front end to word (--key-file)
+                "key_file": "{key_file}: {problem}",
+                "config_path": "{config_path}: {problem}",
+                "passphrase_file": "{passphrase_file}: {problem}",
+            }.get(name, name + ": {problem}")
+            raise InvalidArgument(name, template, problem=exc.message) from None
+        if src.startswith("config:"):
+            raise ConfigError(f"{exc.message} (from {src[len('config:') :]})") from None
+        if env_name not in exc.message:
+            raise ConfigError(f"{exc.message} (from {env_name})") from None
+        raise
 
 
 @dataclass(frozen=True)
@@ -372,20 +397,26 @@ class Settings:
         return rows
 
 
+#: Largest config file read, bytes (reading stops past it: ``--config /dev/zero`` ends at once).
+MAX_CONFIG_BYTES = 1 << 20
+
+
 def read_config(path: Path) -> dict[str, Any]:
-    """Read a TOML config file (tomllib).
+    """Read a TOML config file (tomllib), at most :data:`MAX_CONFIG_BYTES`.
 
     Returns ``{}`` when the file does not exist.
 
     Raises:
-        ConfigError: unreadable file, bad TOML, or an unknown setting name.
+        ConfigError: unreadable or too large file, bad TOML, or an unknown setting name.
     """
     try:
-        raw = path.read_bytes()
+        raw = read_capped(path, MAX_CONFIG_BYTES)
     except FileNotFoundError:
         return {}
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config file {path} is larger than {MAX_CONFIG_BYTES} bytes; a config file is a few lines")
     import tomllib  # only when there is a file: 2.3 ms of start-up otherwise
 
     try:
@@ -414,19 +445,15 @@ def load(flags: Mapping[str, Any] | None = None, environ: Mapping[str, str] | No
         environ: the environment (default ``os.environ``).
 
     Raises:
-        ConfigError: a bad value (naming the setting, the value and what is allowed),
-            an unreadable or invalid config file.
+        ConfigError: a bad value (naming the setting, the value and what is allowed) from the
+            environment or the config file, an unreadable, too large or invalid config file (exit 3).
+        InvalidArgument: a bad value in ``flags`` (exit 2), e.g. a path holding a NUL character.
     """
     flags = {k: v for k, v in (flags or {}).items() if v is not None}
     env = os.environ if environ is None else environ
     sources: dict[str, str] = {}
 
-    if "config_path" in flags:
-        config_path, sources["config_path"] = Path(flags["config_path"]), "flag"
-    elif env.get("PRISME_KEYS_CONFIG"):
-        config_path, sources["config_path"] = Path(env["PRISME_KEYS_CONFIG"]), "env:PRISME_KEYS_CONFIG"
-    else:
-        config_path, sources["config_path"] = default_config_path(), "default"
+    config_path, sources["config_path"] = _config_path(flags.get("config_path"), env)
     if sources["config_path"] != "default" and not config_path.exists():
         # A config file named on purpose must exist: a typo must not fall back to defaults.
         how = "{config_path}" if sources["config_path"] == "flag" else "PRISME_KEYS_CONFIG"
@@ -445,12 +472,7 @@ def load(flags: Mapping[str, Any] | None = None, environ: Mapping[str, str] | No
             raw, src = config[spec.name], f"config:{config_path}"
         else:
             continue
-        try:
-            values[spec.name] = spec.parse(raw)
-        except ConfigError as exc:
-            if src.startswith("config:"):
-                raise ConfigError(f"{exc.message} (from {config_path})") from None
-            raise
+        values[spec.name] = _parsed(spec.name, spec.env, spec.parse, raw, src)
         sources[spec.name] = src
     if values.get("key_file") is None:
         values.pop("key_file", None)
@@ -495,10 +517,24 @@ def setting_names() -> list[str]:
     return [f.name for f in fields(Settings) if f.name in _BY_NAME]
 
 
-def load_config_path(environ: Mapping[str, str] | None = None) -> Path:
-    """The config file path from ``PRISME_KEYS_CONFIG`` or the platform default."""
-    env = os.environ if environ is None else environ
-    return Path(env["PRISME_KEYS_CONFIG"]) if env.get("PRISME_KEYS_CONFIG") else default_config_path()
+def load_config_path(environ: Mapping[str, str] | None = None, flag: str | None = None) -> Path:
+    """The config file path: ``flag`` (the argument naming it), else ``PRISME_KEYS_CONFIG``, else the platform default.
+
+    Raises:
+        InvalidArgument: ``flag`` is not a usable path (exit 2).
+        ConfigError: ``PRISME_KEYS_CONFIG`` is not a usable path (exit 3).
+    """
+    return _config_path(flag, os.environ if environ is None else environ)[0]
+
+
+def _config_path(flag: Any, env: Mapping[str, str]) -> tuple[Path, str]:
+    """``(config file path, its source)`` from the argument, the environment or the default."""
+    if flag:
+        return _parsed("config_path", "PRISME_KEYS_CONFIG", _p_path, flag, "flag"), "flag"
+    if env.get("PRISME_KEYS_CONFIG"):
+        src = "env:PRISME_KEYS_CONFIG"
+        return _parsed("config_path", "PRISME_KEYS_CONFIG", _p_path, env["PRISME_KEYS_CONFIG"], src), src
+    return default_config_path(), "default"
 
 
 def from_values(values: Mapping[str, Any], sources: Mapping[str, str] | None = None) -> Settings:

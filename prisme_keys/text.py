@@ -11,6 +11,8 @@
   files and records, claims files, PEM.
 * :func:`redact_url` masks the password of a URL (``https://user:***@host/``) wherever a URL is
   echoed: messages, reports, JSON, JUnit, ``config show``.
+* :func:`read_capped` reads a file named by the user up to a size cap, so ``/dev/zero`` or a
+  runaway pipe ends promptly instead of filling the memory.
 * :func:`json_error` words a :class:`json.JSONDecodeError` as one phrase
   (``unterminated string starting at line 15 column 3``).
 
@@ -110,6 +112,21 @@ def decode_utf8(data: bytes) -> str:
         UnicodeDecodeError: the bytes are not UTF-8.
     """
     return data.decode("utf-8-sig")
+
+
+def read_capped(path: Any, limit: int) -> bytes:
+    """At most ``limit + 1`` bytes of the file at ``path`` (a regular file, pipe or device), so the
+    caller tells "too large" (``len(result) > limit``) from "fits" without reading the rest.
+
+    Args:
+        path: a file name (``str`` or ``os.PathLike``).
+        limit: the largest size the caller accepts, in bytes.
+
+    Raises:
+        OSError: the file cannot be opened or read.
+    """
+    with open(path, "rb") as fh:
+        return fh.read(limit + 1)
 
 
 def json_error(exc: json.JSONDecodeError) -> str:

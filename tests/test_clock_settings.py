@@ -204,7 +204,74 @@ def test_non_string_path_in_config_is_exit_3(cli, tmp_path):
     cfg.write_text("key_file = 5\n")
     p = cli("--config", str(cfg), "list")
     one_error_line(p, 3)
-    assert "bad value for a path setting: 5" in p.stderr
+    assert p.stderr == (
+        "prisme-keys: error: bad value for a path setting: 5; allowed: a path string without NUL characters "
+        f"(from {cfg})\n"
+    )
+
+
+# Regression (newcomer): a NUL in a path setting was exit 1 "internal error: ValueError: embedded
+# null byte"; it is exit 3 from the config file or the environment, exit 2 as an argument
+def test_nul_in_a_path_setting(cli, tmp_path, capsys):
+    rule = "allowed: a path string without NUL characters"
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('key_file = "\\u0000"\n')
+    p = cli("--config", str(cfg), "list")
+    one_error_line(p, 3)
+    assert p.stderr == f"prisme-keys: error: bad value for a path setting: '\\x00'; {rule} (from {cfg})\n"
+    from prisme_keys.cli import main
+
+    capsys.readouterr()
+    for env in ("PRISME_KEYS_FILE", "PRISME_KEYS_PASSPHRASE_FILE", "PRISME_KEYS_CONFIG"):
+        assert main(["list"], env={**cli.env, env: "a\0b"}) == 3  # os.environ cannot hold NUL; main's env can
+        err = capsys.readouterr().err
+        assert err == f"prisme-keys: error: bad value for a path setting: 'a\\x00b'; {rule} (from {env})\n"
+    for flag in ("--key-file", "--config", "--passphrase-file"):
+        p = cli(flag, "a\0b", "list")
+        one_error_line(p, 2)
+        assert p.stderr == f"prisme-keys: error: {flag}: 'a\\x00b' holds a NUL character\n"
+    # the library's own check, for callers of settings.load (the Python API): exit 2, worded for the flag
+    from prisme_keys.cli.words import say
+    from prisme_keys.errors import InvalidArgument
+
+    with pytest.raises(InvalidArgument) as exc:
+        settings.load({"key_file": "a\0b"}, {})
+    assert say(exc.value.message) == f"--key-file: bad value for a path setting: 'a\\x00b'; {rule}"
+    with pytest.raises(InvalidArgument):
+        settings.load_config_path({}, "a\0b")
+
+
+# Regression (newcomer): any argument holding NUL (main([...]) can pass one) was exit 1 on a file option
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["export", "--out", "a\0b"], "--out"),
+        (["mint", "--claims=a\0b"], "--claims"),
+        (["import", "a\0b"], "argument 2"),
+        (["verify", "t", "--jwks-file", "a\0b"], "--jwks-file"),
+    ],
+)
+def test_nul_in_any_argument_is_exit_2(cli, argv, named):
+    p = cli(*argv)
+    one_error_line(p, 2)
+    assert p.stderr == f"prisme-keys: error: {named}: 'a\\x00b' holds a NUL character\n"
+
+
+# Regression (newcomer): --config /dev/zero was read whole (MemoryError, exit 1)
+def test_config_file_is_capped(cli, tmp_path):
+    p = cli("--config", "/dev/zero", "list")
+    one_error_line(p, 3)
+    assert p.stderr == (
+        "prisme-keys: error: config file /dev/zero is larger than 1048576 bytes; a config file is a few lines\n"
+    )
+    big = tmp_path / "big.toml"
+    big.write_text("# " + "x" * (1 << 20) + "\n")
+    p = cli("--config", str(big), "list")
+    one_error_line(p, 3)
+    assert (
+        p.stderr
+        == f"prisme-keys: error: config file {big} is larger than 1048576 bytes; a config file is a few lines\n"
+    )
 
 
 @pytest.mark.parametrize("year", [1, 9, 99, 999, 2026, 9999])

@@ -187,3 +187,38 @@ def test_deeply_nested_json_is_a_documented_error(cli, tmp_path):
 )
 def test_redact_url(url, shown_as):
     assert redact_url(url) == shown_as
+
+
+# Regression (newcomer): `--key-file $'new\nline.json' init` printed "created new" and "line.json: ..."
+# on two lines; every message echoing a path (or any input) is one line, control characters escaped
+def test_paths_with_line_breaks_and_esc_are_echoed_on_one_line(run, tmp_path):
+    kf = tmp_path / "new\nline\x1b[31m.json"
+    shown_kf = printable(str(kf))
+    assert shown_kf == f"{tmp_path}/new\\nline\\x1b[31m.json"
+
+    def one_line(p, stream="stdout"):
+        text = getattr(p, stream)
+        assert "\x1b" not in p.stdout + p.stderr and "\r" not in p.stdout + p.stderr
+        assert len(text.splitlines()) == 1 and text.endswith("\n"), text
+        return text
+
+    p = run("--key-file", str(kf), "init")
+    assert p.returncode == 0, p.stderr
+    assert one_line(p).startswith(f"created {shown_kf}: signing key ")
+    assert run("--key-file", str(kf), "rotate", "--force").returncode == 0
+    out = tmp_path / "o\nut\x1b[31m.json"
+    p = run("--key-file", str(kf), "export", "--out", str(out))
+    assert (p.returncode, p.stdout, p.stderr) == (0, "", "") and out.exists()
+    p = run("--key-file", str(kf), "doctor")
+    assert p.stdout.splitlines()[-1].startswith(f"healthy: 2 keys in {shown_kf}; ")
+    cfg = tmp_path / "c\nfg\x1b[31m.toml"
+    p = run("--config", str(cfg), "config", "init")
+    assert one_line(p) == f"wrote {printable(str(cfg))}\n"
+    p = run("--config", str(cfg), "config", "path")
+    assert one_line(p) == f"{printable(str(cfg))}\n"
+    svg = tmp_path / "p\nlan\x1b[31m.svg"
+    p = run("--key-file", str(kf), "--config", str(cfg), "plan", "--svg", str(svg))
+    assert p.returncode == 0 and one_line(p, "stderr") == f"wrote the chart to {printable(str(svg))}\n"
+    p = run("--key-file", str(tmp_path / "no\npe\x1b.json"), "list")
+    one_error_line(p, 4)
+    assert p.stderr.startswith(f"prisme-keys: error: key file {tmp_path}/no\\npe\\x1b.json does not exist; ")

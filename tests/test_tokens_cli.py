@@ -10,7 +10,7 @@ import uuid
 
 import jwt as pyjwt
 import pytest
-from helpers import no_traceback, record, write_keyfile
+from helpers import no_traceback, one_error_line, record, write_keyfile
 from jwks_server import JwksServer, Route, bj, claims, jwks, rs_token
 
 from prisme_keys import jwk as jwk_rules
@@ -407,3 +407,22 @@ def test_mint_expired_at_the_first_second_of_year_1_says_before_year_1(kf):
         "prisme-keys: error: an expired token's exp (-62135596860, one minute before now) would be before the year 1; "
         "nothing was signed\n",
     )
+
+
+# Regression (newcomer): --jwks-file /dev/zero was read whole (OOM, exit 137); a JWKS file or stdin
+# is capped like a JWKS URL's body (1 MiB, --max-bytes) and a larger one is exit 9 too_large
+def test_verify_jwks_file_is_capped(kf, keypool, tmp_path):
+    tok = rs_token(keypool[2], claims(iss=ISS, aud=AUD))
+    p = kf("verify", tok, "--jwks-file", "/dev/zero")
+    one_error_line(p, 9)
+    assert (
+        p.stderr == "prisme-keys: error: JWKS file /dev/zero is larger than the limit of 1048576 bytes (--max-bytes)\n"
+    )
+    p = kf("--json", "verify", tok, "--jwks-file", "-", input=b" " * (1024 * 1024 + 1))
+    assert p.returncode == 9 and json.loads(p.stderr)["code"] == "too_large"
+    f = tmp_path / "set.json"
+    f.write_text(json.dumps({"keys": [jwk_rules.public_jwk(keypool[2])]}))
+    p = kf("verify", tok, "--jwks-file", str(f), "--max-bytes", "100")
+    one_error_line(p, 9)
+    assert p.stderr == f"prisme-keys: error: JWKS file {f} is larger than the limit of 100 bytes (--max-bytes)\n"
+    ok(kf("verify", tok, "--jwks-file", str(f), "--max-bytes", str(f.stat().st_size)))

@@ -17,8 +17,8 @@ import typer
 from prisme_keys.cli import streams
 from prisme_keys.cli.app import State, app, state
 from prisme_keys.cli.output import MESSAGE_LIMIT
-from prisme_keys.errors import EXIT_INTERRUPTED, EXIT_KEYFILE, PrismeKeysError
-from prisme_keys.text import cap
+from prisme_keys.errors import EXIT_INTERRUPTED, EXIT_KEYFILE, PrismeKeysError, UsageError
+from prisme_keys.text import cap, shown
 
 __all__ = ["State", "app", "main", "run", "state"]
 
@@ -68,11 +68,28 @@ def _output_failed(exc: streams.OutputFailed, as_json: bool) -> int:
     return EXIT_KEYFILE
 
 
+def _refuse_nul(argv: list[str]) -> None:
+    """Refuse an argument holding a NUL character (no process can be given one; ``main([...])`` can),
+    which no file name, URL or claim may hold.
+
+    Raises:
+        UsageError: naming the option the argument belongs to (exit 2).
+    """
+    for i, arg in enumerate(argv):
+        if "\0" in arg:
+            flag, eq, value = arg.partition("=")
+            if not (eq and flag.startswith("--")):
+                prev, value = argv[i - 1] if i else "", arg
+                flag = prev if prev.startswith("-") and "=" not in prev else f"argument {i + 1}"
+            raise UsageError(f"{flag}: {shown(value)} holds a NUL character")
+
+
 def _invoke(st: State) -> int:
     """Run the app for ``st``; map every exception but :class:`streams.OutputFailed` to an exit code."""
     argv = st.argv
     as_json = "--json" in argv
     try:
+        _refuse_nul(argv)
         rc = app(args=argv, prog_name="prisme-keys", standalone_mode=False, obj=st)
         code = rc if isinstance(rc, int) else 0
         if code == EXIT_INTERRUPTED:  # Ctrl-C: the Click layer returns 130 without a word

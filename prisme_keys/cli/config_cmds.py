@@ -50,11 +50,11 @@ def path(ctx: typer.Context) -> None:
     from prisme_keys.cli import output
 
     st = state(ctx)
-    p = st.flags.get("config_path") or settings_mod.load_config_path(st.environ)
+    p = settings_mod.load_config_path(st.environ, st.flags.get("config_path"))
     if st.json:
         output.emit_json({"path": str(p), "exists": Path(p).exists()})
     else:
-        output.line(str(p))
+        output.line(str(p))  # escaped: a name holding a line break stays one line
 
 
 @config_app.command("init")
@@ -78,7 +78,7 @@ def init_config(
     from prisme_keys.store import files
 
     st = state(ctx)
-    target = Path(out or st.flags.get("config_path") or settings_mod.load_config_path(st.environ))
+    target = Path(out or settings_mod.load_config_path(st.environ, st.flags.get("config_path")))
     try:
         key_file = st.settings.key_file
     except ConfigError:  # the config being replaced may be the broken one

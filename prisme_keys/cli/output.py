@@ -81,15 +81,30 @@ def printable_lines(text: str) -> str:
 
 
 def line(text: str = "") -> None:
-    """Write one line of plain text on stdout (non-printable characters escaped)."""
+    """Write one line of plain text on stdout.
+
+    Every non-printable character is escaped (:func:`prisme_keys.text.printable`), line breaks
+    too: a path or other input echoed in it (``created new\\nline.json: ...``) keeps the message
+    on one line. Text laid out on several lines goes through :func:`block`.
+    """
+    sys.stdout.write(printable(text) + "\n")
+    sys.stdout.flush()
+
+
+def block(text: str) -> None:
+    """Write text laid out on several lines on stdout: each ``\\n`` is a line break of the
+    layout, every other non-printable character is escaped (:func:`printable_lines`)."""
     sys.stdout.write(printable_lines(text) + "\n")
     sys.stdout.flush()
 
 
 def note(text: str, *, quiet: bool = False) -> None:
-    """Write one informational line on stderr (suppressed by ``--quiet``; non-printable characters escaped)."""
+    """Write one informational line on stderr (suppressed by ``--quiet``).
+
+    Every non-printable character is escaped, line breaks too (see :func:`line`).
+    """
     if not quiet:
-        sys.stderr.write(printable_lines(text) + "\n")
+        sys.stderr.write(printable(text) + "\n")
         sys.stderr.flush()
 
 
@@ -188,7 +203,7 @@ def status_line(text: str, status: str) -> None:
         return
     from rich.text import Text
 
-    head, sep, rest = printable_lines(text).partition(":")
+    head, sep, rest = printable(text).partition(":")
     out = Text(head, style=STATUS_STYLES[status])
     out.append(sep + rest)
     console().print(out, soft_wrap=True)

@@ -119,11 +119,13 @@ def plan(
         return
     timeline.print_chart(output.console(), sched, head)
     d = clock.format_duration
+    output.line()
     output.line(
-        f"\nCron: rotate then prune every hour. JWKS_ROTATION_DAYS={s.rotation_days}, "
+        f"Cron: rotate then prune every hour. JWKS_ROTATION_DAYS={s.rotation_days}, "
         f"ACCESS_TOKENS_MAX_AGE={d(s.access_tokens_max_age)}, publication lead {d(s.publication_lead)}, "
-        f"new keys {s.alg} {s.size} bits.\n"
+        f"new keys {s.alg} {s.size} bits."
     )
+    output.line()
     if sched.events:
         output.table(
             ["date (UTC)", "event", "key", "detail"], [[_day(e.at), e.kind, e.kid, _detail(e)] for e in sched.events]

@@ -292,7 +292,7 @@ def decode(
         return
     output.line("UNVERIFIED: the signature was not checked (prisme-keys verify checks it)")
     output.line("header: " + json.dumps(d.header, ensure_ascii=False))
-    output.line("claims: " + json.dumps(d.claims, indent=2, ensure_ascii=False))
+    output.block("claims: " + json.dumps(d.claims, indent=2, ensure_ascii=False))
     for name, t in d.times.items():
         output.line(f"{name}: {t['iso']} ({t['relative']})")
 
@@ -339,7 +339,9 @@ def verify(
         "valid, else the exit code of the first failure.",
     ),
     timeout: float = typer.Option(5.0, "--timeout", metavar="SECONDS", help="Total time for fetching the JWKS."),
-    max_bytes: int = typer.Option(1 << 20, "--max-bytes", metavar="BYTES", min=1, help="Largest JWKS body."),
+    max_bytes: int = typer.Option(
+        1 << 20, "--max-bytes", metavar="BYTES", min=1, help="Largest JWKS body or JWKS file, bytes."
+    ),
     cacert: Optional[str] = typer.Option(
         None, "--cacert", metavar="FILE", help="Trust this CA (PEM) for the JWKS URL instead of the system store."
     ),
@@ -380,7 +382,7 @@ def verify(
         from prisme_keys.tokens import jws
 
         jws.split(raw)  # a token that is no JWS (an opaque credential...) is said so before any key is loaded
-    jwks_data = read_stdin_capped(64 * 1024 * 1024) if jwks_file == "-" else None
+    jwks_data = read_stdin_capped(max_bytes) if jwks_file == "-" else None
     source = verifier.open_source(
         s,
         jwks_file=jwks_file,

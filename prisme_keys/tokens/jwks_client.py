@@ -42,11 +42,11 @@ from prisme_keys.tokens.jwks_cache import (  # noqa: F401  (public names of this
     cache_path,
     refetch_allowed,
 )
+from prisme_keys.tokens.keyring import DEFAULT_MAX_BYTES as DEFAULT_MAX_BYTES  # 1 MiB body cap (public here too)
 from prisme_keys.tokens.keyring import KeyRing, KeySource
 from prisme_keys.tokens.urls import check_url, host_port, redirect_target
 
 DEFAULT_TIMEOUT = 5.0  #: seconds, whole exchange including redirects
-DEFAULT_MAX_BYTES = 1 << 20  #: 1 MiB body cap
 MAX_REDIRECTS = 3
 
 

@@ -11,10 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from prisme_keys.errors import FetchError
+from prisme_keys.errors import FetchError, Worded
 from prisme_keys.jwk import PRIVATE_MEMBERS, SUPPORTED_ALGS, thumbprint
 from prisme_keys.store.revocation import RevokedKeys, revoked_keys
-from prisme_keys.text import decode_utf8, json_error, shown
+from prisme_keys.text import decode_utf8, json_error, read_capped, shown
 from prisme_keys.tokens.jws import B64URL_RE, show_value
 
 
@@ -232,6 +232,11 @@ class StaticKeySource(KeySource):
         return out
 
 
+#: Largest JWK Set read from a file or a URL, bytes, unless the caller gives another cap.
+DEFAULT_MAX_BYTES = 1 << 20
+_FILE_TOO_LARGE = "JWKS file {path} is larger than the limit of {limit} bytes ({max_bytes})"
+
+
 def keyfile_source(settings: Any) -> StaticKeySource:
     """The public keys of the key file named by ``settings``, with its revoked keys (:attr:`KeySource.revoked`).
 
@@ -247,22 +252,27 @@ def keyfile_source(settings: Any) -> StaticKeySource:
     return source
 
 
-def jwks_file_source(path: str, raw: bytes | None = None) -> StaticKeySource:
+def jwks_file_source(path: str, raw: bytes | None = None, max_bytes: int = DEFAULT_MAX_BYTES) -> StaticKeySource:
     """A JWK Set read from a file (or given as ``raw`` bytes, e.g. read from stdin by the caller).
 
     Args:
         path: the file's name (also used in messages; ``-`` for stdin).
-        raw: the file's content, when the caller has read it already.
+        raw: the file's content, when the caller has read it already (at most ``max_bytes + 1``
+            bytes are needed to tell a too-large input).
+        max_bytes: the largest JWK Set accepted, bytes (the cap of a JWKS URL's body, 1 MiB by
+            default); reading stops past it, so ``/dev/zero`` ends at once.
 
     Raises:
-        FetchError: unreadable file, not JSON, or not a JWK Set (exit 9).
+        FetchError: unreadable file, larger than ``max_bytes`` (code ``too_large``), not JSON, or
+            not a JWK Set (exit 9).
     """
     if raw is None:
         try:
-            with open(path, "rb") as fh:
-                raw = fh.read()
+            raw = read_capped(path, max_bytes)
         except OSError as exc:
             raise FetchError(f"cannot read JWKS file {path}: {exc.strerror or exc}") from None
+    if len(raw) > max_bytes:
+        raise FetchError(Worded(_FILE_TOO_LARGE, path=path, limit=max_bytes), code="too_large")
     try:
         doc = json.loads(decode_utf8(raw))  # a leading BOM is accepted
     except UnicodeDecodeError:

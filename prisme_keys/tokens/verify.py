@@ -45,6 +45,7 @@ from prisme_keys.tokens.jws import (
     split,
 )
 from prisme_keys.tokens.keyring import (
+    DEFAULT_MAX_BYTES,
     KeyEntry,
     KeyRing,
     KeySource,
@@ -543,7 +544,8 @@ def open_source(
         settings: effective settings (key file, cache folder).
         jwks_file / jwks_url: at most one of them.
         jwks_data: the JWKS file's content when the caller has read it (e.g. from stdin).
-        timeout (s), max_bytes, cacert, allow_http, use_cache: see :func:`jwks_client.fetch`.
+        timeout (s), max_bytes, cacert, allow_http, use_cache: see :func:`jwks_client.fetch`;
+            ``max_bytes`` caps a JWKS file (and ``jwks_data``) too (default 1 MiB).
 
     Raises:
         ValueError: both a file and a URL given (a programming error: the caller checks).
@@ -578,10 +580,10 @@ def _other_source(
         return jwks_client.UrlKeySource(
             jwks_url,
             timeout=timeout if timeout is not None else jwks_client.DEFAULT_TIMEOUT,
-            max_bytes=max_bytes if max_bytes is not None else jwks_client.DEFAULT_MAX_BYTES,
+            max_bytes=max_bytes if max_bytes is not None else DEFAULT_MAX_BYTES,
             cacert=cacert,
             allow_http=allow_http,
             use_cache=use_cache,
             cache_dir=default_cache_dir(),
         )
-    return jwks_file_source(str(jwks_file), jwks_data)
+    return jwks_file_source(str(jwks_file), jwks_data, max_bytes if max_bytes is not None else DEFAULT_MAX_BYTES)
