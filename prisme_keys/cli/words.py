@@ -28,6 +28,7 @@ FLAGS: dict[str, str] = {
     "days": "--days",
     "encrypt": "--encrypt",
     "format": "--format",
+    "host": "--host",
     "iss": "--iss",
     "key_file": "--key-file",
     "kid": "--kid",
