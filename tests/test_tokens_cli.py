@@ -407,3 +407,13 @@ def test_mint_expired_at_the_first_second_of_year_1_says_before_year_1(kf):
         "prisme-keys: error: an expired token's exp (-62135596860, one minute before now) would be before the year 1; "
         "nothing was signed\n",
     )
+
+
+def test_mint_refuses_bad_kids(kf):
+    # was: --kid of any length was looked up and echoed whole in the "no such key" error
+    for kid, line in (
+        ("k" * 100_000, "--kid '" + "k" * 200 + "'... (100000 characters) has 100000 characters (at most 256)"),
+        ("a\tb", "--kid 'a\\tb' contains control characters"),
+    ):
+        p = kf("mint", "--kid", kid)
+        assert (p.returncode, p.stderr, p.stdout) == (2, f"prisme-keys: error: {line}\n", "")
