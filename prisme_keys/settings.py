@@ -414,9 +414,14 @@ def load(flags: Mapping[str, Any] | None = None, environ: Mapping[str, str] | No
         environ: the environment (default ``os.environ``).
 
     Raises:
-        ConfigError: a bad value (naming the setting, the value and what is allowed),
-            an unreadable or invalid config file.
+        ConfigError: a bad value (naming the setting, the value and what is allowed), a key
+            of ``flags`` that is no setting name (nor ``config_path``), an unreadable or invalid
+            config file.
     """
+    unknown = sorted(set(flags or {}) - set(_BY_NAME) - {"config_path"}, key=str)
+    if unknown:  # a misspelled key must not fall back to the default, as in the config file
+        known = ", ".join(["config_path", *(s.name for s in SPECS)])
+        raise ConfigError(f"unknown setting {shown(unknown[0])}; known: {known}")
     flags = {k: v for k, v in (flags or {}).items() if v is not None}
     env = os.environ if environ is None else environ
     sources: dict[str, str] = {}
