@@ -2,8 +2,9 @@
 
 The command line (:mod:`prisme_keys.cli`) is a thin shell over these functions, and the pytest
 plugin uses them too. Every function takes the effective :class:`~prisme_keys.settings.Settings`
-(see :func:`load_settings`) and, where time matters, ``now``: an aware UTC
-:class:`~datetime.datetime` (default: the real clock). Errors are
+(see :func:`load_settings`) and, where time matters, ``now``: an aware
+:class:`~datetime.datetime` (default: the real clock), used in UTC; a naive datetime is refused
+(:class:`~prisme_keys.errors.UsageError`), never guessed as local time or UTC. Errors are
 :class:`~prisme_keys.errors.PrismeKeysError` subclasses; each carries a stable ``code`` and the
 command line's ``exit_code``.
 
@@ -20,12 +21,14 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from prisme_keys import clock
 from prisme_keys import jwk as jwk_rules
+from prisme_keys.errors import UsageError
 from prisme_keys.settings import Settings
 from prisme_keys.settings import from_values as _settings_from
 from prisme_keys.settings import load as _load_settings
@@ -68,7 +71,48 @@ __all__ = [
 
 
 def _now(now: datetime | None) -> datetime:
-    return now if now is not None else clock.now()
+    """``now`` checked (an aware datetime, returned in UTC), or the real clock when ``None``.
+
+    A naive datetime is refused rather than guessed: local time or UTC would differ by hours.
+
+    Raises:
+        UsageError: not a datetime, or a naive one (exit 2).
+    """
+    if now is None:
+        return clock.now()
+    if not isinstance(now, datetime):
+        raise UsageError(f"now must be a datetime, not {type(now).__name__}")
+    if now.utcoffset() is None:
+        raise UsageError(
+            f"now {now.isoformat()} is a naive datetime: give an aware one, e.g. datetime.now(timezone.utc)"
+        )
+    return now.astimezone(UTC)
+
+
+def _token(token: Any) -> str | bytes:
+    """``token`` when it is ``str`` or ``bytes``.
+
+    Raises:
+        UsageError: any other type (exit 2).
+    """
+    if not isinstance(token, (str, bytes)):
+        raise UsageError(f"token must be str or bytes (a compact JWS), not {type(token).__name__}")
+    return token
+
+
+def _mint_options(options: Mapping[str, Any]) -> MintOptions:
+    """:class:`MintOptions` from keyword arguments, checked by :func:`prisme_keys.tokens.mint.check_options`.
+
+    Raises:
+        UsageError: an unknown option name, a value mint refuses (exit 2).
+    """
+    known = [f.name for f in dataclasses.fields(MintOptions)]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise UsageError(f"unknown mint option {shown(unknown[0])}; known: {', '.join(known)}")
+    o = MintOptions(**options)
+    minter.check_options(o)
+    return o
 
 
 def load_settings(flags: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -206,7 +250,7 @@ def mint(settings: Settings, now: datetime | None = None, **options: Any) -> str
     Raises:
         KeyFileError: no usable signing key (exit 4). UsageError: bad options (exit 2).
     """
-    run = minter.mint(settings, _now(now), MintOptions(**options))
+    run = minter.mint(settings, _now(now), _mint_options(options))
     return next(run.tokens).token
 
 
@@ -263,10 +307,8 @@ class Minter:
             UsageError: bad options, a ``kid`` other than this minter's, a claim not
                 representable in JSON (exit 2).
         """
-        o = MintOptions(**options)
+        o = _mint_options(options)
         if o.kid is not None and o.kid != self.kid:
-            from prisme_keys.errors import UsageError
-
             raise UsageError(f"this minter signs with kid {shown(self.kid)}, not {shown(o.kid)}")
         run = minter.mint_with(self._signer, self.settings, _now(now), o)
         return next(run.tokens).token
@@ -299,7 +341,7 @@ def decode(token: str | bytes, now: datetime | None = None) -> Decoded:
     Raises:
         MalformedTokenError: not a compact JWS (exit 5).
     """
-    return _decode(token, _now(now))
+    return _decode(_token(token), _now(now))
 
 
 def verify(
@@ -325,7 +367,8 @@ def verify(
         options = VerifyOptions(
             algorithms=(settings.alg,), issuer=settings.oidc_provider_url, audience=settings.api_url
         )
-    split(clean_token(token))  # not a JWS (an opaque credential of the gateway...): said before any key is loaded
+    # not a JWS (an opaque credential of the gateway...): said before any key is loaded
+    split(clean_token(_token(token)))
     source = verifier.open_source(settings, jwks_file=jwks_file, jwks_url=jwks_url)
     return verifier.verify(token, source, options, now=_now(now))
 

@@ -182,6 +182,7 @@ ERROR_CODES: dict[str, ErrorCode] = {
         not_json="the body is not JSON",
         not_a_jwk_set="the JSON is not a JWK Set",
         too_large="the body is over the size cap",
+        truncated="the connection closed before the whole body (its Content-Length, or the last chunk) arrived",
     ),
     **_codes(ExitCode.CHECK, check_failed="the published JWKS failed a check"),
     **_codes(ExitCode.NOTIFY, notify_failed="the broker or the runtime could not be told"),

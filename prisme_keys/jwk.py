@@ -18,7 +18,7 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from prisme_keys.errors import KeyFileError
+from prisme_keys.errors import InvalidArgument, KeyFileError
 from prisme_keys.text import shown
 
 if TYPE_CHECKING:
@@ -36,6 +36,7 @@ SUPPORTED_ALGS = ("RS256", "RS384", "RS512")
 INT_MEMBERS = ("n", "e", "d", "p", "q", "dp", "dq", "qi")
 MIN_BITS = 2048
 MAX_BITS = 16384
+MAX_KID = 256  #: longest kid, in characters, taken from a user or a file (an RFC 7638 thumbprint has 43)
 
 
 def b64url_encode(data: bytes) -> str:
@@ -75,6 +76,44 @@ def b64_to_int(text: str) -> int:
         ValueError: when ``text`` is not base64url.
     """
     return int.from_bytes(b64url_decode(text), "big")
+
+
+def kid_problem(kid: Any) -> str | None:
+    """Why ``kid`` cannot be a kid (RFC 7517 section 4.5), or ``None`` when it can: the one rule for kids.
+
+    Every kid that comes from a user or a file goes through it (import, notify's created/deleted
+    kids, revoke, mint's kid): a kid is printed by list, check and verify and travels in every
+    token header and announcement, so it is a non-empty string of at most :data:`MAX_KID`
+    characters with no control characters (no terminal escapes, newlines or tabs).
+
+    Returns:
+        ``"is not a non-empty string"``, ``"has N characters (at most 256)"``,
+        ``"contains control characters"``, or ``None``.
+    """
+    if not isinstance(kid, str) or not kid:
+        return "is not a non-empty string"
+    if len(kid) > MAX_KID:
+        return f"has {len(kid)} characters (at most {MAX_KID})"
+    if not kid.isprintable():
+        return "contains control characters"
+    return None
+
+
+def check_kid(kid: Any, argument: str = "kid") -> str:
+    """``kid`` when :func:`kid_problem` accepts it.
+
+    Args:
+        kid: the kid a user gave.
+        argument: the name of the parameter it came in (``kid``, ``created``), for the message.
+
+    Raises:
+        InvalidArgument: ``kid 'x...'... (100000 characters) has 100000 characters (at most 256)`` (exit 2).
+    """
+    problem = kid_problem(kid)
+    if problem is not None:
+        field = "{{{}}}".format(argument)  # noqa: UP032 - "{created}": the argument, worded by the front end
+        raise InvalidArgument(argument, field + " {value} " + problem, value=shown(kid))
+    return kid  # type: ignore[no-any-return]
 
 
 def uint_problem(text: Any) -> str | None:

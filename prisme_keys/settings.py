@@ -446,9 +446,14 @@ def load(flags: Mapping[str, Any] | None = None, environ: Mapping[str, str] | No
 
     Raises:
         ConfigError: a bad value (naming the setting, the value and what is allowed) from the
-            environment or the config file, an unreadable, too large or invalid config file (exit 3).
+            environment or the config file, a key of ``flags`` that is no setting name (nor
+            ``config_path``), an unreadable, too large or invalid config file (exit 3).
         InvalidArgument: a bad value in ``flags`` (exit 2), e.g. a path holding a NUL character.
     """
+    unknown = sorted(set(flags or {}) - set(_BY_NAME) - {"config_path"}, key=str)
+    if unknown:  # a misspelled key must not fall back to the default, as in the config file
+        known = ", ".join(["config_path", *(s.name for s in SPECS)])
+        raise ConfigError(f"unknown setting {shown(unknown[0])}; known: {known}")
     flags = {k: v for k, v in (flags or {}).items() if v is not None}
     env = os.environ if environ is None else environ
     sources: dict[str, str] = {}

@@ -83,6 +83,7 @@ class Route:
     stream_bytes: int | None = None  # send this many bytes of JSON-ish padding, no Content-Length
     etag: str | None = None
     header_lines: list[tuple[str, str]] = field(default_factory=list)  # repeated fields, sent as given
+    cut: int | None = None  # announce the whole body's Content-Length, send only its first `cut` bytes, close
 
 
 class JwksServer:
@@ -142,8 +143,10 @@ class JwksServer:
                     self.close_connection = True
                     return
                 self.send_header("Content-Length", str(len(r.body)))
+                if r.cut is not None:
+                    self.send_header("Connection", "close")
                 self.end_headers()
-                self.wfile.write(r.body)
+                self.wfile.write(r.body if r.cut is None else r.body[: r.cut])
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True

@@ -444,6 +444,10 @@ PUBLISH = {
         ),
         "the limit is 50 bytes",
     ),
+    "truncated": Case(
+        lambda w: _route(w, Route(200, b'{"keys": []}', {"Content-Type": "application/json"}, cut=5)),
+        "was cut short: the connection closed after 5 bytes of the 12 its Content-Length announced",
+    ),
     "check_failed": Case(_check_failed, "shape.non_empty"),
     "notify_failed": Case(_notify_failed, "cannot publish gateway.jwks.updated on the broker"),
 }

@@ -454,3 +454,27 @@ def test_record_created_in_year_9999_gets_dates_clamped_to_the_last_millisecond(
     p = cli("--key-file", str(existing), "--json", "list", "--timeline")
     assert (p.returncode, p.stderr) == (0, "")
     assert json.loads(p.stdout)["end"] == "9999-12-31T23:59:59.999Z"
+
+
+def test_import_refuses_an_overlong_kid(cli, keyfile, keypool):
+    # was: a 100,000-character kid was imported (and printed by list, check, verify)
+    kid = "k" * 100_000
+    rec = record(dict(keypool[3]))
+    rec.update(kid=kid, jwk=dict(rec["jwk"], kid=kid))
+    before = keyfile.read_bytes()
+    p = cli("--key-file", str(keyfile), "import", "-", input=json.dumps([rec]))
+    one_error_line(p, 4)
+    assert "record kid '" + "k" * 200 + "'... (100000 characters) has 100000 characters (at most 256)" in p.stderr
+    assert len(p.stderr) < 600
+    assert keyfile.read_bytes() == before
+
+
+def test_one_kid_rule():
+    assert jwk_rules.kid_problem("k1") is None and jwk_rules.kid_problem("k" * 256) is None
+    assert jwk_rules.kid_problem("") == "is not a non-empty string"
+    assert jwk_rules.kid_problem(5) == "is not a non-empty string"
+    assert jwk_rules.kid_problem("k" * 257) == "has 257 characters (at most 256)"
+    assert jwk_rules.kid_problem("a\nb") == "contains control characters"
+    with pytest.raises(UsageError) as info:
+        jwk_rules.check_kid("", "created")
+    assert (info.value.message, info.value.argument) == ("created '' is not a non-empty string", "created")

@@ -372,3 +372,30 @@ def test_messages_mask_the_password(server, keypool):
     source = jwks_client.UrlKeySource(f"{url}/leak", use_cache=False)
     assert source.description == f"http://user:***@127.0.0.1:{server.port}/leak"
     assert all("pass@" not in w for w in source.take_warnings())
+
+
+# Regression (newcomer's break test): a body shorter than its Content-Length was taken as complete
+def test_body_shorter_than_its_content_length_is_truncated(server, keypool):
+    body = json.dumps(jwks(keypool[0])).encode()
+    server.routes["/jwks"] = Route(200, body, {"Content-Type": "application/json"}, cut=len(body) - 1)
+    with pytest.raises(FetchError) as info:
+        jwks_client.fetch(server.url(), use_cache=False)
+    assert (info.value.code, info.value.exit_code, info.value.message) == (
+        "truncated",
+        9,
+        f"the answer from {server.url()} was cut short: the connection closed after {len(body) - 1} bytes "
+        f"of the {len(body)} its Content-Length announced",
+    )
+
+
+def test_check_and_verify_say_truncated(server, keypool, cli):
+    body = json.dumps(jwks(keypool[0])).encode()
+    server.routes["/jwks"] = Route(200, body, {"Content-Type": "application/json"}, cut=10)
+    line = (
+        f"prisme-keys: error: the answer from {server.url()} was cut short: the connection closed after 10 bytes "
+        f"of the {len(body)} its Content-Length announced\n"
+    )
+    p = cli("check", server.url(), "--no-against")
+    assert (p.returncode, p.stderr) == (9, line)
+    p = cli("verify", rs_token(keypool[0], claims()), "--jwks-url", server.url(), "--no-cache")
+    assert (p.returncode, p.stderr) == (9, line)

@@ -412,3 +412,30 @@ def test_json_version_and_bad_broker_url(cli):
     p = cli("notify", "--no-runtime", env={"BROKER_HOST": "redis://127.0.0.1:1/abc"})
     one_error_line(p, 3)
     assert "bad value for BROKER_HOST: redis://127.0.0.1:1/abc" in p.stderr
+
+
+@pytest.mark.parametrize(
+    "args,line",
+    [
+        (["--created", ""], "--created '' is not a non-empty string"),
+        (["--deleted", "a\tb"], "--deleted 'a\\tb' contains control characters"),
+        (
+            ["--created", "k" * 100_000],
+            "--created '" + "k" * 200 + "'... (100000 characters) has 100000 characters (at most 256)",
+        ),
+    ],
+)
+def test_notify_refuses_bad_kids(cli, kf, args, line):
+    # was: notify --created '' announced an empty kid
+    p = cli("--key-file", str(kf), "notify", *args, env={"BROKER_HOST": "redis://127.0.0.1:1/10"})
+    assert (p.returncode, p.stderr, p.stdout) == (2, f"prisme-keys: error: {line}\n", "")
+
+
+def test_announce_refuses_bad_kids(tmp_path):
+    from prisme_keys import settings as settings_mod
+    from prisme_keys.errors import UsageError
+
+    s = settings_mod.load({"key_file": str(tmp_path / "k.json")}, {})
+    with pytest.raises(UsageError) as info:
+        broker.announce(s, clock.now(), created=[""], runtime=False)
+    assert info.value.message == "created '' is not a non-empty string"

@@ -414,3 +414,16 @@ def test_a_kid_starting_with_a_dash_goes_after_double_dash(pk, keypool):
     assert rc == 0, err
     assert out.startswith("revoked -dashKid_0 (retired key): removed from the key set")
     assert [r["kid"] for r in doc(pk.kf)["keys"]] == [recs[0]["kid"]]
+
+
+def test_revoke_refuses_bad_kids(cli, tmp_path, keypool):
+    # was: any string was looked up, a 100,000-character one echoed in the "no such key" error
+    kf = write_keyfile(tmp_path / "keys.json", [rec(keypool[0], clock.now())])
+    before = kf.read_bytes()
+    for kid, line in (
+        ("", "kid '' is not a non-empty string"),
+        ("k" * 100_000, "kid '" + "k" * 200 + "'... (100000 characters) has 100000 characters (at most 256)"),
+    ):
+        p = cli("--key-file", str(kf), "revoke", "--", kid)
+        assert (p.returncode, p.stderr, p.stdout) == (2, f"prisme-keys: error: {line}\n", "")
+    assert kf.read_bytes() == before

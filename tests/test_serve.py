@@ -408,3 +408,58 @@ def test_library_start_checks_the_port(keyfile):
     with pytest.raises(UsageError) as info:
         serve.start(settings_mod.load({"key_file": str(keyfile)}, {}), "127.0.0.1", 70000, cache_control=None)
     assert info.value.message == "port 70000 is outside 0 to 65535"
+
+
+# Regressions from the newcomer's break test
+TOKEN = "eyJhbGciOiJSUzI1NiIsImtpZCI6ImsxIn0.eyJzdWIiOiJ1c2VyLTEiLCJleHAiOjE3MDAwMDAwMDB9.c2lnbmF0dXJlLWJ5dGVz"
+
+
+def test_access_log_never_shows_a_token_in_the_query_or_path(cli, keyfile):
+    # was: "GET /oidc/jwks?access_token=eyJ... HTTP/1.1" 200 in the access log
+    served = start(cli, keyfile)
+    assert served.get(f"/oidc/jwks?access_token={TOKEN}&x=1")[0] == 200
+    assert served.get(f"/oidc/jwks?{TOKEN}")[0] == 200
+    assert served.get(f"/v2/{TOKEN}/x")[0] == 404
+    assert served.get("/at:0123abcd-0123-0123-0123-0123456789ab")[0] == 404
+    err = _stop(served)
+    for part in TOKEN.split("."):
+        assert part not in err
+    assert "0123456789ab" not in err
+    assert '"GET /oidc/jwks?access_token=<redacted>&x=<redacted> HTTP/1.1" 200 -' in err
+    assert '"GET /oidc/jwks?<redacted> HTTP/1.1" 200 -' in err
+    assert '"GET /v2/<redacted>/x HTTP/1.1" 404 -' in err
+    assert '"GET /at:<redacted> HTTP/1.1" 404 -' in err
+
+
+def test_redact_request_keeps_route_and_status():
+    from prisme_keys.publish.serve import redact_request
+
+    assert redact_request('"GET /oidc/jwks HTTP/1.1" 200 -') == '"GET /oidc/jwks HTTP/1.1" 200 -'
+    bad = f"code 400, message Bad request syntax ('GET /x?t={TOKEN} HTTP/1.1 extra')"
+    assert redact_request(bad) == "code 400, message Bad request syntax ('GET /x?t=<redacted> HTTP/1.1 extra')"
+
+
+def test_empty_host_is_a_usage_error(cli, keyfile):
+    # was: listened on every interface, "listening on , reachable from other hosts"
+    for host in ("", "  "):
+        p = cli("--key-file", str(keyfile), "serve", "--host", host, "--port", "0")
+        assert (p.returncode, p.stderr, p.stdout) == (
+            2,
+            "prisme-keys: error: --host is empty: give the address to bind (0.0.0.0 for every interface)\n",
+            "",
+        )
+
+
+def test_login_body_with_a_duplicate_member_is_400(served):
+    # was: accepted, the last expiresAfter won
+    status, _, raw = served.get(
+        "/v2/login/anonymous",
+        method="POST",
+        data=b'{"expiresAfter": 5, "expiresAfter": 600}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert status == 400
+    assert json.loads(raw) == {"error": "bad_request", "message": "body is not JSON: duplicate member 'expiresAfter'"}
+    status, _, raw = served.get("/v2/login/anonymous", method="POST", data=b'{"expiresAfter": NaN}')
+    assert (status, json.loads(raw)) == (400, {"error": "bad_request", "message": "body is not JSON: NaN is not JSON"})
+    assert served.get("/oidc/jwks")[0] == 200

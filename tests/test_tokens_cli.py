@@ -426,3 +426,13 @@ def test_verify_jwks_file_is_capped(kf, keypool, tmp_path):
     one_error_line(p, 9)
     assert p.stderr == f"prisme-keys: error: JWKS file {f} is larger than the limit of 100 bytes (--max-bytes)\n"
     ok(kf("verify", tok, "--jwks-file", str(f), "--max-bytes", str(f.stat().st_size)))
+
+
+def test_mint_refuses_bad_kids(kf):
+    # was: --kid of any length was looked up and echoed whole in the "no such key" error
+    for kid, line in (
+        ("k" * 100_000, "--kid '" + "k" * 200 + "'... (100000 characters) has 100000 characters (at most 256)"),
+        ("a\tb", "--kid 'a\\tb' contains control characters"),
+    ):
+        p = kf("mint", "--kid", kid)
+        assert (p.returncode, p.stderr, p.stdout) == (2, f"prisme-keys: error: {line}\n", "")

@@ -288,6 +288,7 @@ def notify(
     With --created/--deleted (or --no-runtime) it sends exactly the kids given (none: a plain
     reload) and records nothing.
     """
+    from prisme_keys import jwk as jwk_rules
     from prisme_keys.cli import output
     from prisme_keys.errors import UsageError
     from prisme_keys.publish import announce as broker
@@ -302,6 +303,9 @@ def notify(
         raise UsageError(
             "--force announces the pending state; it does not go with --created, --deleted or --no-runtime"
         )
+    for arg, kids in (("created", created), ("deleted", deleted)):
+        for k in kids:
+            jwk_rules.check_kid(k, arg)  # before the warnings below echo it
     at = st.write_now("announces key changes dated then", act="announce")  # events dated --now: refused far off
     if created and runtime:
         try:

@@ -33,6 +33,7 @@ from datetime import datetime
 from typing import Any
 
 from prisme_keys import clock
+from prisme_keys import jwk as jwk_rules
 from prisme_keys.errors import ConfigError, KeyFileError, NotifyError
 from prisme_keys.settings import Settings
 from prisme_keys.store.announced import Announced, Pending
@@ -329,10 +330,15 @@ def announce(
         ConfigError: a broker/runtime setting is missing or bad.
         KeyFileError: (``runtime``) the key file is missing, corrupt or holds no private key.
         NotifyError: Redis or the runtime unreachable or refusing.
+        InvalidArgument: a created or deleted kid :func:`prisme_keys.jwk.kid_problem` refuses.
     """
     from prisme_keys.store.lifecycle import signing_jwk
 
-    res = NotifyResult(list(created or []), list(deleted or []), correlation_id=str(uuid.uuid4()))
+    res = NotifyResult(
+        [jwk_rules.check_kid(k, "created") for k in created or []],
+        [jwk_rules.check_kid(k, "deleted") for k in deleted or []],
+        correlation_id=str(uuid.uuid4()),
+    )
     jwk = None
     check_settings(settings, runtime=runtime, runtime_url=runtime_url)
     if runtime:

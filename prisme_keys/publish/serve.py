@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from typing import Any
 from prisme_keys.errors import PrismeKeysError
 from prisme_keys.settings import Settings
 from prisme_keys.store import lifecycle
+from prisme_keys.tokens.jws import strict_json
 
 LISTEN_BACKLOG = 128  #: pending connections the kernel queues (capped by net.core.somaxconn)
 READ_TIMEOUT = 10.0  #: seconds a connection may stay silent (idle, or a half-sent request) before it is closed
@@ -38,9 +40,41 @@ JWKS_PATHS = ("/oidc/jwks", "/.well-known/jwks.json")
 DISCOVERY_PATH = "/oidc/.well-known/openid-configuration"
 LOGIN_PATH = "/v2/login/anonymous"
 MAX_BODY = 64 * 1024
+REDACTED = "<redacted>"  #: what the access log shows instead of a query value or a token-looking path segment
+
+_QUERY = re.compile(r"\?[^\s\"']*")
+_QUERY_NAME = re.compile(r"[A-Za-z0-9_.\-\[\]]{1,40}")
+#: a JWS/JWT (``eyJ...``), a UUID (the gateway's ``at:<UUID>`` tokens and API keys), or any run of
+#: over 40 base64url/percent-encoded characters: shown as :data:`REDACTED` wherever it appears
+_TOKENISH = re.compile(
+    r"eyJ[A-Za-z0-9_\-.%]*"
+    r"|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+    r"|[A-Za-z0-9_\-.:%~+=]{41,}"
+)
 
 #: ``(settings, issuer, expires_after_seconds) -> {"token", "sessionId", "expires"}``
 Minter = Callable[[Settings, str, int], dict[str, Any]]
+
+
+def redact_request(text: str) -> str:
+    """``text`` (an access-log line) with no credential in it: the one home of the access log's redaction.
+
+    Every query value becomes :data:`REDACTED` (``?access_token=<redacted>&x=<redacted>``; a
+    parameter name that is not a short plain word is redacted too), and so does every
+    token-looking run anywhere in the line: a JWS (``eyJ...``), a UUID (the gateway's opaque
+    ``at:<UUID>`` tokens and API keys), or over 40 base64url characters. The method, the route
+    and the status stay readable.
+    """
+
+    def query(m: re.Match[str]) -> str:
+        parts = []
+        for part in m.group(0)[1:].split("&"):
+            name, eq, _ = part.partition("=")
+            name = name if _QUERY_NAME.fullmatch(name) and not name.startswith("eyJ") else REDACTED
+            parts.append(f"{name}={REDACTED}" if eq else name)
+        return "?" + "&".join(parts)
+
+    return _TOKENISH.sub(REDACTED, _QUERY.sub(query, text))
 
 
 @dataclass
@@ -128,7 +162,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, fmt: str, *args: Any) -> None:  # one access line on stderr, no tokens
         if self.server.access_log:
-            super().log_message(fmt, *args)
+            super().log_message("%s", redact_request(fmt % args))
 
     def setup(self) -> None:
         super().setup()
@@ -234,9 +268,12 @@ class _Handler(BaseHTTPRequestHandler):
         expires_after = self.server.settings.access_tokens_max_age
         if raw.strip():
             try:
-                body = json.loads(raw.decode("utf-8"))
-            except (UnicodeDecodeError, ValueError, RecursionError):
+                body = strict_json(raw.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
                 self._error(400, "bad_request", "body is not JSON")
+                return
+            except ValueError as exc:  # a duplicate member, NaN or Infinity
+                self._error(400, "bad_request", f"body is not JSON: {exc}")
                 return
             if not isinstance(body, dict):
                 self._error(400, "bad_request", "body is not a JSON object")
@@ -341,7 +378,7 @@ def start(
 
     Raises:
         KeyFileError: missing, corrupt or unsafe key file.
-        InvalidArgument: a port outside 0..65535, a read timeout not above 0.
+        InvalidArgument: an empty host, a port outside 0..65535, a read timeout not above 0.
         UsageError: an address that cannot be bound.
     """
     import math
@@ -349,6 +386,8 @@ def start(
     from prisme_keys.errors import InvalidArgument, UsageError
     from prisme_keys.text import shown
 
+    if not host.strip():
+        raise InvalidArgument("host", "{host} is empty: give the address to bind (0.0.0.0 for every interface)")
     if not 0 <= port <= 65535:
         raise InvalidArgument("port", "port {value} is outside 0 to 65535", value=port)
     if not math.isfinite(read_timeout) or read_timeout <= 0:

@@ -302,11 +302,10 @@ def _check(cand: Candidate, alg: str | None, kid: str | None, settings: Settings
     # kid: record kid, jwk kid, the kid argument, thumbprint
     rkid, jkid = rec.get("kid"), jwk.get("kid")
     for label, v in (("record kid", rkid), ("jwk kid", jkid), ("{kid}", kid)):
-        if v is not None and (not isinstance(v, str) or not v):
-            raise ValueError(Worded(label + " is not a non-empty string"))
-        if isinstance(v, str) and not v.isprintable():
-            # a kid is printed by list, check, verify: no terminal escapes, newlines or tabs
-            raise ValueError(Worded(label + " {value} contains control characters", value=shown(v)))
+        problem = None if v is None else jwk_rules.kid_problem(v)
+        if problem is not None:
+            value = f" {shown(v)}" if isinstance(v, str) and v else ""
+            raise ValueError(Worded(label + "{value} " + problem, value=value))
     if rkid and jkid and rkid != jkid:
         raise ValueError(f"record kid {shown(rkid)} differs from its jwk kid {shown(jkid)}")
     given = rkid or jkid

@@ -333,8 +333,9 @@ def revoke(
     Raises:
         KeyFileError: no such key (listing the kids present), missing/corrupt/unsafe file,
             malformed revocation list, lock timeout, passphrase missing or wrong.
-        InvalidArgument: a bad reason.
+        InvalidArgument: a bad reason, a kid :func:`prisme_keys.jwk.kid_problem` refuses.
     """
+    jwk_rules.check_kid(kid, "kid_or_thumbprint")
     reason = check_reason(reason)
     policy = rotation.Policy.from_settings(settings)
     kf = lifecycle.open_keyfile(settings)

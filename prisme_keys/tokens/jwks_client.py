@@ -209,6 +209,8 @@ def _exchange(
                 raise FetchError(Worded(_OVER_CAP, url=redact_url(current), limit=max_bytes), code="too_large")
             chunks.append(data)
         conn.close()
+        if resp.length:  # http.client counts down the Content-Length; an early close leaves some unread
+            raise _truncated(current, total, total + resp.length)
         return RawResponse(url, current, resp.status, resp.reason or "", rheaders, b"".join(chunks), redirects)
 
 
@@ -290,6 +292,14 @@ def _timed_out(url: str, timeout: float) -> FetchError:
     )
 
 
+def _truncated(url: str, got: int, expected: int | None) -> FetchError:
+    """The answer ended early: a body shorter than its Content-Length, or a chunked body without its last chunk."""
+    of = f" of the {expected} its Content-Length announced" if expected is not None else ""
+    return FetchError(
+        f"the answer from {url} was cut short: the connection closed after {got} bytes{of}", code="truncated"
+    )
+
+
 def _fetch_error(err: BaseException, url: str, timeout: float, conn: Any) -> BaseException:
     """The :class:`FetchError` (exit 9) for what the exchange raised; anything unknown as it is (a bug)."""
     import http.client
@@ -316,6 +326,8 @@ def _fetch_error(err: BaseException, url: str, timeout: float, conn: Any) -> Bas
         return FetchError(f"cannot resolve host {host}: {err.strerror}", code="network_error")
     if isinstance(err, ConnectionRefusedError):
         return FetchError(f"cannot connect to {host_port(conn, host)}: connection refused", code="network_error")
+    if isinstance(err, http.client.IncompleteRead):  # a chunked body cut short
+        return _truncated(url, len(err.partial), None)
     if isinstance(err, http.client.HTTPException):
         return FetchError(f"bad HTTP answer from {host}: {type(err).__name__} {err}".rstrip(), code="network_error")
     if isinstance(err, OSError):

@@ -138,6 +138,20 @@ def no_json_constants(name: str) -> Any:
 _DECODER = json.JSONDecoder(object_pairs_hook=_no_dupes, parse_constant=no_json_constants)
 
 
+def strict_json(text: str) -> Any:
+    """Parse JSON text as the token parser does: no duplicate members, no NaN/Infinity (RFC 8259, RFC 7515 5.2).
+
+    The one home of strict JSON for untrusted documents (a token's segments, the body ``serve``
+    receives): a repeated member makes the document ambiguous, so it is refused.
+
+    Raises:
+        json.JSONDecodeError: not JSON.
+        ValueError: a duplicate member (``duplicate member 'x'``) or a NaN/Infinity constant.
+        RecursionError: nested too deeply.
+    """
+    return _DECODER.decode(text)
+
+
 def json_object(raw: bytes, index: int) -> dict[str, Any]:
     """Parse a decoded segment as one JSON object: UTF-8, no duplicate members, no NaN/Infinity.
 
@@ -159,7 +173,7 @@ def json_object(raw: bytes, index: int) -> dict[str, Any]:
         if end == len(text):
             return doc  # type: ignore[no-any-return]
     try:
-        doc = _DECODER.decode(text)
+        doc = strict_json(text)
     except ValueError as exc:
         raise MalformedTokenError(f"segment {index + 1} ({what}) is not JSON: {exc}") from None
     except RecursionError:

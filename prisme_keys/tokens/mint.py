@@ -16,7 +16,7 @@ from typing import Any
 
 from prisme_keys import clock
 from prisme_keys.errors import InvalidArgument, UsageError
-from prisme_keys.jwk import SUPPORTED_ALGS
+from prisme_keys.jwk import SUPPORTED_ALGS, check_kid
 from prisme_keys.store import settings_checks
 from prisme_keys.text import shown
 from prisme_keys.tokens.jws import MAX_NUMERIC_DATE, MIN_NUMERIC_DATE, TIME_CLAIMS, numeric_date_problem, show_value
@@ -145,7 +145,27 @@ class MintRun:
     missing: list[str] = field(default_factory=list)
 
 
-def _check_counts(o: MintOptions) -> None:
+def check_options(o: MintOptions) -> None:
+    """Refuse option values no token can come from: the one home of mint's option rules (CLI and API).
+
+    Rules: ``lifetime`` and ``not_before`` are ``None`` or whole seconds of 0 or more (0 mints an
+    already expired token, with a warning); ``count`` a whole number of 1 or more; ``kid`` a kid
+    :func:`prisme_keys.jwk.kid_problem` accepts; ``session_id`` only with one token.
+
+    Raises:
+        InvalidArgument: naming the option and what is wrong (exit 2).
+    """
+    for name in ("lifetime", "not_before"):
+        v = getattr(o, name)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+            field = "{{{}}}".format(name)  # noqa: UP032 - "{lifetime}": the argument, worded by the front end
+            raise InvalidArgument(
+                name, field + " must be a whole number of seconds, 0 or more, not {value}", value=shown(v)
+            )
+    if isinstance(o.count, bool) or not isinstance(o.count, int):
+        raise InvalidArgument("count", "{count} must be a whole number, not {value}", value=shown(o.count))
+    if o.kid is not None:
+        check_kid(o.kid)
     if o.count < 1:
         raise InvalidArgument("count", "{count} must be 1 or more")
     if o.session_id is not None and o.count > 1:
@@ -222,10 +242,10 @@ def _plan(settings: Any, now: datetime, o: MintOptions) -> _Plan:
     """Check everything about the tokens before any key is read: whatever is signed, ``verify`` accepts.
 
     Raises:
-        InvalidArgument: ``count`` rules.
+        InvalidArgument: :func:`check_options` rules.
         UsageError: a lifetime past the year 9999, claims :func:`check_claims` refuses.
     """
-    _check_counts(o)
+    check_options(o)
     lifetime = o.lifetime if o.lifetime is not None else settings.access_tokens_max_age
     iss = o.iss if o.iss is not None else settings.oidc_provider_url
     aud = o.aud if o.aud else ([settings.api_url] if settings.api_url else None)
