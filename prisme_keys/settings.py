@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from prisme_keys.errors import ConfigError, Worded
-from prisme_keys.text import decode_utf8, redact_url, shown
+from prisme_keys.text import decode_utf8, open_input, redact_url, shown
 
 APP_NAME = "prisme-keys"
 
@@ -381,7 +381,8 @@ def read_config(path: Path) -> dict[str, Any]:
         ConfigError: unreadable file, bad TOML, or an unknown setting name.
     """
     try:
-        raw = path.read_bytes()
+        with open_input(path) as fh:
+            raw = fh.read()
     except FileNotFoundError:
         return {}
     except OSError as exc:

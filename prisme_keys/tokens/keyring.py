@@ -14,7 +14,7 @@ from typing import Any
 from prisme_keys.errors import FetchError
 from prisme_keys.jwk import PRIVATE_MEMBERS, SUPPORTED_ALGS, thumbprint
 from prisme_keys.store.revocation import RevokedKeys, revoked_keys
-from prisme_keys.text import decode_utf8, json_error, shown
+from prisme_keys.text import decode_utf8, json_error, open_input, shown
 from prisme_keys.tokens.jws import B64URL_RE, show_value
 
 
@@ -259,7 +259,7 @@ def jwks_file_source(path: str, raw: bytes | None = None) -> StaticKeySource:
     """
     if raw is None:
         try:
-            with open(path, "rb") as fh:
+            with open_input(path) as fh:
                 raw = fh.read()
         except OSError as exc:
             raise FetchError(f"cannot read JWKS file {path}: {exc.strerror or exc}") from None
