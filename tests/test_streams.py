@@ -242,3 +242,10 @@ def test_a_short_write_is_written_again_and_its_broken_pipe_is_141(keyfile, monk
     assert main(["--key-file", str(keyfile), "export"]) == 141
     assert raw.taken == b'{\n  "keys"'
     assert capsys.readouterr().err == ""
+
+
+def test_a_directory_on_stdin_is_refused_by_python_itself(cli, keyfile):
+    # Python aborts in init_sys_streams before any of our code runs: nothing to catch (README says so)
+    p = sh(cli, keyfile, "$P decode - < /")
+    assert p.returncode == 1
+    assert p.stderr.splitlines()[0] == "Fatal Python error: init_sys_streams: <stdin> is a directory, cannot continue"
