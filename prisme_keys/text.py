@@ -143,6 +143,6 @@ def open_input(path: str | os.PathLike[str]) -> BinaryIO:
     try:
         os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
-    except BaseException:
+    except OSError:
         os.close(fd)
         raise
