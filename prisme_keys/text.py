@@ -13,6 +13,8 @@
   echoed: messages, reports, JSON, JUnit, ``config show``.
 * :func:`read_capped` reads a file named by the user up to a size cap, so ``/dev/zero`` or a
   runaway pipe ends promptly instead of filling the memory.
+* :func:`open_input` opens a file named by the user to read from (config, passphrase, JWKS,
+  import, claims files) without ever waiting for a FIFO's writer.
 * :func:`json_error` words a :class:`json.JSONDecodeError` as one phrase
   (``unterminated string starting at line 15 column 3``).
 
@@ -22,7 +24,8 @@ This module imports nothing from the package; every layer may use it.
 from __future__ import annotations
 
 import json
-from typing import Any
+import os
+from typing import Any, BinaryIO
 
 #: Longest echoed input, in characters, before :func:`cap` shortens it.
 ECHO_LIMIT = 200
@@ -125,7 +128,7 @@ def read_capped(path: Any, limit: int) -> bytes:
     Raises:
         OSError: the file cannot be opened or read.
     """
-    with open(path, "rb") as fh:
+    with open_input(path) as fh:  # never waits for a FIFO's writer
         return fh.read(limit + 1)
 
 
@@ -140,3 +143,23 @@ def json_error(exc: json.JSONDecodeError) -> str:
         msg = msg[: -len(" at")]
     msg = msg[:1].lower() + msg[1:]
     return f"{msg} at line {exc.lineno} column {exc.colno}"
+
+
+def open_input(path: str | os.PathLike[str]) -> BinaryIO:
+    """Open ``path`` for reading in binary mode without waiting for a FIFO's writer.
+
+    A pipe (``<(pass show x)``, a FIFO) is read as it is; ``open()`` would block until a writer
+    opens a named FIFO, forever when nobody does (cron stuck). Opened with ``O_NONBLOCK`` and then
+    back in blocking mode, a FIFO nobody writes to reads as empty (end of file) at once.
+
+    Raises:
+        OSError: as ``open()`` (``FileNotFoundError``, ``PermissionError``, ...); a folder opens and
+        fails on the first read with ``IsADirectoryError``.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except OSError:
+        os.close(fd)
+        raise

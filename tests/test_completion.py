@@ -225,3 +225,13 @@ def test_group_readable_or_corrupt_key_file_completes_nothing(files, tmp_path):
     os.chmod(main, 0o600)
     main.write_text("{not json")
     assert bash_complete("prisme-keys mint --kid ", env) == []
+
+
+def test_a_fifo_as_key_file_completes_nothing_at_once(files, tmp_path):
+    # regression (newcomer break-test): kid completion waited for a writer on the FIFO forever
+    need("bash")
+    main, other, env = files
+    fifo = tmp_path / "kf"
+    os.mkfifo(fifo)
+    assert bash_complete(f"prisme-keys --key-file {fifo} revoke ", env) == []  # bash_complete times out at 60 s
+    assert bash_complete("prisme-keys mint --kid ", dict(env, PRISME_KEYS_FILE=str(fifo))) == []

@@ -447,3 +447,12 @@ def test_rotate_dry_run_at_the_last_second_of_year_9999(cli, keyfile):
     assert (p.returncode, p.stderr) == (0, ""), p.stderr
     p = cli("--key-file", str(keyfile), "--now", "9999-12-31T23:59:59Z", "rotate", "--dry-run")
     assert (p.returncode, p.stderr) == (0, "")
+
+
+@pytest.mark.parametrize("command", [["list"], ["rotate"], ["export"], ["revoke", "x"], ["encrypt"]])
+def test_a_fifo_as_key_file_is_refused_at_once(cli, tmp_path, command):
+    # regression (newcomer break-test): opening a FIFO waited for a writer forever (cron stuck)
+    kf = tmp_path / "kf"
+    os.mkfifo(kf)
+    p = cli.proc("--key-file", str(kf), *command, timeout=30)
+    assert (p.returncode, p.stderr) == (4, f"prisme-keys: error: key file {kf} is not a regular file\n")

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import json
 import os
 import shlex
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 from helpers import script
@@ -193,3 +195,57 @@ def test_ctrl_c_is_exit_130_with_one_line_and_no_file(cli, tmp_path):
     assert p.returncode == 130
     assert (seen + rest).replace(b"\r\n", b"\n").rstrip().endswith(b"prisme-keys: interrupted")
     assert not kf.exists()
+
+
+# -- a reader that leaves after reading part of the output (newcomer break-test, defect 1)
+
+
+@pytest.mark.parametrize(
+    "cmd",
+    [
+        "$P --json plan --days 3660",  # one JSON document of ~110 kB, written in one go
+        "$P plan --days 3660",
+        "$P -q --json mint --count 300",
+        "$P -q mint --count 2000 | $P --json verify --batch",
+        "$P -q mint --count 2000 | $P verify --batch",
+    ],
+)
+def test_a_reader_that_read_part_of_the_output_is_exit_141(cli, fresh, cmd):
+    # head -c 1 takes part of the first pipe-full: the large write comes back short, not failed
+    p = sh(cli, fresh, f"{cmd} | head -c 1")
+    assert (p.returncode, p.stderr, len(p.stdout)) == (141, "", 1)
+
+
+class _ShortThenBroken(io.RawIOBase):
+    """A binary stdout whose first write takes only ``first`` bytes and whose next ones fail with EPIPE."""
+
+    def __init__(self, first: int) -> None:
+        super().__init__()
+        self.first = first
+        self.taken = b""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        if self.taken:
+            raise OSError(errno.EPIPE, os.strerror(errno.EPIPE))
+        self.taken = bytes(data[: self.first])
+        return len(self.taken)
+
+
+def test_a_short_write_is_written_again_and_its_broken_pipe_is_141(keyfile, monkeypatch, capsys):
+    from prisme_keys.cli import main
+
+    raw = _ShortThenBroken(10)
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(raw, encoding="utf-8"))
+    assert main(["--key-file", str(keyfile), "export"]) == 141
+    assert raw.taken == b'{\n  "keys"'
+    assert capsys.readouterr().err == ""
+
+
+def test_a_directory_on_stdin_is_refused_by_python_itself(cli, keyfile):
+    # Python aborts in init_sys_streams before any of our code runs: nothing to catch (README says so)
+    p = sh(cli, keyfile, "$P decode - < /")
+    assert p.returncode == 1
+    assert p.stderr.splitlines()[0] == "Fatal Python error: init_sys_streams: <stdin> is a directory, cannot continue"

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 
 import pytest
-from helpers import DEEP, one_error_line, record, write_keyfile
+from helpers import DEEP, one_error_line, record, script, write_keyfile
 from jwks_server import JwksServer, claims, jwks, rs_token
 
 from prisme_keys import jwk as jwk_rules
@@ -222,3 +223,43 @@ def test_paths_with_line_breaks_and_esc_are_echoed_on_one_line(run, tmp_path):
     p = run("--key-file", str(tmp_path / "no\npe\x1b.json"), "list")
     one_error_line(p, 4)
     assert p.stderr.startswith(f"prisme-keys: error: key file {tmp_path}/no\\npe\\x1b.json does not exist; ")
+
+
+# -- FIFOs and pipes as input files (newcomer break-test, defect 2)
+
+FIFO_CASES = [
+    (["--config", "{fifo}", "list"], 0, ""),  # an empty config file: nothing set
+    (["--passphrase-file", "{fifo}", "encrypt"], 4, "passphrase file {fifo} is empty"),
+    (["import", "{fifo}"], 4, "{fifo} is empty; nothing was imported"),
+    (
+        ["verify", "--jwks-file", "{fifo}", "a.b.c"],
+        9,
+        "JWKS file {fifo} is not JSON: expecting value at line 1 column 1",
+    ),
+    (["mint", "--claims", "{fifo}"], 2, "--claims {fifo}: not JSON: expecting value at line 1 column 1"),
+]
+
+
+@pytest.mark.parametrize(("args", "code", "line"), FIFO_CASES)
+def test_a_fifo_nobody_writes_to_reads_as_empty_at_once(cli, kf, tmp_path, args, code, line):
+    # opening a FIFO used to wait for a writer forever (cron stuck); now it is an empty input
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    args = [a.format(fifo=fifo) for a in args]
+    p = cli.proc("--key-file", str(kf), "-q", *args, timeout=30)
+    assert (p.returncode, p.stderr) == (code, f"prisme-keys: error: {line.format(fifo=fifo)}\n" if line else "")
+
+
+def test_process_substitution_still_feeds_passphrase_claims_and_import(cli, kf, tmp_path, keypool):
+    env = dict(cli.env, P=f"{script()} --key-file {kf} -q")
+    other = write_keyfile(tmp_path / "other.json", [record(keypool[1])])
+    line = (
+        "set -e; $P --passphrase-file <(echo 'correct horse battery staple') encrypt > /dev/null;"
+        " $P --passphrase-file <(echo 'correct horse battery staple') mint --claims <(echo '{\"x\": 7}') > tok;"
+        f" $P --passphrase-file <(echo 'correct horse battery staple') import <(cat {other}) > /dev/null;"
+        " $P --passphrase-file <(echo 'correct horse battery staple') list; $P --json decode - < tok > claims.json"
+    )
+    p = subprocess.run(["bash", "-c", line], env=env, cwd=cli.home, capture_output=True, text=True, timeout=120)
+    assert (p.returncode, p.stderr) == (0, "")
+    assert sorted(ln.split("\t")[0] for ln in p.stdout.splitlines()) == sorted([keypool[0]["kid"], keypool[1]["kid"]])
+    assert json.loads((cli.home / "claims.json").read_text())["claims"]["x"] == 7

@@ -181,6 +181,5 @@ def _click_message(exc: typer.TyperException) -> str:
 def run() -> None:
     """Console-script entry point: :func:`main`, then a clean exit whatever became of the streams."""
     streams.occupy_closed_descriptors()
-    code = main()
-    streams.finish_process()
+    code = streams.finish_process(main())
     sys.exit(code)

@@ -103,12 +103,14 @@ class _Closed:
 class _Guard:
     """Proxy of one standard stream turning its ``OSError`` into the documented outcome."""
 
-    def __init__(self, stream: Any, role: str) -> None:
+    def __init__(self, stream: Any, role: str, binary: bool = False) -> None:
         self._stream = stream
         self._role = role  # "stdout", "stdin" or "stderr"
+        self._binary = binary  # the ``buffer`` below a text stream
         #: the errno of the first failed write (stdout), or ``None``
         self.failed: int | None = None
         self._buffer: _Guard | None = None
+        self._text_flushed = False
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
@@ -131,7 +133,36 @@ class _Guard:
             return self._fail(exc)
 
     def write(self, data: Any) -> Any:
-        return self._call("write", data)
+        if self._role != "stdout" or isinstance(data, str) == self._binary:  # a wrong type fails as it would
+            return self._call("write", data)
+        try:
+            return self._write_all(data)
+        except (OSError, ValueError) as exc:
+            if isinstance(exc, ValueError) and not isinstance(exc, OSError) and "closed" not in str(exc):
+                raise
+            return self._fail(exc)
+
+    def _write_all(self, data: Any) -> int:
+        """Write all of ``data`` on stdout, or raise the ``OSError`` that stopped it.
+
+        A buffered stream returns a short count, with no error, when a pipe's reader leaves in the
+        middle of a large write: the rest would be dropped silently and the command exit 0. The
+        rest is written again here, and that write is the one that fails (``EPIPE``).
+        """
+        if isinstance(data, str):
+            stream = self._stream
+            buffer = getattr(stream, "buffer", None)
+            if buffer is None:  # a text-only stream (a test double): no short counts to catch
+                return int(stream.write(data))
+            if not self._text_flushed:  # what went through the text layer before goes first
+                stream.flush()
+                self._text_flushed = True
+            _write_bytes(buffer, data.encode(stream.encoding or "utf-8", stream.errors or "strict"))
+            if getattr(stream, "line_buffering", False) and "\n" in data:
+                buffer.flush()
+            return len(data)
+        _write_bytes(self._stream, data)
+        return len(data)
 
     def writelines(self, lines: Any) -> Any:
         return self._call("writelines", lines)
@@ -168,8 +199,20 @@ class _Guard:
     def buffer(self) -> _Guard:
         """The binary stream below, guarded the same way."""
         if self._buffer is None:
-            self._buffer = _Guard(self._stream.buffer, self._role)
+            self._buffer = _Guard(self._stream.buffer, self._role, binary=True)
         return self._buffer
+
+
+def _write_bytes(buffer: Any, data: Any) -> None:
+    """``buffer.write`` until all of ``data`` is taken; a short count is followed by another write."""
+    view = memoryview(data).cast("B")
+    while len(view):
+        n = buffer.write(view)
+        if n is None:  # a non-blocking stream that would block: not a standard-stream case
+            raise OSError(errno.EAGAIN, os.strerror(errno.EAGAIN))
+        if n <= 0:
+            raise OSError(errno.EIO, "write() took no bytes")
+        view = view[n:]
 
 
 @contextmanager
@@ -201,18 +244,22 @@ def occupy_closed_descriptors() -> None:
                 os.close(new)
 
 
-def finish_process() -> None:
+def finish_process(code: int) -> int:
     """Before exit: flush stdout and stderr; one that fails is pointed at ``/dev/null``.
 
     Python flushes both at shutdown and, when that fails, prints "Exception ignored" and exits
-    120; after a broken pipe or a full disk the buffered rest is dropped instead.
+    120; after a broken pipe or a full disk the buffered rest is dropped instead. Returns the exit
+    code: ``code``, or :data:`EXIT_BROKEN_PIPE` when a successful command's last output found its
+    reader gone.
     """
     for stream, fd in ((sys.__stdout__, 1), (sys.__stderr__, 2)):
         if stream is None:
             continue
         try:
             stream.flush()
-        except (OSError, ValueError):
+        except (OSError, ValueError) as exc:
+            if fd == 1 and code == 0 and getattr(exc, "errno", None) == errno.EPIPE:
+                code = EXIT_BROKEN_PIPE
             try:
                 null = os.open(os.devnull, os.O_WRONLY)
                 os.dup2(null, fd)
@@ -220,3 +267,4 @@ def finish_process() -> None:
                 stream.flush()
             except (OSError, ValueError):
                 pass
+    return code

@@ -12,7 +12,7 @@ from prisme_keys.cli.app import app, state
 from prisme_keys.cli.common import duration, read_stdin_capped, read_token_arg, text_option
 from prisme_keys.cli.completion import complete_kid
 from prisme_keys.errors import UsageError
-from prisme_keys.text import json_error, redact_url, shown, strip_bom
+from prisme_keys.text import json_error, open_input, redact_url, shown, strip_bom
 
 _TOKEN_HELP = (
     "The token, or - to read it from stdin. Surrounding whitespace and one 'Bearer ' prefix "
@@ -83,7 +83,7 @@ def _extra_claims(claims: Optional[str], pairs: list[str]) -> dict[str, Any]:
             if claims == "-":
                 raw = read_stdin_capped(limit)
             else:
-                with open(claims, "rb") as fh:
+                with open_input(claims) as fh:
                     raw = fh.read(limit + 1)
             if len(raw) > limit:
                 raise UsageError(f"--claims {claims}: more than {limit} bytes")

@@ -47,7 +47,7 @@ from typing import Any
 from prisme_keys.errors import KeyFileError, Worded
 from prisme_keys.jwk import PRIVATE_MEMBERS, b64url_decode, b64url_encode, canonical_jwk
 from prisme_keys.store.permissions import unsafe_mode
-from prisme_keys.text import decode_utf8, shown
+from prisme_keys.text import decode_utf8, open_input, shown
 
 VERSION = 1
 CIPHER = "A256GCM"
@@ -111,7 +111,7 @@ def read_passphrase_file(path: Path | str, *, allow_group_read: bool = False) ->
         KeyFileError: missing, unsafe permissions, unreadable, not UTF-8 or empty file.
     """
     try:
-        with open(path, "rb") as fh:
+        with open_input(path) as fh:
             st = os.fstat(fh.fileno())
             problem = unsafe_mode(path, st.st_mode, what="passphrase file", allow_group_read=allow_group_read)
             if stat.S_ISREG(st.st_mode) and problem:

@@ -35,7 +35,7 @@ from prisme_keys.errors import InvalidArgument, KeyFileError, Worded
 from prisme_keys.settings import Settings
 from prisme_keys.store.revocation import RevokedKeys, revoked_keys
 from prisme_keys.store.revocation import describe as describe_revocation
-from prisme_keys.text import decode_utf8, json_error, shown
+from prisme_keys.text import decode_utf8, json_error, open_input, shown
 
 #: Largest input read, bytes.
 MAX_INPUT_BYTES = 64 * 1024 * 1024
@@ -95,7 +95,7 @@ def read_source(source: str) -> tuple[bytes, str]:
         KeyFileError: the file cannot be read or is larger than :data:`MAX_INPUT_BYTES`.
     """
     try:
-        with open(source, "rb") as fh:
+        with open_input(source) as fh:
             data = fh.read(MAX_INPUT_BYTES + 1)
     except OSError as exc:
         raise KeyFileError(f"cannot read {source}: {exc.strerror or exc}", code="import_unreadable") from None

@@ -234,7 +234,8 @@ class KeyFile:
             KeyFileError: missing, not a regular file, unsafe permissions, unreadable, too large.
         """
         try:
-            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            # O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused below, at once)
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
         except FileNotFoundError:
             raise KeyFileError(
                 Worded("key file {path} does not exist", hint="init", path=self.path), code="key_file_missing"
