@@ -99,7 +99,7 @@ def test_revoke_completes_kids_and_absent_or_deleted_complete_revoked_kids(files
     assert bash_complete("prisme-keys check https://jwks.example --absent ", env) == []  # nothing revoked yet
     (tmp_path / "home").mkdir()
     p = Cli(tmp_path / "home")(
-        "--key-file", str(main), "revoke", kids[1], env={"PRISME_KEYS_CONFIG": env["PRISME_KEYS_CONFIG"]}
+        "--key-file", str(main), "revoke", "--", kids[1], env={"PRISME_KEYS_CONFIG": env["PRISME_KEYS_CONFIG"]}
     )
     assert p.returncode == 0, p.stderr
     left = [r["kid"] for r in json.loads(main.read_text())["keys"]]

@@ -63,8 +63,8 @@ WRITERS = [
     (["rotate", "--notify"], KEY_FILE, True),
     (["prune"], KEY_FILE, True),
     (["prune", "--notify"], KEY_FILE, True),
-    (["revoke", "KID", "--reason", "leaked"], KEY_FILE, True),
-    (["revoke", "KID", "--notify"], KEY_FILE, True),
+    (["revoke", "--reason", "leaked", "--", "KID"], KEY_FILE, True),
+    (["revoke", "--notify", "--", "KID"], KEY_FILE, True),
     (["init"], KEY_FILE, False),
     (["init", "--encrypt"], KEY_FILE, False),
     (["import", "IMPORT"], KEY_FILE, False),
@@ -76,7 +76,7 @@ WRITERS = [
     (["notify", "--force"], RECORDS, False),
     (["notify", "--runtime-url", "http://127.0.0.1:9"], RECORDS, False),
     (["notify", "--created", "x", "--no-runtime"], ANNOUNCES, False),  # events dated --now, nothing recorded
-    (["notify", "--created", "KID"], ANNOUNCES, False),
+    (["notify", "--created=KID"], ANNOUNCES, False),
     (["notify", "--deleted", "x"], ANNOUNCES, False),
     (["notify", "--no-runtime"], ANNOUNCES, False),
 ]
@@ -106,7 +106,8 @@ def test_a_writing_command_refuses_a_far_now(run, kf, tmp_path, keypool, cmd, do
     if cmd[0] == "init":
         kf.unlink()
     before = kf.read_bytes() if kf.exists() else None
-    cmd = [str(src) if a == "IMPORT" else keypool[0]["kid"] if a == "KID" else a for a in cmd]
+    kid = keypool[0]["kid"]
+    cmd = [str(src) if a == "IMPORT" else kid if a == "KID" else a.replace("=KID", "=" + kid) for a in cmd]
     at = clock.iso(clock.parse_time(offset))
     rc, out, err = run("--now", at, *cmd, env={"PRISME_KEYS_PASSPHRASE": "pw pw pw"})
     assert (rc, out, err) == (2, "", refusal(at, span, does, dry_run))
