@@ -1,6 +1,7 @@
 """``import``: add keys to the key file from a private JWKS, gateway records or a PEM key.
 
-Accepted inputs (detected from the content):
+Accepted inputs (detected from the content by :mod:`prisme_keys.store.import_input`, which reads
+and recognises them; this module judges each key and merges them into the key file):
 
 * a JWK Set holding private keys ``{"keys": [private JWK, ...]}`` such as the gateway's
   legacy ``jwks.json`` (listed newest first, as the gateway's own migration reads it);
@@ -23,7 +24,6 @@ JWKS is the newest), ``rotatesAt = createdAt + JWKS_ROTATION_DAYS``, ``expiresAt
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -33,35 +33,20 @@ from prisme_keys import clock
 from prisme_keys import jwk as jwk_rules
 from prisme_keys.errors import InvalidArgument, KeyFileError, Worded
 from prisme_keys.settings import Settings
+from prisme_keys.store.import_input import MAX_INPUT_BYTES as MAX_INPUT_BYTES  # public names of this module
+from prisme_keys.store.import_input import Candidate as Candidate
+from prisme_keys.store.import_input import check_size as check_size
+from prisme_keys.store.import_input import parse_source as parse_source
+from prisme_keys.store.import_input import read_source as read_source
+from prisme_keys.store.import_input import rejected
 from prisme_keys.store.revocation import RevokedKeys, revoked_keys
 from prisme_keys.store.revocation import describe as describe_revocation
-from prisme_keys.text import decode_utf8, json_error, open_input, shown
+from prisme_keys.text import shown
 
-#: Largest input read, bytes.
-MAX_INPUT_BYTES = 64 * 1024 * 1024
 #: Record members kept from an imported record (others, like Mongo's ``_id``, are dropped).
 RECORD_MEMBERS = ("kid", "previousKeyId", "createdAt", "rotatesAt", "expiresAt", "activatesAt", "jwk")
 _TIMES = ("createdAt", "rotatesAt", "expiresAt", "activatesAt")
 _CRT = ("p", "q", "dp", "dq", "qi")
-
-
-def _rejected(message: str) -> KeyFileError:
-    return KeyFileError(message, code="import_rejected")
-
-
-@dataclass
-class Candidate:
-    """One key found in the input.
-
-    Attributes:
-        position: where it is, for messages (``record 2 (line 2)``, ``key 1``, ``PEM key``).
-        record: the record (or ``{"jwk": jwk}`` for a bare JWK); ``None`` when unreadable.
-        error: why it could not be read, or ``None``.
-    """
-
-    position: str
-    record: dict[str, Any] | None = None
-    error: str | None = None
 
 
 @dataclass
@@ -85,178 +70,15 @@ class ImportResult:
     signing_kid: str | None = None
 
 
-def read_source(source: str) -> tuple[bytes, str]:
-    """Read the import input from the file ``source`` (standard input is the caller's: see :func:`check_size`).
-
-    Returns:
-        ``(bytes, display name)``.
-
-    Raises:
-        KeyFileError: the file cannot be read or is larger than :data:`MAX_INPUT_BYTES`.
-    """
-    try:
-        with open_input(source) as fh:
-            data = fh.read(MAX_INPUT_BYTES + 1)
-    except OSError as exc:
-        raise KeyFileError(f"cannot read {source}: {exc.strerror or exc}", code="import_unreadable") from None
-    return check_size(data, source), source
-
-
-def check_size(data: bytes, name: str) -> bytes:
-    """``data`` when it holds at most :data:`MAX_INPUT_BYTES` (read ``MAX_INPUT_BYTES + 1`` to tell).
-
-    Raises:
-        KeyFileError: code ``import_rejected``, the input is larger.
-    """
-    if len(data) > MAX_INPUT_BYTES:
-        raise _rejected(f"{name} is larger than {MAX_INPUT_BYTES} bytes")
-    return data
-
-
-# -- parsing -----------------------------------------------------------------------------
-
-
-def _ext_date(value: Any) -> Any:
-    try:
-        if isinstance(value, str):
-            return clock.iso(clock.parse_iso(value))
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return clock.iso(clock.from_numeric_date(value / 1000))
-    except (ValueError, OverflowError, OSError):
-        pass
-    return {"$date": value}
-
-
-def _ext_hook(obj: dict[str, Any]) -> Any:
-    """Decode MongoDB extended JSON (canonical and relaxed) single-member wrappers."""
-    if len(obj) == 1:
-        ((k, v),) = obj.items()
-        try:
-            if k == "$oid":
-                return str(v)
-            if k == "$date":
-                return _ext_date(v)
-            if k in ("$numberInt", "$numberLong"):
-                return int(v)
-            if k == "$numberDouble":
-                return float(v)
-        except (TypeError, ValueError):
-            return obj
-    return obj
-
-
-def _loads(text: str) -> Any:
-    """``json.loads`` with MongoDB extended JSON; JSON nested too deeply is a ``JSONDecodeError`` too."""
-    try:
-        return json.loads(text, object_hook=_ext_hook)
-    except RecursionError:
-        raise json.JSONDecodeError("JSON nested too deeply", text, 0) from None
-
-
-def _classify(item: Any, position: str) -> Candidate:
-    if isinstance(item, dict) and "jwk" in item:
-        return Candidate(position, record=item)
-    if isinstance(item, dict) and "kty" in item:
-        return Candidate(position.replace("record", "key"), record={"jwk": item})
-    if isinstance(item, dict):
-        return Candidate(position, error="neither a gateway record (no jwk member) nor a JWK (no kty member)")
-    return Candidate(position, error="not a JSON object")
-
-
-def parse_source(data: bytes, name: str = "input") -> tuple[str, list[Candidate]]:
-    """Find the keys in an import input.
-
-    Returns:
-        ``(format, candidates)``; format is ``jwks``, ``records``, ``json-lines`` or ``pem``.
-        A candidate that cannot be read carries an ``error`` (e.g. a truncated JSON line).
-
-    Raises:
-        KeyFileError: the input as a whole is unreadable (empty, not UTF-8, not JSON/PEM,
-            an encrypted PEM).
-    """
-    try:
-        text = decode_utf8(data)  # a leading BOM is accepted
-    except UnicodeDecodeError:
-        raise _rejected(
-            f"{name} is not UTF-8 text (a JWKS, gateway records or a PEM key); nothing was imported"
-        ) from None
-    stripped = text.strip()
-    if not stripped:
-        raise _rejected(f"{name} is empty; nothing was imported")
-    if stripped.startswith("-----BEGIN"):
-        return "pem", [Candidate("PEM key", record={"jwk": _pem_to_jwk(stripped, name)})]
-    try:
-        doc = _loads(stripped)
-    except json.JSONDecodeError as exc:
-        lines = [(i + 1, ln) for i, ln in enumerate(text.splitlines()) if ln.strip()]
-        first_ok = False
-        if len(lines) > 1:
-            try:
-                _loads(lines[0][1])
-                first_ok = True
-            except json.JSONDecodeError:
-                pass
-        if not first_ok:
-            raise _rejected(f"{name} is not valid JSON ({json_error(exc)}; truncated?); nothing was imported") from None
-        cands = []
-        for i, (lineno, ln) in enumerate(lines):
-            pos = f"record {i + 1} (line {lineno})"
-            try:
-                item = _loads(ln)
-            except json.JSONDecodeError as e:
-                cands.append(Candidate(pos, error=f"not valid JSON ({json_error(e)}; truncated?)"))
-                continue
-            cands.append(_classify(item, pos))
-        return "json-lines", cands
-    if isinstance(doc, dict) and isinstance(doc.get("keys"), list):
-        items = doc["keys"]
-        is_records = "format" in doc or any(isinstance(x, dict) and "jwk" in x for x in items)
-        label = "record" if is_records else "key"
-        return ("records" if is_records else "jwks"), [_classify(x, f"{label} {i + 1}") for i, x in enumerate(items)]
-    if isinstance(doc, list):
-        return "records", [_classify(x, f"record {i + 1}") for i, x in enumerate(doc)]
-    if isinstance(doc, dict) and ("jwk" in doc or "kty" in doc):
-        return ("records" if "jwk" in doc else "jwks"), [_classify(doc, "record 1")]
-    raise _rejected(
-        f'{name} holds no keys: expected a JWKS {{"keys": [...]}}, gateway records '
-        "(a JSON array or JSON lines) or a PEM RSA private key; nothing was imported"
-    )
-
-
-def _pem_to_jwk(text: str, name: str) -> dict[str, Any]:
-    from cryptography.exceptions import UnsupportedAlgorithm
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    if "ENCRYPTED" in text.split("\n", 1)[0] or "Proc-Type: 4,ENCRYPTED" in text:
-        raise _rejected(
-            f"{name}: the PEM key is encrypted; decrypt it first "
-            "(openssl pkey -in KEY -out PLAIN); nothing was imported"
-        )
-    try:
-        key = serialization.load_pem_private_key(text.encode("ascii", "replace"), password=None)
-    except TypeError:
-        raise _rejected(f"{name}: the PEM key is encrypted; decrypt it first; nothing was imported") from None
-    except (ValueError, UnsupportedAlgorithm) as exc:  # what cryptography raises on a PEM it cannot read
-        kind = type(exc).__name__
-        raise _rejected(
-            f"{name}: not a readable PEM private key ({kind}); "
-            "expected an unencrypted RSA PRIVATE KEY or PRIVATE KEY block; nothing was imported"
-        ) from None
-    if not isinstance(key, rsa.RSAPrivateKey):
-        raise _rejected(f"{name}: the PEM key is not an RSA key; only RSA keys are supported; nothing was imported")
-    jwk = jwk_rules.private_key_to_jwk(key, "RS256", kid="")
-    # alg and kid are filled like any other key's (from the alg/kid arguments, else settings and thumbprint)
-    del jwk["alg"]
-    del jwk["kid"]
-    return jwk
-
-
 # -- validation ---------------------------------------------------------------------------
 
 
 def _check(cand: Candidate, alg: str | None, kid: str | None, settings: Settings) -> dict[str, Any]:
     """Validate and complete one candidate into a record (times may still be missing).
+
+    Args:
+        alg: the algorithm of a key that names none (default ``settings.alg``).
+        kid: the kid of a key that has none (default its RFC 7638 thumbprint).
 
     Raises:
         ValueError: the reason (no secret values).
@@ -267,12 +89,29 @@ def _check(cand: Candidate, alg: str | None, kid: str | None, settings: Settings
     jwk = rec.get("jwk")
     if not isinstance(jwk, dict):
         raise ValueError("jwk is missing or not an object (truncated record?)")
+    pkey = _check_key(jwk)
+    final_kid = _final_kid(rec, jwk, kid)
+    out: dict[str, Any] = {"kid": final_kid, **_record_dates(rec)}
+    out["jwk"] = _complete_jwk(jwk, pkey, final_kid, alg or settings.alg)
+    return out
+
+
+def _check_key(jwk: dict[str, Any]) -> Any:
+    """Check one JWK is an importable signing key; returns its private key object (``cryptography``).
+
+    In order: RSA with string ``n``/``e``, not known-compromised (checked first: its reason is the
+    one that matters), private members present, :data:`jwk_rules.MIN_BITS` to
+    :data:`jwk_rules.MAX_BITS` bits, a supported ``alg`` and ``use: sig`` when given, private
+    members consistent with ``n``/``e``.
+
+    Raises:
+        ValueError: the reason (no secret values).
+    """
     if jwk.get("kty") != "RSA":
         raise ValueError(f"kty is {shown(jwk.get('kty'))}; only RSA keys are supported")
     for m in ("n", "e"):
         if not isinstance(jwk.get(m), str):
             raise ValueError(f"jwk member {shown(m)} is missing or not a string (truncated record?)")
-    # The known-compromised check comes first: its reason is the one that matters.
     try:
         jwk_rules.thumbprint(jwk)
     except ValueError:
@@ -295,11 +134,18 @@ def _check(cand: Candidate, alg: str | None, kid: str | None, settings: Settings
     if "use" in jwk and jwk["use"] != "sig":
         raise ValueError(f"use is {shown(jwk['use'])}, not 'sig'")
     try:
-        pkey = jwk_rules.private_key_from_jwk(jwk)
+        return jwk_rules.private_key_from_jwk(jwk)
     except ValueError as exc:  # the only error private_key_from_jwk raises for a bad key
         raise ValueError(f"private key members are inconsistent: {exc}") from None
 
-    # kid: record kid, jwk kid, the kid argument, thumbprint
+
+def _final_kid(rec: dict[str, Any], jwk: dict[str, Any], kid: str | None) -> str:
+    """The imported key's kid: the record's, else the JWK's, else the ``kid`` argument, else the RFC 7638
+    thumbprint.
+
+    Raises:
+        ValueError: a kid that breaks the kid rule (:func:`prisme_keys.jwk.kid_problem`), or two kids that differ.
+    """
     rkid, jkid = rec.get("kid"), jwk.get("kid")
     for label, v in (("record kid", rkid), ("jwk kid", jkid), ("{kid}", kid)):
         problem = None if v is None else jwk_rules.kid_problem(v)
@@ -308,26 +154,36 @@ def _check(cand: Candidate, alg: str | None, kid: str | None, settings: Settings
             raise ValueError(Worded(label + "{value} " + problem, value=value))
     if rkid and jkid and rkid != jkid:
         raise ValueError(f"record kid {shown(rkid)} differs from its jwk kid {shown(jkid)}")
-    given = rkid or jkid
+    given: str | None = rkid or jkid
     if kid is not None and given and kid != given:
         raise ValueError(
             Worded("{kid} {value} differs from the key's own kid {own}", value=shown(kid), own=shown(given))
         )
-    final_kid = given or kid or jwk_rules.thumbprint(jwk)
+    return given or kid or jwk_rules.thumbprint(jwk)
 
+
+def _complete_jwk(jwk: dict[str, Any], pkey: Any, kid: str, alg: str) -> dict[str, Any]:
+    """The JWK as stored: ``kid``, ``use: sig`` and ``alg`` filled, missing CRT members computed from
+    ``pkey``, members in the gateway's order (extras after), integers in canonical form."""
     out_jwk = dict(jwk)
-    out_jwk["kid"] = final_kid
+    out_jwk["kid"] = kid
     out_jwk.setdefault("use", "sig")
-    out_jwk.setdefault("alg", alg or settings.alg)
+    out_jwk.setdefault("alg", alg)
     if any(m not in out_jwk for m in _CRT):
-        full = jwk_rules.private_key_to_jwk(pkey, out_jwk["alg"], kid=final_kid)
+        full = jwk_rules.private_key_to_jwk(pkey, out_jwk["alg"], kid=kid)
         for m in _CRT:
             out_jwk.setdefault(m, full[m])
-    # keep the JWK members in the gateway's order, extras after; integers in canonical form
     order = ["kty", "kid", "use", "alg", "n", "e", "d", *_CRT]
-    out_jwk = jwk_rules.canonical_jwk({**{m: out_jwk[m] for m in order if m in out_jwk}, **out_jwk})
+    return jwk_rules.canonical_jwk({**{m: out_jwk[m] for m in order if m in out_jwk}, **out_jwk})
 
-    out: dict[str, Any] = {"kid": final_kid}
+
+def _record_dates(rec: dict[str, Any]) -> dict[str, Any]:
+    """``previousKeyId`` and the times the record gives (normalised to ``YYYY-MM-DDTHH:MM:SS.mmmZ``).
+
+    Raises:
+        ValueError: ``previousKeyId`` is not a string, or a time is not ISO-8601.
+    """
+    out: dict[str, Any] = {}
     if "previousKeyId" in rec:
         prev = rec["previousKeyId"]
         if prev is not None and not isinstance(prev, str):
@@ -339,7 +195,6 @@ def _check(cand: Candidate, alg: str | None, kid: str | None, settings: Settings
                 out[t] = clock.iso(clock.parse_iso(rec[t]))
             except (ValueError, TypeError):
                 raise ValueError(f"{t} is not an ISO-8601 time") from None
-    out["jwk"] = out_jwk
     return out
 
 
@@ -375,7 +230,7 @@ def _reject(name: str, problems: list[tuple[str, str]]) -> KeyFileError:
     if len(problems) > 1:
         rest = ", ".join(p for p, _ in problems[1:4]) + (", ..." if len(problems) > 4 else "")
         more = f" (and {len(problems) - 1} more rejected: {rest})"
-    return _rejected(
+    return rejected(
         Worded(
             "import from {name} rejected, nothing written: {pos}: {why}{more}", name=name, pos=pos, why=why, more=more
         )
@@ -415,7 +270,7 @@ def prepare(
         raise InvalidArgument("alg", "{alg} {value} is not supported; use RS256, RS384 or RS512", value=shown(alg))
     fmt, cands = parse_source(data, name)
     if not cands:
-        raise _rejected(f"{name} holds no keys; nothing was imported")
+        raise rejected(f"{name} holds no keys; nothing was imported")
     if kid is not None and len(cands) > 1:
         raise InvalidArgument("kid", "{kid} names one key but {name} holds {n}", name=name, n=len(cands))
     problems: list[tuple[str, str]] = []
