@@ -71,7 +71,6 @@ def test_the_cycle_finder_finds_a_cycle():
     assert _cycles(defaultdict(set, {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}})) == [["a", "b", "c"]]
 
 
-@pytest.mark.xfail(reason="the lead splits the long functions after this round's merges", strict=False)
 def test_modules_and_functions_are_small():
     too_long = []
     for path in sorted(PACKAGE.rglob("*.py")):

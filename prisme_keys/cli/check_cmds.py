@@ -2,7 +2,7 @@
 
 # No ``from __future__ import annotations`` here: see prisme_keys.cli.app (start-up time).
 import dataclasses
-from typing import Any, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -13,47 +13,73 @@ from prisme_keys.cli.words import say
 from prisme_keys.errors import UsageError
 from prisme_keys.text import redact_url
 
+# -- check's options -------------------------------------------------------------------------
 
-@app.command()
-def check(
-    ctx: typer.Context,
-    url: str = typer.Argument(..., metavar="URL", help="The JWKS URL, e.g. https://api.example.com/oidc/jwks."),
-    against: Optional[bool] = typer.Option(
-        None, "--against/--no-against", help="Compare with the local key file (default: when the key file exists)."
-    ),
-    roundtrip: bool = typer.Option(
-        False,
+Url = Annotated[str, typer.Argument(metavar="URL", help="The JWKS URL, e.g. https://api.example.com/oidc/jwks.")]
+Against = Annotated[
+    Optional[bool],
+    typer.Option("--against/--no-against", help="Compare with the local key file (default: when the key file exists)."),
+]
+Roundtrip = Annotated[
+    bool,
+    typer.Option(
         "--roundtrip",
         help="Mint a short-lived token with the local signing key and verify it against URL exactly as `verify` does.",
     ),
-    strict: bool = typer.Option(False, "--strict", help="Treat warnings as failures."),
-    junit: Optional[str] = typer.Option(None, "--junit", metavar="FILE", help="Also write a JUnit XML report to FILE."),
-    algorithms: Optional[str] = typer.Option(
-        None, "--algorithms", help="Allowed alg values, comma-separated (default: JWKS_ALG)."
+]
+Strict = Annotated[bool, typer.Option("--strict", help="Treat warnings as failures.")]
+Junit = Annotated[Optional[str], typer.Option("--junit", metavar="FILE", help="Also write a JUnit XML report to FILE.")]
+Algorithms = Annotated[
+    Optional[str], typer.Option("--algorithms", help="Allowed alg values, comma-separated (default: JWKS_ALG).")
+]
+Timeout = Annotated[float, typer.Option("--timeout", help="Total fetch timeout, seconds.")]
+CaCert = Annotated[Optional[str], typer.Option("--cacert", metavar="FILE", help="PEM bundle of a private CA to trust.")]
+AllowHttp = Annotated[
+    bool,
+    typer.Option(
+        "--allow-http", help="Allow plain HTTP to a non-loopback host (the transport.https check still fails)."
     ),
-    timeout: float = typer.Option(5.0, "--timeout", help="Total fetch timeout, seconds."),
-    cacert: Optional[str] = typer.Option(None, "--cacert", metavar="FILE", help="PEM bundle of a private CA to trust."),
-    allow_http: bool = typer.Option(
-        False, "--allow-http", help="Allow plain HTTP to a non-loopback host (the transport.https check still fails)."
-    ),
-    absent: Optional[list[str]] = typer.Option(
-        None,
+]
+Absent = Annotated[
+    Optional[list[str]],
+    typer.Option(
         "--absent",
         metavar="KID",
         autocompletion=complete_revoked_kid,
         help="Fail while this kid, or its key under another kid (RFC 7638 thumbprint), is published "
         "(repeatable; a thumbprint is accepted too). Run it after a revoke.",
     ),
-    wait: Optional[str] = typer.Option(
-        None,
+]
+Wait = Annotated[
+    Optional[str],
+    typer.Option(
         "--wait",
         metavar="DURATION",
         help="Keep fetching until the checks pass or DURATION (90s, 15m) has passed; never sooner than "
         "--interval, nor before the last response goes stale (Cache-Control max-age minus Age).",
     ),
-    interval: Optional[float] = typer.Option(
-        None, "--interval", metavar="SECONDS", help="With --wait: least seconds between two fetches (default 5)."
-    ),
+]
+Interval = Annotated[
+    Optional[float],
+    typer.Option("--interval", metavar="SECONDS", help="With --wait: least seconds between two fetches (default 5)."),
+]
+
+
+@app.command()
+def check(
+    ctx: typer.Context,
+    url: Url,
+    against: Against = None,
+    roundtrip: Roundtrip = False,
+    strict: Strict = False,
+    junit: Junit = None,
+    algorithms: Algorithms = None,
+    timeout: Timeout = 5.0,
+    cacert: CaCert = None,
+    allow_http: AllowHttp = False,
+    absent: Absent = None,
+    wait: Wait = None,
+    interval: Interval = None,
 ) -> None:
     """Check a published JWKS for CI: transport, shape, secrecy, known-compromised keys, and the local key file.
 
@@ -90,17 +116,7 @@ def check(
     else:
         report = _worded(_poll(st, url, duration(wait, "--wait"), 5.0 if interval is None else interval, run_kw))
     if junit is not None:
-        from prisme_keys.cli.common import write_file
-        from prisme_keys.publish.junit import junit_xml
-
-        write_file(
-            junit_xml(report),
-            junit,
-            private=False,
-            key_file=st.settings.key_file,
-            flag="--junit",
-            force_flag=None,
-        )
+        _write_junit(st, report, junit)
     if st.json:
         output.emit_json({**report.to_dict(), **({"junit": junit} if junit is not None else {})})
     else:
@@ -115,6 +131,14 @@ def _worded(report: Any) -> Any:
     """``report`` with each check's detail in the command line's words (:func:`prisme_keys.cli.words.say`)."""
     report.checks[:] = [dataclasses.replace(c, detail=say(c.detail)) for c in report.checks]
     return report
+
+
+def _write_junit(st: Any, report: Any, junit: str) -> None:
+    """``--junit FILE``: the report as JUnit XML (:func:`prisme_keys.publish.junit.junit_xml`), written atomically."""
+    from prisme_keys.cli.common import write_file
+    from prisme_keys.publish.junit import junit_xml
+
+    write_file(junit_xml(report), junit, private=False, key_file=st.settings.key_file, flag="--junit", force_flag=None)
 
 
 def _absent_kids(values: Optional[list[str]]) -> Optional[list[str]]:

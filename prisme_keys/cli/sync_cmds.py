@@ -2,7 +2,7 @@
 
 # No ``from __future__ import annotations`` here: see prisme_keys.cli.app (start-up time).
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
@@ -242,35 +242,51 @@ def import_cmd(
         notify_after_change(st, kids, [], runtime_url)
 
 
-@app.command()
-def notify(
-    ctx: typer.Context,
-    created: list[str] = typer.Option(
-        [], "--created", metavar="KID", autocompletion=complete_kid, help="A kid that was added (repeatable)."
-    ),
-    deleted: list[str] = typer.Option(
-        [],
+# -- notify's options ------------------------------------------------------------------------
+
+CreatedKids = Annotated[
+    list[str],
+    typer.Option("--created", metavar="KID", autocompletion=complete_kid, help="A kid that was added (repeatable)."),
+]
+DeletedKids = Annotated[
+    list[str],
+    typer.Option(
         "--deleted",
         metavar="KID",
         autocompletion=complete_revoked_kid,
         help="A kid that was removed (repeatable).",
     ),
-    runtime_url: Optional[str] = typer.Option(
-        None,
+]
+RuntimeUrl = Annotated[
+    Optional[str],
+    typer.Option(
         "--runtime-url",
         metavar="URL",
         help="POST the signing key to URL/sys/certs (header "
         "x-prismeai-api-key: INTERNAL_API_KEY) instead of writing it "
         "to the runtime's Redis (CONTEXTS_CACHE_HOST).",
     ),
-    runtime: bool = typer.Option(
-        True,
+]
+Runtime = Annotated[
+    bool,
+    typer.Option(
         "--runtime/--no-runtime",
         help="Also give the runtime the current signing key from the key file (default on).",
     ),
-    force: bool = typer.Option(
-        False, "--force", help="Announce the current state even when nothing is pending (a plain reload)."
-    ),
+]
+ForceAnnounce = Annotated[
+    bool, typer.Option("--force", help="Announce the current state even when nothing is pending (a plain reload).")
+]
+
+
+@app.command()
+def notify(
+    ctx: typer.Context,
+    created: CreatedKids = [],  # noqa: B006  (never mutated; Typer shows the default: [default: []])
+    deleted: DeletedKids = [],  # noqa: B006
+    runtime_url: RuntimeUrl = None,
+    runtime: Runtime = True,
+    force: ForceAnnounce = False,
 ) -> None:
     """Announce key changes to every gateway and the runtime over the Redis broker.
 
@@ -288,10 +304,7 @@ def notify(
     With --created/--deleted (or --no-runtime) it sends exactly the kids given (none: a plain
     reload) and records nothing.
     """
-    from prisme_keys import jwk as jwk_rules
-    from prisme_keys.cli import output
     from prisme_keys.errors import UsageError
-    from prisme_keys.publish import announce as broker
 
     st = state(ctx)
     if runtime_url is not None and not runtime:
@@ -303,20 +316,21 @@ def notify(
         raise UsageError(
             "--force announces the pending state; it does not go with --created, --deleted or --no-runtime"
         )
+    _notify_kids(st, created, deleted, runtime, runtime_url)
+
+
+def _notify_kids(st: State, created: list[str], deleted: list[str], runtime: bool, runtime_url: Optional[str]) -> None:
+    """``notify --created/--deleted/--no-runtime``: send exactly the kids given; record nothing."""
+    from prisme_keys import jwk as jwk_rules
+    from prisme_keys.cli import output
+    from prisme_keys.publish import announce as broker
+
     for arg, kids in (("created", created), ("deleted", deleted)):
         for k in kids:
             jwk_rules.check_kid(k, arg)  # before the warnings below echo it
     at = st.write_now("announces key changes dated then", act="announce")  # events dated --now: refused far off
     if created and runtime:
-        try:
-            from prisme_keys.store.lifecycle import load_records
-
-            present = {r["kid"] for r in load_records(st.settings)}
-            for k in created:
-                if k not in present:
-                    output.warn(f"--created {k}: no such kid in {st.settings.key_file}", quiet=st.quiet)
-        except KeyFileError:
-            pass  # announce() reports the key file problem
+        _warn_unknown_created(st, created)
     try:
         res = broker.announce(
             st.settings,
@@ -334,6 +348,20 @@ def notify(
         output.emit_json(res.to_dict())
     else:
         output.line(_render_notify(st, res))
+
+
+def _warn_unknown_created(st: State, created: list[str]) -> None:
+    """A warning for each ``--created`` kid the key file does not hold (a typo announces a key nobody has)."""
+    from prisme_keys.cli import output
+    from prisme_keys.store.lifecycle import load_records
+
+    try:
+        present = {r["kid"] for r in load_records(st.settings)}
+    except KeyFileError:
+        return  # announce() reports the key file problem
+    for k in created:
+        if k not in present:
+            output.warn(f"--created {k}: no such kid in {st.settings.key_file}", quiet=st.quiet)
 
 
 def _notify_pending(st: State, runtime_url: Optional[str], force: bool) -> None:

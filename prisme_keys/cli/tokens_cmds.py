@@ -4,7 +4,7 @@
 import json
 import sys
 from collections.abc import Iterable
-from typing import Any, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -95,57 +95,86 @@ def _extra_claims(claims: Optional[str], pairs: list[str]) -> dict[str, Any]:
     return extra
 
 
-@app.command()
-def mint(
-    ctx: typer.Context,
-    sub: Optional[str] = typer.Option(
-        None,
+# -- mint's options --------------------------------------------------------------------------
+
+Sub = Annotated[
+    Optional[str],
+    typer.Option(
         "--sub",
         help="Subject (user id). Without it: an anonymous token "
         "exactly as the gateway's anonymous login makes it (fresh unique sub).",
     ),
-    kid: Optional[str] = typer.Option(
-        None,
+]
+SigningKid = Annotated[
+    Optional[str],
+    typer.Option(
         "--kid",
         autocompletion=complete_kid,
         help="Sign with this key instead of the signing key (it must still hold its private key; e.g. a retired key).",
     ),
-    expires_after: Optional[int] = typer.Option(
-        None,
+]
+ExpiresAfter = Annotated[
+    Optional[int],
+    typer.Option(
         "--expires-after",
         metavar="SECONDS",
         min=0,
         help="Lifetime in seconds, as anonymous login's expiresAfter (default ACCESS_TOKENS_MAX_AGE).",
     ),
-    ttl: Optional[str] = typer.Option(
-        None, "--ttl", metavar="DURATION", help="Lifetime: 90s, 15m, 2h, 30d or seconds (same as --expires-after)."
-    ),
-    iss: Optional[str] = typer.Option(None, "--iss", help="Issuer (default OIDC_PROVIDER_URL)."),
-    aud: Optional[list[str]] = typer.Option(None, "--aud", help="Audience; repeat for a list (default API_URL)."),
-    claim: Optional[list[str]] = typer.Option(
-        None,
+]
+Ttl = Annotated[
+    Optional[str],
+    typer.Option("--ttl", metavar="DURATION", help="Lifetime: 90s, 15m, 2h, 30d or seconds (same as --expires-after)."),
+]
+Iss = Annotated[Optional[str], typer.Option("--iss", help="Issuer (default OIDC_PROVIDER_URL).")]
+Aud = Annotated[Optional[list[str]], typer.Option("--aud", help="Audience; repeat for a list (default API_URL).")]
+ClaimPairs = Annotated[
+    Optional[list[str]],
+    typer.Option(
         "--claim",
         metavar="K=V",
         help="Extra claim; V is JSON when it parses, else a string. Repeatable; overrides others.",
     ),
-    claims: Optional[str] = typer.Option(
-        None, "--claims", metavar="FILE|-", help="A JSON object of claims merged in (--claim wins)."
-    ),
-    session_id: Optional[str] = typer.Option(
-        None, "--session-id", help="prismeaiSessionId (default a fresh UUIDv4 per token)."
-    ),
-    not_before: Optional[str] = typer.Option(
-        None, "--not-before", metavar="DURATION", help="Set nbf this long after iat."
-    ),
-    expired: bool = typer.Option(
-        False, "--expired", help="Make the token already expired (exp one minute ago), for negative tests."
-    ),
-    count: int = typer.Option(
-        1,
+]
+ClaimsFile = Annotated[
+    Optional[str],
+    typer.Option("--claims", metavar="FILE|-", help="A JSON object of claims merged in (--claim wins)."),
+]
+SessionId = Annotated[
+    Optional[str], typer.Option("--session-id", help="prismeaiSessionId (default a fresh UUIDv4 per token).")
+]
+NotBefore = Annotated[
+    Optional[str], typer.Option("--not-before", metavar="DURATION", help="Set nbf this long after iat.")
+]
+Expired = Annotated[
+    bool,
+    typer.Option("--expired", help="Make the token already expired (exp one minute ago), for negative tests."),
+]
+Count = Annotated[
+    int,
+    typer.Option(
         "--count",
         min=1,
         help="Mint N tokens, one a line, each with its own session id (and, anonymous, its own sub).",
     ),
+]
+
+
+@app.command()
+def mint(
+    ctx: typer.Context,
+    sub: Sub = None,
+    kid: SigningKid = None,
+    expires_after: ExpiresAfter = None,
+    ttl: Ttl = None,
+    iss: Iss = None,
+    aud: Aud = None,
+    claim: ClaimPairs = None,
+    claims: ClaimsFile = None,
+    session_id: SessionId = None,
+    not_before: NotBefore = None,
+    expired: Expired = False,
+    count: Count = 1,
 ) -> None:
     """Mint tokens signed by the signing key, as the gateway issues them.
 
@@ -297,56 +326,85 @@ def decode(
         output.line(f"{name}: {t['iso']} ({t['relative']})")
 
 
-@app.command()
-def verify(
-    ctx: typer.Context,
-    token: Optional[str] = typer.Argument(None, metavar="TOKEN|-", help=_TOKEN_HELP),
-    jwks_file: Optional[str] = typer.Option(
-        None, "--jwks-file", metavar="FILE", help="Verify against this JWK Set file instead of the key file."
-    ),
-    jwks_url: Optional[str] = typer.Option(
-        None,
+# -- verify's options ------------------------------------------------------------------------
+
+TokenOrBatch = Annotated[Optional[str], typer.Argument(metavar="TOKEN|-", help=_TOKEN_HELP)]
+JwksFile = Annotated[
+    Optional[str],
+    typer.Option("--jwks-file", metavar="FILE", help="Verify against this JWK Set file instead of the key file."),
+]
+JwksUrl = Annotated[
+    Optional[str],
+    typer.Option(
         "--jwks-url",
         metavar="URL",
         help="Verify against the JWKS at URL (https required except for loopback; cached, see --no-cache).",
     ),
-    algorithms: Optional[str] = typer.Option(
-        None,
+]
+Algorithms = Annotated[
+    Optional[str],
+    typer.Option(
         "--algorithms",
         metavar="ALGS",
         help="Comma-separated "
         "allow-list, e.g. RS256,RS384 (default JWKS_ALG). HS*, ES*, PS* "
         "and none are never accepted.",
     ),
-    issuer: Optional[str] = typer.Option(
-        None, "--issuer", help="Expected iss (default OIDC_PROVIDER_URL; unchecked when neither is set)."
-    ),
-    audience: Optional[str] = typer.Option(
-        None, "--audience", help="Expected aud (default API_URL; unchecked when neither is set)."
-    ),
-    leeway: float = typer.Option(
-        0, "--leeway", metavar="SECONDS", min=0, help="Clock skew tolerated for exp, nbf and iat."
-    ),
-    no_exp_required: bool = typer.Option(False, "--no-exp-required", help="Accept a token without exp."),
-    require: Optional[list[str]] = typer.Option(
-        None, "--require", metavar="CLAIM", help="Claim that must be present (repeatable), e.g. prismeaiSessionId."
-    ),
-    batch: bool = typer.Option(
-        False,
+]
+Issuer = Annotated[
+    Optional[str],
+    typer.Option("--issuer", help="Expected iss (default OIDC_PROVIDER_URL; unchecked when neither is set)."),
+]
+Audience = Annotated[
+    Optional[str], typer.Option("--audience", help="Expected aud (default API_URL; unchecked when neither is set).")
+]
+Leeway = Annotated[
+    float, typer.Option("--leeway", metavar="SECONDS", min=0, help="Clock skew tolerated for exp, nbf and iat.")
+]
+NoExpRequired = Annotated[bool, typer.Option("--no-exp-required", help="Accept a token without exp.")]
+Require = Annotated[
+    Optional[list[str]],
+    typer.Option("--require", metavar="CLAIM", help="Claim that must be present (repeatable), e.g. prismeaiSessionId."),
+]
+Batch = Annotated[
+    bool,
+    typer.Option(
         "--batch",
         help="Read tokens from stdin, one a line; print one JSON "
         "line per token {line, valid, exit, error?, kid?, sub?}; exit 0 when all are "
         "valid, else the exit code of the first failure.",
     ),
-    timeout: float = typer.Option(5.0, "--timeout", metavar="SECONDS", help="Total time for fetching the JWKS."),
-    max_bytes: int = typer.Option(
-        1 << 20, "--max-bytes", metavar="BYTES", min=1, help="Largest JWKS body or JWKS file, bytes."
-    ),
-    cacert: Optional[str] = typer.Option(
-        None, "--cacert", metavar="FILE", help="Trust this CA (PEM) for the JWKS URL instead of the system store."
-    ),
-    allow_http: bool = typer.Option(False, "--allow-http", help="Allow a plain http JWKS URL on a non-loopback host."),
-    no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the JWKS cache."),
+]
+Timeout = Annotated[float, typer.Option("--timeout", metavar="SECONDS", help="Total time for fetching the JWKS.")]
+MaxBytes = Annotated[
+    int, typer.Option("--max-bytes", metavar="BYTES", min=1, help="Largest JWKS body or JWKS file, bytes.")
+]
+CaCert = Annotated[
+    Optional[str],
+    typer.Option("--cacert", metavar="FILE", help="Trust this CA (PEM) for the JWKS URL instead of the system store."),
+]
+AllowHttp = Annotated[bool, typer.Option("--allow-http", help="Allow a plain http JWKS URL on a non-loopback host.")]
+NoCache = Annotated[bool, typer.Option("--no-cache", help="Do not read or write the JWKS cache.")]
+
+
+@app.command()
+def verify(
+    ctx: typer.Context,
+    token: TokenOrBatch = None,
+    jwks_file: JwksFile = None,
+    jwks_url: JwksUrl = None,
+    algorithms: Algorithms = None,
+    issuer: Issuer = None,
+    audience: Audience = None,
+    leeway: Leeway = 0,
+    no_exp_required: NoExpRequired = False,
+    require: Require = None,
+    batch: Batch = False,
+    timeout: Timeout = 5.0,
+    max_bytes: MaxBytes = 1 << 20,
+    cacert: CaCert = None,
+    allow_http: AllowHttp = False,
+    no_cache: NoCache = False,
 ) -> None:
     """Verify a token's signature and claims against the key file, a JWKS file or a JWKS URL.
 
@@ -359,12 +417,7 @@ def verify(
 
     st = state(ctx)
     s = st.settings
-    if leeway != leeway or leeway == float("inf"):  # NaN would make every time comparison false
-        raise UsageError(f"--leeway must be a finite number of seconds, not {leeway}")
-    if batch and token is not None:
-        raise UsageError("--batch reads tokens from stdin; give no TOKEN argument")
-    if not batch and token is None:
-        raise UsageError("missing TOKEN (or - for stdin, or --batch)")
+    _check_token_args(token, batch, leeway)
     opts = verifier.VerifyOptions(
         algorithms=verifier.parse_algorithms(algorithms) if algorithms is not None else (s.alg,),
         issuer=issuer if issuer is not None else s.oidc_provider_url,
@@ -373,16 +426,7 @@ def verify(
         require_exp=not no_exp_required,
         require=tuple(require or ()),
     )
-    if jwks_file is not None and jwks_url is not None:
-        raise UsageError("give --jwks-file or --jwks-url, not both")
-    if jwks_file == "-" and (batch or token == "-"):
-        raise UsageError("--jwks-file - and the token cannot both come from stdin")
-    raw = None if batch or token is None else read_token_arg(token)
-    if raw is not None:
-        from prisme_keys.tokens import jws
-
-        jws.split(raw)  # a token that is no JWS (an opaque credential...) is said so before any key is loaded
-    jwks_data = read_stdin_capped(max_bytes) if jwks_file == "-" else None
+    raw = _read_token(token, batch, jwks_file, jwks_url)
     source = verifier.open_source(
         s,
         jwks_file=jwks_file,
@@ -392,7 +436,7 @@ def verify(
         cacert=cacert,
         allow_http=allow_http,
         use_cache=not no_cache,
-        jwks_data=jwks_data,
+        jwks_data=read_stdin_capped(max_bytes) if jwks_file == "-" else None,
     )
     final = getattr(getattr(source, "result", None), "final_url", None)
     if final and final != jwks_url:
@@ -405,9 +449,8 @@ def verify(
 
     for w in source.take_warnings():
         warn(w)
-    if batch:
+    if raw is None:  # --batch
         raise typer.Exit(_verify_batch(st, source, opts, warn))
-    assert raw is not None  # TOKEN is required without --batch (checked above)
     try:
         res = verifier.verify(raw, source, opts, now=st.now())
     finally:
@@ -417,3 +460,37 @@ def verify(
         output.emit_json(res.to_dict())
         return
     output.line(res.summary(st.now()))  # non-printable characters escaped; an out-of-range exp never raises
+
+
+def _check_token_args(token: Optional[str], batch: bool, leeway: float) -> None:
+    """``verify``'s TOKEN, ``--batch`` and ``--leeway`` make sense together.
+
+    Raises:
+        UsageError: a NaN or infinite leeway, TOKEN with ``--batch``, or neither.
+    """
+    if leeway != leeway or leeway == float("inf"):  # NaN would make every time comparison false
+        raise UsageError(f"--leeway must be a finite number of seconds, not {leeway}")
+    if batch and token is not None:
+        raise UsageError("--batch reads tokens from stdin; give no TOKEN argument")
+    if not batch and token is None:
+        raise UsageError("missing TOKEN (or - for stdin, or --batch)")
+
+
+def _read_token(token: Optional[str], batch: bool, jwks_file: Optional[str], jwks_url: Optional[str]) -> Optional[str]:
+    """The token to verify (``None`` with ``--batch``), read and split before any key is loaded.
+
+    Raises:
+        UsageError: both ``--jwks-file`` and ``--jwks-url``, or the JWKS and the token both on stdin.
+        MalformedTokenError: the token is no compact JWS (an opaque credential...), exit 5.
+    """
+    if jwks_file is not None and jwks_url is not None:
+        raise UsageError("give --jwks-file or --jwks-url, not both")
+    if jwks_file == "-" and (batch or token == "-"):
+        raise UsageError("--jwks-file - and the token cannot both come from stdin")
+    if batch or token is None:
+        return None
+    from prisme_keys.tokens import jws
+
+    raw = read_token_arg(token)
+    jws.split(raw)  # a token that is no JWS (an opaque credential...) is said so before any key is loaded
+    return raw
