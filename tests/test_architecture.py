@@ -10,7 +10,6 @@ from collections import defaultdict
 from pathlib import Path
 
 import grimp
-import pytest
 from helpers import write_keyfile
 from jwks_server import claims, rs_token
 
