@@ -29,11 +29,13 @@ from typing import Any
 from prisme_keys import clock
 from prisme_keys import jwk as jwk_rules
 from prisme_keys.errors import UsageError
+from prisme_keys.jwk import RSAJwk
 from prisme_keys.settings import Settings
 from prisme_keys.settings import from_values as _settings_from
 from prisme_keys.settings import load as _load_settings
 from prisme_keys.store import lifecycle, revocation, settings_checks
 from prisme_keys.store.keyfile import KeyFile
+from prisme_keys.store.records import KeyRecord
 from prisme_keys.text import shown
 from prisme_keys.tokens import jwks_client
 from prisme_keys.tokens import mint as minter
@@ -45,8 +47,10 @@ from prisme_keys.tokens.verify import VerifyOptions, VerifyResult
 
 __all__ = [
     "Decoded",
+    "KeyRecord",
     "MintOptions",
     "Minter",
+    "RSAJwk",
     "Settings",
     "VerifyOptions",
     "VerifyResult",

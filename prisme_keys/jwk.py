@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict, TypeVar, cast
 
 from prisme_keys.errors import InvalidArgument, KeyFileError
 from prisme_keys.text import shown
@@ -25,6 +25,36 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
     from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
     from cryptography.hazmat.primitives.hashes import HashAlgorithm
+
+
+class RSAJwk(TypedDict):
+    """An RSA JWK as a key file holds it (RFC 7517 section 4, RFC 7518 section 6.3).
+
+    The public members are always there; the private ones only in a private JWK. Integers are
+    Base64urlUInt strings (see :func:`canonical_jwk`). ``use`` is ``"sig"``, ``alg`` one of
+    :data:`SUPPORTED_ALGS`. In an encrypted key file the private members are replaced by ``enc``
+    (``{nonce, ciphertext}``, see :mod:`prisme_keys.store.encryption`).
+
+    Input from outside (an import, a published JWKS) is a plain ``dict`` until it is checked:
+    the functions that read a JWK take any ``Mapping[str, Any]``.
+    """
+
+    kty: str
+    kid: str
+    use: str
+    alg: str
+    n: str
+    e: str
+    d: NotRequired[str]
+    p: NotRequired[str]
+    q: NotRequired[str]
+    dp: NotRequired[str]
+    dq: NotRequired[str]
+    qi: NotRequired[str]
+    enc: NotRequired[dict[str, str]]
+
+
+_Jwk = TypeVar("_Jwk", bound=Mapping[str, Any])
 
 #: JWK members that hold private key material (RSA and symmetric); never printed.
 PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth", "k")
@@ -141,7 +171,7 @@ def uint_problem(text: Any) -> str | None:
     return None
 
 
-def non_canonical_members(jwk: dict[str, Any]) -> dict[str, str]:
+def non_canonical_members(jwk: Mapping[str, Any]) -> dict[str, str]:
     """``{member: problem}`` for each integer member of ``jwk`` that is not canonical (see :func:`uint_problem`)."""
     out = {}
     for m in INT_MEMBERS:
@@ -152,7 +182,7 @@ def non_canonical_members(jwk: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-def canonical_jwk(jwk: dict[str, Any]) -> dict[str, Any]:
+def canonical_jwk(jwk: _Jwk) -> _Jwk:
     """A copy of ``jwk`` with every integer member (``n e d p q dp dq qi``) in canonical form.
 
     Leading zero bytes are dropped, ``=`` padding removed and padding bits cleared; the numbers,
@@ -168,10 +198,10 @@ def canonical_jwk(jwk: dict[str, Any]) -> dict[str, Any]:
                 out[m] = int_to_b64(b64_to_int(out[m]))
             except (ValueError, TypeError):
                 raise ValueError(f"member {shown(m)} is not base64url") from None
-    return out
+    return cast(_Jwk, out)  # the same members, integers rewritten
 
 
-def thumbprint(jwk: dict[str, Any]) -> str:
+def thumbprint(jwk: Mapping[str, Any]) -> str:
     """RFC 7638 SHA-256 JWK thumbprint of an RSA key, unpadded base64url.
 
     Uses only the required members ``e``, ``kty``, ``n`` in lexicographic order with no
@@ -191,7 +221,7 @@ def thumbprint(jwk: dict[str, Any]) -> str:
     return b64url_encode(hashlib.sha256(canonical.encode("utf-8")).digest())
 
 
-def key_bits(jwk: dict[str, Any]) -> int:
+def key_bits(jwk: Mapping[str, Any]) -> int:
     """Modulus size in bits of an RSA JWK (0 when ``n`` is unreadable)."""
     try:
         return b64_to_int(jwk["n"]).bit_length()
@@ -199,17 +229,18 @@ def key_bits(jwk: dict[str, Any]) -> int:
         return 0
 
 
-def public_jwk(jwk: dict[str, Any]) -> dict[str, Any]:
-    """The public projection ``{kty, kid, use, alg, n, e}`` (members absent stay absent)."""
-    return {m: jwk[m] for m in PUBLIC_MEMBERS if m in jwk}
+def public_jwk(jwk: RSAJwk) -> RSAJwk:
+    """The public projection ``{kty, kid, use, alg, n, e}`` of a JWK (members absent stay absent)."""
+    members: Mapping[str, Any] = jwk
+    return cast(RSAJwk, {m: members[m] for m in PUBLIC_MEMBERS if m in members})
 
 
-def has_private(jwk: dict[str, Any]) -> bool:
+def has_private(jwk: Mapping[str, Any]) -> bool:
     """True when the JWK carries the private exponent ``d``."""
     return isinstance(jwk.get("d"), str)
 
 
-def private_key_to_jwk(key: Any, alg: str, kid: str | None = None) -> dict[str, Any]:
+def private_key_to_jwk(key: Any, alg: str, kid: str | None = None) -> RSAJwk:
     """Serialize a ``cryptography`` RSA private key as a private JWK.
 
     Args:
@@ -223,7 +254,7 @@ def private_key_to_jwk(key: Any, alg: str, kid: str | None = None) -> dict[str, 
     """
     priv = key.private_numbers()
     pub = priv.public_numbers
-    jwk = {
+    jwk: RSAJwk = {
         "kty": "RSA",
         "kid": "",
         "use": "sig",
@@ -241,7 +272,7 @@ def private_key_to_jwk(key: Any, alg: str, kid: str | None = None) -> dict[str, 
     return jwk
 
 
-def generate_jwk(bits: int = 2048, alg: str = "RS256") -> dict[str, Any]:
+def generate_jwk(bits: int = 2048, alg: str = "RS256") -> RSAJwk:
     """Generate a new RSA signing key as a private JWK.
 
     Args:
@@ -258,7 +289,7 @@ def generate_jwk(bits: int = 2048, alg: str = "RS256") -> dict[str, Any]:
     return private_key_to_jwk(key, alg)
 
 
-def _jwk_int(jwk: dict[str, Any], member: str) -> int:
+def _jwk_int(jwk: Mapping[str, Any], member: str) -> int:
     value = jwk.get(member)
     if not isinstance(value, str):
         raise ValueError(f"member {shown(member)} missing or not a string")
@@ -268,7 +299,7 @@ def _jwk_int(jwk: dict[str, Any], member: str) -> int:
         raise ValueError(f"member {shown(member)} is not base64url") from None
 
 
-def private_key_from_jwk(jwk: dict[str, Any], *, trusted: bool = False) -> Any:
+def private_key_from_jwk(jwk: Mapping[str, Any], *, trusted: bool = False) -> Any:
     """Build a ``cryptography`` ``RSAPrivateKey`` from a private RSA JWK.
 
     The arithmetic of the key is always checked, in microseconds: ``p*q == n``, ``dp``, ``dq``
@@ -315,7 +346,7 @@ def private_key_from_jwk(jwk: dict[str, Any], *, trusted: bool = False) -> Any:
         raise ValueError("private exponent d does not match n and e (inconsistent private key)") from None
 
 
-def public_key_from_jwk(jwk: dict[str, Any]) -> Any:
+def public_key_from_jwk(jwk: Mapping[str, Any]) -> Any:
     """Build a ``cryptography`` ``RSAPublicKey`` from an RSA JWK (``n``, ``e``).
 
     Raises:
@@ -405,7 +436,7 @@ def compromised_thumbprints() -> dict[str, str]:
     return out
 
 
-def compromised_reason(jwk: dict[str, Any]) -> str | None:
+def compromised_reason(jwk: Mapping[str, Any]) -> str | None:
     """Why ``jwk`` must never be used (its private half is public), or ``None``."""
     try:
         tp = thumbprint(jwk)
@@ -414,7 +445,7 @@ def compromised_reason(jwk: dict[str, Any]) -> str | None:
     return compromised_thumbprints().get(tp)
 
 
-def check_signing_jwk(jwk: dict[str, Any], *, generated: bool = False) -> None:
+def check_signing_jwk(jwk: Mapping[str, Any], *, generated: bool = False) -> None:
     """Validate a private JWK before it enters a key file (RSA, >= 2048 bits, consistent, not compromised).
 
     Args:

@@ -399,6 +399,7 @@ def test_revoke_on_an_encrypted_key_file(pk, keypool):
 def test_a_kid_starting_with_a_dash_goes_after_double_dash(pk, keypool):
     """Regression: 1 in 64 RFC 7638 thumbprints starts with '-'; `revoke -xyz...` said only "No such option: -x"."""
     recs = two_keys(keypool, clock.now())
+    recs[1]["jwk"] = dict(recs[1]["jwk"])  # a copy: the session's keypool keeps its kids for the other tests
     recs[1]["kid"] = recs[1]["jwk"]["kid"] = recs[0]["previousKeyId"] = "-dashKid_0"
     write_keyfile(pk.kf, recs)
     rc, out, err = pk("--json", "revoke", "-dashKid_0", "--reason", "leaked")

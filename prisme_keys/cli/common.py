@@ -39,7 +39,7 @@ def keygen(st: Any) -> Any:
     from prisme_keys import jwk as jwk_rules
     from prisme_keys.cli import output
 
-    def gen(bits: int, alg: str) -> dict[str, Any]:
+    def gen(bits: int, alg: str) -> jwk_rules.RSAJwk:
         with output.spinner(f"generating a {bits}-bit RSA key...", enabled=bits >= 3072 and not st.quiet):
             return jwk_rules.generate_jwk(bits, alg)
 

@@ -35,8 +35,10 @@ from typing import Any
 from prisme_keys import clock
 from prisme_keys import jwk as jwk_rules
 from prisme_keys.errors import ConfigError, KeyFileError, NotifyError
+from prisme_keys.jwk import RSAJwk
 from prisme_keys.settings import Settings
 from prisme_keys.store.announced import Announced, Pending
+from prisme_keys.store.records import KeyRecord
 from prisme_keys.text import cap, redact_url
 
 GATEWAY_EVENT = "gateway.jwks.updated"
@@ -242,7 +244,7 @@ def publish(
         client.close()
 
 
-def set_runtime_key(settings: Settings, jwk: dict[str, Any]) -> None:
+def set_runtime_key(settings: Settings, jwk: RSAJwk) -> None:
     """``SET runtime:jwk`` = ``{"key": jwk}`` (JSON) on ``CONTEXTS_CACHE_HOST``, as the runtime stores it.
 
     Raises:
@@ -260,7 +262,7 @@ def set_runtime_key(settings: Settings, jwk: dict[str, Any]) -> None:
         client.close()
 
 
-def post_runtime_key(settings: Settings, runtime_url: str, jwk: dict[str, Any]) -> int:
+def post_runtime_key(settings: Settings, runtime_url: str, jwk: RSAJwk) -> int:
     """``POST <runtime_url>/sys/certs`` ``{"jwk": jwk}`` with the internal API key header.
 
     Redirects are not followed (the API key must not travel elsewhere).
@@ -309,7 +311,7 @@ def announce(
     deleted: list[str] | None = None,
     runtime: bool = True,
     runtime_url: str | None = None,
-    signing: tuple[dict[str, Any], dict[str, Any]] | None = None,
+    signing: tuple[KeyRecord, RSAJwk] | None = None,
 ) -> NotifyResult:
     """Tell the gateways and the runtime about a key change (idempotent; safe to re-send).
 

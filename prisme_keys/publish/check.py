@@ -22,7 +22,7 @@ Groups:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 
 from prisme_keys import jwk as jwk_rules
 from prisme_keys.store import revocation, rotation
+from prisme_keys.store.records import KeyRecord
 from prisme_keys.store.revocation import RevokedKeys
 from prisme_keys.store.revocation import describe as describe_revocation
 from prisme_keys.text import cap, decode_utf8, redact_url, shown
@@ -372,7 +373,7 @@ def revoked_check(jwks: list[Any], revoked: RevokedKeys) -> Check:
     return Check("against.revoked_absent", PASS, f"no revoked key is published ({n} revocation{'s' if n != 1 else ''})")
 
 
-def _published_thumbprint(k: dict[str, Any]) -> str | None:
+def _published_thumbprint(k: Mapping[str, Any]) -> str | None:
     try:
         return jwk_rules.thumbprint(k)
     except (ValueError, TypeError):
@@ -409,7 +410,7 @@ def absent_check(jwks: list[Any] | None, wanted: list[str], known: dict[str, str
 
 
 def against_checks(
-    jwks: list[Any], records: list[dict[str, Any]], now: datetime, revoked: RevokedKeys | None = None
+    jwks: list[Any], records: list[KeyRecord], now: datetime, revoked: RevokedKeys | None = None
 ) -> list[Check]:
     """The ``against.*`` checks: the published set against the local key file (and its revoked keys) at ``now``."""
     published: dict[str, list[dict[str, Any]]] = {}
@@ -467,7 +468,7 @@ def evaluate(
     resp: Response,
     *,
     allowed_algs: tuple[str, ...],
-    records: list[dict[str, Any]] | None,
+    records: list[KeyRecord] | None,
     now: datetime,
     roundtrip: Callable[[], Check] | None = None,
     strict: bool = False,
@@ -585,7 +586,7 @@ def run(
     )
 
 
-def _known_thumbprints(records: list[dict[str, Any]], revoked: RevokedKeys) -> dict[str, str]:
+def _known_thumbprints(records: list[KeyRecord], revoked: RevokedKeys) -> dict[str, str]:
     """``{kid: RFC 7638 thumbprint}`` of the key file's records and revoked keys."""
     known = {e["kid"]: e["thumbprint"] for e in revoked.entries}
     for r in records:

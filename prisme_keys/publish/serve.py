@@ -32,6 +32,7 @@ from typing import Any
 from prisme_keys.errors import PrismeKeysError
 from prisme_keys.settings import Settings
 from prisme_keys.store import lifecycle
+from prisme_keys.store.records import KeyRecord
 from prisme_keys.tokens.jws import strict_json
 
 LISTEN_BACKLOG = 128  #: pending connections the kernel queues (capped by net.core.somaxconn)
@@ -80,7 +81,7 @@ def redact_request(text: str) -> str:
 @dataclass
 class _Snapshot:
     stamp: tuple[int, ...]
-    records: list[dict[str, Any]]
+    records: list[KeyRecord]
     body: bytes
 
 
@@ -113,7 +114,7 @@ class KeyFileView:
         """The JWK Set document's bytes."""
         return self._current().body
 
-    def records(self) -> list[dict[str, Any]]:
+    def records(self) -> list[KeyRecord]:
         """The current records."""
         return self._current().records
 

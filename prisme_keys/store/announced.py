@@ -28,6 +28,7 @@ from prisme_keys import clock
 from prisme_keys.errors import KeyFileError
 from prisme_keys.store import rotation
 from prisme_keys.store.keyfile import KeySet
+from prisme_keys.store.records import KeyRecord
 
 #: The top-level key-file member holding the last successful announcement.
 MEMBER = "announced"
@@ -98,7 +99,7 @@ class Pending:
         }
 
 
-def expected(records: list[dict[str, Any]], now: datetime) -> FleetState:
+def expected(records: list[KeyRecord], now: datetime) -> FleetState:
     """The state the fleet should hold at ``now``: the signing key (see :func:`rotation.signing_record`)
     and every record's kid, newest first (the published JWKS)."""
     signing = rotation.signing_record(records, now)

@@ -43,8 +43,10 @@ from typing import Any
 from prisme_keys import clock
 from prisme_keys import jwk as jwk_rules
 from prisme_keys.errors import KeyFileError, PrismeKeysError, Worded
+from prisme_keys.jwk import RSAJwk
 from prisme_keys.store import announced, revocation, rotation, settings_checks
 from prisme_keys.store.permissions import unsafe_mode
+from prisme_keys.store.records import KeyRecord
 from prisme_keys.text import shown
 
 PROBLEM = ("error", "warning")
@@ -237,7 +239,7 @@ def _passphrase_file(settings: Any, add: Any) -> None:
         add("info", "passphrase_file", f"passphrase file {path}: mode {stat.S_IMODE(st.st_mode):04o}")
 
 
-def _kids(records: list[dict[str, Any]], add: Any) -> None:
+def _kids(records: list[KeyRecord], add: Any) -> None:
     seen: dict[str, int] = {}
     for r in records:
         seen[r["kid"]] = seen.get(r["kid"], 0) + 1
@@ -287,7 +289,7 @@ def _revocations(keyset: Any, path: Any, add: Any) -> None:
             )
 
 
-def _dates_and_rotation(records: list[dict[str, Any]], settings: Any, now: datetime, add: Any) -> None:
+def _dates_and_rotation(records: list[KeyRecord], settings: Any, now: datetime, add: Any) -> None:
     policy = rotation.Policy.from_settings(settings)
     signing = rotation.signing_record(records, now)
     plan = rotation.plan_rotation(records, policy, now)
@@ -337,7 +339,7 @@ def _dates_and_rotation(records: list[dict[str, Any]], settings: Any, now: datet
             )
 
 
-def _future(records: list[dict[str, Any]], settings: Any, real_now: datetime, add: Any) -> None:
+def _future(records: list[KeyRecord], settings: Any, real_now: datetime, add: Any) -> None:
     """Keys dated in the future of the real clock (a ``--now`` ahead of it, a host clock far ahead)."""
     lead = rotation.Policy.from_settings(settings).lead
     skew = timedelta(seconds=clock.CLOCK_SKEW)
@@ -365,9 +367,7 @@ def _future(records: list[dict[str, Any]], settings: Any, real_now: datetime, ad
             )
 
 
-def _strength(
-    records: list[dict[str, Any]], add: Any, progress: Callable[[int, int | None], None] | None = None
-) -> None:
+def _strength(records: list[KeyRecord], add: Any, progress: Callable[[int, int | None], None] | None = None) -> None:
     for i, r in enumerate(records):
         if progress is not None:
             progress(i, len(records))
@@ -416,7 +416,7 @@ def _strength(
         progress(len(records), len(records))
 
 
-def _consistent(jwk: dict[str, Any], kid: str, add: Any) -> None:
+def _consistent(jwk: RSAJwk, kid: str, add: Any) -> None:
     """Validate a private key fully (OpenSSL's RSA key check, primality tests included), then
     cross-check it with python-jose, an independent JOSE implementation (:func:`_jose_round_trip`)."""
     try:
@@ -427,7 +427,7 @@ def _consistent(jwk: dict[str, Any], kid: str, add: Any) -> None:
     _jose_round_trip(jwk, kid, add)
 
 
-def _jose_round_trip(jwk: dict[str, Any], kid: str, add: Any) -> None:
+def _jose_round_trip(jwk: RSAJwk, kid: str, add: Any) -> None:
     """Sign and verify both ways between this tool's fast path and python-jose (RFC 7518 section 3.3).
 
     ``mint`` signs and ``verify`` checks straight with ``cryptography``, the key trusted as the

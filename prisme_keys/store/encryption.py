@@ -40,13 +40,14 @@ from __future__ import annotations
 import json
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from prisme_keys.errors import KeyFileError, Worded
-from prisme_keys.jwk import PRIVATE_MEMBERS, b64url_decode, b64url_encode, canonical_jwk
+from prisme_keys.jwk import PRIVATE_MEMBERS, RSAJwk, b64url_decode, b64url_encode, canonical_jwk
 from prisme_keys.store.permissions import unsafe_mode
+from prisme_keys.store.records import KeyRecord
 from prisme_keys.text import decode_utf8, open_input, shown
 
 VERSION = 1
@@ -345,7 +346,7 @@ def _open(key: bytes, box: Any, aad: bytes) -> bytes:
         raise ValueError("authentication failed") from None
 
 
-def record_aad(rec: dict[str, Any]) -> bytes:
+def record_aad(rec: Mapping[str, Any]) -> bytes:
     """The associated data binding a record's ciphertext to its kid and public key."""
     jwk = rec.get("jwk") or {}
     doc = {"v": VERSION, "kid": rec.get("kid"), "kty": jwk.get("kty"), "n": jwk.get("n"), "e": jwk.get("e")}
@@ -404,24 +405,24 @@ def unlock(
 
 
 # -- records --------------------------------------------------------------------------------
-def has_plain_private(jwk: dict[str, Any]) -> bool:
+def has_plain_private(jwk: Mapping[str, Any]) -> bool:
     """True when ``jwk`` holds any private member in clear text."""
     return any(m in jwk for m in PRIVATE_MEMBERS)
 
 
-def seal_record(rec: dict[str, Any], key: bytes) -> dict[str, Any]:
+def seal_record(rec: KeyRecord, key: bytes) -> KeyRecord:
     """A copy of ``rec`` whose private members are replaced by ``jwk.enc`` (no-op without any)."""
-    jwk = rec["jwk"]
+    jwk: Mapping[str, Any] = rec["jwk"]
     if not has_plain_private(jwk):
         return rec
     private = {m: jwk[m] for m in PRIVATE_MEMBERS if m in jwk}
-    out_jwk = {k: v for k, v in jwk.items() if k not in PRIVATE_MEMBERS and k != "enc"}
-    out = dict(rec, jwk=out_jwk)
-    out_jwk["enc"] = _seal(key, json.dumps(private, separators=(",", ":")).encode("utf-8"), record_aad(out))
+    out = rec.copy()
+    out["jwk"] = cast(RSAJwk, {k: v for k, v in jwk.items() if k not in PRIVATE_MEMBERS and k != "enc"})
+    out["jwk"]["enc"] = _seal(key, json.dumps(private, separators=(",", ":")).encode("utf-8"), record_aad(out))
     return out
 
 
-def open_record(rec: dict[str, Any], key: bytes, path: Any = "<key file>") -> dict[str, Any]:
+def open_record(rec: KeyRecord, key: bytes, path: Any = "<key file>") -> KeyRecord:
     """A copy of ``rec`` with its private members decrypted (``enc`` removed); plain records pass.
 
     Raises:
@@ -440,9 +441,11 @@ def open_record(rec: dict[str, Any], key: bytes, path: Any = "<key file>") -> di
             "(tampered, corrupted or moved from another record); nothing was changed",
             code="key_file_tampered",
         ) from None
-    out_jwk = {k: v for k, v in jwk.items() if k != "enc"}
+    out_jwk: dict[str, Any] = {k: v for k, v in jwk.items() if k != "enc"}
     out_jwk.update(private)
-    return dict(rec, jwk=out_jwk)
+    out = rec.copy()
+    out["jwk"] = cast(RSAJwk, out_jwk)  # the public members as they were, the private ones authenticated
+    return out
 
 
 def seal_keyset_records(keyset: Any, key: bytes) -> None:
@@ -483,10 +486,12 @@ def decrypt_keyset(
     return keyset
 
 
-def _canonical(rec: dict[str, Any], path: Any) -> dict[str, Any]:
+def _canonical(rec: KeyRecord, path: Any) -> KeyRecord:
     """The record with its JWK in canonical form (:func:`prisme_keys.jwk.canonical_jwk`), as it re-enters the file."""
     try:
-        return dict(rec, jwk=canonical_jwk(rec["jwk"]))
+        out = rec.copy()
+        out["jwk"] = canonical_jwk(rec["jwk"])
+        return out
     except ValueError as exc:
         raise KeyFileError(f"key {shown(rec.get('kid'))} in {path}: {exc}; nothing was changed") from None
 
@@ -505,8 +510,8 @@ def rekey_keyset(
 
 
 def open_records(
-    keyset: Any, passphrase_source: Passphrase | None, path: Any, why: str, records: list[dict[str, Any]] | None = None
-) -> list[dict[str, Any]]:
+    keyset: Any, passphrase_source: Passphrase | None, path: Any, why: str, records: list[KeyRecord] | None = None
+) -> list[KeyRecord]:
     """Decrypted copies of ``records`` (default: all of the key set's records).
 
     Plain records are returned as they are, and no passphrase is asked when none is encrypted.

@@ -209,7 +209,7 @@ def _pem_to_jwk(text: str, name: str) -> dict[str, Any]:
         ) from None
     if not isinstance(key, rsa.RSAPrivateKey):
         raise rejected(f"{name}: the PEM key is not an RSA key; only RSA keys are supported; nothing was imported")
-    jwk = jwk_rules.private_key_to_jwk(key, "RS256", kid="")
+    jwk: dict[str, Any] = dict(jwk_rules.private_key_to_jwk(key, "RS256", kid=""))
     # alg and kid are filled like any other key's (from the alg/kid arguments, else settings and thumbprint)
     del jwk["alg"]
     del jwk["kid"]

@@ -24,14 +24,15 @@ JWKS is the newest), ``rotatesAt = createdAt + JWKS_ROTATION_DAYS``, ``expiresAt
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from prisme_keys import clock
 from prisme_keys import jwk as jwk_rules
 from prisme_keys.errors import InvalidArgument, KeyFileError, Worded
+from prisme_keys.jwk import RSAJwk
 from prisme_keys.settings import Settings
 from prisme_keys.store.import_input import MAX_INPUT_BYTES as MAX_INPUT_BYTES  # public names of this module
 from prisme_keys.store.import_input import Candidate as Candidate
@@ -39,6 +40,7 @@ from prisme_keys.store.import_input import check_size as check_size
 from prisme_keys.store.import_input import parse_source as parse_source
 from prisme_keys.store.import_input import read_source as read_source
 from prisme_keys.store.import_input import rejected
+from prisme_keys.store.records import KeyRecord
 from prisme_keys.store.revocation import RevokedKeys, revoked_keys
 from prisme_keys.store.revocation import describe as describe_revocation
 from prisme_keys.text import shown
@@ -64,7 +66,7 @@ class ImportResult:
 
     path: str
     source_format: str
-    imported: list[dict[str, Any]] = field(default_factory=list)
+    imported: list[KeyRecord] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     created_file: bool = False
     signing_kid: str | None = None
@@ -162,7 +164,7 @@ def _final_kid(rec: dict[str, Any], jwk: dict[str, Any], kid: str | None) -> str
     return given or kid or jwk_rules.thumbprint(jwk)
 
 
-def _complete_jwk(jwk: dict[str, Any], pkey: Any, kid: str, alg: str) -> dict[str, Any]:
+def _complete_jwk(jwk: dict[str, Any], pkey: Any, kid: str, alg: str) -> RSAJwk:
     """The JWK as stored: ``kid``, ``use: sig`` and ``alg`` filled, missing CRT members computed from
     ``pkey``, members in the gateway's order (extras after), integers in canonical form."""
     out_jwk = dict(jwk)
@@ -170,11 +172,12 @@ def _complete_jwk(jwk: dict[str, Any], pkey: Any, kid: str, alg: str) -> dict[st
     out_jwk.setdefault("use", "sig")
     out_jwk.setdefault("alg", alg)
     if any(m not in out_jwk for m in _CRT):
-        full = jwk_rules.private_key_to_jwk(pkey, out_jwk["alg"], kid=kid)
+        full: Mapping[str, Any] = jwk_rules.private_key_to_jwk(pkey, out_jwk["alg"], kid=kid)
         for m in _CRT:
             out_jwk.setdefault(m, full[m])
     order = ["kty", "kid", "use", "alg", "n", "e", "d", *_CRT]
-    return jwk_rules.canonical_jwk({**{m: out_jwk[m] for m in order if m in out_jwk}, **out_jwk})
+    # every public member is there now (_check_key checked kty, n and e)
+    return cast(RSAJwk, jwk_rules.canonical_jwk({**{m: out_jwk[m] for m in order if m in out_jwk}, **out_jwk}))
 
 
 def _record_dates(rec: dict[str, Any]) -> dict[str, Any]:
@@ -213,7 +216,7 @@ def _fill_times(rec: dict[str, Any], created: datetime, settings: Settings) -> d
     return {m: rec[m] for m in RECORD_MEMBERS if m in rec}
 
 
-def _same_material(a: dict[str, Any], b: dict[str, Any]) -> bool:
+def _same_material(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     try:
         if jwk_rules.thumbprint(a) != jwk_rules.thumbprint(b):
             return False
@@ -300,11 +303,11 @@ def prepare(
 
 
 def merge(
-    existing: list[dict[str, Any]],
+    existing: list[KeyRecord],
     incoming: list[tuple[str, dict[str, Any]]],
     name: str = "input",
     revoked: RevokedKeys | None = None,
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
+) -> tuple[list[KeyRecord], list[KeyRecord], list[str]]:
     """Merge validated records into the key file's records.
 
     A kid already present with the same key material is skipped; with different material,
@@ -319,7 +322,7 @@ def merge(
     """
     from prisme_keys.store import rotation
 
-    by_kid = {r["kid"]: r for r in existing}
+    by_kid: dict[str, Mapping[str, Any]] = {r["kid"]: r for r in existing}
     by_tp: dict[str, str] = {}
     for r in existing:
         try:
@@ -351,15 +354,16 @@ def merge(
         added.append(rec)
     if problems:
         raise _reject(name, problems)
-    merged = rotation.newest_first(list(existing) + added)
+    # complete records but for previousKeyId, which their place in the merged set gives just below
+    merged = rotation.newest_first(list(existing) + [cast(KeyRecord, r) for r in added])
     added_ids = {id(r) for r in added}
     for i, r in enumerate(merged):
         if id(r) in added_ids and "previousKeyId" not in r:
             r["previousKeyId"] = merged[i + 1]["kid"] if i + 1 < len(merged) else None
-    for r in added:  # member order of the gateway's record
-        ordered = {m: r[m] for m in RECORD_MEMBERS if m in r}
-        r.clear()
-        r.update(ordered)
+    for d in added:  # member order of the gateway's record
+        ordered = {m: d[m] for m in RECORD_MEMBERS if m in d}
+        d.clear()
+        d.update(ordered)
     return merged, [r for r in merged if id(r) in added_ids], skipped
 
 

@@ -28,16 +28,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from prisme_keys import clock
 from prisme_keys.errors import KeyFileError, Worded
 from prisme_keys.store.files import atomic_write
 from prisme_keys.store.permissions import unsafe_mode
+from prisme_keys.store.records import RECORD_TIMES, KeyRecord
 from prisme_keys.text import decode_utf8, json_error, printable, shown
 
 FORMAT_VERSION = 1
-RECORD_TIMES = ("createdAt", "rotatesAt", "expiresAt")
 #: Largest key file read, bytes (a file of thousands of 16384-bit keys stays well below).
 MAX_FILE_BYTES = 64 * 1024 * 1024
 
@@ -47,11 +47,11 @@ class KeySet:
     """The parsed key file.
 
     Attributes:
-        records: list of record dicts, newest first, as stored.
+        records: the key records (:class:`prisme_keys.store.records.KeyRecord`), newest first, as stored.
         extra: other top-level members (e.g. ``encryption``), kept verbatim.
     """
 
-    records: list[dict[str, Any]]
+    records: list[KeyRecord]
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_document(self) -> dict[str, Any]:
@@ -64,8 +64,8 @@ def dumps(doc: dict[str, Any]) -> str:
     return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
 
 
-def validate_record(rec: Any, where: str) -> None:
-    """Check one record's shape.
+def validate_record(rec: Any, where: str) -> KeyRecord:
+    """Check one record's shape; returns it, typed (see :class:`prisme_keys.store.records.KeyRecord`).
 
     Raises:
         ValueError: naming ``where`` and the member at fault.
@@ -101,6 +101,7 @@ def validate_record(rec: Any, where: str) -> None:
         raise ValueError(f"{where} ({rec['kid']}): jwk n/e are not an RSA public key")
     if "kid" in jwk and jwk["kid"] != rec["kid"]:
         raise ValueError(f"{where}: record kid {shown(rec['kid'])} differs from its jwk kid {shown(str(jwk['kid']))}")
+    return cast(KeyRecord, rec)
 
 
 def parse(data: bytes, path: Path | str = "<key file>") -> KeySet:
@@ -133,13 +134,14 @@ def parse(data: bytes, path: Path | str = "<key file>") -> KeySet:
         raise bad('"keys" is not a list')
     if not recs:
         raise bad("it holds no key (only init creates a key set)")
+    records: list[KeyRecord] = []
     for i, rec in enumerate(recs):
         try:
-            validate_record(rec, f"record {i + 1}")
+            records.append(validate_record(rec, f"record {i + 1}"))
         except ValueError as exc:
             raise bad(str(exc)) from None
     extra = {k: v for k, v in doc.items() if k not in ("format", "keys")}
-    return KeySet(records=recs, extra=extra)
+    return KeySet(records=records, extra=extra)
 
 
 def _flock_pids(fd: int) -> list[int] | None:

@@ -17,15 +17,17 @@ from typing import TYPE_CHECKING, Any
 from prisme_keys import clock
 from prisme_keys import jwk as jwk_rules
 from prisme_keys.errors import InvalidArgument, KeyFileError, Worded
+from prisme_keys.jwk import RSAJwk
 from prisme_keys.settings import Settings
 from prisme_keys.store import rotation
 from prisme_keys.store.keyfile import KeyFile, KeySet
+from prisme_keys.store.records import KeyRecord
 from prisme_keys.text import shown
 
 if TYPE_CHECKING:  # loaded by plan() and timeline() only: 4 ms of start-up for every other command
     from prisme_keys.store import schedule, settings_checks
 
-KeyGen = Callable[[int, str], dict[str, Any]]
+KeyGen = Callable[[int, str], RSAJwk]
 
 
 def open_keyfile(settings: Settings) -> KeyFile:
@@ -40,7 +42,7 @@ def open_keyfile(settings: Settings) -> KeyFile:
     )
 
 
-def load_records(settings: Settings) -> list[dict[str, Any]]:
+def load_records(settings: Settings) -> list[KeyRecord]:
     """Read the key file's records (no lock).
 
     Raises:
@@ -49,7 +51,7 @@ def load_records(settings: Settings) -> list[dict[str, Any]]:
     return open_keyfile(settings).load().records
 
 
-def new_jwk(settings: Settings, keygen: KeyGen | None) -> dict[str, Any]:
+def new_jwk(settings: Settings, keygen: KeyGen | None) -> RSAJwk:
     """A new private JWK of ``settings.size`` bits for ``settings.alg``, made by ``keygen`` (default
     :func:`jwk_rules.generate_jwk`)."""
     jwk = jwk_rules.canonical_jwk((keygen or jwk_rules.generate_jwk)(settings.size, settings.alg))
@@ -62,7 +64,7 @@ class InitResult:
     """Result of :func:`init`: the key file path and the first record."""
 
     path: str
-    record: dict[str, Any]
+    record: KeyRecord
 
 
 def init(settings: Settings, now: datetime, keygen: KeyGen | None = None, *, encryption: Any = None) -> InitResult:
@@ -109,8 +111,8 @@ class RotateResult:
     rotated: bool
     dry_run: bool
     reason: str
-    created: dict[str, Any] | None = None
-    retired: dict[str, Any] | None = None
+    created: KeyRecord | None = None
+    retired: KeyRecord | None = None
     signing_kid: str | None = None
     next_rotation: str | None = None
     notes: list[str] = field(default_factory=list)
@@ -168,7 +170,7 @@ def rotate(
     return RotateResult(True, False, plan.reason, result.created, result.retired, kid, notes=notes)
 
 
-def _brought_back_note(old: dict[str, Any], records: list[dict[str, Any]], at: datetime) -> str:
+def _brought_back_note(old: KeyRecord, records: list[KeyRecord], at: datetime) -> str:
     new = next(r for r in records if r["kid"] == old["kid"])
     ahead = clock.span((rotation.t(old, "createdAt") - at).total_seconds())
     return (
@@ -181,7 +183,7 @@ def _brought_back_note(old: dict[str, Any], records: list[dict[str, Any]], at: d
 class PruneResult:
     """Result of :func:`prune`: removed records, kept count, notes, whether it was a dry run."""
 
-    removed: list[dict[str, Any]]
+    removed: list[KeyRecord]
     kept: int
     notes: list[str] = field(default_factory=list)
     dry_run: bool = False
@@ -207,7 +209,7 @@ def prune(settings: Settings, now: datetime, *, dry_run: bool = False) -> PruneR
     return PruneResult(plan.remove, len(plan.keep), plan.notes, dry_run, clock.iso(nxt) if nxt else None)
 
 
-def describe(records: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
+def describe(records: list[KeyRecord], now: datetime) -> list[dict[str, Any]]:
     """Rows for ``list``: ``[{kid, alg, bits, state, createdAt, activatesAt, rotatesAt, expiresAt,
     previousKeyId, private}]``, newest first; ``private`` is ``"yes"``, ``"no"`` or ``"encrypted"``."""
     rows = []
@@ -291,7 +293,7 @@ def timeline(settings: Settings, now: datetime) -> schedule.Schedule:
     return schedule.timeline(records, now)
 
 
-def refuse_duplicate_kids(records: list[dict[str, Any]], what: str) -> None:
+def refuse_duplicate_kids(records: list[KeyRecord], what: str) -> None:
     """Refuse a record list in which two records share a kid.
 
     Raises:
@@ -307,7 +309,7 @@ def refuse_duplicate_kids(records: list[dict[str, Any]], what: str) -> None:
         seen.add(r["kid"])
 
 
-def public_jwks(records: list[dict[str, Any]]) -> dict[str, Any]:
+def public_jwks(records: list[KeyRecord]) -> dict[str, Any]:
     """The public JWK Set ``{"keys": [{kty, kid, use, alg, n, e}]}``, newest first (RFC 7517 section 5).
 
     Raises:
@@ -366,13 +368,13 @@ def unlock_early(kf: KeyFile, keyset: KeySet, why: str) -> None:
         encryption.unlock(hdr, kf.passphrase(why), kf.path, getattr(kf.passphrase, "derived_keys", None))
 
 
-def generate(settings: Settings, *, public: bool = False, keygen: KeyGen | None = None) -> dict[str, Any]:
+def generate(settings: Settings, *, public: bool = False, keygen: KeyGen | None = None) -> RSAJwk:
     """A standalone key (private JWK, or its public projection); the key file is untouched."""
     jwk = new_jwk(settings, keygen)
     return jwk_rules.public_jwk(jwk) if public else jwk
 
 
-def signing_jwk(settings: Settings, now: datetime, kid: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+def signing_jwk(settings: Settings, now: datetime, kid: str | None = None) -> tuple[KeyRecord, RSAJwk]:
     """The record and private JWK to sign with at ``now``.
 
     Args:
@@ -403,7 +405,7 @@ def signing_jwk(settings: Settings, now: datetime, kid: str | None = None) -> tu
     return rec, private_jwk(kf, keyset, rec)
 
 
-def private_jwk(kf: KeyFile, keyset: KeySet, rec: dict[str, Any]) -> dict[str, Any]:
+def private_jwk(kf: KeyFile, keyset: KeySet, rec: KeyRecord) -> RSAJwk:
     """The private JWK of ``rec``, a record of ``keyset`` read from ``kf`` (decrypted when encrypted).
 
     Raises:
@@ -416,4 +418,4 @@ def private_jwk(kf: KeyFile, keyset: KeySet, rec: dict[str, Any]) -> dict[str, A
     jwk = rec["jwk"]
     if not jwk_rules.has_private(jwk):
         raise KeyFileError(f"key {rec['kid']} in {kf.path} holds no private key")
-    return dict(jwk)
+    return jwk.copy()

@@ -23,6 +23,7 @@ from prisme_keys.store.encryption import (
     unlock,
 )
 from prisme_keys.store.lifecycle import open_keyfile
+from prisme_keys.store.records import KeyRecord
 
 
 def new_passphrase_source(settings: Any, new_passphrase_file: Path | str | None = None) -> PassphraseSource:
@@ -104,7 +105,7 @@ def decrypt_file(settings: Any) -> dict[str, Any]:
     return {"path": str(kf.path), "encrypted": False, "keys": n}
 
 
-def _validate_private(records: list[dict[str, Any]], path: Any) -> None:
+def _validate_private(records: list[KeyRecord], path: Any) -> None:
     """Validate fully every private key about to be stored in clear text (OpenSSL's RSA key check).
 
     Keys in the key file are trusted afterwards (``mint`` skips the primality tests), so a key

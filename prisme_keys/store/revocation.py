@@ -29,6 +29,7 @@ Everything that refuses a revoked key (``verify``, ``import``, ``check``, ``doct
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -36,17 +37,17 @@ from typing import Any
 from prisme_keys import clock
 from prisme_keys import jwk as jwk_rules
 from prisme_keys.errors import InvalidArgument, KeyFileError
+from prisme_keys.jwk import RSAJwk
 from prisme_keys.settings import Settings
 from prisme_keys.store import lifecycle, rotation
 from prisme_keys.store.keyfile import KeySet
+from prisme_keys.store.records import KeyRecord
 from prisme_keys.text import shown
 
 #: The key file's top-level member holding the revocation list.
 MEMBER = "revocations"
 #: Longest ``reason`` accepted, characters.
 MAX_REASON = 200
-
-Record = dict[str, Any]
 
 
 def _bad(path: Any, why: str) -> KeyFileError:
@@ -91,7 +92,7 @@ class RevokedKeys:
                 return e
         return None
 
-    def match_jwk(self, jwk: dict[str, Any]) -> dict[str, Any] | None:
+    def match_jwk(self, jwk: Mapping[str, Any]) -> dict[str, Any] | None:
         """The revocation entry of a JWK (by its kid, or by its thumbprint whatever its kid), or ``None``."""
         kid = jwk.get("kid") if isinstance(jwk.get("kid"), str) else None
         try:
@@ -158,7 +159,7 @@ def check_reason(reason: str | None) -> str | None:
 # -- the rules ------------------------------------------------------------------------------
 
 
-def exposure(rec: Record, records: list[Record], policy: rotation.Policy, now: datetime) -> dict[str, str | None]:
+def exposure(rec: KeyRecord, records: list[KeyRecord], policy: rotation.Policy, now: datetime) -> dict[str, str | None]:
     """The exposure window of ``rec`` if it were revoked at ``now``: ``{from, signingUntil, until}`` (ISO, UTC).
 
     ``from`` is its first signing time; ``signingUntil`` when it stopped signing: ``now`` for the
@@ -184,7 +185,7 @@ def exposure(rec: Record, records: list[Record], policy: rotation.Policy, now: d
     }
 
 
-def find(records: list[Record], kid_or_thumbprint: str) -> Record | None:
+def find(records: list[KeyRecord], kid_or_thumbprint: str) -> KeyRecord | None:
     """The record with this kid, else the one whose RFC 7638 thumbprint it is, else ``None``."""
     for r in records:
         if r["kid"] == kid_or_thumbprint:
@@ -209,14 +210,14 @@ class RevokePlan:
         entry: the revocation entry to record.
     """
 
-    record: Record
+    record: KeyRecord
     state: str
     needs_new_key: bool
     entry: dict[str, Any]
 
 
 def plan_revoke(
-    records: list[Record], kid_or_thumbprint: str, policy: rotation.Policy, now: datetime, reason: str | None = None
+    records: list[KeyRecord], kid_or_thumbprint: str, policy: rotation.Policy, now: datetime, reason: str | None = None
 ) -> RevokePlan | None:
     """Plan the revocation of a key (found by kid or thumbprint); ``None`` when no record matches."""
     rec = find(records, kid_or_thumbprint)
@@ -238,13 +239,13 @@ def plan_revoke(
 class AppliedRevocation:
     """Outcome of :func:`apply_revoke`: the new records (newest first), the key added (or ``None``)."""
 
-    records: list[Record]
-    created: Record | None
-    retired: Record | None
+    records: list[KeyRecord]
+    created: KeyRecord | None
+    retired: KeyRecord | None
 
 
 def apply_revoke(
-    records: list[Record], plan: RevokePlan, jwk: dict[str, Any] | None, policy: rotation.Policy, now: datetime
+    records: list[KeyRecord], plan: RevokePlan, jwk: RSAJwk | None, policy: rotation.Policy, now: datetime
 ) -> AppliedRevocation:
     """Remove ``plan.record``; when ``plan.needs_new_key``, first add ``jwk`` as a signing key active at ``now``.
 
@@ -291,14 +292,14 @@ class RevokeResult:
     revoked: bool = True
     dry_run: bool = False
     already: bool = False
-    created: dict[str, Any] | None = None
+    created: KeyRecord | None = None
     new_key_needed: bool = False
     lead_skipped: float = 0
-    retired: dict[str, Any] | None = None
+    retired: KeyRecord | None = None
     signing_kid: str | None = None
 
 
-def _unknown(kf_path: Any, kid: str, records: list[Record]) -> KeyFileError:
+def _unknown(kf_path: Any, kid: str, records: list[KeyRecord]) -> KeyFileError:
     return KeyFileError(
         f"no key with kid or thumbprint {shown(kid)} in {kf_path}; kids present: "
         + ", ".join(r["kid"] for r in records),

@@ -31,8 +31,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from prisme_keys import clock
-
-Record = dict[str, Any]
+from prisme_keys.jwk import RSAJwk
+from prisme_keys.store.records import KeyRecord, TimeMember
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class Policy:
         return cls(settings.rotation_days, settings.access_tokens_max_age, settings.publication_lead)
 
 
-def t(rec: Record, name: str) -> datetime:
+def t(rec: KeyRecord, name: TimeMember) -> datetime:
     """A record time (``createdAt``, ``rotatesAt``, ``expiresAt``, ``activatesAt``) as a UTC datetime.
 
     ``activatesAt`` defaults to ``createdAt``.
@@ -65,7 +65,7 @@ def t(rec: Record, name: str) -> datetime:
     return clock.parse_iso(rec[name])
 
 
-def is_active(rec: Record, now: datetime) -> bool:
+def is_active(rec: KeyRecord, now: datetime) -> bool:
     """True when the record may sign at ``now``.
 
     Only a record with an ``activatesAt`` (written when a publication lead is in force) waits;
@@ -75,12 +75,12 @@ def is_active(rec: Record, now: datetime) -> bool:
     return not rec.get("activatesAt") or clock.parse_iso(rec["activatesAt"]) <= now
 
 
-def newest_first(records: list[Record]) -> list[Record]:
+def newest_first(records: list[KeyRecord]) -> list[KeyRecord]:
     """Records sorted by ``createdAt``, newest first (stable for equal times)."""
     return sorted(records, key=lambda r: t(r, "createdAt"), reverse=True)
 
 
-def signing_record(records: list[Record], now: datetime) -> Record | None:
+def signing_record(records: list[KeyRecord], now: datetime) -> KeyRecord | None:
     """The signing key at ``now``: the newest active record; the oldest record if none is active yet.
 
     Returns ``None`` only for an empty list.
@@ -92,7 +92,7 @@ def signing_record(records: list[Record], now: datetime) -> Record | None:
     return ordered[-1] if ordered else None
 
 
-def state(rec: Record, records: list[Record], now: datetime) -> str:
+def state(rec: KeyRecord, records: list[KeyRecord], now: datetime) -> str:
     """``"signing"``, ``"next"``, ``"retired"`` or ``"expired"`` for one record at ``now``."""
     signing = signing_record(records, now)
     if rec is signing:
@@ -119,7 +119,7 @@ class RotationPlan:
     next_rotation: datetime | None = None
 
 
-def plan_rotation(records: list[Record], policy: Policy, now: datetime, force: bool = False) -> RotationPlan:
+def plan_rotation(records: list[KeyRecord], policy: Policy, now: datetime, force: bool = False) -> RotationPlan:
     """Decide whether a new signing key is due at ``now`` (``force`` makes it due)."""
     signing = signing_record(records, now)
     if signing is None:
@@ -144,13 +144,13 @@ def plan_rotation(records: list[Record], policy: Policy, now: datetime, force: b
     return RotationPlan(False, "nothing due", kid, due_at)
 
 
-def future_dated(records: list[Record], now: datetime) -> list[Record]:
+def future_dated(records: list[KeyRecord], now: datetime) -> list[KeyRecord]:
     """The records created more than :data:`prisme_keys.clock.CLOCK_SKEW` seconds after ``now``."""
     limit = clock.shift(now, clock.CLOCK_SKEW)
     return [r for r in records if t(r, "createdAt") > limit]
 
 
-def bring_back(records: list[Record], policy: Policy, now: datetime) -> list[Record]:
+def bring_back(records: list[KeyRecord], policy: Policy, now: datetime) -> list[KeyRecord]:
     """``records`` with the future-dated ones (see :func:`future_dated`) brought back before ``now``.
 
     Each gets ``createdAt = rotatesAt`` = ``now`` minus 1, 2, ... ms (their order kept), loses
@@ -162,21 +162,23 @@ def bring_back(records: list[Record], policy: Policy, now: datetime) -> list[Rec
     if not future:
         return records
     last = clock.shift(now, policy.lead + policy.max_age)
-    fixed: dict[int, Record] = {}
+    fixed: dict[int, KeyRecord] = {}
     for i, r in enumerate(future):
         at = clock.iso(clock.shift(now, timedelta(milliseconds=-(i + 1))))
-        c = {k: v for k, v in r.items() if k != "activatesAt"}
-        c.update(createdAt=at, rotatesAt=at, expiresAt=clock.iso(min(t(r, "expiresAt"), last)))
+        c = r.copy()
+        c.pop("activatesAt", None)
+        c["createdAt"] = c["rotatesAt"] = at
+        c["expiresAt"] = clock.iso(min(t(r, "expiresAt"), last))
         fixed[id(r)] = c
     return [fixed.get(id(r), r) for r in records]
 
 
-def new_record(jwk: dict[str, Any], records: list[Record], policy: Policy, now: datetime) -> Record:
+def new_record(jwk: RSAJwk, records: list[KeyRecord], policy: Policy, now: datetime) -> KeyRecord:
     """The gateway record for a freshly generated key ``jwk`` added at ``now``."""
     newest = newest_first(records)[0]["kid"] if records else None
     activates = clock.shift(now, policy.lead)
     rotates = clock.shift(activates, clock.days(policy.rotation_days))
-    rec: Record = {
+    rec: KeyRecord = {
         "kid": jwk["kid"],
         "previousKeyId": newest,
         "createdAt": clock.iso(now),
@@ -200,13 +202,13 @@ class RotationResult:
         brought_back: the future-dated records as they were before :func:`bring_back`.
     """
 
-    records: list[Record]
-    created: Record
-    retired: Record | None
-    brought_back: list[Record] = field(default_factory=list)
+    records: list[KeyRecord]
+    created: KeyRecord
+    retired: KeyRecord | None
+    brought_back: list[KeyRecord] = field(default_factory=list)
 
 
-def apply_rotation(records: list[Record], jwk: dict[str, Any], policy: Policy, now: datetime) -> RotationResult:
+def apply_rotation(records: list[KeyRecord], jwk: RSAJwk, policy: Policy, now: datetime) -> RotationResult:
     """Add ``jwk`` as the new signing key at ``now``; extend the replaced key's ``expiresAt``.
 
     Future-dated records are brought back first (:func:`bring_back`). The input list is not
@@ -221,11 +223,11 @@ def apply_rotation(records: list[Record], jwk: dict[str, Any], policy: Policy, n
     records = bring_back(records, policy, now)
     rec = new_record(jwk, records, policy, now)
     current = signing_record(records, now)
-    out: list[Record] = []
+    out: list[KeyRecord] = []
     retired = None
     for r in records:
         if r is current:
-            r = dict(r)
+            r = r.copy()
             keep_until = clock.shift(t(rec, "activatesAt"), policy.max_age)
             if keep_until > t(r, "expiresAt"):
                 r["expiresAt"] = clock.iso(keep_until)
@@ -250,7 +252,7 @@ class RotationStep:
 
 
 def rotate_records(
-    records: list[Record], jwk: dict[str, Any], policy: Policy, now: datetime, force: bool = False
+    records: list[KeyRecord], jwk: RSAJwk, policy: Policy, now: datetime, force: bool = False
 ) -> RotationStep:
     """What ``rotate`` does to ``records`` at ``now``: plan, and when due add ``jwk`` as the new key.
 
@@ -282,12 +284,12 @@ class PrunePlan:
         notes: one-line remarks (e.g. the signing key is past its expiresAt and is kept).
     """
 
-    keep: list[Record]
-    remove: list[Record]
+    keep: list[KeyRecord]
+    remove: list[KeyRecord]
     notes: list[str] = field(default_factory=list)
 
 
-def plan_prune(records: list[Record], now: datetime) -> PrunePlan:
+def plan_prune(records: list[KeyRecord], now: datetime) -> PrunePlan:
     """Split ``records`` into kept and removed at ``now``; the signing key is always kept."""
     signing = signing_record(records, now)
     keep, remove, notes = [], [], []
@@ -308,7 +310,7 @@ def plan_prune(records: list[Record], now: datetime) -> PrunePlan:
     return PrunePlan(keep, remove, notes)
 
 
-def next_prune(records: list[Record], now: datetime) -> datetime | None:
+def next_prune(records: list[KeyRecord], now: datetime) -> datetime | None:
     """When the next non-signing key will expire (UTC), or ``None`` if none will."""
     signing = signing_record(records, now)
     times = [t(r, "expiresAt") for r in records if r is not signing and t(r, "expiresAt") > now]

@@ -30,8 +30,10 @@ from typing import Any
 
 from prisme_keys import clock
 from prisme_keys import jwk as jwk_rules
+from prisme_keys.jwk import RSAJwk
 from prisme_keys.store import rotation
-from prisme_keys.store.rotation import Policy, Record
+from prisme_keys.store.records import KeyRecord
+from prisme_keys.store.rotation import Policy
 
 #: The cron job's period.
 HOUR = timedelta(hours=1)
@@ -71,7 +73,7 @@ class KeyTimeline:
     kid: str
     future: bool
     bits: int
-    record: Record
+    record: KeyRecord
     removed: datetime | None = None
     spans: list[Span] = field(default_factory=list)
 
@@ -177,13 +179,13 @@ def default_days(policy: Policy) -> int:
     return min(MAX_DAYS, max(1, -(-int(secs) // 86400)))
 
 
-def _stand_in(kid: str, alg: str, bits: int) -> dict[str, Any]:
+def _stand_in(kid: str, alg: str, bits: int) -> RSAJwk:
     """The public JWK of a key not generated yet: the right modulus size, no private member."""
     n = jwk_rules.b64url_encode(b"\xff" * ((bits + 7) // 8))
     return {"kty": "RSA", "kid": kid, "use": "sig", "alg": alg, "n": n, "e": "AQAB"}
 
 
-def _jwks_bytes(records: Sequence[Record], future: set[str]) -> int:
+def _jwks_bytes(records: Sequence[KeyRecord], future: set[str]) -> int:
     keys = []
     for r in rotation.newest_first(list(records)):
         pub = jwk_rules.public_jwk(r["jwk"])
@@ -201,7 +203,7 @@ def _next_run(first: datetime, at: datetime) -> datetime:
     return clock.shift(first, (k + (1 if rest else 0)) * HOUR)
 
 
-def _next_change(records: list[Record], policy: Policy, at: datetime) -> datetime | None:
+def _next_change(records: list[KeyRecord], policy: Policy, at: datetime) -> datetime | None:
     """The earliest time after ``at`` when ``rotate`` or ``prune`` may decide differently."""
     times = [rotation.plan_rotation(records, policy, at).next_rotation, rotation.next_prune(records, at)]
     times += [rotation.t(r, "activatesAt") for r in records if not rotation.is_active(r, at)]
@@ -209,7 +211,9 @@ def _next_change(records: list[Record], policy: Policy, at: datetime) -> datetim
     return min(later) if later else None
 
 
-def simulate(records: list[Record], policy: Policy, now: datetime, end: datetime, *, alg: str, bits: int) -> Schedule:
+def simulate(
+    records: list[KeyRecord], policy: Policy, now: datetime, end: datetime, *, alg: str, bits: int
+) -> Schedule:
     """Run the cron job (``rotate`` then ``prune``) every hour from ``now`` to ``end`` on a copy of ``records``.
 
     Args:
@@ -225,7 +229,7 @@ def simulate(records: list[Record], policy: Policy, now: datetime, end: datetime
     """
     taken = {r["kid"] for r in records}
     current = list(records)
-    snapshots: list[tuple[datetime, list[Record]]] = []
+    snapshots: list[tuple[datetime, list[KeyRecord]]] = []
     events: list[Event] = []
     removed: dict[str, datetime] = {}
     future: set[str] = set()
@@ -262,7 +266,7 @@ def simulate(records: list[Record], policy: Policy, now: datetime, end: datetime
     return _build(records, snapshots, start, now, end, events, removed, future)
 
 
-def timeline(records: list[Record], now: datetime) -> Schedule:
+def timeline(records: list[KeyRecord], now: datetime) -> Schedule:
     """The keys of the file as they are, without simulating anything: from the oldest ``createdAt``
     to the last ``expiresAt`` (at least ``now``); keys stay until removed, so ``expired`` runs on.
     """
@@ -274,8 +278,8 @@ def timeline(records: list[Record], now: datetime) -> Schedule:
 
 
 def _build(
-    records: list[Record],
-    snapshots: list[tuple[datetime, list[Record]]],
+    records: list[KeyRecord],
+    snapshots: list[tuple[datetime, list[KeyRecord]]],
     start: datetime,
     now: datetime,
     end: datetime,
@@ -287,7 +291,7 @@ def _build(
     times = [at for at, _ in snapshots]
     sets = [records] + [recs for _, recs in snapshots]
     points = {start, end} | {at for at in times if start < at < end}
-    last: dict[str, Record] = {}
+    last: dict[str, KeyRecord] = {}
     for recs in sets:
         for r in recs:
             last[r["kid"]] = r

@@ -37,6 +37,7 @@ from prisme_keys import clock
 from prisme_keys import jwk as jwk_rules
 from prisme_keys.settings import Settings
 from prisme_keys.store import rotation
+from prisme_keys.store.records import KeyRecord
 
 #: RSA keys under this many bits give at most 112-bit security (NIST SP 800-57 Part 1, table 2).
 NIST_2030_BITS = 3072
@@ -215,7 +216,7 @@ def rotation_period_finding(settings: Settings) -> SettingsFinding | None:
 
 
 def nist_2030_findings(
-    settings: Settings, now: datetime, records: Sequence[dict[str, Any]] = (), until: datetime | None = None
+    settings: Settings, now: datetime, records: Sequence[KeyRecord] = (), until: datetime | None = None
 ) -> list[SettingsFinding]:
     """RSA keys under 3072 bits signing past the end of 2030 (NIST SP 800-131A Rev. 2).
 
@@ -266,7 +267,7 @@ def check(
     settings: Settings,
     now: datetime,
     *,
-    records: Sequence[dict[str, Any]] = (),
+    records: Sequence[KeyRecord] = (),
     lifetime: float | None = None,
     until: datetime | None = None,
 ) -> list[SettingsFinding]:

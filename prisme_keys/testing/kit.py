@@ -77,7 +77,7 @@ class KeySet:
     kid: str
     jwks: dict[str, Any] = field(repr=False)
     minter: api.Minter = field(repr=False)
-    _foreign_jwk: dict[str, Any] | None = field(default=None, repr=False)
+    _foreign_jwk: jwk_rules.RSAJwk | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
