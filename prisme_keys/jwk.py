@@ -35,6 +35,8 @@ class RSAJwk(TypedDict):
     :data:`SUPPORTED_ALGS`. In an encrypted key file the private members are replaced by ``enc``
     (``{nonce, ciphertext}``, see :mod:`prisme_keys.store.encryption`).
 
+    ``kid``, ``use`` and ``alg`` are on every key this tool makes or imports; a key file written
+    by another tool is read without them too, so code reading a stored key uses ``.get`` for them.
     Input from outside (an import, a published JWKS) is a plain ``dict`` until it is checked:
     the functions that read a JWK take any ``Mapping[str, Any]``.
     """
