@@ -4,12 +4,13 @@
   through :func:`prisme_keys.cli.main` by default (fast), or as the installed console script in a
   subprocess with :meth:`Cli.proc` / :meth:`Cli.popen` where the process is the point (signals,
   locks, crashes, start-up, streams, terminals).
-* Key-file builders: :func:`record`, :func:`write_keyfile`, :data:`T0`.
+* Key-file builders: :func:`record`, :func:`write_keyfile`, :data:`T0`; :func:`fixed_jwk`, the same key on every run.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import os
@@ -191,3 +192,64 @@ def one_error_line(p, code):
     no_traceback(p)
     assert p.returncode == code, (p.returncode, p.stderr)
     assert p.stderr.startswith("prisme-keys: error: ") and len(p.stderr.strip().splitlines()) == 1, p.stderr
+
+
+_SMALL_PRIMES = [p for p in range(3, 1000, 2) if all(p % q for q in range(3, int(p**0.5) + 1, 2))]
+
+
+def _probable_prime(n: int, rng: Any) -> bool:
+    """Miller-Rabin with 8 rounds after trial division by the odd primes below 1000 (OpenSSL checks the key again)."""
+    if any(n % p == 0 for p in _SMALL_PRIMES):
+        return n in _SMALL_PRIMES
+    d, r = n - 1, 0
+    while d % 2 == 0:
+        d, r = d // 2, r + 1
+    for _ in range(8):
+        x = pow(rng.randrange(2, n - 2), d, n)
+        if x in (1, n - 1):
+            continue
+        for _ in range(r - 1):
+            x = pow(x, 2, n)
+            if x == n - 1:
+                break
+        else:
+            return False
+    return True
+
+
+@functools.cache
+def _fixed_jwk(seed: int, bits: int) -> str:
+    import math
+    import random
+
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from prisme_keys import jwk as jwk_rules
+
+    rng = random.Random(f"prisme-keys fixed key {seed} {bits}")
+    e = 65537
+
+    def prime() -> int:
+        while True:  # the top two bits set, so p * q has exactly ``bits`` bits
+            c = rng.getrandbits(bits // 2) | (3 << (bits // 2 - 2)) | 1
+            if c % e != 1 and _probable_prime(c, rng):
+                return c
+
+    p, q = prime(), prime()
+    d = pow(e, -1, math.lcm(p - 1, q - 1))
+    numbers = rsa.RSAPrivateNumbers(
+        p,
+        q,
+        d,
+        rsa.rsa_crt_dmp1(d, p),
+        rsa.rsa_crt_dmq1(d, q),
+        rsa.rsa_crt_iqmp(p, q),
+        rsa.RSAPublicNumbers(e, n=p * q),
+    )
+    return json.dumps(jwk_rules.private_key_to_jwk(numbers.private_key(), "RS256"))
+
+
+def fixed_jwk(seed: int, bits: int = 2048) -> dict:
+    """A private RSA JWK (RS256, kid = RFC 7638 thumbprint) made from ``seed``: the same key on every
+    run and every machine, for golden outputs (kids, moduli and RS256 signatures stay put)."""
+    return json.loads(_fixed_jwk(seed, bits))

@@ -111,7 +111,7 @@ def test_rotate_notify_json(cli, kf, keypool, redis_env):
     assert doc["rotated"] is True and doc["created"]["kid"] == kid
     assert doc["notified"]["sent"] is True
     assert doc["notified"]["created"] == [kid] and doc["notified"]["deleted"] == []
-    assert doc["notified"]["runtime_kid"] == kid and doc["notified"]["pendingSince"] == DUE
+    assert doc["notified"]["runtime_kid"] == kid and doc["notified"]["pending_since"] == DUE
     assert json.loads(kf.read_text())["announced"] == {"signingKid": kid, "kids": [kid, keypool[0]["kid"]], "at": DUE}
 
 
@@ -310,7 +310,7 @@ def test_notify_plain_reload_json(cli, kf, keypool, redis_server, redis_env):
     p = cli("--json", "--key-file", str(kf), "--now", NOT_DUE, "--write-at-now", "notify", "--force", env=redis_env)
     assert p.returncode == 0, p.stderr
     doc = json.loads(p.stdout)
-    assert doc["sent"] is True and doc["pendingSince"] is None
+    assert doc["sent"] is True and doc["pending_since"] is None
     assert doc["created"] == [] and doc["deleted"] == [] and doc["runtime"] == "redis"
     assert doc["runtime_kid"] == keypool[0]["kid"]
     assert set(doc["gateway_event"]) == {s(GW), s("catchall_stream")}

@@ -301,9 +301,9 @@ def test_notify_sends_exactly_what_is_pending(tmp_path, keypool, run, redis_env)
     rc, out, err = run(*a, "--json", "notify")
     assert rc == 0, err
     sent = json.loads(out)
-    assert sent["sent"] is True and sent["signingChanged"] is True
+    assert sent["sent"] is True and sent["signing_changed"] is True
     assert (sent["created"], sent["deleted"]) == ([keypool[1]["kid"]], [keypool[2]["kid"]])
-    assert sent["pendingSince"] == doc["keys"][0]["createdAt"]
+    assert sent["pending_since"] == doc["keys"][0]["createdAt"]
     assert sent["runtime_kid"] == keypool[1]["kid"]
     got = consumer.read()
     assert [e["payload"] for e in got[s(GW)]] == [{"created": [keypool[1]["kid"]], "deleted": [keypool[2]["kid"]]}]

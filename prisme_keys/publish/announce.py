@@ -376,15 +376,15 @@ class AnnounceOutcome:
     recorded: Announced | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """``{"sent": false, "last"}``, or ``{"sent": true, **NotifyResult.to_dict(), "pendingSince",
-        "signingChanged"}`` (``pendingSince`` ``None`` for a key file never announced, or a forced send)."""
+        """``{"sent": false, "last"}``, or ``{"sent": true, **NotifyResult.to_dict(), "pending_since",
+        "signing_changed"}`` (``pending_since`` ``None`` for a key file never announced, or a forced send)."""
         if self.result is None:
             return {"sent": False, "last": self.recorded.to_dict() if self.recorded else None}
         return {
             "sent": True,
             **self.result.to_dict(),
-            "pendingSince": self.pending.since if self.pending else None,
-            "signingChanged": self.pending.signing_changed if self.pending else False,
+            "pending_since": self.pending.since if self.pending else None,
+            "signing_changed": self.pending.signing_changed if self.pending else False,
         }
 
 
