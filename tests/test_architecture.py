@@ -184,7 +184,7 @@ ALLOWED = {
     "os.environ by default",
     ("prisme_keys/store/doctor.py", "except Exception in _jose_round_trip"): "the python-jose boundary: whatever it "
     "raises on a key is the check's verdict (only python-jose runs in the block)",
-    ("prisme_keys/tokens/jwks_client.py", "except BaseException in run"): "a thread boundary: the fetch thread hands "
+    ("prisme_keys/tokens/http.py", "except BaseException in run"): "a thread boundary: the fetch thread hands "
     "everything to the caller, which maps network errors and re-raises the rest",
 }
 
