@@ -107,7 +107,7 @@ CASES: dict[str, Case] = {
     "import": Case(["import", "{import}"], write=True),
     "notify": Case(["notify"], write=True, needs=("redis",)),
     "notify-nothing-pending": Case(["notify"], before=[["notify"]], write=True, needs=("redis",)),
-    "notify-kids": Case(["notify", "--no-runtime", "--created", "{signing}"], needs=("redis",)),
+    "notify-kids": Case(["notify", "--no-runtime", "--created", "{signing}"], write=True, needs=("redis",)),
     "rotate-notify": Case(["rotate", "--force", "--notify"], write=True, needs=("redis",)),
     "doctor": Case(["doctor"]),
     "encrypt": Case(["encrypt"], write=True),
