@@ -160,6 +160,7 @@ def test_a_failing_stdout_is_exit_4_and_a_broken_one_141(keyfile, monkeypatch, c
 # -- regression tests (defects found by a newcomer's break-test)
 
 
+@pytest.mark.slow
 def test_ctrl_c_is_exit_130_with_one_line_and_no_file(cli, tmp_path):
     import pty
     import select
@@ -183,7 +184,7 @@ def test_ctrl_c_is_exit_130_with_one_line_and_no_file(cli, tmp_path):
         assert ready, seen
         seen += os.read(master, 4096)
     p.send_signal(signal.SIGINT)
-    p.wait(timeout=120)
+    p.wait(timeout=600)  # the 8192-bit generation runs to its end in C first (tens of seconds)
     rest = b""
     with contextlib.suppress(OSError):
         while select.select([master], [], [], 1)[0]:
