@@ -14,7 +14,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from typer.core import TyperGroup, TyperOption
@@ -108,6 +108,26 @@ app = typer.Typer(
     rich_markup_mode=None,  # plain Click help: no rich import for --help (start-up time)
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+#: ``--runtime-url`` of every command that can announce (rotate, prune, revoke, import).
+RuntimeUrlAfterChange = Annotated[
+    Optional[str],
+    typer.Option(
+        "--runtime-url",
+        metavar="URL",
+        help="With --notify: POST the signing key to URL/sys/certs (implies --notify).",
+    ),
+]
+#: ``--notify`` of the cron commands (rotate, prune).
+NotifyPending = Annotated[
+    bool,
+    typer.Option(
+        "--notify",
+        help="Then announce whatever is pending (this run's change, a next key that started signing, "
+        "a notification that failed earlier) on the Redis broker and update the runtime (see notify).",
+    ),
+]
 
 
 @dataclass

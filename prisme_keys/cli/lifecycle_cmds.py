@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 import typer
 
-from prisme_keys.cli.app import app, state
+from prisme_keys.cli.app import NotifyPending, RuntimeUrlAfterChange, app, state
 from prisme_keys.cli.common import check_out, keygen, refuse_private_on_terminal, when, write_result
 
 
@@ -62,18 +62,8 @@ def rotate(
     ctx: typer.Context,
     force: bool = typer.Option(False, "--force", help="Add a new signing key even if rotation is not due."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Say what would happen; write nothing."),
-    notify: bool = typer.Option(
-        False,
-        "--notify",
-        help="Then announce whatever is pending (this run's change, a next key that started signing, "
-        "a notification that failed earlier) on the Redis broker and update the runtime (see notify).",
-    ),
-    runtime_url: Optional[str] = typer.Option(
-        None,
-        "--runtime-url",
-        metavar="URL",
-        help="With --notify: POST the signing key to URL/sys/certs (implies --notify).",
-    ),
+    notify: NotifyPending = False,
+    runtime_url: RuntimeUrlAfterChange = None,
 ) -> None:
     """Add a new signing key when the current one is due (JWKS_ROTATION_DAYS).
 
@@ -138,18 +128,8 @@ def rotate(
 def prune(
     ctx: typer.Context,
     dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be removed; write nothing."),
-    notify: bool = typer.Option(
-        False,
-        "--notify",
-        help="Then announce whatever is pending (this run's change, a next key that started signing, "
-        "a notification that failed earlier) on the Redis broker and update the runtime (see notify).",
-    ),
-    runtime_url: Optional[str] = typer.Option(
-        None,
-        "--runtime-url",
-        metavar="URL",
-        help="With --notify: POST the signing key to URL/sys/certs (implies --notify).",
-    ),
+    notify: NotifyPending = False,
+    runtime_url: RuntimeUrlAfterChange = None,
 ) -> None:
     """Remove expired keys that no longer sign (never the signing key, never the last key)."""
     from prisme_keys.cli import output

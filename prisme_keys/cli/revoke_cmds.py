@@ -6,7 +6,7 @@ from typing import Any, Optional
 import typer
 from typer.core import TyperCommand
 
-from prisme_keys.cli.app import app, state
+from prisme_keys.cli.app import RuntimeUrlAfterChange, app, state
 from prisme_keys.cli.common import keygen, when
 from prisme_keys.cli.completion import complete_kid
 
@@ -126,12 +126,7 @@ def revoke(
         help="Announce it on the Redis broker (created: the new key, deleted: the revoked one) and update the "
         "runtime, as rotate --notify does.",
     ),
-    runtime_url: Optional[str] = typer.Option(
-        None,
-        "--runtime-url",
-        metavar="URL",
-        help="With --notify: POST the signing key to URL/sys/certs (implies --notify).",
-    ),
+    runtime_url: RuntimeUrlAfterChange = None,
 ) -> None:
     """Revoke a compromised key now: remove it from the set, whatever its dates, and record why.
 
