@@ -130,7 +130,7 @@ def test_progress_callbacks_of_the_core(tmp_path, keypool):
     """The core reports (done, total) to a plain callback; the last call is the whole work."""
     from prisme_keys import settings as settings_mod
     from prisme_keys.store import doctor, importer
-    from prisme_keys.tokens import mint, verify
+    from prisme_keys.tokens import batch, mint, verify
 
     kf = healthy_file(tmp_path / "keys.json", keypool[:3])
     s = settings_mod.load({"key_file": str(kf), "config_path": str(empty_config(tmp_path))}, {})
@@ -141,7 +141,7 @@ def test_progress_callbacks_of_the_core(tmp_path, keypool):
     calls.clear()
     source = verify.open_source(s)
     lines = [(i + 1, t.encode()) for i, t in enumerate([*tokens, "bad"])]
-    rc = verify.verify_batch(lines, source, verify.VerifyOptions(algorithms=("RS256",)), lambda _: None,
+    rc = batch.verify_batch(lines, source, verify.VerifyOptions(algorithms=("RS256",)), lambda _: None,
                              progress=lambda d, t: calls.append((d, t)))  # fmt: skip
     assert rc == 5 and calls == [(i, None) for i in range(1, 7)]
     calls.clear()

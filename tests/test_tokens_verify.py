@@ -18,7 +18,7 @@ from prisme_keys.errors import (
     SignatureRejected,
     UsageError,
 )
-from prisme_keys.tokens import jws
+from prisme_keys.tokens import batch, jws
 from prisme_keys.tokens import verify as verifier
 from prisme_keys.tokens.keyring import StaticKeySource
 from prisme_keys.tokens.verify import VerifyOptions
@@ -446,7 +446,7 @@ def test_verify_batch_json_lines(keypool):
     good = rs_token(k, claims())
     lines = f"{good}\n\nnot-a-token\n{rs_token(k, claims(iss='x'))}\n{good}\n".encode()
     out = io.StringIO()
-    rc = verifier.verify_batch(verifier.iter_lines(io.BytesIO(lines)), src(jwks(k)), OPTS, out.write)
+    rc = batch.verify_batch(batch.iter_lines(io.BytesIO(lines)), src(jwks(k)), OPTS, out.write)
     docs = [json.loads(x) for x in out.getvalue().splitlines()]
     assert rc == 5
     assert docs == [
@@ -466,7 +466,7 @@ def test_iter_lines_caps_long_lines():
     import io
 
     data = b"a" * (jws.MAX_TOKEN_BYTES + 10000) + b"\nshort\n"
-    assert list(verifier.iter_lines(io.BytesIO(data))) == [(1, None), (2, b"short\n")]
+    assert list(batch.iter_lines(io.BytesIO(data))) == [(1, None), (2, b"short\n")]
 
 
 # Regression (found by tests/test_fuzz.py): a 2048-bit signature is 342 base64url characters whose

@@ -225,16 +225,28 @@ def _print_tokens(st: Any, run: Any, count: int) -> None:
         out.flush()
 
 
-class _CountingReader:
-    """A binary stream's ``readline`` that counts the bytes read (for the progress estimate)."""
+class _BatchStreams:
+    """stdin and stdout of ``verify --batch``: result lines are held and written out together, before
+    each read of stdin (which may wait for input: a pipe, a terminal) and at the end; the bytes
+    read are counted (for the progress estimate)."""
 
-    def __init__(self, stream: Any) -> None:
-        self.stream, self.read = stream, 0
+    def __init__(self, stdin: Any, stdout: Any) -> None:
+        self.stdin, self.stdout, self.read = stdin, stdout, 0
+        self.held: list[str] = []
+        self.hold = self.held.append
 
-    def readline(self, limit: int = -1) -> bytes:
-        line: bytes = self.stream.readline(limit)
-        self.read += len(line)
-        return line
+    def read1(self, size: int) -> bytes:
+        self.flush()
+        data: bytes = self.stdin.read1(size)
+        self.read += len(data)
+        return data
+
+    def flush(self) -> None:
+        if self.held:
+            text = "".join(self.held)
+            self.held.clear()
+            self.stdout.write(text)
+            self.stdout.flush()
 
 
 def _verify_batch(st: Any, source: Any, opts: Any, warn: Any) -> int:
@@ -245,9 +257,9 @@ def _verify_batch(st: Any, source: Any, opts: Any, warn: Any) -> int:
     from prisme_keys.cli import output
     from prisme_keys.cli.progress import Progress, wanted
     from prisme_keys.cli.words import say
-    from prisme_keys.tokens import verify as verifier
+    from prisme_keys.tokens import batch
 
-    stdin = _CountingReader(sys.stdin.buffer)
+    io = _BatchStreams(sys.stdin.buffer, sys.stdout)
     estimate = None
     try:
         info = os.fstat(sys.stdin.fileno())
@@ -257,14 +269,23 @@ def _verify_batch(st: Any, source: Any, opts: Any, warn: Any) -> int:
     if size > 0:  # a regular file: tokens so far, scaled by the bytes read so far
 
         def estimate(done: int) -> int | None:
-            return round(done * size / stdin.read) if stdin.read else None
+            return round(done * size / io.read) if io.read else None
 
     results: list[str] = []
-    write = results.append if st.json else sys.stdout.write
     with Progress("verifying", "tokens", enabled=wanted(st, streams_to_stdout=True), estimate_total=estimate) as bar:
-        rc = verifier.verify_batch(
-            verifier.iter_lines(stdin), source, opts, write, warn, now=st.now(), progress=bar, word=say
-        )
+        try:
+            rc = batch.verify_batch(
+                batch.iter_lines(io),
+                source,
+                opts,
+                results.append if st.json else io.hold,
+                warn,
+                now=st.now(),
+                progress=bar if bar.enabled else None,
+                word=say,
+            )
+        finally:
+            io.flush()  # what was verified is written, even when interrupted
     if st.json:
         import json
 

@@ -34,6 +34,16 @@ _BEARER_RE = re.compile(r"^bearer(?:\s+|$)", re.IGNORECASE)
 _B64URL_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 _TOKEN_BYTES = _B64URL_BYTES + b"."
 _TO_STANDARD_B64 = bytes.maketrans(b"-_", b"+/")
+#: By segment length mod 4, then by byte value: the unused bits a last base64url character carries
+#: (they must be zero, RFC 4648 section 3.5); lengths 0 and 1 mod 4 have no such character.
+_LOW_BITS = tuple(
+    bytes(_B64_INDEX[chr(b)] & mask if chr(b) in _B64_INDEX else 0 for b in range(256)) for mask in (0, 0, 0x0F, 0x03)
+)
+_B64_PAD = (b"", b"", b"==", b"=")
+#: base64url to the standard alphabet (RFC 4648 sections 4 and 5), with ``+``, ``/`` and ``=`` made
+#: invalid: strict ``a2b_base64`` then refuses every byte that is not base64url.
+_FROM_B64URL_ONLY = bytes.maketrans(b"-_+/=", b"+/!!!")
+_a2b = binascii.a2b_base64
 
 
 # --------------------------------------------------------------------------- parsing
@@ -56,7 +66,7 @@ def clean_token(text: str | bytes) -> str:
     bare = text.strip()
     if 0 < len(bare) <= MAX_TOKEN_BYTES and (isinstance(bare, bytes) or bare.isascii()):
         raw = bare if isinstance(bare, bytes) else bare.encode("ascii")
-        if b"." in raw and not raw.translate(None, _TOKEN_BYTES):
+        if b"." in raw and is_bare(raw):
             return raw.decode("ascii")
     if isinstance(text, bytes):
         if len(text) > MAX_TOKEN_BYTES + 4096:
@@ -89,6 +99,39 @@ def too_large(n: int, *, more: bool = False) -> MalformedTokenError:
     )
 
 
+def is_bare(raw: bytes) -> bool:
+    """True when ``raw`` is at most :data:`MAX_TOKEN_BYTES` bytes of base64url characters and dots,
+    nothing else (no whitespace, no ``Bearer``): :func:`clean_token` returns such a token unchanged."""
+    return len(raw) <= MAX_TOKEN_BYTES and not raw.translate(None, _TOKEN_BYTES)
+
+
+def bare_segments(raw: bytes) -> list[bytes] | None:
+    """The three segments of a bare compact token (see :func:`is_bare`; RFC 7515 section 7.1), or ``None``.
+
+    ``None`` for anything else: :func:`clean_token` and :func:`split` say what is wrong with it, or
+    accept it (surrounding whitespace, a ``Bearer`` prefix).
+    """
+    if raw and is_bare(raw):
+        parts = raw.split(b".")
+        if len(parts) == 3:
+            return parts
+    return None
+
+
+def b64url_bytes(seg: bytes) -> bytes | None:
+    """Decode canonical unpadded base64url (RFC 7515 section 2, RFC 4648 sections 3.5 and 5), or ``None``:
+    a byte outside the base64url alphabet, an impossible length, or non-zero padding bits in the last
+    character (:func:`b64_segment` says which).
+    """
+    rem = len(seg) % 4
+    if rem == 1 or (rem and _LOW_BITS[rem][seg[-1]]):
+        return None
+    try:
+        return _a2b(seg.translate(_FROM_B64URL_ONLY) + _B64_PAD[rem], strict_mode=True)
+    except binascii.Error:
+        return None
+
+
 def b64_segment(seg: str, index: int) -> bytes:
     """Decode segment ``index`` (0 header, 1 payload, 2 signature) of a compact JWS: canonical
     unpadded base64url only (RFC 7515 section 2, RFC 4648 section 5).
@@ -104,22 +147,19 @@ def b64_segment(seg: str, index: int) -> bytes:
         raise MalformedTokenError(
             f"segment {index + 1} ({_SEGMENT_NAMES[index]}) is not base64url: character {shown(bad)}{extra}"
         )
-    rem = len(raw) % 4
-    if rem == 1:
+    out = b64url_bytes(raw)
+    if out is not None:
+        return out
+    if len(raw) % 4 == 1:
         raise MalformedTokenError(
             f"segment {index + 1} ({_SEGMENT_NAMES[index]}) is not base64url: impossible length {len(seg)}"
         )
-    if rem and _B64_INDEX[seg[-1]] & (0x0F if rem == 2 else 0x03):
-        # RFC 4648 section 3.5: the unused bits of the last character must be zero; otherwise
-        # several spellings decode to the same bytes and a token would be malleable.
-        raise MalformedTokenError(
-            f"segment {index + 1} ({_SEGMENT_NAMES[index]}) is not canonical base64url: "
-            f"its last character {shown(seg[-1])} carries non-zero padding bits"
-        )
-    try:
-        return binascii.a2b_base64(raw.translate(_TO_STANDARD_B64) + b"=="[: -rem % 4], strict_mode=True)
-    except (binascii.Error, ValueError):  # pragma: no cover - excluded by the checks above
-        raise MalformedTokenError(f"segment {index + 1} ({_SEGMENT_NAMES[index]}) is not base64url") from None
+    # RFC 4648 section 3.5: the unused bits of the last character must be zero; otherwise
+    # several spellings decode to the same bytes and a token would be malleable.
+    raise MalformedTokenError(
+        f"segment {index + 1} ({_SEGMENT_NAMES[index]}) is not canonical base64url: "
+        f"its last character {shown(seg[-1])} carries non-zero padding bits"
+    )
 
 
 def _no_dupes(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -136,6 +176,7 @@ def no_json_constants(name: str) -> Any:
 
 
 _DECODER = json.JSONDecoder(object_pairs_hook=_no_dupes, parse_constant=no_json_constants)
+_scan_once = _DECODER.scan_once  # type: ignore[attr-defined]
 
 
 def strict_json(text: str) -> Any:
@@ -158,20 +199,20 @@ def json_object(raw: bytes, index: int) -> dict[str, Any]:
     Raises:
         MalformedTokenError: naming the segment and the problem.
     """
-    what = _SEGMENT_NAMES[index]
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise MalformedTokenError(f"segment {index + 1} ({what}) is not UTF-8") from None
+        raise MalformedTokenError(f"segment {index + 1} ({_SEGMENT_NAMES[index]}) is not UTF-8") from None
     if text[:1] == "{" and text[-1:] == "}":
         # Fast path, same result: one object with nothing around it (scan_once skips decode()'s
         # whitespace handling); anything else, and every error, goes through decode() below.
         try:
-            doc, end = _DECODER.scan_once(text, 0)  # type: ignore[attr-defined]
+            doc, end = _scan_once(text, 0)
         except (StopIteration, ValueError, RecursionError):
             end = -1
         if end == len(text):
             return doc  # type: ignore[no-any-return]
+    what = _SEGMENT_NAMES[index]
     try:
         doc = strict_json(text)
     except ValueError as exc:

@@ -13,11 +13,8 @@ second time. python-jose is the independent implementation ``doctor`` checks eac
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from json.encoder import encode_basestring
 from typing import Any
 
 from prisme_keys import clock
@@ -25,7 +22,6 @@ from prisme_keys.errors import (
     ClaimsRejected,
     InvalidArgument,
     NoUsableKey,
-    PrismeKeysError,
     SignatureRejected,
     Worded,
 )
@@ -35,7 +31,6 @@ from prisme_keys.store.revocation import describe as describe_revocation
 from prisme_keys.text import printable, shown
 from prisme_keys.tokens.jws import (
     MAX_NUMERIC_DATE,
-    MAX_TOKEN_BYTES,
     MIN_NUMERIC_DATE,
     b64_segment,
     clean_token,
@@ -143,19 +138,6 @@ class VerifyResult:
         }
 
 
-_HEADER_CACHE: dict[str, dict[str, Any]] = {}
-
-
-def _header(seg: str) -> dict[str, Any]:
-    h = _HEADER_CACHE.get(seg)
-    if h is None:
-        h = json_object(b64_segment(seg, 0), 0)
-        if len(_HEADER_CACHE) >= 256:
-            _HEADER_CACHE.clear()
-        _HEADER_CACHE[seg] = h
-    return h
-
-
 def _check_header(header: dict[str, Any], options: VerifyOptions) -> str:
     alg = header.get("alg")
     if not isinstance(alg, str):
@@ -193,6 +175,36 @@ def _check_header(header: dict[str, Any], options: VerifyOptions) -> str:
     if kid is not None and not isinstance(kid, str):
         raise NoUsableKey("the header's kid is not a string")
     return alg
+
+
+def candidate_keys(source: KeySource, kid: str | None, alg: str, *, refresh: bool = True) -> list[KeyEntry]:
+    """The keys that may have signed a token with this kid and ``alg``, revoked keys refused.
+
+    With ``refresh``, an unknown kid makes ``source.refresh()`` reload the set once (rate-limited
+    by the source); without it, an unknown kid gives ``[]``.
+
+    Raises:
+        SignatureRejected: the kid (or every candidate key) is revoked (``key_revoked``), or the
+            key with this kid has another ``alg`` (``alg_key_mismatch``).
+        NoUsableKey: no kid and not exactly one candidate, or (``refresh``) an unknown kid.
+        FetchError: the refetch after an unknown kid failed.
+    """
+    revoked = source.revoked
+    if revoked:
+        refuse_revoked(revoked, kid=kid)
+    ring = source.ring()
+    cands = _candidates(ring, kid, alg)
+    if not cands:
+        if not refresh:
+            return cands
+        why = source.refresh()
+        ring = source.ring()
+        cands = _candidates(ring, kid, alg)
+        if not cands:
+            raise _unknown_kid(ring, kid, why)
+    if revoked:
+        cands = _drop_revoked(revoked, cands)
+    return cands
 
 
 def _candidates(ring: KeyRing, kid: str | None, alg: str) -> list[KeyEntry]:
@@ -385,24 +397,12 @@ def verify(
     """
     options = options or VerifyOptions()
     h, p, s = split(clean_token(token))
-    header = _header(h)
+    header = json_object(b64_segment(h, 0), 0)
     alg = _check_header(header, options)
     claims = json_object(b64_segment(p, 1), 1)
     sig = b64_segment(s, 2)
     kid = header.get("kid")
-    revoked = source.revoked
-    if revoked:
-        refuse_revoked(revoked, kid=kid)
-    ring = source.ring()
-    cands = _candidates(ring, kid, alg)
-    if not cands:
-        why = source.refresh()
-        ring = source.ring()
-        cands = _candidates(ring, kid, alg)
-        if not cands:
-            raise _unknown_kid(ring, kid, why)
-    if revoked:
-        cands = _drop_revoked(revoked, cands)
+    cands = candidate_keys(source, kid, alg)
     signing_input = f"{h}.{p}".encode("ascii")
     small = None
     used = None
@@ -428,99 +428,6 @@ def verify(
         raise SignatureRejected(f"the signature does not verify with {which}", code="bad_signature")
     iss_checked, aud_checked = check_claims(claims, options, now if now is not None else clock.now())
     return VerifyResult(used.kid, header, claims, iss_checked, aud_checked)
-
-
-def iter_lines(stream: Any, max_len: int = MAX_TOKEN_BYTES + 4096) -> Iterator[tuple[int, bytes | None]]:
-    """Yield ``(line_number, line_bytes)`` from a binary stream with flat memory.
-
-    A line longer than ``max_len`` bytes is consumed in pieces and yielded as ``None``.
-    """
-    n = 0
-    while True:
-        line = stream.readline(max_len + 1)
-        if not line:
-            return
-        n += 1
-        if len(line) > max_len and not line.endswith(b"\n"):
-            while True:
-                rest = stream.readline(max_len)
-                if not rest or rest.endswith(b"\n"):
-                    break
-            yield n, None
-            continue
-        yield n, line
-
-
-def verify_batch(
-    lines: Iterable[tuple[int, bytes | None]],
-    source: KeySource,
-    options: VerifyOptions,
-    write: Callable[[str], object],
-    warn: Callable[[str], None] | None = None,
-    now: datetime | None = None,
-    progress: Callable[[int, int | None], None] | None = None,
-    word: Callable[[str], str] = str,
-) -> int:
-    """Verify one token per line; write one JSON line per token ``{line, valid, exit, error?, kid?, sub?}``.
-
-    Blank lines are skipped (their numbers still count). Keys are fetched and built once
-    (a refetch after an unknown kid is rate-limited by the source). Memory stays flat.
-    ``progress(tokens_done, None)`` is called after each token (the total is unknown).
-    ``word`` words each error's message for the front end (see :class:`prisme_keys.errors.Worded`;
-    the command line passes :func:`prisme_keys.cli.words.say`).
-
-    Returns:
-        0 when every token is valid, else the exit code of the first failure.
-    """
-    dumps = json.dumps
-    quote = encode_basestring  # what dumps() does with a str and ensure_ascii=False, without the dispatch
-    first = 0
-    done = 0
-    for n, raw in lines:
-        if raw is None:
-            doc: dict[str, Any] = {
-                "line": n,
-                "valid": False,
-                "exit": 5,
-                "error": f"line is longer than {MAX_TOKEN_BYTES} bytes (64 KiB)",
-            }
-        elif not raw.strip():
-            continue
-        else:
-            try:
-                res = verify(raw, source, options, now)
-                # the common case, formatted directly: same JSON as dumps() of the dict
-                kid, sub = res.kid, res.claims.get("sub")
-                ok = (
-                    f'{{"line": {n}, "valid": true, "exit": 0, '
-                    f'"kid": {quote(kid) if type(kid) is str else dumps(kid, ensure_ascii=False)}, '
-                    f'"sub": {quote(sub) if type(sub) is str else dumps(sub, ensure_ascii=False)}}}\n'
-                )
-            except PrismeKeysError as exc:
-                doc = {"line": n, "valid": False, "exit": exc.exit_code, "error": word(exc.message)}
-            except RecursionError:  # a claim too deeply nested to write back
-                doc = {"line": n, "valid": False, "exit": 5, "error": "the token's JSON is nested too deeply"}
-            except ValueError as exc:
-                doc = {"line": n, "valid": False, "exit": 5, "error": f"malformed token: {exc}"}
-            else:
-                if warn is not None:
-                    for w in source.take_warnings():
-                        warn(w)
-                write(ok)
-                done += 1
-                if progress is not None:
-                    progress(done, None)
-                continue
-        if warn is not None:
-            for w in source.take_warnings():
-                warn(w)
-        if not doc["valid"] and not first:
-            first = doc["exit"]
-        write(dumps(doc, ensure_ascii=False) + "\n")
-        done += 1
-        if progress is not None:
-            progress(done, None)
-    return first
 
 
 def open_source(
