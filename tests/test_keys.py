@@ -109,6 +109,67 @@ def test_trusted_key_signs_like_a_fully_checked_key(keypool):
         jwk_rules.rsa_signer(trusted, "PS256")
 
 
+def _raw_sign(jwk: dict, em: bytes) -> bytes:
+    """The RSA private operation on an encoded message of our choosing (RFC 8017 section 5.2.1)."""
+    n, d = jwk_rules.b64_to_int(jwk["n"]), jwk_rules.b64_to_int(jwk["d"])
+    return pow(int.from_bytes(em, "big"), d, n).to_bytes(len(em), "big")
+
+
+SHA256_INFO = bytes.fromhex("3031300d060960864801650304020105000420")
+
+
+#: Encoded messages to sign with the raw RSA operation: (DigestInfo prefix, padding byte, block type).
+CRAFTED = {
+    "valid": (SHA256_INFO, 0xFF, 1),
+    "DigestInfo without the NULL parameters": (bytes.fromhex("302f300b06096086480165030402010420"), 0xFF, 1),
+    "another hash's DigestInfo": (bytes.fromhex("3041300d060960864801650304020205000430"), 0xFF, 1),
+    "a byte after the digest": (SHA256_INFO, 0xFF, 1),
+    "padding not all FF": (SHA256_INFO, 0xFE, 1),
+    "block type 2 (encryption)": (SHA256_INFO, 0xFF, 2),
+}
+
+
+@pytest.mark.parametrize("case", list(CRAFTED))
+def test_verifier_accepts_exactly_what_cryptography_verify_accepts(keypool, case):
+    """rsa_verifier recovers the DigestInfo and compares it; crafted encodings get cryptography's own verdict."""
+    import hashlib
+
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    t, ps_byte, block_type = CRAFTED[case]
+    jwk, msg = keypool[2], b"header.payload"
+    digest = hashlib.sha256(msg).digest() + (b"\x00" if case == "a byte after the digest" else b"")
+    if case == "another hash's DigestInfo":
+        digest = hashlib.sha384(msg).digest()
+    body = t + digest
+    em = bytes([0, block_type]) + bytes([ps_byte]) * (256 - 3 - len(body)) + b"\x00" + body
+    sig = _raw_sign(jwk, em)
+    public = jwk_rules.public_key_from_jwk(jwk)
+    try:
+        public.verify(sig, msg, padding.PKCS1v15(), hashes.SHA256())
+        theirs = True
+    except InvalidSignature:
+        theirs = False
+    assert jwk_rules.rsa_verifier(public, "RS256")(msg, sig) is theirs is (case == "valid")
+
+
+def test_verifier_refuses_a_signature_shorter_than_the_modulus(keypool):
+    """A signature whose first byte is 0 stays k bytes long (RFC 8017 8.2.2 step 1): dropping that byte
+    gives another token for the same signature value, which verify() must not accept."""
+    jwk = keypool[3]
+    sign = jwk_rules.rsa_signer(jwk_rules.private_key_from_jwk(jwk, trusted=True), "RS256")
+    msg, sig = next((m, s) for m in (b"m%d" % i for i in range(100000)) if (s := sign(m))[0] == 0)
+    verify = jwk_rules.rsa_verifier(jwk_rules.public_key_from_jwk(jwk), "RS256")
+    assert verify(msg, sig) is True
+    assert verify(msg, sig[1:]) is False
+    assert verify(msg, b"\x00" + sig) is False
+    n = jwk_rules.b64_to_int(jwk["n"])
+    assert verify(msg, n.to_bytes(256, "big")) is False  # not below the modulus
+    assert verify(msg, bytes(256)) is False
+
+
 @pytest.mark.parametrize("trusted", [True, False])
 def test_arithmetic_checks_run_even_for_trusted_keys(keypool, trusted):
     jwk = keypool[1]
