@@ -101,10 +101,11 @@ def test_trusted_key_signs_like_a_fully_checked_key(keypool):
     for alg in jwk_rules.SUPPORTED_ALGS:
         sig = jwk_rules.rsa_signer(trusted, alg)(msg)
         assert sig == jwk_rules.rsa_signer(checked, alg)(msg)  # PKCS#1 v1.5 is deterministic
-        verify = jwk_rules.rsa_verifier(jwk_rules.public_key_from_jwk(jwk), alg)
-        assert verify(msg, sig) is True
-        assert verify(msg + b"x", sig) is False
-        assert verify(msg, sig[:-1]) is False  # a wrong length is False, not an exception
+        for many in (False, True):
+            verify = jwk_rules.rsa_verifier(jwk_rules.public_key_from_jwk(jwk), alg, many=many)
+            assert verify(msg, sig) is True
+            assert verify(msg + b"x", sig) is False
+            assert verify(msg, sig[:-1]) is False  # a wrong length is False, not an exception
     with pytest.raises(ValueError, match="alg 'PS256' is not RS256, RS384 or RS512"):
         jwk_rules.rsa_signer(trusted, "PS256")
 
@@ -129,8 +130,9 @@ CRAFTED = {
 }
 
 
+@pytest.mark.parametrize("many", [False, True])
 @pytest.mark.parametrize("case", list(CRAFTED))
-def test_verifier_accepts_exactly_what_cryptography_verify_accepts(keypool, case):
+def test_verifier_accepts_exactly_what_cryptography_verify_accepts(keypool, case, many):
     """rsa_verifier recovers the DigestInfo and compares it; crafted encodings get cryptography's own verdict."""
     import hashlib
 
@@ -152,16 +154,17 @@ def test_verifier_accepts_exactly_what_cryptography_verify_accepts(keypool, case
         theirs = True
     except InvalidSignature:
         theirs = False
-    assert jwk_rules.rsa_verifier(public, "RS256")(msg, sig) is theirs is (case == "valid")
+    assert jwk_rules.rsa_verifier(public, "RS256", many=many)(msg, sig) is theirs is (case == "valid")
 
 
-def test_verifier_refuses_a_signature_shorter_than_the_modulus(keypool):
+@pytest.mark.parametrize("many", [False, True])
+def test_verifier_refuses_a_signature_shorter_than_the_modulus(keypool, many):
     """A signature whose first byte is 0 stays k bytes long (RFC 8017 8.2.2 step 1): dropping that byte
     gives another token for the same signature value, which verify() must not accept."""
     jwk = keypool[3]
     sign = jwk_rules.rsa_signer(jwk_rules.private_key_from_jwk(jwk, trusted=True), "RS256")
     msg, sig = next((m, s) for m in (b"m%d" % i for i in range(100000)) if (s := sign(m))[0] == 0)
-    verify = jwk_rules.rsa_verifier(jwk_rules.public_key_from_jwk(jwk), "RS256")
+    verify = jwk_rules.rsa_verifier(jwk_rules.public_key_from_jwk(jwk), "RS256", many=many)
     assert verify(msg, sig) is True
     assert verify(msg, sig[1:]) is False
     assert verify(msg, b"\x00" + sig) is False

@@ -202,7 +202,7 @@ class _Batch:
             return
         if len(self.headers) >= MAX_HEADERS:
             self.headers.clear()
-        keys = tuple((entry.verifier(alg), _json(entry.kid)) for entry in cands if entry.bits >= MIN_BITS)
+        keys = tuple((entry.verifier(alg, many=True), _json(entry.kid)) for entry in cands if entry.bits >= MIN_BITS)
         self.headers[parts[0]] = _Header(ring, keys)
 
 

@@ -36,7 +36,7 @@ class KeyEntry:
     key: Any
     n: str = field(default="", repr=False)
     e: str = field(default="", repr=False)
-    _verifiers: dict[str, Callable[[bytes, bytes], bool]] = field(default_factory=dict, repr=False)
+    _verifiers: dict[tuple[str, bool], Callable[[bytes, bytes], bool]] = field(default_factory=dict, repr=False)
     _thumbprint: list[str | None] = field(default_factory=list, repr=False)
 
     @property
@@ -47,17 +47,17 @@ class KeyEntry:
             self._thumbprint.append(_thumbprint(self.n, self.e))
         return self._thumbprint[0]
 
-    def verifier(self, alg: str) -> Callable[[bytes, bytes], bool]:
+    def verifier(self, alg: str, *, many: bool = False) -> Callable[[bytes, bytes], bool]:
         """``verify(signing_input, signature) -> bool`` for ``alg`` (RS256/RS384/RS512), built once per entry.
 
         RSASSA-PKCS1-v1_5 (RFC 7518 section 3.3) straight from ``cryptography``
-        (:func:`prisme_keys.jwk.rsa_verifier`).
+        (:func:`prisme_keys.jwk.rsa_verifier`; ``many``: for checking many signatures).
         """
-        v = self._verifiers.get(alg)
+        v = self._verifiers.get((alg, many))
         if v is None:
             from prisme_keys.jwk import rsa_verifier
 
-            v = self._verifiers[alg] = rsa_verifier(self.key, alg)
+            v = self._verifiers[(alg, many)] = rsa_verifier(self.key, alg, many=many)
         return v
 
 
