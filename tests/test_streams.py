@@ -116,6 +116,30 @@ def test_broken_pipe_stops_verify_batch_at_once_and_quietly(cli, keyfile):
     assert json.loads(p.stdout)["valid"] is True
 
 
+def test_verify_batch_answers_each_token_before_it_waits_for_the_next(cli, keyfile):
+    """Result lines are held and written together, but always before a read of stdin that may wait: a
+    producer that sends one token and waits for its verdict (a pipe both ways) gets it."""
+    import select
+
+    token = cli("--key-file", str(keyfile), "-q", "mint").stdout.strip()
+    p = cli.popen(
+        "--key-file", str(keyfile), "verify", "--batch", stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )  # fmt: skip
+    try:
+        for n in (1, 2, 3):
+            p.stdin.write(f"{token}\n".encode() if n != 2 else b"not-a-token\n")
+            p.stdin.flush()
+            assert select.select([p.stdout], [], [], 30)[0], f"no verdict for line {n} while stdin waits"
+            doc = json.loads(p.stdout.readline())
+            assert (doc["line"], doc["valid"], doc["exit"]) == (n, n != 2, 0 if n != 2 else 5)
+        p.stdin.close()
+        assert p.wait(timeout=30) == 5 and p.stdout.read() == b""
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
 class _Failing:
     """A stream whose every read and write fails with ``err`` (an I/O error on a real device)."""
 

@@ -15,6 +15,7 @@ from prisme_keys.errors import (
     ClaimsRejected,
     MalformedTokenError,
     NoUsableKey,
+    PrismeKeysError,
     SignatureRejected,
     UsageError,
 )
@@ -460,6 +461,51 @@ def test_verify_batch_json_lines(keypool):
         },
         {"line": 5, "valid": True, "exit": 0, "kid": k["kid"], "sub": "u1"},
     ]
+
+
+def test_batch_gives_every_token_the_verdict_verify_gives(keypool):
+    """verify_batch checks a header segment once, then takes a shorter way for the tokens sharing it:
+    each verdict and message must still be exactly verify()'s, whichever way the token went."""
+    import io
+
+    from jwks_server import b64
+
+    k0, k1 = keypool[0], keypool[1]
+    doc = jwks(k0)
+    doc["keys"].append(dict(jwk_rules.public_jwk(k1), kid=k0["kid"]))  # two keys share a kid
+    good = rs_token(k0, claims())
+    h, p, s = good.split(".")
+    by_k1 = rs_token(k1, claims(sub="second key"), header={"typ": "jwt", "alg": "RS256", "kid": k0["kid"]})
+    t = int(time.time())
+    dup = b64(b'{"sub":"a","sub":"b","exp":9999999999}')
+    lines = [
+        good, good + "\r", "  " + good, "Bearer " + good, good + " \t ", by_k1,
+        rs_token(k0, claims(sub="u2")), rs_token(k0, claims(exp=t - 10)), rs_token(k0, claims(iss="x")),
+        rs_token(k0, claims(exp="soon")), rs_token(k0, claims(sub={"nested": ["x"]})), rs_token(k0, {"sub": "no exp"}),
+        f"{h}.{p}.{s[:-1]}B",  # non-canonical: padding bits set
+        f"{h}.{p}.{s[:-2]}", f"{h}.{p}.{s}=", f"{h}.{p}.+{s[1:]}", f"{h}.{p}.{s}.{s}", f"{h}.{p}", f"{h}..{s}",
+        f"{h}.{p}x.{s}", f"{h}.{p} .{s}", f"{h}.{p}.{by_k1.split('.')[2]}",
+        f"{h}.{dup}.{s}",  # a duplicate claim
+        f"{h}.{b64(b' {} ')}.{s}", f"{h}.{b64(bytes([0xFF]))}.{s}", f"{h}.{bj([1])}.{s}",
+        rs_token(k0, claims(), header={"alg": "RS256", "kid": k0["kid"], "typ": "jwt"}),  # another header
+        rs_token(k0, claims(), header={"typ": "jwt", "alg": "RS384", "kid": k0["kid"]}, alg="RS384"),
+        good,
+    ]  # fmt: skip
+    source = src(doc)
+    out = io.StringIO()
+    data = "\n".join(lines).encode() + b"\n"
+    rc = batch.verify_batch(batch.iter_lines(io.BytesIO(data)), source, OPTS, out.write)
+    got = [json.loads(x) for x in out.getvalue().splitlines()]
+    want = []
+    for n, line in enumerate(lines, 1):
+        try:
+            res = verifier.verify(line, src(doc), OPTS)
+            want.append({"line": n, "valid": True, "exit": 0, "kid": res.kid, "sub": res.claims.get("sub")})
+        except PrismeKeysError as exc:
+            want.append({"line": n, "valid": False, "exit": exc.exit_code, "error": exc.message})
+    assert got == want
+    assert [d["line"] for d in got if d["valid"]] == [1, 2, 3, 4, 5, 6, 7, 11, 27, 29]
+    assert (rc, got[5]["sub"], got[10]["sub"]) == (7, "second key", {"nested": ["x"]})
 
 
 def test_iter_lines_caps_long_lines():
