@@ -240,7 +240,7 @@ def test_malformed_signatures_are_bad_signatures_and_a_bug_is_not(keypool, monke
         msg = expect(SignatureRejected, f"{h}.{p}.{sig}", src(jwks(k)))
         assert msg == f"the signature does not verify with key {k['kid']!r}"
 
-    def broken(public_key, alg):  # a bug in the verifier (mock: a real bug cannot be summoned on demand)
+    def broken(public_key, alg, many=False):  # a bug in the verifier (mock: a real bug cannot be summoned on demand)
         def verify(message, signature):
             raise TypeError("a bug")
 
@@ -249,6 +249,8 @@ def test_malformed_signatures_are_bad_signatures_and_a_bug_is_not(keypool, monke
     monkeypatch.setattr(jwk_rules, "rsa_verifier", broken)
     with pytest.raises(TypeError, match="a bug"):  # propagates (exit 1 at the command line), never a verdict
         verifier.verify(f"{h}.{p}.{s}", src(jwks(k)), OPTS)
+    with pytest.raises(TypeError, match="a bug"):
+        batch.verify_batch([(1, f"{h}.{p}.{s}".encode())], src(jwks(k)), OPTS, lambda _: None)
 
 
 def test_small_key_rejected_naming_size():
