@@ -259,7 +259,7 @@ def _verify_batch(st: Any, source: Any, opts: Any, warn: Any) -> int:
     from prisme_keys.cli.words import say
     from prisme_keys.tokens import batch
 
-    io = _BatchStreams(sys.stdin.buffer, sys.stdout)
+    streams = _BatchStreams(sys.stdin.buffer, sys.stdout)
     estimate = None
     try:
         info = os.fstat(sys.stdin.fileno())
@@ -269,23 +269,23 @@ def _verify_batch(st: Any, source: Any, opts: Any, warn: Any) -> int:
     if size > 0:  # a regular file: tokens so far, scaled by the bytes read so far
 
         def estimate(done: int) -> int | None:
-            return round(done * size / io.read) if io.read else None
+            return round(done * size / streams.read) if streams.read else None
 
     results: list[str] = []
     with Progress("verifying", "tokens", enabled=wanted(st, streams_to_stdout=True), estimate_total=estimate) as bar:
         try:
             rc = batch.verify_batch(
-                batch.iter_lines(io),
+                batch.iter_lines(streams),
                 source,
                 opts,
-                results.append if st.json else io.hold,
+                results.append if st.json else streams.hold,
                 warn,
                 now=st.now(),
                 progress=bar if bar.enabled else None,
                 word=say,
             )
         finally:
-            io.flush()  # what was verified is written, even when interrupted
+            streams.flush()  # what was verified is written, even when interrupted
     if st.json:
         import json
 

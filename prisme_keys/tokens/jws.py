@@ -33,7 +33,6 @@ _B64_INDEX = {c: i for i, c in enumerate("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijkl
 _BEARER_RE = re.compile(r"^bearer(?:\s+|$)", re.IGNORECASE)
 _B64URL_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 _TOKEN_BYTES = _B64URL_BYTES + b"."
-_TO_STANDARD_B64 = bytes.maketrans(b"-_", b"+/")
 #: By segment length mod 4, then by byte value: the unused bits a last base64url character carries
 #: (they must be zero, RFC 4648 section 3.5); lengths 0 and 1 mod 4 have no such character.
 _LOW_BITS = tuple(
