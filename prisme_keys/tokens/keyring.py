@@ -61,20 +61,12 @@ class KeyEntry:
         return v
 
 
-_PUBKEY_CACHE: dict[tuple[str, str], tuple[Any, int]] = {}
-
-
 def _public_key(n: str, e: str) -> tuple[Any, int]:
-    hit = _PUBKEY_CACHE.get((n, e))
-    if hit is None:
-        from prisme_keys.jwk import public_key_from_jwk
+    """The ``cryptography`` RSA public key of ``n``/``e`` and its size in bits (built per key ring)."""
+    from prisme_keys.jwk import public_key_from_jwk
 
-        key = public_key_from_jwk({"n": n, "e": e})
-        hit = (key, key.key_size)
-        if len(_PUBKEY_CACHE) > 256:
-            _PUBKEY_CACHE.clear()
-        _PUBKEY_CACHE[(n, e)] = hit
-    return hit
+    key = public_key_from_jwk({"n": n, "e": e})
+    return key, key.key_size
 
 
 def _thumbprint(n: str, e: str) -> str | None:
