@@ -10,13 +10,19 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import io
 import json
 import os
+import pty
+import select
 import shutil
+import struct
 import subprocess
 import sys
+import termios
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -253,3 +259,32 @@ def fixed_jwk(seed: int, bits: int = 2048) -> dict:
     """A private RSA JWK (RS256, kid = RFC 7638 thumbprint) made from ``seed``: the same key on every
     run and every machine, for golden outputs (kids, moduli and RS256 signatures stay put)."""
     return json.loads(_fixed_jwk(seed, bits))
+
+
+def pty_session(argv, env, steps, wait=15.0, cols=None):
+    """Run ``argv`` in a pseudo-terminal; for each ``(input, expected)`` step, type the input and read
+    until ``expected`` shows up (or ``wait`` seconds pass). Returns what was read at each step.
+    ``cols`` sets the terminal width (a wide one keeps long lines from scrolling)."""
+    pid, fd = pty.fork()
+    if pid == 0:  # pragma: no cover (child)
+        if cols is not None:
+            fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 50, cols, 0, 0))
+        os.execvpe(argv[0], argv, env)
+    outs = []
+    try:
+        for data, expected in steps:
+            if data:
+                os.write(fd, data)
+            out, end = "", time.time() + wait
+            while time.time() < end and expected not in out:
+                r, _, _ = select.select([fd], [], [], 0.1)
+                if r:
+                    try:
+                        out += os.read(fd, 65536).decode(errors="replace")
+                    except OSError:
+                        break
+            outs.append(out)
+    finally:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    return outs

@@ -3,21 +3,15 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import pty
-import select
 import shlex
-import struct
 import subprocess
 import sys
-import termios
-import time
 
 import pytest
-from helpers import Cli, empty_config, record, write_keyfile
-from test_shipping import COMPLETIONS, HEAVY, _pty_session, need, shell_env
+from helpers import Cli, empty_config, pty_session, record, write_keyfile
+from test_shipping import COMPLETIONS, HEAVY, need, shell_env
 
 
 @pytest.fixture
@@ -32,32 +26,6 @@ def files(tmp_path, keypool):
         HOME=str(tmp_path),
     )
     return main, other, env
-
-
-def wide_pty_session(argv, env, steps, wait=15.0, cols=250):
-    """As test_shipping's ``_pty_session``, on a ``cols``-wide terminal (long lines do not scroll)."""
-    pid, fd = pty.fork()
-    if pid == 0:  # pragma: no cover (child)
-        fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 50, cols, 0, 0))
-        os.execvpe(argv[0], argv, env)
-    outs = []
-    try:
-        for data, expected in steps:
-            if data:
-                os.write(fd, data)
-            out, end = "", time.time() + wait
-            while time.time() < end and expected not in out:
-                r, _, _ = select.select([fd], [], [], 0.1)
-                if r:
-                    try:
-                        out += os.read(fd, 65536).decode(errors="replace")
-                    except OSError:
-                        break
-            outs.append(out)
-    finally:
-        os.kill(pid, 9)
-        os.waitpid(pid, 0)
-    return outs
 
 
 def bash_complete(line: str, env: dict) -> list[str]:
@@ -119,7 +87,7 @@ def test_bash_falls_back_to_file_names_for_paths(files, tmp_path):
         ("--config", "empty-con", "empty-config.toml"),
     ):
         assert bash_complete(f"prisme-keys {option} {typed}", env) == []  # nothing: bash's own file names
-        outs = _pty_session(
+        outs = pty_session(
             ["bash", "--rcfile", str(tmp_path / ".bashrc"), "--noprofile", "-i"],
             env,
             [(b"", "READY>"), (f"prisme-keys {option} {typed}\t".encode(), expected)],
@@ -138,7 +106,7 @@ def test_zsh_completes_kids_and_file_names(files, keypool, tmp_path):
     )
     env = dict(env, ZDOTDIR=str(tmp_path))
     kid = keypool[1]["kid"]
-    outs = wide_pty_session(
+    outs = pty_session(
         ["zsh", "-i"],
         env,
         [
@@ -149,6 +117,7 @@ def test_zsh_completes_kids_and_file_names(files, keypool, tmp_path):
             (b"\x15", ""),
             (b"prisme-keys --key-file other/sec\t", "other/second-keys.json"),
         ],
+        cols=250,
     )
     assert kid in outs[1], outs
     assert keypool[2]["kid"] in outs[3], outs
@@ -172,7 +141,7 @@ def test_zsh_completes_on_every_tab_not_only_the_first(tmp_path, install):
     steps = [(b"", "READY>")]
     for typed, expected in (("ro", "rotate"), ("pr", "prune"), ("li", "list"), ("ro", "rotate")):
         steps += [(f"prisme-keys {typed}\t".encode(), f"prisme-keys {expected} "), (b"\x15", "")]
-    outs = _pty_session(["zsh", "-i"], env, steps)
+    outs = pty_session(["zsh", "-i"], env, steps)
     for i, expected in enumerate(("rotate", "prune", "list", "rotate")):
         assert f"prisme-keys {expected} " in outs[1 + 2 * i], outs
 

@@ -1,17 +1,14 @@
 """Shipping: generated completions and man page match the code, shells complete, help everywhere, wheel."""
 
 import os
-import pty
 import re
-import select
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from helpers import script
+from helpers import pty_session, script
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPLETIONS = ROOT / "completions"
@@ -160,32 +157,6 @@ def test_fish_lists_commands():
     assert {"init", "rotate", "prune", "list", "export", "mint", "verify", "check", "serve"} <= listed, p.stdout
 
 
-def _pty_session(argv, env, steps, wait=15.0):
-    """Run ``argv`` in a pseudo-terminal; for each ``(input, expected)`` step, type the input and read
-    until ``expected`` shows up (or ``wait`` seconds pass). Returns what was read at each step."""
-    pid, fd = pty.fork()
-    if pid == 0:  # pragma: no cover (child)
-        os.execvpe(argv[0], argv, env)
-    outs = []
-    try:
-        for data, expected in steps:
-            if data:
-                os.write(fd, data)
-            out, end = "", time.time() + wait
-            while time.time() < end and expected not in out:
-                r, _, _ = select.select([fd], [], [], 0.1)
-                if r:
-                    try:
-                        out += os.read(fd, 65536).decode(errors="replace")
-                    except OSError:
-                        break
-            outs.append(out)
-    finally:
-        os.kill(pid, 9)
-        os.waitpid(pid, 0)
-    return outs
-
-
 def test_zsh_completes_from_fpath_installed_file(tmp_path):
     need("zsh")
     fp = tmp_path / "site-functions"
@@ -193,7 +164,7 @@ def test_zsh_completes_from_fpath_installed_file(tmp_path):
     shutil.copy(COMPLETIONS / "_prisme-keys", fp / "_prisme-keys")  # a plain fpath install
     (tmp_path / ".zshrc").write_text(f"fpath=({fp} $fpath)\nautoload -Uz compinit && compinit -u -D\nPS1='READY> '\n")
     env = dict(shell_env(), ZDOTDIR=str(tmp_path))
-    outs = _pty_session(["zsh", "-i"], env, [(b"", "READY>"), (b"prisme-keys ro\t", "prisme-keys rotate")])
+    outs = pty_session(["zsh", "-i"], env, [(b"", "READY>"), (b"prisme-keys ro\t", "prisme-keys rotate")])
     assert "prisme-keys rotate" in outs[1], outs
 
 
