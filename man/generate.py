@@ -207,7 +207,7 @@ def render() -> str:
     import typer
 
     from prisme_keys import __version__
-    from prisme_keys.cli import app
+    from prisme_keys.cli.runner import app
 
     root = typer.main.get_command(app)
     lines = [

@@ -309,7 +309,7 @@ def _template_fields(call: ast.Call, *scopes: ast.AST) -> set[str]:
 def test_every_argument_and_hint_the_library_names_has_the_command_lines_words():
     import typer.main
 
-    from prisme_keys.cli import app
+    from prisme_keys.cli.runner import app
     from prisme_keys.cli.words import FLAGS, HINTS
 
     named: set[str] = set()

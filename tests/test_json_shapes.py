@@ -27,7 +27,7 @@ from redis_server import redis_env, redis_server  # noqa: F401 (fixtures)
 
 from prisme_keys import __version__
 from prisme_keys import jwk as jwk_rules
-from prisme_keys.cli import app
+from prisme_keys.cli.runner import app
 from prisme_keys.store.lifecycle import public_jwks
 
 GOLDEN = Path(__file__).parent / "golden" / "json"

@@ -19,7 +19,7 @@ from jwks_server import JwksServer
 from redis_server import redis_env, redis_server  # noqa: F401 (fixtures)
 
 from prisme_keys import clock
-from prisme_keys.cli import app
+from prisme_keys.cli.runner import app
 from prisme_keys.store.lifecycle import public_jwks
 
 

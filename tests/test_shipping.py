@@ -29,7 +29,7 @@ def shell_env():
 def all_commands():
     import typer
 
-    from prisme_keys.cli import app
+    from prisme_keys.cli.runner import app
 
     root = typer.main.get_command(app)
     out = []

@@ -274,3 +274,38 @@ def test_a_directory_on_stdin_is_refused_by_python_itself(cli, keyfile):
     p = sh(cli, keyfile, "$P decode - < /")
     assert p.returncode == 1
     assert p.stderr.splitlines()[0] == "Fatal Python error: init_sys_streams: <stdin> is a directory, cannot continue"
+
+
+# The console script ends the process without the interpreter's teardown (cli.end_process):
+# what the teardown would have done for the process must still happen.
+
+END_PROCESS = """
+import atexit, sys, threading
+from prisme_keys.cli import end_process
+ready = threading.Event()
+def late():
+    ready.wait()
+    print("thread finished", flush=True)
+if sys.argv[1] == "thread":
+    threading.Thread(target=late).start()  # a non-daemon thread, still running at the end
+atexit.register(lambda: print("atexit ran", flush=True))
+sys.stdout.write("buffered, not flushed")
+sys.stdout.flush()
+ready.set()
+end_process(int(sys.argv[2]))
+"""
+
+
+@pytest.mark.parametrize("case", ["alone", "thread"])
+def test_the_process_ends_with_its_code_its_atexit_callbacks_and_its_threads(case):
+    p = subprocess.run([sys.executable, "-c", END_PROCESS, case, "3"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 3, p.stderr
+    want = "buffered, not flushed" + ("thread finished\n" if case == "thread" else "") + "atexit ran\n"
+    assert (p.stdout, p.stderr) == (want, "")
+
+
+def test_the_console_script_delivers_all_its_output_and_its_exit_code(cli, keyfile):
+    """Big output through a pipe, then a failure's code: nothing lost at the fast exit."""
+    p = sh(cli, keyfile, "$P -q mint --count 500 | wc -l; $P verify not-a-token; echo rc=$?")
+    assert p.stdout == "500\nrc=5\n"
+    assert p.stderr.count("\n") == 1 and p.stderr.startswith("prisme-keys: error: ")

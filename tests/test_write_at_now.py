@@ -91,7 +91,7 @@ def test_every_command_is_classed_as_writing_or_reading():
     """A new command must say whether it writes: this fails until it is added to WRITERS or READERS."""
     import typer
 
-    from prisme_keys.cli import app
+    from prisme_keys.cli.runner import app
 
     commands = set(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
     assert {argv[0] for argv, _, _ in WRITERS} | READERS == commands
@@ -121,7 +121,7 @@ def test_the_refusal_suggests_dry_run_only_where_the_command_has_it(run, cmd):
     """Regression: `--now +45d encrypt` said "add --dry-run", which encrypt refuses as an unknown option."""
     import typer
 
-    from prisme_keys.cli import app
+    from prisme_keys.cli.runner import app
 
     params = typer.main.get_command(app).commands[cmd[0]].params  # type: ignore[attr-defined]
     has = any("--dry-run" in getattr(p, "opts", ()) for p in params)

@@ -4,6 +4,10 @@
 line on stderr (or a JSON object with ``--json``), worded for the command line
 (:func:`prisme_keys.cli.words.say`: flags, hints), and its documented exit code; any other
 exception is exit 1 without a traceback unless ``--debug`` / ``PRISME_KEYS_DEBUG=1``.
+
+This module itself stays light: typer and the command modules load on the first :func:`main`
+call (:mod:`prisme_keys.cli.runner`), so that :func:`run`, the console script, can load them
+with the garbage collector paused and end the process without the interpreter's teardown.
 """
 
 from __future__ import annotations
@@ -11,26 +15,24 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
-
-import typer
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from prisme_keys.cli import streams
-from prisme_keys.cli.app import State, app, state
-from prisme_keys.cli.output import MESSAGE_LIMIT
-from prisme_keys.errors import EXIT_INTERRUPTED, EXIT_KEYFILE, PrismeKeysError, UsageError
-from prisme_keys.text import cap, shown
 
-__all__ = ["State", "app", "main", "run", "state"]
+if TYPE_CHECKING:
+    from prisme_keys.cli.app import State, state
 
-# The command modules register their commands on the app when imported, in the order --help lists them.
-from prisme_keys.cli import lifecycle_cmds  # noqa: F401, I001
-from prisme_keys.cli import schedule_cmds  # noqa: F401
-from prisme_keys.cli import tokens_cmds  # noqa: F401
-from prisme_keys.cli import check_cmds  # noqa: F401
-from prisme_keys.cli import sync_cmds  # noqa: F401
-from prisme_keys.cli import revoke_cmds  # noqa: F401
-from prisme_keys.cli import safety_cmds  # noqa: F401
-from prisme_keys.cli import config_cmds  # noqa: F401
+# The app with every command on it: prisme_keys.cli.runner.app (prisme_keys.cli.app is its module).
+__all__ = ["State", "main", "run", "state"]
+
+
+def __getattr__(name: str) -> Any:
+    """``State`` and ``state`` of :mod:`prisme_keys.cli.app`, loaded on first use (PEP 562)."""
+    if name in ("State", "state"):
+        from prisme_keys.cli import runner
+
+        return getattr(runner, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) -> int:
@@ -45,141 +47,57 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
     :mod:`prisme_keys.cli.streams`): a closed or failing stdout is exit 4, a reader that went
     away exit 141 without a word, a closed stdin exit 2 when read, a closed stderr only silences.
     """
+    from prisme_keys.cli import runner
+
     argv = list(sys.argv[1:] if argv is None else argv)
     environ = os.environ if env is None else env
     debug = environ.get("PRISME_KEYS_DEBUG", "") not in ("", "0") or "--debug" in argv
-    st = State(argv=argv, environ=environ, debug=debug)
+    st = runner.State(argv=argv, environ=environ, debug=debug)
     with streams.guarded():
         try:
-            code = _invoke(st)
+            code = runner.invoke(st)
             sys.stdout.flush()
         except streams.OutputFailed as exc:
-            code = _output_failed(exc, "--json" in argv or st.json)
+            code = runner.output_failed(exc, "--json" in argv or st.json)
     return code
 
 
-def _output_failed(exc: streams.OutputFailed, as_json: bool) -> int:
-    """Exit code (and the line on stderr) after writing stdout failed."""
-    if exc.broken_pipe:  # the reader went away: stop quietly, as a process killed by SIGPIPE
-        return streams.EXIT_BROKEN_PIPE
-    from prisme_keys.cli.output import error
+def run() -> NoReturn:
+    """Console-script entry point: :func:`main`, then a clean exit whatever became of the streams.
 
-    error(exc.message(), code="stdout_failed", exit_code=EXIT_KEYFILE, as_json=as_json)
-    return EXIT_KEYFILE
-
-
-def _refuse_nul(argv: list[str]) -> None:
-    """Refuse an argument holding a NUL character (no process can be given one; ``main([...])`` can),
-    which no file name, URL or claim may hold.
-
-    Raises:
-        UsageError: naming the option the argument belongs to (exit 2).
+    Two savings that only a whole process can make, each about a tenth of a one-shot command
+    (``tests/benchmarks/bench_peers.py``): the command line's modules load with the garbage
+    collector paused (nothing they build is garbage), and the process ends without the
+    interpreter's teardown (see :func:`end_process`).
     """
-    for i, arg in enumerate(argv):
-        if "\0" in arg:
-            flag, eq, value = arg.partition("=")
-            if not (eq and flag.startswith("--")):
-                prev, value = argv[i - 1] if i else "", arg
-                flag = prev if prev.startswith("-") and "=" not in prev else f"argument {i + 1}"
-            raise UsageError(f"{flag}: {shown(value)} holds a NUL character")
+    import gc
 
-
-def _invoke(st: State) -> int:
-    """Run the app for ``st``; map every exception but :class:`streams.OutputFailed` to an exit code."""
-    argv = st.argv
-    as_json = "--json" in argv
-    try:
-        _refuse_nul(argv)
-        rc = app(args=argv, prog_name="prisme-keys", standalone_mode=False, obj=st)
-        code = rc if isinstance(rc, int) else 0
-        if code == EXIT_INTERRUPTED:  # Ctrl-C: the Click layer returns 130 without a word
-            sys.stderr.write("prisme-keys: interrupted\n")
-    except PrismeKeysError as exc:
-        from prisme_keys.cli.output import error
-        from prisme_keys.cli.words import say
-
-        error(say(exc.message), code=exc.code, exit_code=exc.exit_code, as_json=as_json or st.json)
-        code = exc.exit_code
-    except typer.Exit as exc:
-        code = exc.exit_code
-    except typer.Abort:
-        sys.stderr.write("prisme-keys: interrupted\n")
-        code = EXIT_INTERRUPTED
-    except typer.TyperException as exc:
-        code = _click_error(exc, as_json or st.json)
-    except KeyboardInterrupt:
-        sys.stderr.write("prisme-keys: interrupted\n")
-        code = EXIT_INTERRUPTED
-    except streams.OutputFailed:
-        raise
-    except Exception as exc:  # a bug: one line, no traceback unless --debug
-        if st.debug:
-            import traceback
-
-            traceback.print_exc()
-        from prisme_keys.cli.output import error
-
-        detail = str(exc)
-        detail = detail if len(detail) <= 160 else detail[:160] + "..."  # never a whole token or key
-        error(
-            f"internal error: {type(exc).__name__}: {detail} (run with --debug for a traceback)",
-            code="internal_error",
-            exit_code=1,
-            as_json=as_json,
-        )
-        code = 1
-    return code
-
-
-#: A "No such option" suggestion is kept only this close to what was typed (difflib ratio, 0 to 1):
-#: ``--verbos`` suggests ``--verbose`` (0.94), ``--bogus`` suggests nothing (0.63 to ``--verbose``).
-SUGGESTION_CUTOFF = 0.75
-
-
-def _click_error(exc: typer.TyperException, as_json: bool) -> int:
-    """Report an error of the Click layer (a usage error: exit 2) as one line on stderr; return its exit code.
-
-    The line is ``prisme-keys: error: MESSAGE (see prisme-keys CMD --help)`` instead of Click's block
-    (usage, hint, blank line, error); with ``--json`` one ``{code, message, exit}`` object without
-    the pointer. No command at all (``prisme-keys``, ``prisme-keys config``) prints the command's
-    help on stderr, formatted, with exit 2: it is a usage error, and stdout stays clean.
-    """
-    from prisme_keys.cli.output import error
-
-    ctx = getattr(exc, "ctx", None)
-    command = ctx.command_path if ctx is not None else "prisme-keys"
-    exit_code = int(getattr(exc, "exit_code", 2))
-    if type(exc).__name__ == "NoArgsIsHelpError":
-        if as_json:
-            error("Missing command", code="usage_error", exit_code=exit_code, as_json=True)
-        else:
-            sys.stderr.write(exc.format_message().rstrip("\n") + "\n")
-        return exit_code
-    message = _click_message(exc)
-    if ctx is not None and not as_json:
-        message = f"{cap(message, MESSAGE_LIMIT - 200, tail=200)} (see {command} --help)"
-    error(message, code="usage_error", exit_code=exit_code, as_json=as_json)
-    return exit_code
-
-
-def _click_message(exc: typer.TyperException) -> str:
-    """Click's message without its trailing period; a "No such option" keeps only close suggestions."""
-    possibilities = getattr(exc, "possibilities", None)
-    if type(exc).__name__ == "NoSuchOption" and possibilities:
-        import difflib
-
-        typed = str(getattr(exc, "option_name", ""))
-        close = [p for p in possibilities if difflib.SequenceMatcher(None, typed, p).ratio() >= SUGGESTION_CUTOFF]
-        message = str(getattr(exc, "message", exc))
-        if close:
-            message += f"; did you mean {' or '.join(sorted(close))}?"
-    else:
-        message = exc.format_message()
-    return message[:-1] if message.endswith(".") and not message.endswith("..") else message
-
-
-def run() -> None:
-    """Console-script entry point: :func:`main`, then a clean exit whatever became of the streams."""
     streams.occupy_closed_descriptors()
-    code = streams.finish_process(main())
-    sys.exit(code)
+    gc.disable()
+    try:
+        from prisme_keys.cli import runner  # noqa: F401  (typer and the command modules)
+
+        gc.freeze()  # what the imports built lives as long as the process: no collection walks it again
+    finally:
+        gc.enable()
+    end_process(streams.finish_process(main()))
+
+
+def end_process(code: int) -> NoReturn:
+    """End the process with exit status ``code``, skipping the interpreter's teardown when nothing needs it.
+
+    The teardown frees every module and object one at a time (about 12 ms after a command; the
+    kernel frees the memory at once). What it would still do for the process is done here first:
+    the standard streams were flushed by :func:`streams.finish_process`, and the ``atexit``
+    callbacks run. When a non-daemon thread other than the main one is still alive, the normal
+    exit (which waits for it) is taken instead.
+    """
+    import threading
+
+    main_thread = threading.main_thread()
+    if any(t is not main_thread and not t.daemon for t in threading.enumerate()):
+        sys.exit(code)
+    import atexit
+
+    atexit._run_exitfuncs()
+    os._exit(code)
