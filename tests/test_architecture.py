@@ -343,3 +343,23 @@ def test_every_argument_and_hint_the_library_names_has_the_command_lines_words()
         options |= {o for p in command.params for o in (*p.opts, *p.secondary_opts)}
         stack += list(getattr(command, "commands", {}).values())
     assert set(FLAGS.values()) - options == set()
+
+
+def test_the_root_group_builds_only_the_command_it_runs_and_shows_what_typer_shows():
+    """cli.app.root_command builds each command on first use; the tree and the help are Typer's own."""
+    import typer
+
+    from prisme_keys.cli.app import root_command
+    from prisme_keys.cli.runner import app
+
+    eager, lazy = typer.main.get_command(app), root_command(app)
+    assert list(lazy.commands) == list(eager.commands) and len(lazy.commands) == 19
+    assert lazy.commands._built == {}
+    mint = lazy.commands["mint"]
+    assert list(lazy.commands._built) == ["mint"]
+    assert [p.opts for p in mint.params] == [p.opts for p in eager.commands["mint"].params]
+    assert [p.opts for p in lazy.params] == [p.opts for p in eager.params]
+    for cmd in (eager, lazy):
+        assert "--json" in {o for p in cmd.commands["config"].commands["show"].params for o in p.opts}
+    with typer.Context(eager) as a, typer.Context(lazy) as b:
+        assert lazy.get_help(b) == eager.get_help(a)

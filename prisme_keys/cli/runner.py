@@ -12,7 +12,7 @@ import sys
 import typer
 
 from prisme_keys.cli import streams
-from prisme_keys.cli.app import State, app, state
+from prisme_keys.cli.app import State, app, root_command, state
 from prisme_keys.cli.output import MESSAGE_LIMIT
 from prisme_keys.errors import EXIT_INTERRUPTED, EXIT_KEYFILE, PrismeKeysError, UsageError
 from prisme_keys.text import cap, shown
@@ -62,7 +62,7 @@ def invoke(st: State) -> int:
     as_json = "--json" in argv
     try:
         _refuse_nul(argv)
-        rc = app(args=argv, prog_name="prisme-keys", standalone_mode=False, obj=st)
+        rc = root_command(app).main(args=argv, prog_name="prisme-keys", standalone_mode=False, obj=st)
         code = rc if isinstance(rc, int) else 0
         if code == EXIT_INTERRUPTED:  # Ctrl-C: the Click layer returns 130 without a word
             sys.stderr.write("prisme-keys: interrupted\n")
