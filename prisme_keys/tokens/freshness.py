@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import UTC
+from typing import NamedTuple
 
 DEFAULT_MAX_AGE = 600  #: heuristic freshness lifetime, seconds, when the response gives none (4.2.2)
 MAX_CACHE_AGE = 86400  #: longest freshness honoured, seconds
@@ -40,8 +40,7 @@ _DELTA_MAX = 2**31  #: RFC 9111 1.2.2: larger delta-seconds are taken as 2^31
 _DIGITS = re.compile(r"[0-9]+")
 
 
-@dataclass(frozen=True)
-class CacheControl:
+class CacheControl(NamedTuple):
     """A parsed ``Cache-Control`` field value (RFC 9111 section 5.2).
 
     Attributes:
@@ -53,7 +52,7 @@ class CacheControl:
         s_maxage / s_maxage_problem: the same for ``s-maxage`` (shared caches only).
     """
 
-    directives: dict[str, str | None] = field(default_factory=dict)
+    directives: Mapping[str, str | None]
     no_store: bool = False
     no_cache: bool = False
     max_age: int | None = None
@@ -112,7 +111,7 @@ def parse_cache_control(value: str | None) -> CacheControl:
         or ignored, as RFC 9111 section 5.2 asks).
     """
     if not value:
-        return CacheControl()
+        return CacheControl({})
     pairs = _split(value)
     directives: dict[str, str | None] = {}
     for name, arg in pairs:
@@ -165,8 +164,7 @@ def parse_age(value: str | None) -> int | None:
     return min(int(first), _DELTA_MAX)
 
 
-@dataclass(frozen=True)
-class Freshness:
+class Freshness(NamedTuple):
     """How long a response may be used from a private cache (RFC 9111 section 4.2).
 
     Attributes:

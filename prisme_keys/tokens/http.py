@@ -15,8 +15,7 @@ looks at the status or the body: :mod:`prisme_keys.tokens.jwks_client` decides w
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from prisme_keys.errors import FetchError, InvalidArgument, Worded
 from prisme_keys.text import cap, redact_url, shown
@@ -32,8 +31,7 @@ _TOO_LARGE = "the JWKS at {url} is {length} bytes; the limit is {limit} bytes ({
 _OVER_CAP = "the JWKS at {url} is larger than the limit of {limit} bytes ({max_bytes}); stopped reading"
 
 
-@dataclass
-class RawResponse:
+class RawResponse(NamedTuple):
     """The last response of an exchange (after redirects).
 
     Attributes:
@@ -48,7 +46,7 @@ class RawResponse:
     reason: str
     headers: dict[str, str]
     body: bytes
-    redirects: list[str] = field(default_factory=list)
+    redirects: list[str]
 
     @property
     def content_type(self) -> str:
@@ -56,7 +54,6 @@ class RawResponse:
         return self.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
-@dataclass
 class _Exchange:
     """What one exchange needs, shared by its steps (the worker thread owns it).
 
@@ -67,14 +64,15 @@ class _Exchange:
         caller's thread to shut down on timeout. tls: the TLS context, made once per exchange.
     """
 
-    url: str
-    deadline: float
-    max_bytes: int
-    cacert: str | None
-    allow_http: bool
-    headers: dict[str, str]
-    conn: Any = None
-    tls: Any = None
+    __slots__ = ("allow_http", "cacert", "conn", "deadline", "headers", "max_bytes", "tls", "url")
+
+    def __init__(
+        self, url: str, deadline: float, max_bytes: int, cacert: str | None, allow_http: bool, headers: dict[str, str]
+    ) -> None:
+        self.url, self.deadline, self.max_bytes, self.cacert = url, deadline, max_bytes, cacert
+        self.allow_http, self.headers = allow_http, headers
+        self.conn: Any = None
+        self.tls: Any = None
 
     def remaining(self) -> float:
         """Seconds left before the deadline.

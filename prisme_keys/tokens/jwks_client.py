@@ -27,9 +27,8 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from prisme_keys.errors import FetchError
 from prisme_keys.jwk import PRIVATE_MEMBERS
@@ -49,8 +48,7 @@ from prisme_keys.tokens.jwks_cache import (  # noqa: F401  (public names of this
 from prisme_keys.tokens.keyring import KeyRing, KeySource
 
 
-@dataclass
-class FetchResult:
+class FetchResult(NamedTuple):
     """A fetched (or cached) JWK Set.
 
     Attributes:
@@ -72,10 +70,10 @@ class FetchResult:
     content_type: str
     body_bytes: bytes
     doc: dict[str, Any]
-    from_cache: bool = False
-    fetched_at: float = 0.0
-    warnings: list[str] = field(default_factory=list)
-    redirects: list[str] = field(default_factory=list)
+    from_cache: bool
+    fetched_at: float
+    warnings: list[str]
+    redirects: list[str]
 
 
 def strip_private(doc: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:

@@ -12,9 +12,8 @@ from __future__ import annotations
 import binascii
 import json
 import re
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from prisme_keys import clock
 from prisme_keys.errors import MalformedTokenError
@@ -326,8 +325,7 @@ def show_value(value: Any) -> str:
 # --------------------------------------------------------------------------- decode
 
 
-@dataclass
-class Decoded:
+class Decoded(NamedTuple):
     """Result of :func:`decode` (nothing here is verified).
 
     Attributes:
@@ -341,8 +339,8 @@ class Decoded:
     header: dict[str, Any]
     claims: dict[str, Any]
     signature_bytes: int
-    times: dict[str, dict[str, Any]] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
+    times: dict[str, dict[str, Any]]
+    warnings: list[str]
 
     def to_dict(self) -> dict[str, Any]:
         """The ``decode --json`` document."""
@@ -371,7 +369,7 @@ def decode(token: str | bytes, now: datetime | None = None) -> Decoded:
     """
     now = now if now is not None else clock.now()
     header, claims, sig = parse(token)
-    out = Decoded(header, claims, len(sig))
+    out = Decoded(header, claims, len(sig), {}, [])
     alg = header.get("alg")
     if isinstance(alg, str) and alg.lower() == "none":
         out.warnings.append(f"alg is {shown(alg)}: the token is unsigned; verify always rejects it")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from prisme_keys.errors import FetchError, Worded
@@ -18,7 +17,6 @@ from prisme_keys.text import decode_utf8, json_error, read_capped, shown
 from prisme_keys.tokens.jws import B64URL_RE, show_value
 
 
-@dataclass
 class KeyEntry:
     """A public RSA key able to verify signatures.
 
@@ -26,18 +24,19 @@ class KeyEntry:
         kid: key id, or ``None``.
         alg: the JWK's ``alg``, or ``None`` (then any allowed RS* algorithm).
         bits: modulus size in bits.
-        key: the ``cryptography`` ``RSAPublicKey`` (built once per process, cached).
+        key: the ``cryptography`` ``RSAPublicKey`` (built once per key ring).
         n, e: the JWK's modulus and exponent (base64url), for :attr:`thumbprint`.
     """
 
-    kid: str | None
-    alg: str | None
-    bits: int
-    key: Any
-    n: str = field(default="", repr=False)
-    e: str = field(default="", repr=False)
-    _verifiers: dict[tuple[str, bool], Callable[[bytes, bytes], bool]] = field(default_factory=dict, repr=False)
-    _thumbprint: list[str | None] = field(default_factory=list, repr=False)
+    __slots__ = ("_thumbprint", "_verifiers", "alg", "bits", "e", "key", "kid", "n")
+
+    def __init__(self, kid: str | None, alg: str | None, bits: int, key: Any, n: str = "", e: str = "") -> None:
+        self.kid, self.alg, self.bits, self.key, self.n, self.e = kid, alg, bits, key, n, e
+        self._verifiers: dict[tuple[str, bool], Callable[[bytes, bytes], bool]] = {}
+        self._thumbprint: list[str | None] = []
+
+    def __repr__(self) -> str:
+        return f"KeyEntry(kid={self.kid!r}, alg={self.alg!r}, bits={self.bits})"
 
     @property
     def thumbprint(self) -> str | None:

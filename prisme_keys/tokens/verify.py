@@ -13,9 +13,8 @@ second time. python-jose is the independent implementation ``doctor`` checks eac
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from prisme_keys import clock
 from prisme_keys.errors import (
@@ -49,8 +48,7 @@ from prisme_keys.tokens.keyring import (
 )
 
 
-@dataclass(frozen=True)
-class VerifyOptions:
+class VerifyOptions(NamedTuple):
     """What :func:`verify` requires.
 
     Attributes:
@@ -91,8 +89,7 @@ def parse_algorithms(text: str) -> tuple[str, ...]:
     return algs
 
 
-@dataclass
-class VerifyResult:
+class VerifyResult(NamedTuple):
     """A verified token.
 
     Attributes:
