@@ -16,9 +16,8 @@ line words it again with its own flag names and hints (``prisme_keys.cli.words``
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 
 class ExitCode(IntEnum):
@@ -78,9 +77,8 @@ EXIT_INTERRUPTED = ExitCode.INTERRUPTED
 EXIT_BROKEN_PIPE = ExitCode.BROKEN_PIPE
 
 
-@dataclass(frozen=True)
-class ErrorCode:
-    """A stable error ``code`` of the ``--json`` error document ``{code, message, exit}``."""
+class ErrorCode(NamedTuple):
+    """A stable error ``code`` of the ``--json`` error document ``{code, message, exit}`` (immutable)."""
 
     code: str
     exit: ExitCode

@@ -10,153 +10,20 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import FrozenInstanceError, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+from prisme_keys import setting_values
 from prisme_keys.errors import ConfigError, InvalidArgument, Worded
+from prisme_keys.setting_values import MAX_DAYS, MAX_SECONDS
 from prisme_keys.text import decode_utf8, read_capped, redact_url, shown
 
 APP_NAME = "prisme-keys"
 
 
-def _positive_int(name: str, value: Any, what: str) -> int:
-    if isinstance(value, bool):
-        raise ValueError
-    if isinstance(value, str):
-        v = value.strip()
-        if not v or not all("0" <= c <= "9" for c in v):
-            raise ValueError
-        value = int(v)
-    if not isinstance(value, int) or value <= 0:
-        raise ValueError
-    return value
-
-
-def _p_kty(v: Any) -> str:
-    if v != "RSA":
-        raise ConfigError(f"bad value for JWKS_KTY: {shown(v)}; allowed: RSA (the only key type this tool manages)")
-    return str(v)
-
-
-def _p_alg(v: Any) -> str:
-    from prisme_keys.jwk import SUPPORTED_ALGS
-
-    if v not in SUPPORTED_ALGS:
-        raise ConfigError(
-            f"bad value for JWKS_ALG: {shown(v)}; allowed: RS256, RS384, RS512 "
-            "(RSASSA-PKCS1-v1_5 only, as the gateway: PS256/PS384/PS512 and EC algorithms are not supported)"
-        )
-    return str(v)
-
-
-def _p_size(v: Any) -> int:
-    try:
-        n = _positive_int("JWKS_SIZE", v, "bits")
-    except ValueError:
-        n = None
-    if n is None or n < 2048 or n > 16384 or n % 8:
-        raise ConfigError(
-            f"bad value for JWKS_SIZE: {shown(v)}; allowed: a whole number of bits from 2048 to 16384, a multiple of 8"
-        )
-    return n
-
-
-def _p_pos(env: str, unit: str, limit: int = 10**9) -> Callable[[Any], int]:
-    """Parser of a positive whole number of ``unit`` up to ``limit`` (dates must stay within year 9999)."""
-
-    def parse(v: Any) -> int:
-        try:
-            n = _positive_int(env, v, unit)
-            if n > limit:
-                raise ValueError
-            return n
-        except ValueError:
-            raise ConfigError(
-                f"bad value for {env}: {shown(v)}; allowed: a positive whole number of {unit} up to {limit}"
-            ) from None
-
-    return parse
-
-
-#: Upper bounds that keep every computed date within the calendar (about 100 years).
-MAX_DAYS = 36500
-MAX_SECONDS = MAX_DAYS * 86400
-
-
-def _p_nonneg_seconds(env: str) -> Callable[[Any], float]:
-    def parse(v: Any) -> float:
-        try:
-            if isinstance(v, bool):
-                raise ValueError
-            f = float(v)
-            if f < 0 or f != f or f > MAX_SECONDS:
-                raise ValueError
-            return f
-        except (TypeError, ValueError):
-            raise ConfigError(
-                f"bad value for {env}: {shown(v)}; allowed: a number of seconds from 0 to {MAX_SECONDS}"
-            ) from None
-
-    return parse
-
-
-def _p_seconds_or_duration(env: str) -> Callable[[Any], float]:
-    """Parser of plain seconds (``3600``, ``0.5``) or a duration (``90s``, ``15m``, ``2h``, ``1d``), 0 or more."""
-
-    def parse(v: Any) -> float:
-        try:
-            return _p_nonneg_seconds(env)(v)
-        except ConfigError:
-            if isinstance(v, str):
-                from prisme_keys.clock import parse_duration
-
-                try:
-                    secs = float(parse_duration(v))
-                    if secs <= MAX_SECONDS:
-                        return secs
-                except ValueError:
-                    pass
-            raise ConfigError(
-                f"bad value for {env}: {shown(v)}; allowed: seconds (0 or more) or a duration like 90s, 15m, 2h, 1d"
-            ) from None
-
-    return parse
-
-
-_p_lead = _p_seconds_or_duration("PRISME_KEYS_PUBLICATION_LEAD")
-
 #: The reference gateway's verifier (jwks-rsa) keeps a fetched key for 10 minutes.
 REFERENCE_VERIFIER_CACHE = 600
-
-
-def _p_bool(env: str) -> Callable[[Any], bool]:
-    def parse(v: Any) -> bool:
-        if isinstance(v, bool):
-            return v
-        s = str(v).strip().lower()
-        if s in ("1", "true", "yes", "on"):
-            return True
-        if s in ("0", "false", "no", "off", ""):
-            return False
-        raise ConfigError(f"bad value for {env}: {shown(v)}; allowed: true or false (1/0, yes/no)")
-
-    return parse
-
-
-def _p_str(v: Any) -> str | None:
-    if v is None:
-        return None
-    s = str(v)
-    return s or None
-
-
-def _p_path(v: Any) -> Path | None:
-    if v is None or v == "":
-        return None
-    if not isinstance(v, (str, os.PathLike)) or "\0" in str(v):  # the OS cannot open a name holding NUL
-        raise ConfigError(f"bad value for a path setting: {shown(v)}; allowed: a path string without NUL characters")
-    return Path(os.path.expanduser(str(v)))
 
 
 def _parsed(name: str, env_name: str, parse: Callable[[Any], Any], raw: Any, src: str) -> Any:
@@ -184,9 +51,8 @@ def _parsed(name: str, env_name: str, parse: Callable[[Any], Any], raw: Any, src
         raise
 
 
-@dataclass(frozen=True)
-class Spec:
-    """One setting: TOML name, environment variable, default, parser and description."""
+class Spec(NamedTuple):
+    """One setting: TOML name, environment variable, default, parser and description (immutable)."""
 
     name: str
     env: str
@@ -219,52 +85,66 @@ def default_cache_dir() -> Path:
 
 
 SPECS: tuple[Spec, ...] = (
-    Spec("kty", "JWKS_KTY", "RSA", _p_kty, "key type of new keys"),
-    Spec("alg", "JWKS_ALG", "RS256", _p_alg, "signature algorithm of new keys; default verify allow-list"),
-    Spec("size", "JWKS_SIZE", 2048, _p_size, "size of new keys, bits"),
+    Spec("kty", "JWKS_KTY", "RSA", setting_values.key_type, "key type of new keys"),
+    Spec(
+        "alg",
+        "JWKS_ALG",
+        "RS256",
+        setting_values.algorithm,
+        "signature algorithm of new keys; default verify allow-list",
+    ),
+    Spec("size", "JWKS_SIZE", 2048, setting_values.key_size, "size of new keys, bits"),
     Spec(
         "rotation_days",
         "JWKS_ROTATION_DAYS",
         30,
-        _p_pos("JWKS_ROTATION_DAYS", "days", MAX_DAYS),
+        setting_values.positive("JWKS_ROTATION_DAYS", "days", MAX_DAYS),
         "days before the signing key is replaced",
     ),
     Spec(
         "access_tokens_max_age",
         "ACCESS_TOKENS_MAX_AGE",
         2592000,
-        _p_pos("ACCESS_TOKENS_MAX_AGE", "seconds", MAX_SECONDS),
+        setting_values.positive("ACCESS_TOKENS_MAX_AGE", "seconds", MAX_SECONDS),
         "longest token lifetime, seconds",
     ),
-    Spec("oidc_provider_url", "OIDC_PROVIDER_URL", None, _p_str, "issuer (iss) of minted tokens, expected issuer"),
-    Spec("api_url", "API_URL", None, _p_str, "audience (aud) of minted tokens, expected audience"),
-    Spec("key_file", "PRISME_KEYS_FILE", None, _p_path, "key file"),
+    Spec(
+        "oidc_provider_url",
+        "OIDC_PROVIDER_URL",
+        None,
+        setting_values.optional_text,
+        "issuer (iss) of minted tokens, expected issuer",
+    ),
+    Spec(
+        "api_url", "API_URL", None, setting_values.optional_text, "audience (aud) of minted tokens, expected audience"
+    ),
+    Spec("key_file", "PRISME_KEYS_FILE", None, setting_values.optional_path, "key file"),
     Spec(
         "lock_timeout",
         "PRISME_KEYS_LOCK_TIMEOUT",
         30.0,
-        _p_nonneg_seconds("PRISME_KEYS_LOCK_TIMEOUT"),
+        setting_values.seconds("PRISME_KEYS_LOCK_TIMEOUT"),
         "longest wait for the key file lock, seconds",
     ),
     Spec(
         "allow_group_read",
         "PRISME_KEYS_ALLOW_GROUP_READ",
         False,
-        _p_bool("PRISME_KEYS_ALLOW_GROUP_READ"),
+        setting_values.boolean("PRISME_KEYS_ALLOW_GROUP_READ"),
         "accept a group-readable key file (shared group file)",
     ),
     Spec(
         "publication_lead",
         "PRISME_KEYS_PUBLICATION_LEAD",
         0,
-        _p_lead,
+        setting_values.seconds_or_duration("PRISME_KEYS_PUBLICATION_LEAD"),
         "seconds (or a duration like 1h, 1d) a new key is published before it signs",
     ),
     Spec(
         "verifier_cache",
         "PRISME_KEYS_VERIFIER_CACHE",
         REFERENCE_VERIFIER_CACHE,
-        _p_seconds_or_duration("PRISME_KEYS_VERIFIER_CACHE"),
+        setting_values.seconds_or_duration("PRISME_KEYS_VERIFIER_CACHE"),
         "longest time (seconds or a duration) a verifier caches the JWKS; checked against the publication lead",
         in_template=False,
     ),
@@ -272,18 +152,24 @@ SPECS: tuple[Spec, ...] = (
         "passphrase_file",
         "PRISME_KEYS_PASSPHRASE_FILE",
         None,
-        _p_path,
+        setting_values.optional_path,
         "file holding the passphrase of an encrypted key file (first line)",
     ),
     Spec(
         "passphrase",
         "PRISME_KEYS_PASSPHRASE",
         None,
-        _p_str,
+        setting_values.optional_text,
         "passphrase of an encrypted key file (environment only)",
         secret=True,
     ),
-    Spec("broker_host", "BROKER_HOST", "redis://localhost:6379/10", _p_str, "Redis URL of the event broker"),
+    Spec(
+        "broker_host",
+        "BROKER_HOST",
+        "redis://localhost:6379/10",
+        setting_values.optional_text,
+        "Redis URL of the event broker",
+    ),
     Spec(
         "broker_namespace",
         "BROKER_NAMESPACE",
@@ -295,26 +181,31 @@ SPECS: tuple[Spec, ...] = (
         "broker_topic_maxlen",
         "BROKER_TOPIC_MAXLEN",
         10000,
-        _p_pos("BROKER_TOPIC_MAXLEN", "entries"),
+        setting_values.positive("BROKER_TOPIC_MAXLEN", "entries"),
         "approximate MAXLEN of each stream",
     ),
     Spec(
         "contexts_cache_host",
         "CONTEXTS_CACHE_HOST",
         "redis://localhost:6379/0",
-        _p_str,
+        setting_values.optional_text,
         "Redis URL of the runtime's cache (runtime:jwk)",
     ),
     Spec(
-        "internal_api_key", "INTERNAL_API_KEY", None, _p_str, "runtime internal API key (POST /sys/certs)", secret=True
+        "internal_api_key",
+        "INTERNAL_API_KEY",
+        None,
+        setting_values.optional_text,
+        "runtime internal API key (POST /sys/certs)",
+        secret=True,
     ),
 )
 _BY_NAME = {s.name: s for s in SPECS}
 
 
-@dataclass(frozen=True)
+@dataclass(init=False, repr=False, eq=False)
 class Settings:
-    """Effective settings.
+    """Effective settings: frozen (assigning a field raises :class:`dataclasses.FrozenInstanceError`).
 
     Attributes:
         kty: key type, always ``"RSA"``.
@@ -341,6 +232,11 @@ class Settings:
         broker_host, broker_namespace, broker_topic_maxlen, contexts_cache_host,
         internal_api_key: the gateway platform's broker/runtime settings.
         sources: ``{name: "flag"|"env:VAR"|"config:PATH"|"default"}``.
+
+    A dataclass, so that ``dataclasses.replace`` and ``dataclasses.fields`` work on it, whose
+    methods are written out below instead of generated: generating them (``frozen=True``) costs
+    about 1 ms of every command's start-up. They follow the fields' declarations: ``repr`` leaves
+    out the ``repr=False`` fields (the passphrases), ``==`` and ``hash`` the ``compare=False`` ones.
     """
 
     kty: str = "RSA"
@@ -366,6 +262,80 @@ class Settings:
     new_passphrase: str | None = field(default=None, repr=False)
     passphrase_prompt: Callable[[str, bool], str | None] | None = field(default=None, repr=False, compare=False)
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    def __init__(
+        self,
+        kty: str = "RSA",
+        alg: str = "RS256",
+        size: int = 2048,
+        rotation_days: int = 30,
+        access_tokens_max_age: int = 2592000,
+        oidc_provider_url: str | None = None,
+        api_url: str | None = None,
+        key_file: Path | None = None,
+        config_path: Path | None = None,
+        lock_timeout: float = 30.0,
+        allow_group_read: bool = False,
+        publication_lead: float = 0,
+        verifier_cache: float = REFERENCE_VERIFIER_CACHE,
+        broker_host: str | None = "redis://localhost:6379/10",
+        broker_namespace: str = "",
+        broker_topic_maxlen: int = 10000,
+        contexts_cache_host: str | None = "redis://localhost:6379/0",
+        internal_api_key: str | None = None,
+        passphrase_file: Path | None = None,
+        passphrase: str | None = None,
+        new_passphrase: str | None = None,
+        passphrase_prompt: Callable[[str, bool], str | None] | None = None,
+        sources: Mapping[str, str] | None = None,
+    ) -> None:
+        """The defaults are the fields' (``key_file``: the platform's data folder, ``sources``: ``{}``)."""
+        vars(self).update(  # past the frozen __setattr__, as a generated __init__ does
+            kty=kty,
+            alg=alg,
+            size=size,
+            rotation_days=rotation_days,
+            access_tokens_max_age=access_tokens_max_age,
+            oidc_provider_url=oidc_provider_url,
+            api_url=api_url,
+            key_file=_default_key_file() if key_file is None else key_file,
+            config_path=config_path,
+            lock_timeout=lock_timeout,
+            allow_group_read=allow_group_read,
+            publication_lead=publication_lead,
+            verifier_cache=verifier_cache,
+            broker_host=broker_host,
+            broker_namespace=broker_namespace,
+            broker_topic_maxlen=broker_topic_maxlen,
+            contexts_cache_host=contexts_cache_host,
+            internal_api_key=internal_api_key,
+            passphrase_file=passphrase_file,
+            passphrase=passphrase,
+            new_passphrase=new_passphrase,
+            passphrase_prompt=passphrase_prompt,
+            sources={} if sources is None else sources,
+        )
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in _REPR_FIELDS)
+        return f"{type(self).__qualname__}({shown})"
+
+    def _compared(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in _COMPARED_FIELDS)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Settings) and other.__class__ is self.__class__:
+            return self._compared() == other._compared()
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._compared())
 
     def describe(self) -> list[dict[str, Any]]:
         """Rows for ``config show``: ``[{name, env, value, source}]``; secrets shown as ``***``.
@@ -395,6 +365,11 @@ class Settings:
             }
         )
         return rows
+
+
+#: The fields :meth:`Settings.__repr__` shows and those :meth:`Settings.__eq__` and ``hash`` compare, in order.
+_REPR_FIELDS = tuple(f.name for f in fields(Settings) if f.repr)
+_COMPARED_FIELDS = tuple(f.name for f in fields(Settings) if f.compare)
 
 
 #: Largest config file read, bytes (reading stops past it: ``--config /dev/zero`` ends at once).
@@ -535,10 +510,12 @@ def load_config_path(environ: Mapping[str, str] | None = None, flag: str | None 
 def _config_path(flag: Any, env: Mapping[str, str]) -> tuple[Path, str]:
     """``(config file path, its source)`` from the argument, the environment or the default."""
     if flag:
-        return _parsed("config_path", "PRISME_KEYS_CONFIG", _p_path, flag, "flag"), "flag"
+        return _parsed("config_path", "PRISME_KEYS_CONFIG", setting_values.optional_path, flag, "flag"), "flag"
     if env.get("PRISME_KEYS_CONFIG"):
         src = "env:PRISME_KEYS_CONFIG"
-        return _parsed("config_path", "PRISME_KEYS_CONFIG", _p_path, env["PRISME_KEYS_CONFIG"], src), src
+        return _parsed(
+            "config_path", "PRISME_KEYS_CONFIG", setting_values.optional_path, env["PRISME_KEYS_CONFIG"], src
+        ), src
     return default_config_path(), "default"
 
 

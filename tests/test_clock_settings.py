@@ -294,3 +294,35 @@ def test_shift_saturates_at_years_1_and_9999():
     )
     assert clock.fits(datetime(2026, 1, 1, tzinfo=UTC), 86400) and not clock.fits(clock.LATEST, 1)
     assert clock.span(9998 * 365 * 86400) == "3649270 days"  # no date arithmetic behind a span
+
+
+def test_settings_written_out_methods_follow_the_field_declarations(tmp_path):
+    """Settings' __init__/__repr__/__eq__/hash/frozenness are written by hand (start-up time, issue 13):
+    they must do what the generated ones of ``@dataclass(frozen=True)`` would, field by field."""
+    import dataclasses
+    import inspect
+
+    fields = dataclasses.fields(settings.Settings)
+    params = list(inspect.signature(settings.Settings.__init__).parameters.values())[1:]
+    assert [p.name for p in params] == [f.name for f in fields]
+    default = settings.Settings()
+    for f in fields:  # every default is the field's own (a factory's value for key_file and sources)
+        want = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        assert getattr(default, f.name) == want, f.name
+
+    given = {f.name: f"value of {f.name}" for f in fields}
+    s = settings.Settings(**given)
+    assert [getattr(s, f.name) for f in fields] == list(given.values())  # each argument lands in its field
+    shown = ", ".join(f"{f.name}={given[f.name]!r}" for f in fields if f.repr)
+    assert repr(s) == f"Settings({shown})"
+    assert "'value of passphrase'" not in repr(s) and "value of new_passphrase" not in repr(s)
+    for f in fields:
+        other = dataclasses.replace(s, **{f.name: "changed"})
+        assert (other == s) is (not f.compare), f.name
+        assert (hash(other) == hash(s)) is (not f.compare), f.name
+    assert settings.Settings() != tmp_path and settings.Settings().__eq__(tmp_path) is NotImplemented
+    with pytest.raises(dataclasses.FrozenInstanceError, match="cannot assign to field 'alg'"):
+        s.alg = "RS384"
+    with pytest.raises(dataclasses.FrozenInstanceError, match="cannot delete field 'alg'"):
+        del s.alg
+    assert dataclasses.replace(s, alg="RS384").alg == "RS384" and s.alg == "value of alg"

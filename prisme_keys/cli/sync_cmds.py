@@ -1,7 +1,6 @@
 """Gateway sync commands: ``import`` and ``notify``, and the ``rotate/prune --notify`` hook."""
 
 # No ``from __future__ import annotations`` here: see prisme_keys.cli.app (start-up time).
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
@@ -45,18 +44,30 @@ def _render_notify(st: Any, res: Any) -> str:
     return "notified: " + "; ".join(bits)
 
 
-@dataclass
 class AfterChange:
     """The announcement made after a key-file command (``--notify``): its outcome or its error.
 
     The command prints its own result first (with :meth:`json` in its ``--json`` document), then
     calls :meth:`finish`, which notes what was sent or raises the error (exit 11 for the broker or
     runtime, 3 for a bad setting, 4 for the key file).
+
+    Attributes:
+        outcome: what was announced (``None`` when nothing was asked, or on error).
+        error: the announcement's error, worded for the command line, or ``None``.
+        asked: ``--notify`` (or ``--runtime-url``) was given.
     """
 
-    outcome: "Optional[AnnounceOutcome]" = None
-    error: Optional[PrismeKeysError] = None
-    asked: bool = False
+    __slots__ = ("asked", "error", "outcome")
+
+    def __init__(
+        self,
+        outcome: "Optional[AnnounceOutcome]" = None,
+        error: Optional[PrismeKeysError] = None,
+        asked: bool = False,
+    ) -> None:
+        self.outcome = outcome
+        self.error = error
+        self.asked = asked
 
     def json(self) -> Optional[dict[str, Any]]:
         """The ``notified`` member of the command's ``--json`` document (``None`` without ``--notify``)."""

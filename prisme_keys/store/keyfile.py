@@ -26,7 +26,6 @@ import stat
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -42,17 +41,19 @@ FORMAT_VERSION = 1
 MAX_FILE_BYTES = 64 * 1024 * 1024
 
 
-@dataclass
 class KeySet:
     """The parsed key file.
 
     Attributes:
         records: the key records (:class:`prisme_keys.store.records.KeyRecord`), newest first, as stored.
-        extra: other top-level members (e.g. ``encryption``), kept verbatim.
+        extra: other top-level members (e.g. ``encryption``), kept verbatim; default ``{}``.
     """
 
-    records: list[KeyRecord]
-    extra: dict[str, Any] = field(default_factory=dict)
+    __slots__ = ("extra", "records")
+
+    def __init__(self, records: list[KeyRecord], extra: dict[str, Any] | None = None) -> None:
+        self.records = records
+        self.extra = {} if extra is None else extra
 
     def to_document(self) -> dict[str, Any]:
         """The JSON document ``{"format": 1, **extra, "keys": records}``."""

@@ -2,15 +2,13 @@
 
 Each function is what one command calls: it reads settings, takes ``now`` as an argument,
 does the file work through :mod:`prisme_keys.keyfile` and the rules of
-:mod:`prisme_keys.rotation`, and returns a plain result (dicts / dataclasses) that
+:mod:`prisme_keys.rotation`, and returns a plain result (dicts / small result classes) that
 :mod:`prisme_keys.output` renders.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -59,12 +57,14 @@ def new_jwk(settings: Settings, keygen: KeyGen | None) -> RSAJwk:
     return jwk
 
 
-@dataclass
 class InitResult:
     """Result of :func:`init`: the key file path and the first record."""
 
-    path: str
-    record: KeyRecord
+    __slots__ = ("path", "record")
+
+    def __init__(self, path: str, record: KeyRecord) -> None:
+        self.path = path
+        self.record = record
 
 
 def init(settings: Settings, now: datetime, keygen: KeyGen | None = None, *, encryption: Any = None) -> InitResult:
@@ -84,7 +84,7 @@ def init(settings: Settings, now: datetime, keygen: KeyGen | None = None, *, enc
         raise KeyFileError(f"key file {kf.path} already exists; refusing to overwrite it", code="key_file_exists")
     jwk = new_jwk(settings, keygen)
     # The first key signs at once: there is no older key to keep signing while it is published.
-    policy = dataclasses.replace(rotation.Policy.from_settings(settings), lead=0)
+    policy = rotation.Policy.from_settings(settings)._replace(lead=0)
     result = rotation.apply_rotation([], jwk, policy, now)
     keyset = KeySet(records=result.records)
     if encryption is not None:
@@ -93,7 +93,6 @@ def init(settings: Settings, now: datetime, keygen: KeyGen | None = None, *, enc
     return InitResult(str(kf.path), result.created)
 
 
-@dataclass
 class RotateResult:
     """Result of :func:`rotate`.
 
@@ -105,17 +104,30 @@ class RotateResult:
         retired: the replaced record as written (new ``expiresAt``), or ``None``.
         signing_kid: the signing key after the operation.
         next_rotation: ISO time of the next due rotation (when nothing was due).
-        notes: one-line warnings (a future-dated key brought back).
+        notes: one-line warnings (a future-dated key brought back); default ``[]``.
     """
 
-    rotated: bool
-    dry_run: bool
-    reason: str
-    created: KeyRecord | None = None
-    retired: KeyRecord | None = None
-    signing_kid: str | None = None
-    next_rotation: str | None = None
-    notes: list[str] = field(default_factory=list)
+    __slots__ = ("created", "dry_run", "next_rotation", "notes", "reason", "retired", "rotated", "signing_kid")
+
+    def __init__(
+        self,
+        rotated: bool,
+        dry_run: bool,
+        reason: str,
+        created: KeyRecord | None = None,
+        retired: KeyRecord | None = None,
+        signing_kid: str | None = None,
+        next_rotation: str | None = None,
+        notes: list[str] | None = None,
+    ) -> None:
+        self.rotated = rotated
+        self.dry_run = dry_run
+        self.reason = reason
+        self.created = created
+        self.retired = retired
+        self.signing_kid = signing_kid
+        self.next_rotation = next_rotation
+        self.notes = [] if notes is None else notes
 
 
 def rotate(
@@ -179,15 +191,25 @@ def _brought_back_note(old: KeyRecord, records: list[KeyRecord], at: datetime) -
     )
 
 
-@dataclass
 class PruneResult:
-    """Result of :func:`prune`: removed records, kept count, notes, whether it was a dry run."""
+    """Result of :func:`prune`: removed records, kept count, notes, whether it was a dry run, and the
+    ISO time (UTC) the next key expires (``None`` when none will)."""
 
-    removed: list[KeyRecord]
-    kept: int
-    notes: list[str] = field(default_factory=list)
-    dry_run: bool = False
-    next_prune: str | None = None
+    __slots__ = ("dry_run", "kept", "next_prune", "notes", "removed")
+
+    def __init__(
+        self,
+        removed: list[KeyRecord],
+        kept: int,
+        notes: list[str] | None = None,
+        dry_run: bool = False,
+        next_prune: str | None = None,
+    ) -> None:
+        self.removed = removed
+        self.kept = kept
+        self.notes = [] if notes is None else notes
+        self.dry_run = dry_run
+        self.next_prune = next_prune
 
 
 def prune(settings: Settings, now: datetime, *, dry_run: bool = False) -> PruneResult:
@@ -240,13 +262,15 @@ def list_keys(settings: Settings, now: datetime) -> list[dict[str, Any]]:
     return describe(load_records(settings), now)
 
 
-@dataclass
 class PlanResult:
     """Result of :func:`plan`: the simulated schedule, the days it covers, and the settings findings."""
 
-    schedule: schedule.Schedule
-    days: int
-    findings: list[settings_checks.SettingsFinding]
+    __slots__ = ("days", "findings", "schedule")
+
+    def __init__(self, schedule: schedule.Schedule, days: int, findings: list[settings_checks.SettingsFinding]) -> None:
+        self.schedule = schedule
+        self.days = days
+        self.findings = findings
 
 
 def plan(settings: Settings, now: datetime, days: int | None = None) -> PlanResult:

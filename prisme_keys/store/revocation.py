@@ -28,11 +28,9 @@ Everything that refuses a revoked key (``verify``, ``import``, ``check``, ``doct
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from prisme_keys import clock
 from prisme_keys import jwk as jwk_rules
@@ -72,9 +70,8 @@ def entries(keyset: KeySet, path: Any = "<key file>") -> list[dict[str, Any]]:
     return raw
 
 
-@dataclass(frozen=True)
-class RevokedKeys:
-    """The revoked keys of a key file, looked up by kid or RFC 7638 thumbprint.
+class RevokedKeys(NamedTuple):
+    """The revoked keys of a key file, looked up by kid or RFC 7638 thumbprint (immutable; false when empty).
 
     Attributes:
         entries: the revocation entries (see the module docstring), oldest first.
@@ -199,9 +196,8 @@ def find(records: list[KeyRecord], kid_or_thumbprint: str) -> KeyRecord | None:
     return None
 
 
-@dataclass(frozen=True)
-class RevokePlan:
-    """What revoking a key would do at ``now``.
+class RevokePlan(NamedTuple):
+    """What revoking a key would do at ``now`` (immutable).
 
     Attributes:
         record: the record to remove.
@@ -235,13 +231,16 @@ def plan_revoke(
     return RevokePlan(rec, st, st in ("signing", "next"), entry)
 
 
-@dataclass
 class AppliedRevocation:
-    """Outcome of :func:`apply_revoke`: the new records (newest first), the key added (or ``None``)."""
+    """Outcome of :func:`apply_revoke`: the new records (newest first), the key added (or ``None``),
+    and the key that stopped signing because of it (or ``None``)."""
 
-    records: list[KeyRecord]
-    created: KeyRecord | None
-    retired: KeyRecord | None
+    __slots__ = ("created", "records", "retired")
+
+    def __init__(self, records: list[KeyRecord], created: KeyRecord | None, retired: KeyRecord | None) -> None:
+        self.records = records
+        self.created = created
+        self.retired = retired
 
 
 def apply_revoke(
@@ -260,7 +259,7 @@ def apply_revoke(
     if plan.needs_new_key:
         if jwk is None:
             raise ValueError("a new signing key is needed")
-        res = rotation.apply_rotation(out, jwk, dataclasses.replace(policy, lead=0), now)
+        res = rotation.apply_rotation(out, jwk, policy._replace(lead=0), now)
         out, created, retired = res.records, res.created, res.retired
         if retired is not None and retired["kid"] == plan.record["kid"]:
             retired = None
@@ -271,7 +270,6 @@ def apply_revoke(
 # -- the operation --------------------------------------------------------------------------
 
 
-@dataclass
 class RevokeResult:
     """Result of :func:`revoke`.
 
@@ -287,16 +285,42 @@ class RevokeResult:
         signing_kid: the signing key after the operation.
     """
 
-    kid: str
-    entry: dict[str, Any]
-    revoked: bool = True
-    dry_run: bool = False
-    already: bool = False
-    created: KeyRecord | None = None
-    new_key_needed: bool = False
-    lead_skipped: float = 0
-    retired: KeyRecord | None = None
-    signing_kid: str | None = None
+    __slots__ = (
+        "already",
+        "created",
+        "dry_run",
+        "entry",
+        "kid",
+        "lead_skipped",
+        "new_key_needed",
+        "retired",
+        "revoked",
+        "signing_kid",
+    )
+
+    def __init__(
+        self,
+        kid: str,
+        entry: dict[str, Any],
+        revoked: bool = True,
+        dry_run: bool = False,
+        already: bool = False,
+        created: KeyRecord | None = None,
+        new_key_needed: bool = False,
+        lead_skipped: float = 0,
+        retired: KeyRecord | None = None,
+        signing_kid: str | None = None,
+    ) -> None:
+        self.kid = kid
+        self.entry = entry
+        self.revoked = revoked
+        self.dry_run = dry_run
+        self.already = already
+        self.created = created
+        self.new_key_needed = new_key_needed
+        self.lead_skipped = lead_skipped
+        self.retired = retired
+        self.signing_kid = signing_kid
 
 
 def _unknown(kf_path: Any, kid: str, records: list[KeyRecord]) -> KeyFileError:

@@ -26,18 +26,16 @@ Rules (DESIGN.md section 1, the reference gateway's JWKStore, plus our improveme
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from prisme_keys import clock
 from prisme_keys.jwk import RSAJwk
 from prisme_keys.store.records import KeyRecord, TimeMember
 
 
-@dataclass(frozen=True)
-class Policy:
-    """Lifecycle settings.
+class Policy(NamedTuple):
+    """Lifecycle settings (immutable: ``policy._replace(lead=0)`` makes a changed copy).
 
     Attributes:
         rotation_days: days (int) a key signs before it is replaced (``JWKS_ROTATION_DAYS``).
@@ -102,9 +100,8 @@ def state(rec: KeyRecord, records: list[KeyRecord], now: datetime) -> str:
     return "expired" if now >= t(rec, "expiresAt") else "retired"
 
 
-@dataclass(frozen=True)
-class RotationPlan:
-    """What ``rotate`` would do.
+class RotationPlan(NamedTuple):
+    """What ``rotate`` would do (immutable).
 
     Attributes:
         due: a new key should be created.
@@ -191,7 +188,6 @@ def new_record(jwk: RSAJwk, records: list[KeyRecord], policy: Policy, now: datet
     return rec
 
 
-@dataclass
 class RotationResult:
     """Outcome of :func:`apply_rotation`.
 
@@ -199,13 +195,22 @@ class RotationResult:
         records: the new record list, newest first.
         created: the new record.
         retired: the record that stops signing when the new one activates, or ``None``.
-        brought_back: the future-dated records as they were before :func:`bring_back`.
+        brought_back: the future-dated records as they were before :func:`bring_back` (default ``[]``).
     """
 
-    records: list[KeyRecord]
-    created: KeyRecord
-    retired: KeyRecord | None
-    brought_back: list[KeyRecord] = field(default_factory=list)
+    __slots__ = ("brought_back", "created", "records", "retired")
+
+    def __init__(
+        self,
+        records: list[KeyRecord],
+        created: KeyRecord,
+        retired: KeyRecord | None,
+        brought_back: list[KeyRecord] | None = None,
+    ) -> None:
+        self.records = records
+        self.created = created
+        self.retired = retired
+        self.brought_back = [] if brought_back is None else brought_back
 
 
 def apply_rotation(records: list[KeyRecord], jwk: RSAJwk, policy: Policy, now: datetime) -> RotationResult:
@@ -236,9 +241,8 @@ def apply_rotation(records: list[KeyRecord], jwk: RSAJwk, policy: Policy, now: d
     return RotationResult(newest_first([rec] + out), rec, retired, future)
 
 
-@dataclass(frozen=True)
-class RotationStep:
-    """Outcome of :func:`rotate_records`: one ``rotate`` run on a record list.
+class RotationStep(NamedTuple):
+    """Outcome of :func:`rotate_records`: one ``rotate`` run on a record list (immutable).
 
     Attributes:
         plan: the decision made at ``now``.
@@ -274,19 +278,21 @@ def rotate_records(
     return RotationStep(plan, apply_rotation(records, jwk, policy, at), at)
 
 
-@dataclass
 class PrunePlan:
     """What ``prune`` would do.
 
     Attributes:
         keep: records that stay, in input order.
         remove: expired non-signing records.
-        notes: one-line remarks (e.g. the signing key is past its expiresAt and is kept).
+        notes: one-line remarks (e.g. the signing key is past its expiresAt and is kept); default ``[]``.
     """
 
-    keep: list[KeyRecord]
-    remove: list[KeyRecord]
-    notes: list[str] = field(default_factory=list)
+    __slots__ = ("keep", "notes", "remove")
+
+    def __init__(self, keep: list[KeyRecord], remove: list[KeyRecord], notes: list[str] | None = None) -> None:
+        self.keep = keep
+        self.remove = remove
+        self.notes = [] if notes is None else notes
 
 
 def plan_prune(records: list[KeyRecord], now: datetime) -> PrunePlan:

@@ -29,9 +29,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from prisme_keys import clock
 from prisme_keys import jwk as jwk_rules
@@ -52,9 +51,8 @@ CLOCK_SKEW = 300
 DAY = 86400
 
 
-@dataclass(frozen=True)
-class SettingsFinding:
-    """One settings problem or remark.
+class SettingsFinding(NamedTuple):
+    """One settings problem or remark (immutable).
 
     Attributes:
         severity: ``"warning"`` (tokens may be rejected, or a rule is broken) or ``"info"``.
@@ -74,7 +72,7 @@ class SettingsFinding:
 
     def to_dict(self) -> dict[str, Any]:
         """``{severity, code, setting, message, suggestion, kid}``."""
-        return asdict(self)
+        return self._asdict()
 
     def line(self) -> str:
         """``message; suggested: suggestion``."""
