@@ -86,8 +86,10 @@ def main() -> None:
         XDG_DATA_HOME=str(home / "d"),
         XDG_CONFIG_HOME=str(home / "c"),
         XDG_CACHE_HOME=str(home / "k"),
+        OIDC_PROVIDER_URL="https://api.example.test",
+        API_URL="https://api.example.test/v2",
     )
-    env.pop("PRISME_KEYS_KEY_FILE", None)
+    env.pop("PRISME_KEYS_FILE", None)
     kf = str(home / "keys.json")
     exe = [sys.executable, "-c", "import sys; from prisme_keys.cli import main; sys.exit(main())"]
     subprocess.run([*exe, "--key-file", kf, "init"], env=env, check=True, stdout=subprocess.DEVNULL)
