@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -125,6 +126,7 @@ def main() -> None:
         ranked = sorted(per_class.items(), key=lambda kv: -statistics.median(kv[1]))
         for name, times in ranked[: a.top]:
             print(f"  {statistics.median(times) * 1e6:7.0f}  {name}")
+    shutil.rmtree(home, ignore_errors=True)
 
 
 if __name__ == "__main__":
