@@ -158,6 +158,28 @@ Count = Annotated[
         help="Mint N tokens, one a line, each with its own session id (and, anonymous, its own sub).",
     ),
 ]
+Workers = Annotated[
+    Optional[str],
+    typer.Option(
+        "--workers",
+        metavar="N",
+        help="Threads for the RSA work of many tokens (mint --count, verify --batch), 1 to 64; "
+        "default: the CPUs this process may run on, at most 4. 1: a single thread.",
+    ),
+]
+
+
+def _workers(value: Optional[str]) -> int:
+    """The ``--workers`` value (default :func:`~prisme_keys.tokens.workers.default_workers`), checked.
+
+    Raises:
+        InvalidArgument: not a whole number from 1 to 64 (exit 2).
+    """
+    from prisme_keys.tokens.workers import check_workers, default_workers
+
+    if value is None:
+        return default_workers()
+    return check_workers(int(value) if value.isascii() and value.isdigit() else value)
 
 
 @app.command()
@@ -175,6 +197,7 @@ def mint(
     not_before: NotBefore = None,
     expired: Expired = False,
     count: Count = 1,
+    workers: Workers = None,
 ) -> None:
     """Mint tokens signed by the signing key, as the gateway issues them.
 
@@ -185,6 +208,7 @@ def mint(
 
     st = state(ctx)
     _check_texts(sub=sub, kid=kid, iss=iss, session_id=session_id, aud=aud, claim=claim)
+    threads = _workers(workers)
     if ttl is not None and expires_after is not None:
         raise UsageError("give --ttl or --expires-after, not both")
     lifetime = _duration(ttl, "--ttl") if ttl is not None else expires_after
@@ -204,25 +228,31 @@ def mint(
     from prisme_keys.cli.progress import Progress, wanted
 
     with Progress("minting", "tokens", enabled=count > 1 and wanted(st, streams_to_stdout=True)) as progress:
-        _print_tokens(st, minter.mint(st.settings, st.now(), opts, progress=progress), count)
+        _print_tokens(st, minter.mint(st.settings, st.now(), opts, progress=progress, workers=threads), count)
 
 
 def _print_tokens(st: Any, run: Any, count: int) -> None:
-    """Warnings on stderr, then the tokens (a lazy iterator: minted while written) on stdout."""
+    """Warnings on stderr, then the tokens (a lazy iterator: minted while written) on stdout.
+
+    However the writing ends (a reader gone, Ctrl-C), minting stops here: the worker threads are
+    joined before the command returns."""
     from prisme_keys.cli import output
 
-    for w in run.warnings:
-        output.warn(w, quiet=st.quiet)
-    if run.missing:
-        output.warn(missing_claims_warning(run.missing), quiet=st.quiet)
-    if st.json:
-        docs = [m.to_dict() for m in run.tokens]
-        output.emit_json(docs[0] if count == 1 else docs)
-        return
-    out = sys.stdout
-    for m in run.tokens:  # minted lazily and flushed one by one: a reader that goes away stops the work
-        out.write(m.token + "\n")
-        out.flush()
+    try:
+        for w in run.warnings:
+            output.warn(w, quiet=st.quiet)
+        if run.missing:
+            output.warn(missing_claims_warning(run.missing), quiet=st.quiet)
+        if st.json:
+            docs = [m.to_dict() for m in run.tokens]
+            output.emit_json(docs[0] if count == 1 else docs)
+            return
+        out = sys.stdout
+        for m in run.tokens:  # minted lazily and flushed one by one: a reader that goes away stops the work
+            out.write(m.token + "\n")
+            out.flush()
+    finally:
+        run.close()
 
 
 class _BatchStreams:
@@ -249,7 +279,7 @@ class _BatchStreams:
             self.stdout.flush()
 
 
-def _verify_batch(st: Any, source: Any, opts: Any, warn: Any) -> int:
+def _verify_batch(st: Any, source: Any, opts: Any, warn: Any, workers: int) -> int:
     """``verify --batch``: JSON lines on stdout (one document with ``--json``), progress on stderr."""
     import os
     import stat
@@ -274,15 +304,16 @@ def _verify_batch(st: Any, source: Any, opts: Any, warn: Any) -> int:
     results: list[str] = []
     with Progress("verifying", "tokens", enabled=wanted(st, streams_to_stdout=True), estimate_total=estimate) as bar:
         try:
-            rc = batch.verify_batch(
-                batch.iter_lines(streams),
+            rc = batch.verify_stream(
+                streams,
                 source,
                 opts,
                 results.append if st.json else streams.hold,
-                warn,
+                warn=warn,
                 now=st.now(),
                 progress=bar if bar.enabled else None,
                 word=say,
+                workers=workers,
             )
         finally:
             streams.flush()  # what was verified is written, even when interrupted
@@ -426,6 +457,7 @@ def verify(
     cacert: CaCert = None,
     allow_http: AllowHttp = False,
     no_cache: NoCache = False,
+    workers: Workers = None,
 ) -> None:
     """Verify a token's signature and claims against the key file, a JWKS file or a JWKS URL.
 
@@ -439,6 +471,7 @@ def verify(
     st = state(ctx)
     s = st.settings
     _check_token_args(token, batch, leeway)
+    threads = _workers(workers)
     opts = verifier.VerifyOptions(
         algorithms=verifier.parse_algorithms(algorithms) if algorithms is not None else (s.alg,),
         issuer=issuer if issuer is not None else s.oidc_provider_url,
@@ -471,7 +504,7 @@ def verify(
     for w in source.take_warnings():
         warn(w)
     if raw is None:  # --batch
-        raise typer.Exit(_verify_batch(st, source, opts, warn))
+        raise typer.Exit(_verify_batch(st, source, opts, warn, threads))
     try:
         res = verifier.verify(raw, source, opts, now=st.now())
     finally:

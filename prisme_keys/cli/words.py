@@ -48,6 +48,7 @@ FLAGS: dict[str, str] = {
     "require_exp": "--no-exp-required",
     "session_id": "--session-id",
     "timeout": "--timeout",
+    "workers": "--workers",
 }
 
 #: The advice appended to a message with a hint, by hint key. Filled like the message: its values

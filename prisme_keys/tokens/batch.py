@@ -26,22 +26,29 @@ from prisme_keys.jwk import MIN_BITS
 from prisme_keys.tokens.jws import MAX_TOKEN_BYTES, b64_segment, b64url_bytes, bare_segments, json_object
 from prisme_keys.tokens.keyring import KeyRing, KeySource
 from prisme_keys.tokens.verify import VerifyOptions, _check_header, candidate_keys, check_claims, verify
+from prisme_keys.tokens.workers import Pool, Task, check_workers
 
 #: Bytes asked of the stream per read: a read may wait for input, so the caller's stream can
 #: write out the results so far first (see :func:`iter_lines`).
 CHUNK = 64 * 1024
 #: Distinct header segments remembered per batch; past that the table starts again (flat memory).
 MAX_HEADERS = 256
+#: Fewest lines a pool thread is given at a time: a piece of fewer than twice this is verified in the
+#: calling thread (a thread's hand-over costs about what one token does).
+MIN_SLICE = 16
+#: A line of a piece whose fast path has not been worked out (its slice stopped on an error).
+_UNDONE = object()
 
 
-def iter_lines(stream: Any, max_len: int = MAX_TOKEN_BYTES + 4096) -> Iterator[tuple[int, bytes | None]]:
-    """Yield ``(line_number, line_bytes)`` from a binary stream with flat memory (numbers from 1).
+def iter_pieces(stream: Any, max_len: int = MAX_TOKEN_BYTES + 4096) -> Iterator[list[tuple[int, bytes | None]]]:
+    """The lines of a binary stream grouped by the read that completed them, with flat memory.
 
-    Each line keeps its ``\\n`` (the last line may have none). A line longer than ``max_len`` bytes
-    (its ``\\n`` not counted) is skipped to its end and yielded as ``None``. The stream is read
-    with ``read1(n)`` (``read(n)`` when it has none) in pieces of :data:`CHUNK` bytes: a
-    stream that must show earlier results before it waits for input (a pipe, a terminal) can
-    write them out in ``read1``.
+    Yields lists of ``(line_number, line_bytes)`` (numbers from 1), one list per read that ended at
+    least one line. Each line keeps its ``\\n`` (the last line may have none). A line longer than
+    ``max_len`` bytes (its ``\\n`` not counted) is skipped to its end and given as ``None``. The
+    stream is read with ``read1(n)`` (``read(n)`` when it has none) in pieces of :data:`CHUNK`
+    bytes, so a list holds only what had arrived: a stream that must show earlier results before
+    it waits for input (a pipe, a terminal) can write them out in ``read1``.
     """
     read = getattr(stream, "read1", None) or stream.read
     n = 0
@@ -51,6 +58,7 @@ def iter_lines(stream: Any, max_len: int = MAX_TOKEN_BYTES + 4096) -> Iterator[t
         piece = read(CHUNK)
         if not piece:
             break
+        lines: list[tuple[int, bytes | None]] = []
         start = 0
         end = piece.find(b"\n")
         while end >= 0:
@@ -58,20 +66,28 @@ def iter_lines(stream: Any, max_len: int = MAX_TOKEN_BYTES + 4096) -> Iterator[t
             if skipping or len(head) + end - start > max_len:
                 skipping = False
                 head = b""
-                yield n, None
+                lines.append((n, None))
             elif head:
-                line, head = head + piece[start : end + 1], b""
-                yield n, line
+                lines.append((n, head + piece[start : end + 1]))
+                head = b""
             else:
-                yield n, piece[start : end + 1]
+                lines.append((n, piece[start : end + 1]))
             start = end + 1
             end = piece.find(b"\n", start)
         if not skipping:
             head += piece[start:]
             if len(head) > max_len:
                 skipping, head = True, b""
+        if lines:
+            yield lines
     if skipping or head:
-        yield n + 1, None if skipping else head
+        yield [(n + 1, None if skipping else head)]
+
+
+def iter_lines(stream: Any, max_len: int = MAX_TOKEN_BYTES + 4096) -> Iterator[tuple[int, bytes | None]]:
+    """Yield ``(line_number, line_bytes)`` from a binary stream: the lines of :func:`iter_pieces`, one by one."""
+    for lines in iter_pieces(stream, max_len):
+        yield from lines
 
 
 @dataclass(frozen=True)
@@ -88,32 +104,44 @@ def _json(value: Any) -> str:
     return encode_basestring(value) if type(value) is str else json.dumps(value, ensure_ascii=False)
 
 
-def _fast(
-    n: int, raw: bytes, h: bytes, p: bytes, s: bytes, known: _Header, options: VerifyOptions, now: datetime
-) -> str | None:
-    """The result line of the token ``h.p.s`` (the start of ``raw``, then only whitespace) whose header
-    segment ``h`` passed before with the same ring (``known``), or ``None`` when anything differs:
-    then :func:`verify` gives the verdict.
+def _prepare(
+    raw: bytes, h: bytes, p: bytes, s: bytes, options: VerifyOptions, now: datetime
+) -> tuple[bytes, bytes, str] | None:
+    """The fast path of the token ``h.p.s`` (the start of ``raw``, then only whitespace) up to its
+    signature: ``(signing_input, signature, sub as JSON)``, or ``None`` when anything is wrong
+    (then :func:`verify` gives the verdict).
 
-    Same verdict as :func:`verify`: payload and signature must be canonical base64url (so the
-    token is bare: :func:`~prisme_keys.tokens.jws.clean_token` returns it unchanged), then the
-    signature with the header's candidate keys in ``verify``'s order, then the claims.
+    Payload and signature must be canonical base64url (so the token is bare:
+    :func:`~prisme_keys.tokens.jws.clean_token` returns it unchanged), the payload a JSON object
+    whose claims pass :func:`~prisme_keys.tokens.verify.check_claims`.
     """
     payload, sig = b64url_bytes(p), b64url_bytes(s)
     if payload is None or sig is None:
         return None
     try:
         claims = json_object(payload, 1)
-        signing_input = raw[: len(h) + 1 + len(p)]
-        for check, kid in known.keys:
-            if check(signing_input, sig):
-                check_claims(claims, options, now)
-                sub = claims.get("sub")
-                sub_json = encode_basestring(sub) if type(sub) is str else _json(sub)
-                return f'{{"line": {n}, "valid": true, "exit": 0, "kid": {kid}, "sub": {sub_json}}}\n'
+        check_claims(claims, options, now)
+        sub = claims.get("sub")
+        sub_json = encode_basestring(sub) if type(sub) is str else _json(sub)
     except (PrismeKeysError, ValueError, RecursionError):  # an invalid token: verify() words the verdict
         return None
+    return raw[: len(h) + 1 + len(p)], sig, sub_json
+
+
+def _signed_by(
+    keys: tuple[tuple[Callable[[bytes, bytes], bool], str], ...], signing_input: bytes, sig: bytes
+) -> str | None:
+    """The kid (as JSON) of the first of ``keys`` whose RSA check accepts ``sig``, in ``verify``'s
+    order; else ``None``."""
+    for check, kid in keys:
+        if check(signing_input, sig):
+            return kid
     return None
+
+
+def _valid(n: int, kid: str, sub_json: str) -> str:
+    """The result line of a valid token (as :meth:`_Batch.full` writes it)."""
+    return f'{{"line": {n}, "valid": true, "exit": 0, "kid": {kid}, "sub": {sub_json}}}\n'
 
 
 def _too_long(n: int) -> str:
@@ -121,52 +149,168 @@ def _too_long(n: int) -> str:
     return json.dumps(doc, ensure_ascii=False) + "\n"
 
 
+@dataclass
+class _Ahead:
+    """One piece's fast path, its RSA checks made by the pool against ``ring``. Per line: in ``jobs``
+    what :func:`_prepare` gave (``None``: declined), in ``kids`` the kid that signed it (``None``: no
+    key did, or declined; :data:`_UNDONE`: its slice stopped on an error)."""
+
+    ring: KeyRing
+    jobs: list[tuple[bytes, bytes, str, _Header] | None]
+    kids: list[Any]
+    slices: list[tuple[int, int, Task[None]]]
+
+    def line(self, i: int, n: int) -> str | None:
+        """The result line of line index ``i`` (number ``n``) when the fast path found it valid, else ``None``.
+
+        Raises:
+            BaseException: what stopped the slice of line ``i``, in the calling thread.
+        """
+        kid = self.kids[i]
+        if kid is _UNDONE:
+            for lo, hi, task in self.slices:
+                if lo <= i < hi:
+                    task.result()
+        if kid is None:
+            return None
+        job = self.jobs[i]
+        return None if job is None else _valid(n, kid, job[2])
+
+    def check(self, lo: int, hi: int) -> None:
+        """``kids[i]`` for ``lo <= i < hi``: the RSA checks, the part that runs in the pool's threads."""
+        jobs, kids = self.jobs, self.kids
+        for i in range(lo, hi):
+            job = jobs[i]
+            kids[i] = None if job is None else _signed_by(job[3].keys, job[0], job[1])
+
+
 class _Batch:
-    """The state of one :func:`verify_batch` call: the checked header segments, nothing global."""
+    """The state of one :func:`verify_batch` call: the checked header segments, nothing global.
+
+    With workers, the RSA checks of a piece's fast path run in a pool's threads as well as in the
+    calling thread; the pool only reads what this thread prepared. Every change (the table, a
+    key-set refetch, warnings) is made in the calling thread, line by line in order.
+    """
 
     def __init__(
-        self, source: KeySource, options: VerifyOptions, now: datetime | None, word: Callable[[str], str] = str
+        self,
+        source: KeySource,
+        options: VerifyOptions,
+        now: datetime | None,
+        word: Callable[[str], str] = str,
+        workers: int = 1,
     ) -> None:
         self.source, self.options, self.now, self.word = source, options, now, word
         self.headers: dict[bytes, _Header] = {}
+        # One thread: the verifier that is fastest alone (its RSA step holds the GIL); threads:
+        # cryptography's verify, which releases the GIL (same verdicts: prisme_keys.jwk.rsa_verifier).
+        self.workers, self.many = workers, workers == 1
 
     def run(
         self,
-        lines: Iterable[tuple[int, bytes | None]],
+        pieces: Iterable[list[tuple[int, bytes | None]]],
         write: Callable[[str], object],
         warn: Callable[[str], None] | None,
         progress: Callable[[int, int | None], None] | None,
     ) -> int:
-        """Verify every line; see :func:`verify_batch`."""
-        headers, ring, options, now = self.headers, self.source.ring, self.options, self.now
+        """Verify every line, piece by piece; see :func:`verify_stream`."""
         first = done = 0
-        for n, raw in lines:
-            line = None
-            if raw is not None:  # the common case first: a valid token whose header was seen (see _fast)
-                h, _, rest = raw.partition(b".")
-                known = headers.get(h)
-                if known is not None and known.ring is ring():
-                    p, dot, s = rest.partition(b".")
-                    s = s.rstrip()  # the line's end
-                    if dot and len(h) + len(p) + len(s) + 2 <= MAX_TOKEN_BYTES:
-                        line = _fast(n, raw, h, p, s, known, options, now if now is not None else clock.now())
-            if line is None:  # anything else goes the whole way, as verify() alone
-                if raw is None:
-                    line, code = _too_long(n), 5
-                elif not raw.strip():
-                    continue
-                else:
-                    line, code = self.full(n, raw)
-                if warn is not None:
-                    for w in self.source.take_warnings():
-                        warn(w)
-                if code and not first:
-                    first = code
-            write(line)
-            done += 1
-            if progress is not None:
-                progress(done, None)
+        workers = self.workers
+        pool: Pool | None = None
+        try:
+            for lines in pieces:
+                parts = min(workers, len(lines) // MIN_SLICE)
+                ahead = None
+                if parts > 1:
+                    pool = pool or Pool(workers - 1)  # and this thread
+                    ahead = self._ahead(lines, pool, parts)
+                for line, code in self._results(lines, ahead, warn):
+                    if code and not first:
+                        first = code
+                    write(line)
+                    done += 1
+                    if progress is not None:
+                        progress(done, None)
+        finally:
+            if pool is not None:
+                pool.close()
         return first
+
+    def _ahead(self, lines: list[tuple[int, bytes | None]], pool: Pool, parts: int) -> _Ahead:
+        """The fast path of ``lines`` against the current ring: decoding and claims here (they hold the
+        GIL: threads would only queue for it), the RSA checks (which release it) in ``parts`` slices, the
+        first in this thread, the others in ``pool``."""
+        ring, k = self.source.ring(), len(lines)
+        prepare = self._prepare
+        ahead = _Ahead(ring, [prepare(raw, ring) for _, raw in lines], [_UNDONE] * k, [])
+        for j in range(parts):
+            lo, hi = k * j // parts, k * (j + 1) // parts
+            task: Task[None] = Task(ahead.check, (lo, hi))
+            ahead.slices.append((lo, hi, task))
+            if j:
+                pool.put(task)
+        own = ahead.slices[0][2]
+        own.run()
+        own.reraise_interrupt()
+        for _, _, task in ahead.slices:
+            task.wait()
+        return ahead
+
+    def _prepare(self, raw: bytes | None, ring: KeyRing) -> tuple[bytes, bytes, str, _Header] | None:
+        """:func:`_prepare` of a line whose header segment is in the table with ``ring``, with that
+        entry; else ``None``."""
+        if raw is None:
+            return None
+        h, _, rest = raw.partition(b".")
+        known = self.headers.get(h)
+        if known is None or known.ring is not ring:
+            return None
+        p, dot, s = rest.partition(b".")
+        s = s.rstrip()  # the line's end
+        if not dot or len(h) + len(p) + len(s) + 2 > MAX_TOKEN_BYTES:
+            return None
+        job = _prepare(raw, h, p, s, self.options, self.now if self.now is not None else clock.now())
+        return None if job is None else (*job, known)
+
+    def fast_line(self, n: int, raw: bytes | None, ring: KeyRing) -> str | None:
+        """The result line of a valid token whose header segment is in the table with ``ring`` (its checks
+        and key choice made once: see the module), else ``None``. Reads the table, changes nothing."""
+        job = self._prepare(raw, ring)
+        if job is None:
+            return None
+        kid = _signed_by(job[3].keys, job[0], job[1])
+        return None if kid is None else _valid(n, kid, job[2])
+
+    def _results(
+        self, lines: list[tuple[int, bytes | None]], ahead: _Ahead | None, warn: Callable[[str], None] | None
+    ) -> Iterator[tuple[str, int]]:
+        """``(result line, exit code)`` of each non-blank line, in order, exactly as one thread gives them.
+
+        A result of the pool (``ahead``) stands while the ring is the one it was worked out with; once
+        a token of the piece made the source refetch its key set, the rest are worked out here again.
+        A line the pool's fast path declined goes through :meth:`full` (the fast path gives the same
+        verdict as :func:`verify` or none, so only its speed would differ).
+        """
+        ring = self.source.ring
+        for i, (n, raw) in enumerate(lines):
+            line = None
+            if ahead is not None and ring() is ahead.ring:
+                line = ahead.line(i, n)
+            elif raw is not None:  # the common case first: a valid token whose header was seen (see fast_line)
+                line = self.fast_line(n, raw, ring())
+            if line is not None:
+                yield line, 0
+                continue
+            if raw is None:  # anything else goes the whole way, as verify() alone
+                line, code = _too_long(n), 5
+            elif not raw.strip():
+                continue
+            else:
+                line, code = self.full(n, raw)
+            if warn is not None:
+                for w in self.source.take_warnings():
+                    warn(w)
+            yield line, code
 
     def full(self, n: int, raw: bytes) -> tuple[str, int]:
         """``(result line, exit code)`` of one token through :func:`verify`."""
@@ -202,7 +346,8 @@ class _Batch:
             return
         if len(self.headers) >= MAX_HEADERS:
             self.headers.clear()
-        keys = tuple((entry.verifier(alg, many=True), _json(entry.kid)) for entry in cands if entry.bits >= MIN_BITS)
+        many = self.many
+        keys = tuple((entry.verifier(alg, many=many), _json(entry.kid)) for entry in cands if entry.bits >= MIN_BITS)
         self.headers[parts[0]] = _Header(ring, keys)
 
 
@@ -216,10 +361,12 @@ def verify_batch(
     progress: Callable[[int, int | None], None] | None = None,
     word: Callable[[str], str] = str,
 ) -> int:
-    """Verify one token per line; write one JSON line per token ``{line, valid, exit, error?, kid?, sub?}``.
+    """Verify one token per line in the calling thread; write one JSON line per token
+    ``{line, valid, exit, error?, kid?, sub?}``.
 
-    Blank lines are skipped (their numbers still count). Keys are fetched and built once
-    (a refetch after an unknown kid is rate-limited by the source). Memory stays flat.
+    ``lines``: ``(line_number, line_bytes)`` as :func:`iter_lines` gives them (``None`` for a line
+    over the cap). Blank lines are skipped (their numbers still count). Keys are fetched and built
+    once (a refetch after an unknown kid is rate-limited by the source). Memory stays flat.
     ``progress(tokens_done, None)`` is called after each token (the total is unknown).
     ``word`` words each error's message for the front end (see :class:`prisme_keys.errors.Worded`;
     the command line passes :func:`prisme_keys.cli.words.say`).
@@ -228,4 +375,39 @@ def verify_batch(
     Returns:
         0 when every token is valid, else the exit code of the first failure.
     """
-    return _Batch(source, options, now, word).run(lines, write, warn, progress)
+    return _Batch(source, options, now, word).run(([line] for line in lines), write, warn, progress)
+
+
+def verify_stream(
+    stream: Any,
+    source: KeySource,
+    options: VerifyOptions,
+    write: Callable[[str], object],
+    *,
+    warn: Callable[[str], None] | None = None,
+    now: datetime | None = None,
+    progress: Callable[[int, int | None], None] | None = None,
+    word: Callable[[str], str] = str,
+    workers: int = 1,
+) -> int:
+    """:func:`verify_batch` over the lines of a binary ``stream``, with ``workers`` threads for the signatures.
+
+    The stream is read piece by piece (:func:`iter_pieces`): each piece's results are written
+    before the next read, so a producer that waits for each verdict gets it. With ``workers``
+    above 1, the RSA checks of a piece's valid-looking tokens run in a pool of that many threads
+    (:class:`prisme_keys.tokens.workers.Pool`, made at the first piece large enough); the verdicts,
+    their order and every byte written are the same as with one thread. The pool is closed (its
+    pending work cancelled, its threads joined) before this returns or raises. Memory stays flat:
+    one piece at a time.
+
+    Args:
+        workers: threads, 1 to :data:`prisme_keys.tokens.workers.MAX_WORKERS` (1: the calling thread only).
+
+    Raises:
+        InvalidArgument: ``workers`` out of range (:func:`prisme_keys.tokens.workers.check_workers`).
+
+    Returns:
+        0 when every token is valid, else the exit code of the first failure.
+    """
+    check_workers(workers)
+    return _Batch(source, options, now, word, workers).run(iter_pieces(stream), write, warn, progress)

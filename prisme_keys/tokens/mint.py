@@ -20,6 +20,10 @@ from prisme_keys.jwk import SUPPORTED_ALGS, check_kid
 from prisme_keys.store import settings_checks
 from prisme_keys.text import shown
 from prisme_keys.tokens.jws import MAX_NUMERIC_DATE, MIN_NUMERIC_DATE, TIME_CLAIMS, numeric_date_problem, show_value
+from prisme_keys.tokens.workers import Pool, Task, check_workers
+
+#: Tokens one thread of the pool signs at a time (``mint`` with workers and more than one token).
+SIGN_CHUNK = 32
 
 
 @dataclass
@@ -96,10 +100,18 @@ class Signer:
 
     def sign(self, claims: dict[str, Any]) -> str:
         """The compact JWS of ``claims`` (JSON without spaces, UTF-8)."""
-        si = self._prefix + _b64e(
+        si = self.signing_input(claims)
+        return si + "." + self.signature(si)
+
+    def signing_input(self, claims: dict[str, Any]) -> str:
+        """``BASE64URL(header) "." BASE64URL(claims)`` (RFC 7515 section 5.1), claims as JSON without spaces."""
+        return self._prefix + _b64e(
             json.dumps(claims, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
         )
-        return si + "." + _b64e(self._sign(si.encode("ascii")))
+
+    def signature(self, signing_input: str) -> str:
+        """The base64url signature of ``signing_input`` (safe to call from several threads at once)."""
+        return _b64e(self._sign(signing_input.encode("ascii")))
 
 
 def signer_for(jwk: Mapping[str, Any], alg: str) -> Signer:
@@ -143,6 +155,13 @@ class MintRun:
     warnings: list[str]
     tokens: Iterator[Minted]
     missing: list[str] = field(default_factory=list)
+
+    def close(self) -> None:
+        """Stop minting: the tokens not yet taken are not made; with workers, the pending signatures
+        are cancelled and the threads joined (iterating to the end does the same)."""
+        close = getattr(self.tokens, "close", None)
+        if close is not None:
+            close()
 
 
 def check_options(o: MintOptions) -> None:
@@ -293,6 +312,7 @@ def mint(
     now: datetime,
     options: MintOptions | None = None,
     progress: Callable[[int, int | None], None] | None = None,
+    workers: int = 1,
 ) -> MintRun:
     """Mint tokens as the gateway would issue them.
 
@@ -311,18 +331,23 @@ def mint(
         now: issue time.
         options: :class:`MintOptions`.
         progress: called as ``progress(done, count)`` after each token is signed.
+        workers: threads that make the RSA signatures when ``count`` is above 1 (1 to
+            :data:`~prisme_keys.tokens.workers.MAX_WORKERS`; 1, the default: the calling thread,
+            no pool). The claims are made in the calling thread, in order, and the tokens come
+            in that order; the pool lives while the tokens are iterated (see :meth:`MintRun.close`).
 
     Raises:
         KeyFileError: no key file, no signing key, unknown ``kid``, no private key.
-        InvalidArgument: ``count`` below 1, ``session_id`` with ``count`` above 1.
+        InvalidArgument: ``count`` below 1, ``session_id`` with ``count`` above 1, ``workers`` out of range.
         UsageError: claims ``verify`` would reject at any time (nothing is read or signed then).
     """
     from prisme_keys.store import lifecycle
 
     o = options or MintOptions()
     plan = _plan(settings, now, o)
+    check_workers(workers)
     rec, jwk = lifecycle.signing_jwk(settings, now, o.kid)
-    run = _sign(plan, signer_for(jwk, jwk.get("alg") or settings.alg), o, progress)
+    run = _sign(plan, signer_for(jwk, jwk.get("alg") or settings.alg), o, progress, workers)
     run.kid = rec["kid"]
     return run
 
@@ -347,20 +372,77 @@ def mint_with(
     return _sign(_plan(settings, now, o), signer, o, progress)
 
 
-def _sign(plan: _Plan, signer: Signer, o: MintOptions, progress: Callable[[int, int | None], None] | None) -> MintRun:
+def _sign(
+    plan: _Plan,
+    signer: Signer,
+    o: MintOptions,
+    progress: Callable[[int, int | None], None] | None,
+    workers: int = 1,
+) -> MintRun:
     import os
     import uuid
 
-    def gen() -> Iterator[Minted]:
+    def each_claims() -> Iterator[dict[str, Any]]:  # built here, in order, in the calling thread
         urandom, uuid4, claims_of = os.urandom, uuid.uuid4, plan.claims_of
-        for i in range(o.count):
-            claims = claims_of(
+        for _ in range(o.count):
+            yield claims_of(
                 o.sub if o.sub is not None else plan.anonymous_prefix + urandom(8).hex(),
                 o.session_id if o.session_id is not None else str(uuid4()),
             )
-            minted = Minted(signer.sign(claims), signer.header, claims)
-            if progress is not None:
-                progress(i + 1, o.count)
-            yield minted
 
-    return MintRun(str(signer.kid), signer.alg, plan.warnings, gen(), plan.missing)
+    if workers > 1 and o.count > 1:
+        tokens = _signed_in_pool(signer, each_claims(), o.count, progress, workers)
+    else:
+        tokens = _signed_one_by_one(signer, each_claims(), o.count, progress)
+    return MintRun(str(signer.kid), signer.alg, plan.warnings, tokens, plan.missing)
+
+
+def _signed_one_by_one(
+    signer: Signer, claims: Iterator[dict[str, Any]], count: int, progress: Callable[[int, int | None], None] | None
+) -> Iterator[Minted]:
+    for i, c in enumerate(claims, 1):
+        minted = Minted(signer.sign(c), signer.header, c)
+        if progress is not None:
+            progress(i, count)
+        yield minted
+
+
+def _signed_in_pool(
+    signer: Signer,
+    claims: Iterator[dict[str, Any]],
+    count: int,
+    progress: Callable[[int, int | None], None] | None,
+    workers: int,
+) -> Iterator[Minted]:
+    """The tokens of ``claims`` in order, their RSA signatures made by a pool of ``workers`` threads.
+
+    The signing inputs are made here; the pool signs chunks of :data:`SIGN_CHUNK` of them, at most
+    two chunks per thread ahead of the token being yielded (flat memory). The pool is made at the
+    first token and closed (pending chunks cancelled, threads joined) when the iterator ends, fails
+    or is closed.
+    """
+    from collections import deque
+    from itertools import islice
+
+    def sign_all(inputs: list[str]) -> list[str]:
+        signature = signer.signature
+        return [signature(si) for si in inputs]
+
+    window: deque[tuple[list[dict[str, Any]], list[str], Task[list[str]]]] = deque()
+    done = 0
+    with Pool(min(workers, -(-count // SIGN_CHUNK))) as pool:
+        while True:
+            while len(window) < 2 * workers:
+                chunk = list(islice(claims, SIGN_CHUNK))
+                if not chunk:
+                    break
+                inputs = [signer.signing_input(c) for c in chunk]
+                window.append((chunk, inputs, pool.submit(sign_all, inputs)))
+            if not window:
+                return
+            chunk, inputs, task = window.popleft()
+            for c, si, sig in zip(chunk, inputs, task.result(), strict=True):
+                done += 1
+                if progress is not None:
+                    progress(done, count)
+                yield Minted(si + "." + sig, signer.header, c)
