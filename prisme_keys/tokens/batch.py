@@ -90,42 +90,24 @@ def iter_lines(stream: Any, max_len: int = MAX_TOKEN_BYTES + 4096) -> Iterator[t
         yield from lines
 
 
+#: Per usable candidate key of a header (in ``verify``'s order): its signature check and its kid as JSON.
+_Keys = tuple[tuple[Callable[[bytes, bytes], bool], str], ...]
+#: A token ready for its RSA check: signing input, signature, ``sub`` as JSON, the candidate keys.
+_Job = tuple[bytes, bytes, str, _Keys]
+
+
 @dataclass(frozen=True)
 class _Header:
     """A header segment whose checks passed in this batch: the ring its keys were chosen from, and
     per usable candidate key (in order) its signature check and its kid as JSON."""
 
     ring: KeyRing
-    keys: tuple[tuple[Callable[[bytes, bytes], bool], str], ...]
+    keys: _Keys
 
 
 def _json(value: Any) -> str:
     """``value`` as ``json.dumps(value, ensure_ascii=False)`` writes it (a string without the dispatch)."""
     return encode_basestring(value) if type(value) is str else json.dumps(value, ensure_ascii=False)
-
-
-def _prepare(
-    raw: bytes, h: bytes, p: bytes, s: bytes, options: VerifyOptions, now: datetime
-) -> tuple[bytes, bytes, str] | None:
-    """The fast path of the token ``h.p.s`` (the start of ``raw``, then only whitespace) up to its
-    signature: ``(signing_input, signature, sub as JSON)``, or ``None`` when anything is wrong
-    (then :func:`verify` gives the verdict).
-
-    Payload and signature must be canonical base64url (so the token is bare:
-    :func:`~prisme_keys.tokens.jws.clean_token` returns it unchanged), the payload a JSON object
-    whose claims pass :func:`~prisme_keys.tokens.verify.check_claims`.
-    """
-    payload, sig = b64url_bytes(p), b64url_bytes(s)
-    if payload is None or sig is None:
-        return None
-    try:
-        claims = json_object(payload, 1)
-        check_claims(claims, options, now)
-        sub = claims.get("sub")
-        sub_json = encode_basestring(sub) if type(sub) is str else _json(sub)
-    except (PrismeKeysError, ValueError, RecursionError):  # an invalid token: verify() words the verdict
-        return None
-    return raw[: len(h) + 1 + len(p)], sig, sub_json
 
 
 def _signed_by(
@@ -152,16 +134,17 @@ def _too_long(n: int) -> str:
 @dataclass
 class _Ahead:
     """One piece's fast path, its RSA checks made by the pool against ``ring``. Per line: in ``jobs``
-    what :func:`_prepare` gave (``None``: declined), in ``kids`` the kid that signed it (``None``: no
+    what :meth:`_Batch._prepare` gave (``None``: declined), in ``kids`` the kid that signed it (``None``: no
     key did, or declined; :data:`_UNDONE`: its slice stopped on an error)."""
 
     ring: KeyRing
-    jobs: list[tuple[bytes, bytes, str, _Header] | None]
+    jobs: list[_Job | None]
     kids: list[Any]
     slices: list[tuple[int, int, Task[None]]]
 
-    def line(self, i: int, n: int) -> str | None:
-        """The result line of line index ``i`` (number ``n``) when the fast path found it valid, else ``None``.
+    def line(self, i: int, n: int, job: _Job) -> str | None:
+        """The result line of line index ``i`` (number ``n``, ``job`` its prepared token) when a key
+        accepted its signature, else ``None``.
 
         Raises:
             BaseException: what stopped the slice of line ``i``, in the calling thread.
@@ -171,17 +154,15 @@ class _Ahead:
             for lo, hi, task in self.slices:
                 if lo <= i < hi:
                     task.result()
-        if kid is None:
-            return None
-        job = self.jobs[i]
-        return None if job is None else _valid(n, kid, job[2])
+            raise AssertionError("a slice stopped without an error")  # pragma: no cover
+        return None if kid is None else _valid(n, kid, job[2])
 
     def check(self, lo: int, hi: int) -> None:
         """``kids[i]`` for ``lo <= i < hi``: the RSA checks, the part that runs in the pool's threads."""
         jobs, kids = self.jobs, self.kids
         for i in range(lo, hi):
             job = jobs[i]
-            kids[i] = None if job is None else _signed_by(job[3].keys, job[0], job[1])
+            kids[i] = None if job is None else _signed_by(job[3], job[0], job[1])
 
 
 class _Batch:
@@ -256,9 +237,15 @@ class _Batch:
             task.wait()
         return ahead
 
-    def _prepare(self, raw: bytes | None, ring: KeyRing) -> tuple[bytes, bytes, str, _Header] | None:
-        """:func:`_prepare` of a line whose header segment is in the table with ``ring``, with that
-        entry; else ``None``."""
+    def _prepare(self, raw: bytes | None, ring: KeyRing) -> _Job | None:
+        """The fast path of a line up to its RSA check: ``(signing_input, signature, sub as JSON, keys)``,
+        or ``None`` when :func:`verify` must give the verdict. Reads the table, changes nothing.
+
+        The token ``h.p.s`` (the start of the line, then only whitespace) qualifies when its header
+        segment ``h`` is in the table with ``ring``, payload and signature are canonical base64url (so
+        the token is bare: :func:`~prisme_keys.tokens.jws.clean_token` returns it unchanged), and the
+        payload is a JSON object whose claims pass :func:`~prisme_keys.tokens.verify.check_claims`.
+        """
         if raw is None:
             return None
         h, _, rest = raw.partition(b".")
@@ -269,8 +256,17 @@ class _Batch:
         s = s.rstrip()  # the line's end
         if not dot or len(h) + len(p) + len(s) + 2 > MAX_TOKEN_BYTES:
             return None
-        job = _prepare(raw, h, p, s, self.options, self.now if self.now is not None else clock.now())
-        return None if job is None else (*job, known)
+        payload, sig = b64url_bytes(p), b64url_bytes(s)
+        if payload is None or sig is None:
+            return None
+        try:
+            claims = json_object(payload, 1)
+            check_claims(claims, self.options, self.now if self.now is not None else clock.now())
+            sub = claims.get("sub")
+            sub_json = encode_basestring(sub) if type(sub) is str else _json(sub)
+        except (PrismeKeysError, ValueError, RecursionError):  # an invalid token: verify() words the verdict
+            return None
+        return raw[: len(h) + 1 + len(p)], sig, sub_json, known.keys
 
     def fast_line(self, n: int, raw: bytes | None, ring: KeyRing) -> str | None:
         """The result line of a valid token whose header segment is in the table with ``ring`` (its checks
@@ -278,7 +274,7 @@ class _Batch:
         job = self._prepare(raw, ring)
         if job is None:
             return None
-        kid = _signed_by(job[3].keys, job[0], job[1])
+        kid = _signed_by(job[3], job[0], job[1])
         return None if kid is None else _valid(n, kid, job[2])
 
     def _results(
@@ -286,16 +282,18 @@ class _Batch:
     ) -> Iterator[tuple[str, int]]:
         """``(result line, exit code)`` of each non-blank line, in order, exactly as one thread gives them.
 
-        A result of the pool (``ahead``) stands while the ring is the one it was worked out with; once
-        a token of the piece made the source refetch its key set, the rest are worked out here again.
-        A line the pool's fast path declined goes through :meth:`full` (the fast path gives the same
-        verdict as :func:`verify` or none, so only its speed would differ).
+        A token prepared for the pool (``ahead``) keeps the pool's verdict while the ring is the one
+        it was prepared with: valid, or (no key accepted it) through :meth:`full`, which gives the
+        same verdict as the fast path whenever the fast path gives one. Every other line goes as with
+        one thread: the fast path against the table as it is now (a header learnt earlier in the
+        piece, a key set refetched since), else :meth:`full`.
         """
         ring = self.source.ring
         for i, (n, raw) in enumerate(lines):
             line = None
-            if ahead is not None and ring() is ahead.ring:
-                line = ahead.line(i, n)
+            job = ahead.jobs[i] if ahead is not None else None
+            if job is not None and ahead is not None and ring() is ahead.ring:
+                line = ahead.line(i, n, job)
             elif raw is not None:  # the common case first: a valid token whose header was seen (see fast_line)
                 line = self.fast_line(n, raw, ring())
             if line is not None:
