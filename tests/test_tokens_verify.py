@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import threading
 import time
 from datetime import UTC
 
@@ -551,3 +553,169 @@ def test_printable_escapes_control_characters():
 
     assert printable("plain ünïcode") == "plain ünïcode"
     assert printable("a\x1b[2Jb\r\t\x00\x9b\u202e") == "a\\x1b[2Jb\\r\\t\\x00\\x9b\\u202e"
+
+
+# -- verify --batch on several threads (issue 13): the same bytes, in the same order, as one thread
+
+
+class _Pieces(io.RawIOBase):
+    """A binary stream whose ``read1`` hands out ``data`` in pieces of the given sizes (then the rest):
+    what a pipe gives a reader as the writer's chunks arrive."""
+
+    def __init__(self, data: bytes, sizes: list[int]) -> None:
+        super().__init__()
+        self.data, self.sizes = data, list(sizes)
+
+    def readable(self) -> bool:
+        return True
+
+    def read1(self, n: int = -1) -> bytes:
+        size = self.sizes.pop(0) if self.sizes else n
+        out, self.data = self.data[: min(size, n)], self.data[min(size, n) :]
+        return out
+
+
+def _workers_alive() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("prisme-keys-worker")]
+
+
+def _run_stream(stream, source, workers: int, opts: VerifyOptions = OPTS) -> tuple[int, str, list, set]:
+    """verify_stream over ``stream``: (exit code, output, progress calls, worker threads seen while it ran)."""
+    out, calls, seen = io.StringIO(), [], set()
+
+    def progress(done, total):
+        calls.append((done, total))
+        seen.update(_workers_alive())
+
+    rc = batch.verify_stream(stream, source, opts, out.write, progress=progress, workers=workers)
+    assert _workers_alive() == []  # the pool is closed before verify_stream returns
+    return rc, out.getvalue(), calls, seen
+
+
+def _mixed(keypool, count: int = 240) -> list[str]:
+    """Valid tokens, with every kind of failure, blank lines, a line over the cap, a second header."""
+    k0, k1, k2 = keypool[0], keypool[1], keypool[2]
+    t = int(time.time())
+    other = rs_token(k0, claims(sub="other")).split(".")[2]
+    lines = []
+    for i in range(count):
+        kind = i % 12
+        if kind == 3:
+            lines.append(rs_token(k0, claims(sub=f"u{i}", exp=t - 10)))  # expired
+        elif kind == 5:
+            h, p, _ = rs_token(k0, claims(sub=f"u{i}")).split(".")
+            lines.append(f"{h}.{p}.{other}")  # a bad signature
+        elif kind == 7:
+            lines.append(rs_token(k2, claims(sub=f"u{i}")))  # an unknown kid
+        elif kind == 8:
+            lines.append("" if i % 24 else "   ")  # blank lines
+        elif kind == 9:
+            lines.append(rs_token(k1, claims(sub=f"u{i}")))  # a second header (and key)
+        elif kind == 11 and i % 48 == 11:
+            lines.append("Bearer " + rs_token(k0, claims(sub=f"u{i}")))
+        else:
+            lines.append(rs_token(k0, claims(sub=f"u{i}", n=i)))
+    lines[100] = "x" * (jws.MAX_TOKEN_BYTES + 5000)  # over the cap
+    lines[150] = "not-a-token"
+    return lines
+
+
+def test_verify_stream_gives_the_same_bytes_in_the_same_order_on_any_number_of_threads(keypool):
+    lines = _mixed(keypool)
+    doc = jwks(keypool[0], keypool[1])
+    data = "\n".join(lines).encode()  # the last line without its newline
+    want_rc, want, want_calls, alone = _run_stream(io.BytesIO(data), src(doc), 1)
+    assert alone == set()  # one worker: no pool
+    # the reference is verify_batch, one thread, line by line: what verify --batch wrote before workers
+    ref = io.StringIO()
+    assert batch.verify_batch(batch.iter_lines(io.BytesIO(data)), src(doc), OPTS, ref.write) == want_rc
+    assert want == ref.getvalue()
+    docs = [json.loads(x) for x in want.splitlines()]
+    blank = [n for n, line in enumerate(lines, 1) if not line.strip()]
+    assert [d["line"] for d in docs] == [n for n in range(1, len(lines) + 1) if n not in blank]
+    assert want_calls == [(i, None) for i in range(1, len(docs) + 1)]
+    exits = {d["line"]: d["exit"] for d in docs}
+    assert (exits[1], exits[4], exits[6], exits[8], exits[10], exits[101], exits[151]) == (0, 7, 6, 8, 0, 5, 5)
+    assert want_rc == 7
+    for workers in (2, 3, 8):
+        for stream in (io.BytesIO(data), _Pieces(data, [1000, 40_000, 25_000, 30_000, 700, 64 * 1024])):
+            rc, got, calls, seen = _run_stream(stream, src(doc), workers)
+            assert (rc, got, calls) == (want_rc, want, want_calls)
+            assert f"prisme-keys-worker-{workers - 1}" in seen  # the pool did the RSA checks
+
+
+def test_verify_stream_with_workers_keeps_verdicts_when_the_key_set_is_refetched_mid_piece(keypool, tmp_path):
+    """A token with an unknown kid makes the source refetch its key set in the middle of a piece
+    whose other tokens were checked by the pool against the old set: from that line on, they get
+    the verdicts of the new set, as with one thread."""
+    from jwks_server import JwksServer
+
+    from prisme_keys.tokens import jwks_client
+
+    k1, k2 = keypool[0], keypool[1]
+    lines = [rs_token(k1, claims(sub=f"a{i}")) for i in range(30)]
+    lines += [rs_token(k2, claims(sub="new key"))]
+    lines += [rs_token(k1, claims(sub=f"b{i}")) for i in range(30)]
+    data = ("\n".join(lines) + "\n").encode()
+    results = {}
+    with JwksServer() as server:
+        for workers in (1, 2):
+            server.serve_json("/jwks", jwks(k1))
+            cache = tmp_path / f"cache{workers}"
+            jwks_client.UrlKeySource(server.url(), cache_dir=cache)  # the cache holds k1
+            server.serve_json("/jwks", jwks(k2))  # k1 left the published set
+            source = jwks_client.UrlKeySource(server.url(), cache_dir=cache)
+            first = _Pieces(data, [len(lines[0]) + 1])  # line 1 alone, then the 60 others in one piece
+            results[workers] = _run_stream(first, source, workers)
+    assert results[1][:3] == results[2][:3]
+    docs = [json.loads(x) for x in results[1][1].splitlines()]
+    assert [d["exit"] for d in docs] == [0] * 31 + [8] * 30
+    assert "prisme-keys-worker-1" in results[2][3]
+
+
+def test_verify_stream_an_error_in_a_worker_is_raised_at_its_line(keypool, monkeypatch):
+    """A bug (not a verdict) in a pool thread is raised in the calling thread when its line comes:
+    every line before it is written, as with one thread, and the pool is closed."""
+    from prisme_keys import jwk as jwk_module
+
+    k = keypool[0]
+    lines = [rs_token(k, claims(sub=f"u{i}")) for i in range(81)]
+    bad_sig = jwk_rules.b64url_decode(lines[70].split(".")[2])
+    real = jwk_module.rsa_verifier
+
+    def buggy_verifier(key, alg, many=False):
+        check = real(key, alg, many=many)
+
+        def verifier(message: bytes, signature: bytes) -> bool:
+            if signature == bad_sig:
+                raise RuntimeError("a bug in a signature check")
+            return check(message, signature)
+
+        return verifier
+
+    monkeypatch.setattr(jwk_module, "rsa_verifier", buggy_verifier)
+    data = ("\n".join(lines) + "\n").encode()
+    written = {}
+    for workers in (1, 2):
+        out, threads = io.StringIO(), set()
+
+        def progress(done, total, threads=threads):
+            threads.update(_workers_alive())
+
+        stream = _Pieces(data, [len(lines[0]) + 1])  # line 1 alone: its header is known for the others
+        with pytest.raises(RuntimeError, match="a bug in a signature check"):
+            batch.verify_stream(stream, src(jwks(k)), OPTS, out.write, progress=progress, workers=workers)
+        assert _workers_alive() == []
+        written[workers] = out.getvalue()
+        assert bool(threads) == (workers == 2)
+    assert written[1] == written[2]
+    assert [json.loads(x)["line"] for x in written[2].splitlines()] == list(range(1, 71))
+
+
+@pytest.mark.parametrize("workers", [0, 65, -1, True, 2.0, "2", None])
+def test_verify_stream_refuses_a_number_of_workers_out_of_range(keypool, workers):
+    with pytest.raises(UsageError) as info:
+        batch.verify_stream(io.BytesIO(b""), src(jwks(keypool[0])), OPTS, print, workers=workers)
+    assert info.value.exit_code == 2
+    assert say(info.value.message) == f"--workers must be a whole number from 1 to 64, not {workers!r}"
+    assert info.value.message == f"workers must be a whole number from 1 to 64, not {workers!r}"
