@@ -310,3 +310,73 @@ def test_the_console_script_delivers_all_its_output_and_its_exit_code(cli, keyfi
     p = sh(cli, keyfile, "$P -q mint --count 500 | wc -l; $P verify not-a-token; echo rc=$?")
     assert p.stdout == "500\nrc=5\n"
     assert p.stderr.count("\n") == 1 and p.stderr.startswith("prisme-keys: error: ")
+
+
+# -- mint --count and verify --batch on several threads (--workers): the same outcomes as one thread
+
+
+def test_broken_pipe_stops_mint_and_verify_batch_with_workers_at_once_and_quietly(cli, keyfile):
+    p = sh(
+        cli,
+        keyfile,
+        "$P mint --count 1000000 --workers 2 2>err | head -1; rc=$?; grep -v '^warning:' err >&2; exit $rc",
+    )
+    assert (p.returncode, p.stderr) == (141, "")
+    assert p.stdout.count(".") == 2 and p.stdout.count("\n") == 1
+    token = p.stdout.strip()
+    # an endless supply of tokens in 64 KiB pieces, checked by the pool: only the broken pipe ends it
+    p = sh(
+        cli,
+        keyfile,
+        f"yes {token} | $P verify --batch --workers 2 2>err | head -1; rc=$?; grep -v '^warning:' err >&2; exit $rc",
+    )
+    assert (p.returncode, p.stderr) == (141, "")
+    assert json.loads(p.stdout)["valid"] is True
+
+
+def test_closed_stdout_with_workers_is_exit_4_with_one_line(cli, keyfile):
+    p = sh(cli, keyfile, "$P mint --count 200 --workers 2 2>err >&-; rc=$?; grep -v '^warning:' err >&2; exit $rc")
+    assert (p.returncode, p.stderr) == (4, CLOSED_STDOUT)
+    p = sh(cli, keyfile, "$P -q mint --count 200 > t && $P verify --batch --workers 2 < t >&-")
+    assert (p.returncode, p.stderr) == (4, CLOSED_STDOUT)
+
+
+@pytest.mark.parametrize("command", ["mint --count 100000000", "verify --batch"])
+def test_ctrl_c_with_workers_is_exit_130_with_one_line(cli, keyfile, command):
+    """Ctrl-C while the pool is busy: exit 130, one line, no traceback, no thread left to wait for."""
+    import signal
+    import threading
+
+    token = cli("--key-file", str(keyfile), "-q", "mint").stdout.strip()
+    tokens = subprocess.Popen(["yes", token], stdout=subprocess.PIPE)
+    p = cli.popen(
+        "-q", "--key-file", str(keyfile), *command.split(), "--workers", "2",
+        stdin=tokens.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+    tokens.stdout.close()
+    lines = 0
+    enough = threading.Event()
+
+    def drain() -> None:  # read every result as it comes: the command never waits for its reader
+        nonlocal lines
+        for _ in p.stdout:
+            lines += 1
+            if lines == 300:  # hundreds of results: several pieces have gone through the pool
+                enough.set()
+        enough.set()
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        assert enough.wait(60) and p.poll() is None, p.stderr.read()
+        p.send_signal(signal.SIGINT)
+        assert p.wait(timeout=60) == 130
+    finally:
+        tokens.kill()
+        tokens.wait()
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    reader.join(30)
+    assert p.stderr.read() == b"prisme-keys: interrupted\n"

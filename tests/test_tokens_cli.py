@@ -436,3 +436,111 @@ def test_mint_refuses_bad_kids(kf):
     ):
         p = kf("mint", "--kid", kid)
         assert (p.returncode, p.stderr, p.stdout) == (2, f"prisme-keys: error: {line}\n", "")
+
+
+# -- mint --count and verify --batch on several threads: --workers (issue 13)
+
+
+def _workers_alive() -> list[str]:
+    import threading
+
+    return [t.name for t in threading.enumerate() if t.name.startswith("prisme-keys-worker")]
+
+
+@pytest.mark.parametrize("value", ["0", "65", "-1", "1.5", "two", "", " 2", "٢"])
+@pytest.mark.parametrize("command", [["mint", "--count", "5"], ["verify", "--batch"], ["verify", "x.y.z"]])
+def test_workers_must_be_a_whole_number_from_1_to_64(kf, command, value):
+    shown = value if value in ("0", "65") else repr(value)
+    p = kf(*command, "--workers", value, input="")
+    assert (p.returncode, p.stdout) == (2, "")
+    assert p.stderr == f"prisme-keys: error: --workers must be a whole number from 1 to 64, not {shown}\n"
+    p = kf("--json", *command, "--workers", value, input="")
+    assert p.returncode == 2
+    assert json.loads(p.stderr) == {
+        "code": "usage_error",
+        "message": f"--workers must be a whole number from 1 to 64, not {shown}",
+        "exit": 2,
+    }
+
+
+def test_mint_count_with_workers_pairs_every_token_with_its_claims(kf, keypool):
+    docs = json.loads(ok(kf("--json", "mint", "--count", "150", "--workers", "3")))
+    assert _workers_alive() == []  # the pool is shut down before main() returns
+    assert len(docs) == 150 and len({d["claims"]["prismeaiSessionId"] for d in docs}) == 150
+    for d in docs:
+        h, p, _ = d["token"].split(".")
+        assert json.loads(jwk_rules.b64url_decode(h)) == d["header"]
+        assert json.loads(jwk_rules.b64url_decode(p)) == d["claims"]
+    tokens = [d["token"] for d in docs]
+    p = kf("verify", "--batch", "--workers", "1", input="\n".join(tokens) + "\n")
+    assert p.returncode == 0 and [json.loads(x)["sub"] for x in p.stdout.splitlines()] == [
+        d["claims"]["sub"] for d in docs
+    ]
+    plain = ok(kf("mint", "--count", "40", "--workers", "2", "--sub", "same")).splitlines()
+    assert len(plain) == 40 and _workers_alive() == []
+
+
+def test_mint_progress_and_order_with_workers(kf, cli, keypool):
+    """Progress counts every token once, in order, from the calling thread; one token makes no pool."""
+    import threading
+
+    from prisme_keys import clock, settings
+    from prisme_keys.api import open_minter
+    from prisme_keys.tokens import mint as minter
+
+    s = settings.load({"key_file": str(cli.default_key_file)})
+    calls, threads = [], set()
+
+    def progress(done, total):
+        calls.append((done, total, threading.current_thread() is threading.main_thread()))
+        threads.update(_workers_alive())
+
+    run = minter.mint(s, clock.now(), minter.MintOptions(count=100, claims={"i": 0}), progress, workers=2)
+    assert calls == [] and _workers_alive() == []  # nothing is signed before the tokens are asked for
+    tokens = list(run.tokens)
+    assert calls == [(i, 100, True) for i in range(1, 101)] and threads == {
+        "prisme-keys-worker-1",
+        "prisme-keys-worker-2",
+    }
+    assert len({t.claims["sub"] for t in tokens}) == 100 and _workers_alive() == []
+    # stopped early (a reader that went away): the pool is closed with the run
+    run = minter.mint(s, clock.now(), minter.MintOptions(count=10_000), workers=2)
+    assert next(run.tokens).token.count(".") == 2 and _workers_alive() != []
+    run.close()
+    assert _workers_alive() == []
+    # one token, and the library's one-at-a-time minter: no pool at all
+    calls.clear(), threads.clear()
+    minted = next(minter.mint(s, clock.now(), minter.MintOptions(count=1), progress, workers=4).tokens)
+    assert (calls, threads) == ([(1, 1, True)], set()) and minted.token.count(".") == 2
+    one_at_a_time = open_minter(s)
+    assert [one_at_a_time.mint(sub="x").count(".") for _ in range(3)] == [2, 2, 2]
+    assert list(one_at_a_time.mint_many(minter.MintOptions(count=3)).tokens)[2].token.count(".") == 2
+    assert _workers_alive() == []
+
+
+def test_verify_batch_cli_writes_the_same_with_one_or_more_workers(kf, keypool):
+    good = ok(kf("mint", "--count", "120")).splitlines()
+    retired = ok(kf("mint", "--kid", keypool[1]["kid"], "--count", "20")).splitlines()  # a second header
+    expired = ok(kf("mint", "--expired")).strip()
+    lines = []
+    for i, token in enumerate(good):
+        lines.append(token)
+        if i % 6 == 0:
+            lines.append(retired[i // 6])
+        if i % 10 == 3:
+            lines.append(expired)
+        if i % 15 == 4:
+            lines += ["", token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")]  # blank, bad signature
+        if i % 40 == 9:
+            lines += [rs_token(keypool[2], claims(iss=ISS, aud=AUD)), "x" * 70_000, "Bearer " + token]
+    data = "\n".join(lines) + "\n"
+    one = kf("verify", "--batch", "--workers", "1", input=data)
+    docs = [json.loads(x) for x in one.stdout.splitlines()]
+    assert one.returncode == 7 and len(docs) == len(lines) - lines.count("")
+    assert {d["exit"] for d in docs} == {0, 5, 6, 7, 8}
+    for workers in ("2", "4"):
+        p = kf("verify", "--batch", "--workers", workers, input=data)
+        assert (p.returncode, p.stdout, p.stderr) == (one.returncode, one.stdout, one.stderr)
+        p = kf("--json", "verify", "--batch", "--workers", workers, input=data)
+        assert p.returncode == 7 and json.loads(p.stdout)["results"] == docs
+    assert _workers_alive() == []
