@@ -131,16 +131,17 @@ def _too_long(n: int) -> str:
     return json.dumps(doc, ensure_ascii=False) + "\n"
 
 
-@dataclass
 class _Ahead:
     """One piece's fast path, its RSA checks made by the pool against ``ring``. Per line: in ``jobs``
     what :meth:`_Batch._prepare` gave (``None``: declined), in ``kids`` the kid that signed it (``None``: no
-    key did, or declined; :data:`_UNDONE`: its slice stopped on an error)."""
+    key did, or declined; :data:`_UNDONE`: its slice stopped on an error); ``slices``: ``(lo, hi, task)``."""
 
-    ring: KeyRing
-    jobs: list[_Job | None]
-    kids: list[Any]
-    slices: list[tuple[int, int, Task[None]]]
+    __slots__ = ("jobs", "kids", "ring", "slices")
+
+    def __init__(self, ring: KeyRing, jobs: list[_Job | None]) -> None:
+        self.ring, self.jobs = ring, jobs
+        self.kids: list[Any] = [_UNDONE] * len(jobs)
+        self.slices: list[tuple[int, int, Task]] = []
 
     def line(self, i: int, n: int, job: _Job) -> str | None:
         """The result line of line index ``i`` (number ``n``, ``job`` its prepared token) when a key
@@ -223,10 +224,10 @@ class _Batch:
         first in this thread, the others in ``pool``."""
         ring, k = self.source.ring(), len(lines)
         prepare = self._prepare
-        ahead = _Ahead(ring, [prepare(raw, ring) for _, raw in lines], [_UNDONE] * k, [])
+        ahead = _Ahead(ring, [prepare(raw, ring) for _, raw in lines])
         for j in range(parts):
             lo, hi = k * j // parts, k * (j + 1) // parts
-            task: Task[None] = Task(ahead.check, (lo, hi))
+            task: Task = Task(ahead.check, (lo, hi))
             ahead.slices.append((lo, hi, task))
             if j:
                 pool.put(task)

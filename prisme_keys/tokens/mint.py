@@ -428,7 +428,7 @@ def _signed_in_pool(
         signature = signer.signature
         return [signature(si) for si in inputs]
 
-    window: deque[tuple[list[dict[str, Any]], list[str], Task[list[str]]]] = deque()
+    window: deque[tuple[list[dict[str, Any]], list[str], Task]] = deque()
     done = 0
     with Pool(min(workers, -(-count // SIGN_CHUNK))) as pool:
         while True:

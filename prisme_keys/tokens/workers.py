@@ -13,8 +13,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
-from queue import SimpleQueue
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 from prisme_keys.errors import InvalidArgument
 from prisme_keys.text import shown
@@ -23,8 +22,6 @@ from prisme_keys.text import shown
 MAX_WORKERS = 64
 #: Most threads :func:`default_workers` chooses, however many CPUs there are.
 DEFAULT_MAX = 4
-
-T = TypeVar("T")
 
 
 def default_workers() -> int:
@@ -53,12 +50,14 @@ class Cancelled(Exception):
     """The task was cancelled before it ran (its pool was closed)."""
 
 
-class Task(Generic[T]):
+class Task:
     """One call run by a :class:`Pool` (or in the calling thread with :meth:`run`); its result or error."""
 
-    def __init__(self, fn: Callable[..., T], args: tuple[Any, ...]) -> None:
+    __slots__ = ("_args", "_done", "_error", "_fn", "_value")
+
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
         self._fn, self._args = fn, args
-        self._value: T | None = None
+        self._value: Any = None
         self._error: BaseException | None = None
         self._done = threading.Lock()
         self._done.acquire()
@@ -89,7 +88,7 @@ class Task(Generic[T]):
         with self._done:
             pass
 
-    def result(self) -> T:
+    def result(self) -> Any:
         """Wait for the call to end (see :meth:`wait`); its result.
 
         Raises:
@@ -98,7 +97,7 @@ class Task(Generic[T]):
         self.wait()
         if self._error is not None:
             raise self._error
-        return self._value  # type: ignore[return-value]
+        return self._value
 
 
 class Pool:
@@ -112,7 +111,9 @@ class Pool:
     """
 
     def __init__(self, threads: int) -> None:
-        self._queue: SimpleQueue[Task[Any] | None] = SimpleQueue()
+        from queue import SimpleQueue
+
+        self._queue: SimpleQueue[Task | None] = SimpleQueue()
         self._closing = False
         self._threads: list[threading.Thread] = []
         for i in range(threads):
@@ -131,13 +132,13 @@ class Pool:
             else:
                 task.run()
 
-    def submit(self, fn: Callable[..., T], *args: Any) -> Task[T]:
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Task:
         """Queue ``fn(*args)`` for a thread of the pool; its :class:`Task`."""
-        task: Task[T] = Task(fn, args)
+        task = Task(fn, args)
         self._queue.put(task)
         return task
 
-    def put(self, task: Task[Any]) -> None:
+    def put(self, task: Task) -> None:
         """Queue ``task`` (made by the caller) for a thread of the pool."""
         self._queue.put(task)
 
