@@ -110,9 +110,7 @@ def _json(value: Any) -> str:
     return encode_basestring(value) if type(value) is str else json.dumps(value, ensure_ascii=False)
 
 
-def _signed_by(
-    keys: tuple[tuple[Callable[[bytes, bytes], bool], str], ...], signing_input: bytes, sig: bytes
-) -> str | None:
+def _signed_by(keys: _Keys, signing_input: bytes, sig: bytes) -> str | None:
     """The kid (as JSON) of the first of ``keys`` whose RSA check accepts ``sig``, in ``verify``'s
     order; else ``None``."""
     for check, kid in keys:
@@ -190,31 +188,25 @@ class _Batch:
 
     def run(
         self,
-        pieces: Iterable[list[tuple[int, bytes | None]]],
+        pieces: Iterable[Iterable[tuple[int, bytes | None]]],
         write: Callable[[str], object],
         warn: Callable[[str], None] | None,
         progress: Callable[[int, int | None], None] | None,
     ) -> int:
-        """Verify every line, piece by piece; see :func:`verify_stream`."""
+        """Verify every line, piece by piece; see :func:`verify_stream`. ``pieces``: lists of lines (with
+        one worker, any iterables of lines: :func:`verify_batch` gives its lines as one piece)."""
         first = done = 0
-        workers = self.workers
-        pool: Pool | None = None
+        pools: list[Pool] = []  # made at the first piece large enough to share
         try:
-            for lines in pieces:
-                parts = min(workers, len(lines) // MIN_SLICE)
-                ahead = None
-                if parts > 1:
-                    pool = pool or Pool(workers - 1)  # and this thread
-                    ahead = self._ahead(lines, pool, parts)
-                for line, code in self._results(lines, ahead, warn):
-                    if code and not first:
-                        first = code
-                    write(line)
-                    done += 1
-                    if progress is not None:
-                        progress(done, None)
+            for line, code in self._results(pieces, warn, pools):
+                if code and not first:
+                    first = code
+                write(line)
+                done += 1
+                if progress is not None:
+                    progress(done, None)
         finally:
-            if pool is not None:
+            for pool in pools:
                 pool.close()
         return first
 
@@ -279,37 +271,47 @@ class _Batch:
         return None if kid is None else _valid(n, kid, job[2])
 
     def _results(
-        self, lines: list[tuple[int, bytes | None]], ahead: _Ahead | None, warn: Callable[[str], None] | None
+        self,
+        pieces: Iterable[Iterable[tuple[int, bytes | None]]],
+        warn: Callable[[str], None] | None,
+        pools: list[Pool],
     ) -> Iterator[tuple[str, int]]:
         """``(result line, exit code)`` of each non-blank line, in order, exactly as one thread gives them.
 
-        A token prepared for the pool (``ahead``) keeps the pool's verdict while the ring is the one
-        it was prepared with: valid, or (no key accepted it) through :meth:`full`, which gives the
-        same verdict as the fast path whenever the fast path gives one. Every other line goes as with
-        one thread: the fast path against the table as it is now (a header learnt earlier in the
-        piece, a key set refetched since), else :meth:`full`.
+        With workers, a piece of at least ``2 * MIN_SLICE`` lines is prepared for the pool (``pools``
+        holds it once made). A token so prepared keeps the pool's verdict while the ring is the one it
+        was prepared with: valid, or (no key accepted it) through :meth:`full`, which gives the same
+        verdict as the fast path whenever the fast path gives one. Every other line goes as with one
+        thread: the fast path against the table as it is now (a header learnt earlier in the piece, a
+        key set refetched since), else :meth:`full`.
         """
-        ring = self.source.ring
-        for i, (n, raw) in enumerate(lines):
-            line = None
-            job = ahead.jobs[i] if ahead is not None else None
-            if job is not None and ahead is not None and ring() is ahead.ring:
-                line = ahead.line(i, n, job)
-            elif raw is not None:  # the common case first: a valid token whose header was seen (see fast_line)
-                line = self.fast_line(n, raw, ring())
-            if line is not None:
-                yield line, 0
-                continue
-            if raw is None:  # anything else goes the whole way, as verify() alone
-                line, code = _too_long(n), 5
-            elif not raw.strip():
-                continue
-            else:
-                line, code = self.full(n, raw)
-            if warn is not None:
-                for w in self.source.take_warnings():
-                    warn(w)
-            yield line, code
+        ring, workers = self.source.ring, self.workers
+        for lines in pieces:
+            ahead = None
+            if workers > 1 and isinstance(lines, list) and len(lines) >= 2 * MIN_SLICE:
+                if not pools:
+                    pools.append(Pool(workers - 1))  # and this thread
+                ahead = self._ahead(lines, pools[0], min(workers, len(lines) // MIN_SLICE))
+            for i, (n, raw) in enumerate(lines):
+                line = None
+                job = ahead.jobs[i] if ahead is not None else None
+                if job is not None and ahead is not None and ring() is ahead.ring:
+                    line = ahead.line(i, n, job)
+                elif raw is not None:  # the common case first: a valid token whose header was seen (see fast_line)
+                    line = self.fast_line(n, raw, ring())
+                if line is not None:
+                    yield line, 0
+                    continue
+                if raw is None:  # anything else goes the whole way, as verify() alone
+                    line, code = _too_long(n), 5
+                elif not raw.strip():
+                    continue
+                else:
+                    line, code = self.full(n, raw)
+                if warn is not None:
+                    for w in self.source.take_warnings():
+                        warn(w)
+                yield line, code
 
     def full(self, n: int, raw: bytes) -> tuple[str, int]:
         """``(result line, exit code)`` of one token through :func:`verify`."""
@@ -374,7 +376,7 @@ def verify_batch(
     Returns:
         0 when every token is valid, else the exit code of the first failure.
     """
-    return _Batch(source, options, now, word).run(([line] for line in lines), write, warn, progress)
+    return _Batch(source, options, now, word).run((lines,), write, warn, progress)
 
 
 def verify_stream(
