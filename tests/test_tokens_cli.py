@@ -499,8 +499,8 @@ def test_mint_progress_and_order_with_workers(kf, cli, keypool):
     assert calls == [] and _workers_alive() == []  # nothing is signed before the tokens are asked for
     tokens = list(run.tokens)
     assert calls == [(i, 100, True) for i in range(1, 101)] and threads == {
-        "prisme-keys-worker-1",
-        "prisme-keys-worker-2",
+        "prisme-keys-worker_0",
+        "prisme-keys-worker_1",
     }
     assert len({t.claims["sub"] for t in tokens}) == 100 and _workers_alive() == []
     # stopped early (a reader that went away): the pool is closed with the run

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from json.encoder import encode_basestring
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prisme_keys import clock
 from prisme_keys.errors import PrismeKeysError
@@ -26,7 +26,10 @@ from prisme_keys.jwk import MIN_BITS
 from prisme_keys.tokens.jws import MAX_TOKEN_BYTES, b64_segment, b64url_bytes, bare_segments, json_object
 from prisme_keys.tokens.keyring import KeyRing, KeySource
 from prisme_keys.tokens.verify import VerifyOptions, _check_header, candidate_keys, check_claims, verify
-from prisme_keys.tokens.workers import Pool, Task, check_workers
+from prisme_keys.tokens.workers import check_workers, close_pool, run_here, thread_pool
+
+if TYPE_CHECKING:
+    from concurrent.futures import Executor, Future
 
 #: Bytes asked of the stream per read: a read may wait for input, so the caller's stream can
 #: write out the results so far first (see :func:`iter_lines`).
@@ -139,7 +142,7 @@ class _Ahead:
     def __init__(self, ring: KeyRing, jobs: list[_Job | None]) -> None:
         self.ring, self.jobs = ring, jobs
         self.kids: list[Any] = [_UNDONE] * len(jobs)
-        self.slices: list[tuple[int, int, Task]] = []
+        self.slices: list[tuple[int, int, Future[None]]] = []
 
     def line(self, i: int, n: int, job: _Job) -> str | None:
         """The result line of line index ``i`` (number ``n``, ``job`` its prepared token) when a key
@@ -150,9 +153,9 @@ class _Ahead:
         """
         kid = self.kids[i]
         if kid is _UNDONE:
-            for lo, hi, task in self.slices:
+            for lo, hi, fut in self.slices:
                 if lo <= i < hi:
-                    task.result()
+                    fut.result()
             raise AssertionError("a slice stopped without an error")  # pragma: no cover
         return None if kid is None else _valid(n, kid, job[2])
 
@@ -196,7 +199,7 @@ class _Batch:
         """Verify every line, piece by piece; see :func:`verify_stream`. ``pieces``: lists of lines (with
         one worker, any iterables of lines: :func:`verify_batch` gives its lines as one piece)."""
         first = done = 0
-        pools: list[Pool] = []  # made at the first piece large enough to share
+        pools: list[Executor] = []  # made at the first piece large enough to share
         try:
             for line, code in self._results(pieces, warn, pools):
                 if code and not first:
@@ -207,27 +210,21 @@ class _Batch:
                     progress(done, None)
         finally:
             for pool in pools:
-                pool.close()
+                close_pool(pool)
         return first
 
-    def _ahead(self, lines: list[tuple[int, bytes | None]], pool: Pool, parts: int) -> _Ahead:
+    def _ahead(self, lines: list[tuple[int, bytes | None]], pool: Executor, parts: int) -> _Ahead:
         """The fast path of ``lines`` against the current ring: decoding and claims here (they hold the
         GIL: threads would only queue for it), the RSA checks (which release it) in ``parts`` slices, the
         first in this thread, the others in ``pool``."""
         ring, k = self.source.ring(), len(lines)
         prepare = self._prepare
         ahead = _Ahead(ring, [prepare(raw, ring) for _, raw in lines])
-        for j in range(parts):
-            lo, hi = k * j // parts, k * (j + 1) // parts
-            task: Task = Task(ahead.check, (lo, hi))
-            ahead.slices.append((lo, hi, task))
-            if j:
-                pool.put(task)
-        own = ahead.slices[0][2]
-        own.run()
-        own.reraise_interrupt()
-        for _, _, task in ahead.slices:
-            task.wait()
+        bounds = [(k * j // parts, k * (j + 1) // parts) for j in range(parts)]
+        ahead.slices = [(lo, hi, pool.submit(ahead.check, lo, hi)) for lo, hi in bounds[1:]]
+        ahead.slices.insert(0, (*bounds[0], run_here(ahead.check, *bounds[0])))
+        for _, _, fut in ahead.slices:
+            fut.exception()  # waits (a signal such as Ctrl-C interrupts the wait)
         return ahead
 
     def _prepare(self, raw: bytes | None, ring: KeyRing) -> _Job | None:
@@ -274,7 +271,7 @@ class _Batch:
         self,
         pieces: Iterable[Iterable[tuple[int, bytes | None]]],
         warn: Callable[[str], None] | None,
-        pools: list[Pool],
+        pools: list[Executor],
     ) -> Iterator[tuple[str, int]]:
         """``(result line, exit code)`` of each non-blank line, in order, exactly as one thread gives them.
 
@@ -290,7 +287,7 @@ class _Batch:
             ahead = None
             if workers > 1 and isinstance(lines, list) and len(lines) >= 2 * MIN_SLICE:
                 if not pools:
-                    pools.append(Pool(workers - 1))  # and this thread
+                    pools.append(thread_pool(workers - 1))  # and this thread
                 ahead = self._ahead(lines, pools[0], min(workers, len(lines) // MIN_SLICE))
             for i, (n, raw) in enumerate(lines):
                 line = None
@@ -396,7 +393,7 @@ def verify_stream(
     The stream is read piece by piece (:func:`iter_pieces`): each piece's results are written
     before the next read, so a producer that waits for each verdict gets it. With ``workers``
     above 1, the RSA checks of a piece's valid-looking tokens run in a pool of that many threads
-    (:class:`prisme_keys.tokens.workers.Pool`, made at the first piece large enough); the verdicts,
+    (:func:`prisme_keys.tokens.workers.thread_pool`, made at the first piece large enough); the verdicts,
     their order and every byte written are the same as with one thread. The pool is closed (its
     pending work cancelled, its threads joined) before this returns or raises. Memory stays flat:
     one piece at a time.

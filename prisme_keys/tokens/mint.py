@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prisme_keys import clock
 from prisme_keys.errors import InvalidArgument, UsageError
@@ -20,7 +20,10 @@ from prisme_keys.jwk import SUPPORTED_ALGS, check_kid
 from prisme_keys.store import settings_checks
 from prisme_keys.text import shown
 from prisme_keys.tokens.jws import MAX_NUMERIC_DATE, MIN_NUMERIC_DATE, TIME_CLAIMS, numeric_date_problem, show_value
-from prisme_keys.tokens.workers import Pool, Task, check_workers
+from prisme_keys.tokens.workers import check_workers, close_pool, thread_pool
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 #: Tokens one thread of the pool signs at a time (``mint`` with workers and more than one token).
 SIGN_CHUNK = 32
@@ -428,9 +431,10 @@ def _signed_in_pool(
         signature = signer.signature
         return [signature(si) for si in inputs]
 
-    window: deque[tuple[list[dict[str, Any]], list[str], Task]] = deque()
+    window: deque[tuple[list[dict[str, Any]], list[str], Future[list[str]]]] = deque()
     done = 0
-    with Pool(min(workers, -(-count // SIGN_CHUNK))) as pool:
+    pool = thread_pool(min(workers, -(-count // SIGN_CHUNK)))
+    try:
         while True:
             while len(window) < 2 * workers:
                 chunk = list(islice(claims, SIGN_CHUNK))
@@ -440,9 +444,11 @@ def _signed_in_pool(
                 window.append((chunk, inputs, pool.submit(sign_all, inputs)))
             if not window:
                 return
-            chunk, inputs, task = window.popleft()
-            for c, si, sig in zip(chunk, inputs, task.result(), strict=True):
+            chunk, inputs, fut = window.popleft()
+            for c, si, sig in zip(chunk, inputs, fut.result(), strict=True):
                 done += 1
                 if progress is not None:
                     progress(done, count)
                 yield Minted(si + "." + sig, signer.header, c)
+    finally:
+        close_pool(pool)
