@@ -399,3 +399,29 @@ def test_check_and_verify_say_truncated(server, keypool, cli):
     assert (p.returncode, p.stderr) == (9, line)
     p = cli("verify", rs_token(keypool[0], claims()), "--jwks-url", server.url(), "--no-cache")
     assert (p.returncode, p.stderr) == (9, line)
+
+
+# Regression (newcomer break-test): a long-running source (verify --batch as a sidecar) refetched
+# once in its life at most: a set it had fetched itself counted as "fetched just now" forever.
+def test_a_long_running_source_refetches_once_per_interval(server, keypool, tmp_path):
+    k1, k2, k3 = keypool[0], keypool[1], keypool[2]
+    t = [1_000_000.0]
+
+    def clk() -> float:
+        return t[0]
+
+    server.serve_json("/jwks", jwks(k1))
+    src = jwks_client.UrlKeySource(server.url(), cache_dir=tmp_path, real_clock=clk)
+    assert not src.result.from_cache and len(server.requests) == 1
+    server.serve_json("/jwks", jwks(k1, k2))  # a rotation published after the start
+    t[0] += 10
+    assert src.refresh() == "fetched just now" and len(server.requests) == 1
+    t[0] += 21  # 31 s after the fetch
+    assert src.refresh() is None and len(server.requests) == 2
+    assert [e.kid for e in src.ring().entries] == [k1["kid"], k2["kid"]]
+    server.serve_json("/jwks", jwks(k2, k3))
+    t[0] += 29
+    assert src.refresh() == "refetched 29 s ago" and len(server.requests) == 2
+    t[0] += 2
+    assert src.refresh() is None and len(server.requests) == 3
+    assert [e.kid for e in src.ring().entries] == [k2["kid"], k3["kid"]]

@@ -6,7 +6,7 @@ import io
 import json
 import threading
 import time
-from datetime import UTC
+from datetime import UTC, timedelta
 
 import pytest
 from jwks_server import bj, claims, hs_token, jwks, rs_token
@@ -719,3 +719,51 @@ def test_verify_stream_refuses_a_number_of_workers_out_of_range(keypool, workers
     assert info.value.exit_code == 2
     assert say(info.value.message) == f"--workers must be a whole number from 1 to 64, not {workers!r}"
     assert info.value.message == f"workers must be a whole number from 1 to 64, not {workers!r}"
+
+
+class _Clocked(io.RawIOBase):
+    """A binary stream that hands out one line per ``read1`` and moves the clock ``step`` seconds on
+    before each later one: a producer that writes a token, waits, then writes the next."""
+
+    def __init__(self, lines: list[str], clock_box: list, step: float) -> None:
+        super().__init__()
+        self.lines, self.box, self.step, self.reads = [ln.encode() + b"\n" for ln in lines], clock_box, step, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read1(self, n: int = -1) -> bytes:
+        if self.reads:
+            self.box[0] += timedelta(seconds=self.step)
+        self.reads += 1
+        return self.lines.pop(0) if self.lines else b""
+
+
+# Regression (newcomer break-test): a long-running verify --batch judged every token at the time it
+# started: a token that had expired since was valid, a token minted since was "issued in the future".
+@pytest.mark.parametrize("workers", [1, 2])
+def test_verify_stream_judges_each_piece_at_the_time_it_arrives(keypool, monkeypatch, workers):
+    from prisme_keys import clock
+
+    k = keypool[0]
+    start = clock.now().replace(microsecond=0)
+    box = [start]
+    monkeypatch.setattr(clock, "now", lambda: box[0])
+    t0 = int(start.timestamp())
+    short = rs_token(k, claims(now=t0, exp=t0 + 5))  # valid for 5 s
+    later = rs_token(k, claims(now=t0 + 60))  # minted a minute after the batch started
+    out = io.StringIO()
+    rc = batch.verify_stream(
+        _Clocked([short, short, later], box, 30), src(jwks(k)), VerifyOptions(), out.write, workers=workers
+    )
+    assert rc == 7
+    docs = [json.loads(x) for x in out.getvalue().splitlines()]
+    assert [(d["line"], d["exit"]) for d in docs] == [(1, 0), (2, 7), (3, 0)]
+    assert docs[1]["error"].startswith("token expired 25 seconds ago")
+    # a time given by the caller (--now) stays fixed for the whole batch
+    out = io.StringIO()
+    box[0] = start
+    batch.verify_stream(
+        _Clocked([short, short, later], box, 30), src(jwks(k)), VerifyOptions(), out.write, now=start, workers=workers
+    )
+    assert [json.loads(x)["exit"] for x in out.getvalue().splitlines()] == [0, 0, 7]

@@ -310,7 +310,7 @@ def _verify_batch(st: Any, source: Any, opts: Any, warn: Any, workers: int) -> i
                 opts,
                 results.append if st.json else streams.hold,
                 warn=warn,
-                now=st.now(),
+                now=st.now_override,  # --now, else the real clock as each piece arrives
                 progress=bar if bar.enabled else None,
                 word=say,
                 workers=workers,

@@ -213,13 +213,13 @@ class _Batch:
                 close_pool(pool)
         return first
 
-    def _ahead(self, lines: list[tuple[int, bytes | None]], pool: Executor, parts: int) -> _Ahead:
+    def _ahead(self, lines: list[tuple[int, bytes | None]], pool: Executor, parts: int, now: datetime) -> _Ahead:
         """The fast path of ``lines`` against the current ring: decoding and claims here (they hold the
         GIL: threads would only queue for it), the RSA checks (which release it) in ``parts`` slices, the
         first in this thread, the others in ``pool``."""
         ring, k = self.source.ring(), len(lines)
         prepare = self._prepare
-        ahead = _Ahead(ring, [prepare(raw, ring) for _, raw in lines])
+        ahead = _Ahead(ring, [prepare(raw, ring, now) for _, raw in lines])
         bounds = [(k * j // parts, k * (j + 1) // parts) for j in range(parts)]
         ahead.slices = [(lo, hi, pool.submit(ahead.check, lo, hi)) for lo, hi in bounds[1:]]
         ahead.slices.insert(0, (*bounds[0], run_here(ahead.check, *bounds[0])))
@@ -227,7 +227,7 @@ class _Batch:
             fut.exception()  # waits (a signal such as Ctrl-C interrupts the wait)
         return ahead
 
-    def _prepare(self, raw: bytes | None, ring: KeyRing) -> _Job | None:
+    def _prepare(self, raw: bytes | None, ring: KeyRing, now: datetime) -> _Job | None:
         """The fast path of a line up to its RSA check: ``(signing_input, signature, sub as JSON, keys)``,
         or ``None`` when :func:`verify` must give the verdict. Reads the table, changes nothing.
 
@@ -251,17 +251,17 @@ class _Batch:
             return None
         try:
             claims = json_object(payload, 1)
-            check_claims(claims, self.options, self.now if self.now is not None else clock.now())
+            check_claims(claims, self.options, now)
             sub = claims.get("sub")
             sub_json = encode_basestring(sub) if type(sub) is str else _json(sub)
         except (PrismeKeysError, ValueError, RecursionError):  # an invalid token: verify() words the verdict
             return None
         return raw[: len(h) + 1 + len(p)], sig, sub_json, known.keys
 
-    def fast_line(self, n: int, raw: bytes | None, ring: KeyRing) -> str | None:
+    def fast_line(self, n: int, raw: bytes | None, ring: KeyRing, now: datetime) -> str | None:
         """The result line of a valid token whose header segment is in the table with ``ring`` (its checks
         and key choice made once: see the module), else ``None``. Reads the table, changes nothing."""
-        job = self._prepare(raw, ring)
+        job = self._prepare(raw, ring, now)
         if job is None:
             return None
         kid = _signed_by(job[3], job[0], job[1])
@@ -284,18 +284,22 @@ class _Batch:
         """
         ring, workers = self.source.ring, self.workers
         for lines in pieces:
+            # Without a fixed time, the lines of a piece (read from the stream at once) are checked at
+            # the time the piece is taken up; lines handed over one by one, each at its own time.
+            at = self.now if self.now is not None else clock.now() if isinstance(lines, list) else None
             ahead = None
             if workers > 1 and isinstance(lines, list) and len(lines) >= 2 * MIN_SLICE:
                 if not pools:
                     pools.append(thread_pool(workers - 1))  # and this thread
-                ahead = self._ahead(lines, pools[0], min(workers, len(lines) // MIN_SLICE))
+                ahead = self._ahead(lines, pools[0], min(workers, len(lines) // MIN_SLICE), at or clock.now())
             for i, (n, raw) in enumerate(lines):
+                now = at if at is not None else clock.now()
                 line = None
                 job = ahead.jobs[i] if ahead is not None else None
                 if job is not None and ahead is not None and ring() is ahead.ring:
                     line = ahead.line(i, n, job)
                 elif raw is not None:  # the common case first: a valid token whose header was seen (see fast_line)
-                    line = self.fast_line(n, raw, ring())
+                    line = self.fast_line(n, raw, ring(), now)
                 if line is not None:
                     yield line, 0
                     continue
@@ -304,16 +308,16 @@ class _Batch:
                 elif not raw.strip():
                     continue
                 else:
-                    line, code = self.full(n, raw)
+                    line, code = self.full(n, raw, now)
                 if warn is not None:
                     for w in self.source.take_warnings():
                         warn(w)
                 yield line, code
 
-    def full(self, n: int, raw: bytes) -> tuple[str, int]:
-        """``(result line, exit code)`` of one token through :func:`verify`."""
+    def full(self, n: int, raw: bytes, now: datetime) -> tuple[str, int]:
+        """``(result line, exit code)`` of one token through :func:`verify`, at ``now``."""
         try:
-            res = verify(raw, self.source, self.options, self.now)
+            res = verify(raw, self.source, self.options, now)
             line = f'{{"line": {n}, "valid": true, "exit": 0, "kid": {_json(res.kid)}, '
             line += f'"sub": {_json(res.claims.get("sub"))}}}\n'
         except PrismeKeysError as exc:
@@ -396,7 +400,8 @@ def verify_stream(
     (:func:`prisme_keys.tokens.workers.thread_pool`, made at the first piece large enough); the verdicts,
     their order and every byte written are the same as with one thread. The pool is closed (its
     pending work cancelled, its threads joined) before this returns or raises. Memory stays flat:
-    one piece at a time.
+    one piece at a time. ``now``: the time every token is checked at; by default the real clock,
+    read for each piece as it is taken up (a long-running batch never judges by its start time).
 
     Args:
         workers: threads, 1 to :data:`prisme_keys.tokens.workers.MAX_WORKERS` (1: the calling thread only).

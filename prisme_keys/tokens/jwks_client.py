@@ -321,7 +321,9 @@ class UrlKeySource(KeySource):
         return self._ring
 
     def refresh(self) -> str | None:
-        """Refetch after an unknown kid: only when the set came from the cache, at most once per 30 s per URL.
+        """Refetch after an unknown kid: at most once per :data:`REFETCH_INTERVAL` (30 s) per URL, counted
+        from the last request for the set (this source's, or another process's through the cache), so a
+        long-running ``verify --batch`` still learns the keys published after it started.
 
         Returns:
             ``None`` when a new set was loaded, else why not.
@@ -329,11 +331,11 @@ class UrlKeySource(KeySource):
         Raises:
             FetchError: the refetch failed.
         """
-        if not self.result.from_cache:
-            return "fetched just now"
         now_ts = self._clock()
         if self._refetched_at is not None and now_ts - self._refetched_at < REFETCH_INTERVAL:
             return f"refetched {now_ts - self._refetched_at:.0f} s ago"
+        if not self.result.from_cache and now_ts - self.result.fetched_at < REFETCH_INTERVAL:
+            return "fetched just now"
         wait = (
             jwks_cache.refetch_allowed(self.url, self._kw["cache_dir"], self._clock) if self._kw["use_cache"] else 0.0
         )
