@@ -242,7 +242,8 @@ def test_refused_connection_names_the_port(run):
 )
 def test_malformed_jwks_url_is_a_usage_error(run, url, why):
     # was: exit 9
-    assert one_line(run("verify", "a.b.c", "--jwks-url", url), 2) == f"prisme-keys: error: bad URL {url!r}: {why}\n"
+    want = f"prisme-keys: error: bad URL {url!r}: {why} (see prisme-keys verify --help)\n"
+    assert one_line(run("verify", "a.b.c", "--jwks-url", url), 2) == want
 
 
 def test_config_show_names_the_environment(run, kf, tmp_path):

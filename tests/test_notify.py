@@ -428,7 +428,11 @@ def test_json_version_and_bad_broker_url(cli):
 def test_notify_refuses_bad_kids(cli, kf, args, line):
     # was: notify --created '' announced an empty kid
     p = cli("--key-file", str(kf), "notify", *args, env={"BROKER_HOST": "redis://127.0.0.1:1/10"})
-    assert (p.returncode, p.stderr, p.stdout) == (2, f"prisme-keys: error: {line}\n", "")
+    assert (p.returncode, p.stderr, p.stdout) == (
+        2,
+        f"prisme-keys: error: {line} (see prisme-keys notify --help)\n",
+        "",
+    )
 
 
 def test_announce_refuses_bad_kids(tmp_path):

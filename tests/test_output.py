@@ -281,6 +281,16 @@ USAGE_ERRORS = [
     (["lst"], "No such command 'lst'. Did you mean 'list'?", ""),
     (["config", "bogus"], "No such command 'bogus'", "config"),
     (["-q"], "Missing command", ""),
+    # Regression (newcomer break-test, second round): these named no help to read
+    (["mint", "--count"], "Option '--count' requires an argument", "mint"),  # Click gives it no context
+    (["--key-file"], "Option '--key-file' requires an argument", ""),
+    (["mint", "--workers", "0"], "--workers must be a whole number from 1 to 64, not 0", "mint"),  # ours
+    (
+        ["verify", "x", "--algorithms", "HS256"],
+        "--algorithms: 'HS256' is not supported; allowed: RS256, RS384, "
+        "RS512 (HMAC, EC, PSS and none are never accepted)",
+        "verify",
+    ),
 ]
 
 

@@ -426,5 +426,9 @@ def test_revoke_refuses_bad_kids(cli, tmp_path, keypool):
         ("k" * 100_000, "kid '" + "k" * 200 + "'... (100000 characters) has 100000 characters (at most 256)"),
     ):
         p = cli("--key-file", str(kf), "revoke", "--", kid)
-        assert (p.returncode, p.stderr, p.stdout) == (2, f"prisme-keys: error: {line}\n", "")
+        assert (p.returncode, p.stderr, p.stdout) == (
+            2,
+            f"prisme-keys: error: {line} (see prisme-keys revoke --help)\n",
+            "",
+        )
     assert kf.read_bytes() == before

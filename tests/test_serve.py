@@ -445,7 +445,8 @@ def test_empty_host_is_a_usage_error(cli, keyfile):
         p = cli("--key-file", str(keyfile), "serve", "--host", host, "--port", "0")
         assert (p.returncode, p.stderr, p.stdout) == (
             2,
-            "prisme-keys: error: --host is empty: give the address to bind (0.0.0.0 for every interface)\n",
+            "prisme-keys: error: --host is empty: give the address to bind (0.0.0.0 for every interface) "
+            "(see prisme-keys serve --help)\n",
             "",
         )
 

@@ -435,7 +435,11 @@ def test_mint_refuses_bad_kids(kf):
         ("a\tb", "--kid 'a\\tb' contains control characters"),
     ):
         p = kf("mint", "--kid", kid)
-        assert (p.returncode, p.stderr, p.stdout) == (2, f"prisme-keys: error: {line}\n", "")
+        assert (p.returncode, p.stderr, p.stdout) == (
+            2,
+            f"prisme-keys: error: {line} (see prisme-keys mint --help)\n",
+            "",
+        )
 
 
 # -- mint --count and verify --batch on several threads: --workers (issue 13)
@@ -453,7 +457,10 @@ def test_workers_must_be_a_whole_number_from_1_to_64(kf, command, value):
     shown = value if value in ("0", "65") else repr(value)
     p = kf(*command, "--workers", value, input="")
     assert (p.returncode, p.stdout) == (2, "")
-    assert p.stderr == f"prisme-keys: error: --workers must be a whole number from 1 to 64, not {shown}\n"
+    assert p.stderr == (
+        f"prisme-keys: error: --workers must be a whole number from 1 to 64, not {shown} "
+        f"(see prisme-keys {command[0]} --help)\n"
+    )
     p = kf("--json", *command, "--workers", value, input="")
     assert p.returncode == 2
     assert json.loads(p.stderr) == {

@@ -223,6 +223,7 @@ class State:
         "_settings",
         "argv",
         "command_options",
+        "command_path",
         "debug",
         "environ",
         "flags",
@@ -245,6 +246,7 @@ class State:
         self.now_override: datetime | None = None
         self.write_at_now = False
         self.command_options: frozenset[str] = frozenset()
+        self.command_path = "prisme-keys"
         self._settings: Settings | None = None
 
     @property
@@ -319,6 +321,7 @@ def state(ctx: typer.Context) -> State:
     if obj is None:  # invoked without main() (e.g. Typer's CliRunner): a fresh state
         obj = ctx.ensure_object(State)
     obj.command_options = frozenset(opt for p in ctx.command.params for opt in getattr(p, "opts", ()))
+    obj.command_path = ctx.command_path
     return obj
 
 

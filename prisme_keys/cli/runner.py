@@ -14,7 +14,7 @@ import typer
 from prisme_keys.cli import streams
 from prisme_keys.cli.app import State, app, root_command, state
 from prisme_keys.cli.output import MESSAGE_LIMIT
-from prisme_keys.errors import EXIT_INTERRUPTED, EXIT_KEYFILE, PrismeKeysError, UsageError
+from prisme_keys.errors import EXIT_INTERRUPTED, EXIT_KEYFILE, InvalidArgument, PrismeKeysError, UsageError
 from prisme_keys.text import cap, shown
 
 __all__ = ["State", "app", "invoke", "output_failed", "state"]
@@ -70,7 +70,10 @@ def invoke(st: State) -> int:
         from prisme_keys.cli.output import error
         from prisme_keys.cli.words import say
 
-        error(say(exc.message), code=exc.code, exit_code=exc.exit_code, as_json=as_json or st.json)
+        message = say(exc.message)
+        if isinstance(exc, InvalidArgument) and not (as_json or st.json):  # a value out of range, as Click's
+            message = f"{cap(message, MESSAGE_LIMIT - 200, tail=200)} (see {st.command_path} --help)"
+        error(message, code=exc.code, exit_code=exc.exit_code, as_json=as_json or st.json)
         code = exc.exit_code
     except typer.Exit as exc:
         code = exc.exit_code
@@ -78,7 +81,7 @@ def invoke(st: State) -> int:
         sys.stderr.write("prisme-keys: interrupted\n")
         code = EXIT_INTERRUPTED
     except typer.TyperException as exc:
-        code = _click_error(exc, as_json or st.json)
+        code = _click_error(exc, as_json or st.json, argv)
     except KeyboardInterrupt:
         sys.stderr.write("prisme-keys: interrupted\n")
         code = EXIT_INTERRUPTED
@@ -108,7 +111,7 @@ def invoke(st: State) -> int:
 SUGGESTION_CUTOFF = 0.75
 
 
-def _click_error(exc: typer.TyperException, as_json: bool) -> int:
+def _click_error(exc: typer.TyperException, as_json: bool, argv: list[str]) -> int:
     """Report an error of the Click layer (a usage error: exit 2) as one line on stderr; return its exit code.
 
     The line is ``prisme-keys: error: MESSAGE (see prisme-keys CMD --help)`` instead of Click's block
@@ -119,7 +122,10 @@ def _click_error(exc: typer.TyperException, as_json: bool) -> int:
     from prisme_keys.cli.output import error
 
     ctx = getattr(exc, "ctx", None)
-    command = ctx.command_path if ctx is not None else "prisme-keys"
+    # Click raises some parse errors ("Option '--count' requires an argument") without a context: the
+    # command is then the first argument that names one.
+    named = set(root_command(app).commands)  # the names only: nothing is built
+    command = ctx.command_path if ctx is not None else " ".join(["prisme-keys", *[a for a in argv if a in named][:1]])
     exit_code = int(getattr(exc, "exit_code", 2))
     if type(exc).__name__ == "NoArgsIsHelpError":
         if as_json:
@@ -128,7 +134,7 @@ def _click_error(exc: typer.TyperException, as_json: bool) -> int:
             sys.stderr.write(exc.format_message().rstrip("\n") + "\n")
         return exit_code
     message = _click_message(exc)
-    if ctx is not None and not as_json:
+    if not as_json:
         message = f"{cap(message, MESSAGE_LIMIT - 200, tail=200)} (see {command} --help)"
     error(message, code="usage_error", exit_code=exit_code, as_json=as_json)
     return exit_code
