@@ -93,6 +93,7 @@ def _codes(exit_code: ExitCode, **meanings: str) -> dict[str, ErrorCode]:
 #: here and that each listed code is asserted by at least one test.
 ERROR_CODES: dict[str, ErrorCode] = {
     **_codes(ExitCode.INTERNAL, internal_error="a bug; the message names the exception"),
+    **_codes(ExitCode.INTERRUPTED, interrupted="Ctrl-C (SIGINT): the command stopped; no file is half-written"),
     **_codes(
         ExitCode.USAGE,
         usage_error="bad arguments or options",

@@ -13,12 +13,14 @@ callers; its registry meaning says so and its case shows the default (see ``DEFA
 from __future__ import annotations
 
 import fcntl
+import io
 import json
 import os
 import pty
 import socket
 import struct
 import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -488,7 +490,32 @@ def _write_failed(w: World) -> Got:
     return _out(w, str(w.tmp / "a-file" / "jwks.json"))
 
 
+class _CtrlC:
+    """Standard input whose first read is interrupted by Ctrl-C: Python raises KeyboardInterrupt there,
+    in the main thread, as SIGINT does while a command waits for input."""
+
+    def __init__(self) -> None:
+        self.buffer = self
+
+    def read1(self, n: int = -1) -> bytes:
+        raise KeyboardInterrupt
+
+    read = read1
+
+
+def _interrupted(w: World) -> Got:
+    from prisme_keys.cli import main
+
+    err = io.StringIO()
+    w.monkeypatch.setattr(sys, "stdin", _CtrlC())
+    w.monkeypatch.setattr(sys, "stdout", io.StringIO())
+    w.monkeypatch.setattr(sys, "stderr", err)
+    rc = main(["--json", "--key-file", str(w.keyfile()), "verify", "--batch"], w.cli.env)
+    return parse_error(err.getvalue(), rc)
+
+
 STREAMS = {
+    "interrupted": Case(_interrupted, "interrupted"),
     "output_is_folder": Case(lambda w: _out(w, f"{w.tmp}/"), "is a folder; name a file"),
     "output_not_regular": Case(lambda w: _out(w, "/dev/null"), "/dev/null is not a regular file (a device or FIFO)"),
     "output_protected": Case(lambda w: _out(w, str(w.tmp / "keys.json")), "it is the key file; add --force"),

@@ -65,7 +65,7 @@ def invoke(st: State) -> int:
         rc = root_command(app).main(args=argv, prog_name="prisme-keys", standalone_mode=False, obj=st)
         code = rc if isinstance(rc, int) else 0
         if code == EXIT_INTERRUPTED:  # Ctrl-C: the Click layer returns 130 without a word
-            sys.stderr.write("prisme-keys: interrupted\n")
+            _interrupted(as_json or st.json)
     except PrismeKeysError as exc:
         from prisme_keys.cli.output import error
         from prisme_keys.cli.words import say
@@ -78,13 +78,11 @@ def invoke(st: State) -> int:
     except typer.Exit as exc:
         code = exc.exit_code
     except typer.Abort:
-        sys.stderr.write("prisme-keys: interrupted\n")
-        code = EXIT_INTERRUPTED
+        code = _interrupted(as_json or st.json)
     except typer.TyperException as exc:
         code = _click_error(exc, as_json or st.json, argv)
     except KeyboardInterrupt:
-        sys.stderr.write("prisme-keys: interrupted\n")
-        code = EXIT_INTERRUPTED
+        code = _interrupted(as_json or st.json)
     except streams.OutputFailed:
         raise
     except Exception as exc:  # a bug: one line, no traceback unless --debug
@@ -109,6 +107,18 @@ def invoke(st: State) -> int:
 #: A "No such option" suggestion is kept only this close to what was typed (difflib ratio, 0 to 1):
 #: ``--verbos`` suggests ``--verbose`` (0.94), ``--bogus`` suggests nothing (0.63 to ``--verbose``).
 SUGGESTION_CUTOFF = 0.75
+
+
+def _interrupted(as_json: bool) -> int:
+    """Report Ctrl-C (SIGINT): ``prisme-keys: interrupted``, or with ``--json`` the error object of code
+    ``interrupted``; return its exit code, 130."""
+    if as_json:
+        from prisme_keys.cli.output import error
+
+        error("interrupted", code="interrupted", exit_code=EXIT_INTERRUPTED, as_json=True)
+    else:
+        sys.stderr.write("prisme-keys: interrupted\n")
+    return EXIT_INTERRUPTED
 
 
 def _click_error(exc: typer.TyperException, as_json: bool, argv: list[str]) -> int:
