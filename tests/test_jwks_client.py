@@ -425,3 +425,37 @@ def test_a_long_running_source_refetches_once_per_interval(server, keypool, tmp_
     t[0] += 2
     assert src.refresh() is None and len(server.requests) == 3
     assert [e.kid for e in src.ring().entries] == [k2["kid"], k3["kid"]]
+
+
+# A long-running source checks the set's freshness again every 30 s (newcomer break-test, follow-up):
+# a key removed from the published set stopped being accepted only by new processes.
+def test_a_long_running_source_checks_freshness_again_every_interval(server, keypool, tmp_path):
+    k1, k2 = keypool[0], keypool[1]
+    t = [2_000_000.0]
+
+    def clk() -> float:
+        return t[0]
+
+    server.serve_json("/jwks", jwks(k1, k2), headers={"Cache-Control": "max-age=10"})
+    src = jwks_client.UrlKeySource(server.url(), cache_dir=tmp_path, real_clock=clk)
+    first = src.ring()
+    server.serve_json("/jwks", jwks(k2), headers={"Cache-Control": "max-age=600"})  # k1 revoked, unpublished
+    t[0] += 29
+    assert src.ring() is first and len(server.requests) == 1  # a one-shot run never asks again
+    t[0] += 1  # 30 s: the set (fresh for 10 s) is stale; asked again, the new set replaces it
+    assert [e.kid for e in src.ring().entries] == [k2["kid"]] and len(server.requests) == 2
+    with pytest.raises(NoUsableKey):
+        verifier.verify(rs_token(k1, claims()), src)
+    t[0] += 30  # fresh (max-age 600): served from the cache, no request, the same ring
+    again = src.ring()
+    assert again is src.ring() and len(server.requests) == 2 and [e.kid for e in again.entries] == [k2["kid"]]
+    # the server fails: the current set stays, with one warning, and it is tried again 30 s later
+    server.serve_json("/jwks", {"error": "down"}, status=503)
+    t[0] += 600
+    assert src.ring() is again and len(server.requests) == 3
+    assert [say(w) for w in src.take_warnings()] == [
+        f"cannot check the JWKS again (HTTP 503 Service Unavailable from {server.url()} (application/jwk-set+json "
+        "body)); still using the set fetched before"
+    ]
+    t[0] += 10
+    assert src.ring() is again and len(server.requests) == 3

@@ -499,7 +499,9 @@ def verify(
         )
 
     def warn(w: str) -> None:
-        output.warn(w, quiet=st.quiet)
+        from prisme_keys.cli.words import say
+
+        output.warn(say(w), quiet=st.quiet)
 
     for w in source.take_warnings():
         warn(w)

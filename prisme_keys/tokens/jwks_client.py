@@ -30,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from prisme_keys.errors import FetchError
+from prisme_keys.errors import FetchError, Worded
 from prisme_keys.jwk import PRIVATE_MEMBERS
 from prisme_keys.text import decode_utf8, redact_url, shown
 from prisme_keys.tokens import jwks_cache
@@ -269,7 +269,9 @@ def _cached_result(url: str, entry: dict[str, Any], raw: RawResponse | None) -> 
 
 
 class UrlKeySource(KeySource):
-    """A :class:`~prisme_keys.tokens.KeySource` over a JWKS URL (fetched once, refetched once on an unknown kid).
+    """A :class:`~prisme_keys.tokens.KeySource` over a JWKS URL: fetched (or served from the cache) once,
+    refetched on an unknown kid (:meth:`refresh`), and, for a source that lives long (``verify --batch``
+    as a sidecar), its freshness checked again every :data:`REFETCH_INTERVAL` seconds (:meth:`ring`).
 
     Args:
         url: the JWKS URL; the keyword arguments are those of :func:`fetch`.
@@ -306,6 +308,7 @@ class UrlKeySource(KeySource):
         self._pending: list[str] = []
         self._refetched_at: float | None = None
         self.result = fetch(url, **self._kw)
+        self._recheck_at = self._clock() + REFETCH_INTERVAL
         self._build()
 
     def _build(self) -> None:
@@ -317,7 +320,23 @@ class UrlKeySource(KeySource):
                 self._pending.append(w)
 
     def ring(self) -> Any:
-        """The current key ring."""
+        """The current key ring; every :data:`REFETCH_INTERVAL` seconds (real clock) the set is asked for
+        again as :func:`fetch` would (from the cache while it is fresh, RFC 9111; else revalidated or
+        fetched), so a set published since, or a key removed from it, reaches a long-running batch
+        within its freshness lifetime plus 30 s. A failed request keeps the current set, with a
+        warning (:meth:`take_warnings`), and is tried again 30 s later."""
+        now_ts = self._clock()
+        if now_ts >= self._recheck_at:
+            self._recheck_at = now_ts + REFETCH_INTERVAL
+            try:
+                result = fetch(self.url, **self._kw)
+            except FetchError as exc:
+                why = Worded("cannot check the JWKS again ({why}); still using the set fetched before", why=exc.message)
+                self._pending.append(why)
+            else:
+                if result.doc != self.result.doc:
+                    self.result = result
+                    self._build()
         return self._ring
 
     def refresh(self) -> str | None:
