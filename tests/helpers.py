@@ -288,3 +288,21 @@ def pty_session(argv, env, steps, wait=15.0, cols=None):
         os.kill(pid, 9)
         os.waitpid(pid, 0)
     return outs
+
+
+class OneLineAtATime:
+    """A binary stream (and a standard input: ``.buffer`` is itself) that gives one line per ``read1``
+    and moves the clock in ``box[0]`` (a datetime) ``step`` seconds on before each later read: a
+    producer that sends a token, waits for the verdict, then sends the next, as a sidecar does."""
+
+    def __init__(self, lines: list[str], box: list[Any], step: float) -> None:
+        self.lines, self.box, self.step, self.reads = [ln.encode() + b"\n" for ln in lines], box, step, 0
+        self.buffer = self
+
+    def read1(self, n: int = -1) -> bytes:
+        from datetime import timedelta
+
+        if self.reads:
+            self.box[0] += timedelta(seconds=self.step)
+        self.reads += 1
+        return self.lines.pop(0) if self.lines else b""

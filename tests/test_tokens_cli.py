@@ -10,7 +10,7 @@ import uuid
 
 import jwt as pyjwt
 import pytest
-from helpers import no_traceback, one_error_line, record, write_keyfile
+from helpers import OneLineAtATime, no_traceback, one_error_line, record, write_keyfile
 from jwks_server import JwksServer, Route, bj, claims, jwks, rs_token
 
 from prisme_keys import jwk as jwk_rules
@@ -553,23 +553,6 @@ def test_verify_batch_cli_writes_the_same_with_one_or_more_workers(kf, keypool):
     assert _workers_alive() == []
 
 
-class _OneLineAtATime:
-    """Standard input that gives one line per read and moves the clock ``step`` seconds on before each
-    later read: a producer that sends a token, waits for the verdict, sends the next (as a sidecar)."""
-
-    def __init__(self, lines: list[str], box: list, step: float) -> None:
-        self.lines, self.box, self.step, self.reads = [ln.encode() + b"\n" for ln in lines], box, step, 0
-        self.buffer = self
-
-    def read1(self, n: int = -1) -> bytes:
-        from datetime import timedelta
-
-        if self.reads:
-            self.box[0] += timedelta(seconds=self.step)
-        self.reads += 1
-        return self.lines.pop(0) if self.lines else b""
-
-
 # Regression (newcomer break-test): verify --batch judged every token at the time the command started,
 # so a long-running batch accepted a token expired since and refused one minted since ("issued in the
 # future"). Without --now, each piece of input is checked at the time it arrives.
@@ -584,13 +567,13 @@ def test_verify_batch_judges_each_token_when_it_arrives(kf, cli, keypool, monkey
     t0 = int(start.timestamp())
     short = rs_token(keypool[0], claims(now=t0, exp=t0 + 5, iss=ISS, aud=AUD))
     later = rs_token(keypool[0], claims(now=t0 + 60, iss=ISS, aud=AUD))
-    monkeypatch.setattr(sys, "stdin", _OneLineAtATime([short, short, later], box, 30))
+    monkeypatch.setattr(sys, "stdin", OneLineAtATime([short, short, later], box, 30))
     kfile = ["--key-file", str(cli.default_key_file)]
     assert main([*kfile, "verify", "--batch", "--workers", workers], cli.env) == 7
     docs = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert [(d["line"], d["exit"]) for d in docs] == [(1, 0), (2, 7), (3, 0)]
     assert docs[1]["error"].startswith("token expired 25 seconds ago")
     box[0] = start  # --now fixes the time for the whole batch
-    monkeypatch.setattr(sys, "stdin", _OneLineAtATime([short, short, later], box, 30))
+    monkeypatch.setattr(sys, "stdin", OneLineAtATime([short, short, later], box, 30))
     assert main([*kfile, "--now", clock.iso(start), "verify", "--batch", "--workers", workers], cli.env) == 7
     assert [json.loads(x)["exit"] for x in capsys.readouterr().out.splitlines()] == [0, 0, 7]

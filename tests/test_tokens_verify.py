@@ -6,11 +6,13 @@ import io
 import json
 import threading
 import time
-from datetime import UTC, timedelta
+from datetime import UTC
 
 import pytest
+from helpers import OneLineAtATime
 from jwks_server import bj, claims, hs_token, jwks, rs_token
 
+from prisme_keys import clock
 from prisme_keys import jwk as jwk_rules
 from prisme_keys.cli.words import say
 from prisme_keys.errors import (
@@ -579,15 +581,16 @@ def _workers_alive() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name.startswith("prisme-keys-worker")]
 
 
-def _run_stream(stream, source, workers: int, opts: VerifyOptions = OPTS) -> tuple[int, str, list, set]:
-    """verify_stream over ``stream``: (exit code, output, progress calls, worker threads seen while it ran)."""
+def _run_stream(stream, source, workers: int, opts: VerifyOptions = OPTS, now=None) -> tuple[int, str, list, set]:
+    """verify_stream over ``stream`` (at ``now``, default the real clock): (exit code, output, progress calls,
+    worker threads seen while it ran)."""
     out, calls, seen = io.StringIO(), [], set()
 
     def progress(done, total):
         calls.append((done, total))
         seen.update(_workers_alive())
 
-    rc = batch.verify_stream(stream, source, opts, out.write, progress=progress, workers=workers)
+    rc = batch.verify_stream(stream, source, opts, out.write, progress=progress, now=now, workers=workers)
     assert _workers_alive() == []  # the pool is closed before verify_stream returns
     return rc, out.getvalue(), calls, seen
 
@@ -624,11 +627,13 @@ def test_verify_stream_gives_the_same_bytes_in_the_same_order_on_any_number_of_t
     lines = _mixed(keypool)
     doc = jwks(keypool[0], keypool[1])
     data = "\n".join(lines).encode()  # the last line without its newline
-    want_rc, want, want_calls, alone = _run_stream(io.BytesIO(data), src(doc), 1)
+    # one time for every run: "expired 10 seconds ago" must not become "11 seconds ago" between runs
+    at = clock.now()
+    want_rc, want, want_calls, alone = _run_stream(io.BytesIO(data), src(doc), 1, now=at)
     assert alone == set()  # one worker: no pool
     # the reference is verify_batch, one thread, line by line: what verify --batch wrote before workers
     ref = io.StringIO()
-    assert batch.verify_batch(batch.iter_lines(io.BytesIO(data)), src(doc), OPTS, ref.write) == want_rc
+    assert batch.verify_batch(batch.iter_lines(io.BytesIO(data)), src(doc), OPTS, ref.write, now=at) == want_rc
     assert want == ref.getvalue()
     docs = [json.loads(x) for x in want.splitlines()]
     blank = [n for n, line in enumerate(lines, 1) if not line.strip()]
@@ -639,7 +644,7 @@ def test_verify_stream_gives_the_same_bytes_in_the_same_order_on_any_number_of_t
     assert want_rc == 7
     for workers in (2, 3, 8):
         for stream in (io.BytesIO(data), _Pieces(data, [1000, 40_000, 25_000, 30_000, 700, 64 * 1024])):
-            rc, got, calls, seen = _run_stream(stream, src(doc), workers)
+            rc, got, calls, seen = _run_stream(stream, src(doc), workers, now=at)
             assert (rc, got, calls) == (want_rc, want, want_calls)
             assert "prisme-keys-worker_0" in seen and len(seen) <= workers - 1  # the pool did RSA checks
 
@@ -721,30 +726,10 @@ def test_verify_stream_refuses_a_number_of_workers_out_of_range(keypool, workers
     assert info.value.message == f"workers must be a whole number from 1 to 64, not {workers!r}"
 
 
-class _Clocked(io.RawIOBase):
-    """A binary stream that hands out one line per ``read1`` and moves the clock ``step`` seconds on
-    before each later one: a producer that writes a token, waits, then writes the next."""
-
-    def __init__(self, lines: list[str], clock_box: list, step: float) -> None:
-        super().__init__()
-        self.lines, self.box, self.step, self.reads = [ln.encode() + b"\n" for ln in lines], clock_box, step, 0
-
-    def readable(self) -> bool:
-        return True
-
-    def read1(self, n: int = -1) -> bytes:
-        if self.reads:
-            self.box[0] += timedelta(seconds=self.step)
-        self.reads += 1
-        return self.lines.pop(0) if self.lines else b""
-
-
 # Regression (newcomer break-test): a long-running verify --batch judged every token at the time it
 # started: a token that had expired since was valid, a token minted since was "issued in the future".
 @pytest.mark.parametrize("workers", [1, 2])
 def test_verify_stream_judges_each_piece_at_the_time_it_arrives(keypool, monkeypatch, workers):
-    from prisme_keys import clock
-
     k = keypool[0]
     start = clock.now().replace(microsecond=0)
     box = [start]
@@ -754,7 +739,7 @@ def test_verify_stream_judges_each_piece_at_the_time_it_arrives(keypool, monkeyp
     later = rs_token(k, claims(now=t0 + 60))  # minted a minute after the batch started
     out = io.StringIO()
     rc = batch.verify_stream(
-        _Clocked([short, short, later], box, 30), src(jwks(k)), VerifyOptions(), out.write, workers=workers
+        OneLineAtATime([short, short, later], box, 30), src(jwks(k)), VerifyOptions(), out.write, workers=workers
     )
     assert rc == 7
     docs = [json.loads(x) for x in out.getvalue().splitlines()]
@@ -764,6 +749,11 @@ def test_verify_stream_judges_each_piece_at_the_time_it_arrives(keypool, monkeyp
     out = io.StringIO()
     box[0] = start
     batch.verify_stream(
-        _Clocked([short, short, later], box, 30), src(jwks(k)), VerifyOptions(), out.write, now=start, workers=workers
+        OneLineAtATime([short, short, later], box, 30),
+        src(jwks(k)),
+        VerifyOptions(),
+        out.write,
+        now=start,
+        workers=workers,
     )
     assert [json.loads(x)["exit"] for x in out.getvalue().splitlines()] == [0, 0, 7]

@@ -61,8 +61,9 @@ def invoke(st: State) -> int:
     argv = st.argv
     as_json = "--json" in argv
     try:
+        root = root_command(app)  # a TyperException below comes from root.main: root is bound
         _refuse_nul(argv)
-        rc = root_command(app).main(args=argv, prog_name="prisme-keys", standalone_mode=False, obj=st)
+        rc = root.main(args=argv, prog_name="prisme-keys", standalone_mode=False, obj=st)
         code = rc if isinstance(rc, int) else 0
         if code == EXIT_INTERRUPTED:  # Ctrl-C: the Click layer returns 130 without a word
             _interrupted(as_json or st.json)
@@ -72,7 +73,7 @@ def invoke(st: State) -> int:
 
         message = say(exc.message)
         if isinstance(exc, InvalidArgument) and not (as_json or st.json):  # a value out of range, as Click's
-            message = f"{cap(message, MESSAGE_LIMIT - 200, tail=200)} (see {st.command_path} --help)"
+            message = _see_help(message, st.command_path)
         error(message, code=exc.code, exit_code=exc.exit_code, as_json=as_json or st.json)
         code = exc.exit_code
     except typer.Exit as exc:
@@ -80,7 +81,7 @@ def invoke(st: State) -> int:
     except typer.Abort:
         code = _interrupted(as_json or st.json)
     except typer.TyperException as exc:
-        code = _click_error(exc, as_json or st.json, argv)
+        code = _click_error(exc, as_json or st.json, argv, set(root.commands))
     except KeyboardInterrupt:
         code = _interrupted(as_json or st.json)
     except streams.OutputFailed:
@@ -121,7 +122,12 @@ def _interrupted(as_json: bool) -> int:
     return EXIT_INTERRUPTED
 
 
-def _click_error(exc: typer.TyperException, as_json: bool, argv: list[str]) -> int:
+def _see_help(message: str, command: str) -> str:
+    """A usage error's line: ``MESSAGE (see COMMAND --help)``, the message capped so the pointer stays."""
+    return f"{cap(message, MESSAGE_LIMIT - 200, tail=200)} (see {command} --help)"
+
+
+def _click_error(exc: typer.TyperException, as_json: bool, argv: list[str], named: set[str]) -> int:
     """Report an error of the Click layer (a usage error: exit 2) as one line on stderr; return its exit code.
 
     The line is ``prisme-keys: error: MESSAGE (see prisme-keys CMD --help)`` instead of Click's block
@@ -133,8 +139,7 @@ def _click_error(exc: typer.TyperException, as_json: bool, argv: list[str]) -> i
 
     ctx = getattr(exc, "ctx", None)
     # Click raises some parse errors ("Option '--count' requires an argument") without a context: the
-    # command is then the first argument that names one.
-    named = set(root_command(app).commands)  # the names only: nothing is built
+    # command is then the first argument that is one of the ``named`` commands.
     command = ctx.command_path if ctx is not None else " ".join(["prisme-keys", *[a for a in argv if a in named][:1]])
     exit_code = int(getattr(exc, "exit_code", 2))
     if type(exc).__name__ == "NoArgsIsHelpError":
@@ -145,7 +150,7 @@ def _click_error(exc: typer.TyperException, as_json: bool, argv: list[str]) -> i
         return exit_code
     message = _click_message(exc)
     if not as_json:
-        message = f"{cap(message, MESSAGE_LIMIT - 200, tail=200)} (see {command} --help)"
+        message = _see_help(message, command)
     error(message, code="usage_error", exit_code=exit_code, as_json=as_json)
     return exit_code
 

@@ -498,9 +498,9 @@ def verify(
             f"note: JWKS served by {redact_url(final)} (redirected from {redact_url(jwks_url or '')})", quiet=st.quiet
         )
 
-    def warn(w: str) -> None:
-        from prisme_keys.cli.words import say
+    from prisme_keys.cli.words import say
 
+    def warn(w: str) -> None:
         output.warn(say(w), quiet=st.quiet)
 
     for w in source.take_warnings():

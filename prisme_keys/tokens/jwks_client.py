@@ -334,8 +334,8 @@ class UrlKeySource(KeySource):
                 why = Worded("cannot check the JWKS again ({why}); still using the set fetched before", why=exc.message)
                 self._pending.append(why)
             else:
-                if result.doc != self.result.doc:
-                    self.result = result
+                changed, self.result = result.doc != self.result.doc, result
+                if changed:  # the same set keeps its ring (a batch's checked headers stay valid)
                     self._build()
         return self._ring
 
