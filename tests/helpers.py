@@ -306,3 +306,53 @@ class OneLineAtATime:
             self.box[0] += timedelta(seconds=self.step)
         self.reads += 1
         return self.lines.pop(0) if self.lines else b""
+
+
+class Pieces(io.RawIOBase):
+    """A binary stream whose ``read1`` hands out ``data`` in pieces of the given sizes (then the rest):
+    what a pipe gives a reader as the writer's chunks arrive."""
+
+    def __init__(self, data: bytes, sizes: list[int]) -> None:
+        super().__init__()
+        self.data, self.sizes = data, list(sizes)
+
+    def readable(self) -> bool:
+        return True
+
+    def read1(self, n: int = -1) -> bytes:
+        size = self.sizes.pop(0) if self.sizes else n
+        out, self.data = self.data[: min(size, n)], self.data[min(size, n) :]
+        return out
+
+
+def mixed_batch(keypool, count: int = 240) -> list[str]:
+    """Lines for verify --batch: valid tokens, every kind of failure, blank lines, a line over the cap, a
+    second header (its own key); the first line is a valid token."""
+    from jwks_server import claims, rs_token
+
+    from prisme_keys.tokens import jws
+
+    k0, k1, k2 = keypool[0], keypool[1], keypool[2]
+    t = int(time.time())
+    other = rs_token(k0, claims(sub="other")).split(".")[2]
+    lines = []
+    for i in range(count):
+        kind = i % 12
+        if kind == 3:
+            lines.append(rs_token(k0, claims(sub=f"u{i}", exp=t - 10)))  # expired
+        elif kind == 5:
+            h, p, _ = rs_token(k0, claims(sub=f"u{i}")).split(".")
+            lines.append(f"{h}.{p}.{other}")  # a bad signature
+        elif kind == 7:
+            lines.append(rs_token(k2, claims(sub=f"u{i}")))  # an unknown kid
+        elif kind == 8:
+            lines.append("" if i % 24 else "   ")  # blank lines
+        elif kind == 9:
+            lines.append(rs_token(k1, claims(sub=f"u{i}")))  # a second header (and key)
+        elif kind == 11 and i % 48 == 11:
+            lines.append("Bearer " + rs_token(k0, claims(sub=f"u{i}")))
+        else:
+            lines.append(rs_token(k0, claims(sub=f"u{i}", n=i)))
+    lines[100] = "x" * (jws.MAX_TOKEN_BYTES + 5000)  # over the cap
+    lines[150] = "not-a-token"
+    return lines

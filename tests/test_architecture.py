@@ -186,8 +186,10 @@ ALLOWED = {
     "raises on a key is the check's verdict (only python-jose runs in the block)",
     ("prisme_keys/tokens/http.py", "except BaseException in run"): "a thread boundary: the fetch thread hands "
     "everything to the caller, which maps network errors and re-raises the rest",
-    ("prisme_keys/tokens/workers.py", "except Exception in run_here"): "a slice of verify --batch run in the "
+    ("prisme_keys/tokens/batch.py", "except Exception in here"): "a slice of verify --batch run in the "
     "calling thread holds what it raised, as the pool's futures do, for the line it belongs to",
+    ("prisme_keys/tokens/batch.py", "except Exception in _answer"): "a forked child stops at a bug and gives "
+    "back what it did; the command does the rest itself and meets the bug at the line it belongs to",
 }
 
 

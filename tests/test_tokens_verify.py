@@ -9,7 +9,7 @@ import time
 from datetime import UTC
 
 import pytest
-from helpers import OneLineAtATime
+from helpers import OneLineAtATime, Pieces, mixed_batch
 from jwks_server import bj, claims, hs_token, jwks, rs_token
 
 from prisme_keys import clock
@@ -560,23 +560,6 @@ def test_printable_escapes_control_characters():
 # -- verify --batch on several threads (issue 13): the same bytes, in the same order, as one thread
 
 
-class _Pieces(io.RawIOBase):
-    """A binary stream whose ``read1`` hands out ``data`` in pieces of the given sizes (then the rest):
-    what a pipe gives a reader as the writer's chunks arrive."""
-
-    def __init__(self, data: bytes, sizes: list[int]) -> None:
-        super().__init__()
-        self.data, self.sizes = data, list(sizes)
-
-    def readable(self) -> bool:
-        return True
-
-    def read1(self, n: int = -1) -> bytes:
-        size = self.sizes.pop(0) if self.sizes else n
-        out, self.data = self.data[: min(size, n)], self.data[min(size, n) :]
-        return out
-
-
 def _workers_alive() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name.startswith("prisme-keys-worker")]
 
@@ -595,36 +578,8 @@ def _run_stream(stream, source, workers: int, opts: VerifyOptions = OPTS, now=No
     return rc, out.getvalue(), calls, seen
 
 
-def _mixed(keypool, count: int = 240) -> list[str]:
-    """Valid tokens, with every kind of failure, blank lines, a line over the cap, a second header."""
-    k0, k1, k2 = keypool[0], keypool[1], keypool[2]
-    t = int(time.time())
-    other = rs_token(k0, claims(sub="other")).split(".")[2]
-    lines = []
-    for i in range(count):
-        kind = i % 12
-        if kind == 3:
-            lines.append(rs_token(k0, claims(sub=f"u{i}", exp=t - 10)))  # expired
-        elif kind == 5:
-            h, p, _ = rs_token(k0, claims(sub=f"u{i}")).split(".")
-            lines.append(f"{h}.{p}.{other}")  # a bad signature
-        elif kind == 7:
-            lines.append(rs_token(k2, claims(sub=f"u{i}")))  # an unknown kid
-        elif kind == 8:
-            lines.append("" if i % 24 else "   ")  # blank lines
-        elif kind == 9:
-            lines.append(rs_token(k1, claims(sub=f"u{i}")))  # a second header (and key)
-        elif kind == 11 and i % 48 == 11:
-            lines.append("Bearer " + rs_token(k0, claims(sub=f"u{i}")))
-        else:
-            lines.append(rs_token(k0, claims(sub=f"u{i}", n=i)))
-    lines[100] = "x" * (jws.MAX_TOKEN_BYTES + 5000)  # over the cap
-    lines[150] = "not-a-token"
-    return lines
-
-
 def test_verify_stream_gives_the_same_bytes_in_the_same_order_on_any_number_of_threads(keypool):
-    lines = _mixed(keypool)
+    lines = mixed_batch(keypool)
     doc = jwks(keypool[0], keypool[1])
     data = "\n".join(lines).encode()  # the last line without its newline
     # one time for every run: "expired 10 seconds ago" must not become "11 seconds ago" between runs
@@ -643,7 +598,7 @@ def test_verify_stream_gives_the_same_bytes_in_the_same_order_on_any_number_of_t
     assert (exits[1], exits[4], exits[6], exits[8], exits[10], exits[101], exits[151]) == (0, 7, 6, 8, 0, 5, 5)
     assert want_rc == 7
     for workers in (2, 3, 8):
-        for stream in (io.BytesIO(data), _Pieces(data, [1000, 40_000, 25_000, 30_000, 700, 64 * 1024])):
+        for stream in (io.BytesIO(data), Pieces(data, [1000, 40_000, 25_000, 30_000, 700, 64 * 1024])):
             rc, got, calls, seen = _run_stream(stream, src(doc), workers, now=at)
             assert (rc, got, calls) == (want_rc, want, want_calls)
             assert "prisme-keys-worker_0" in seen and len(seen) <= workers - 1  # the pool did RSA checks
@@ -670,7 +625,7 @@ def test_verify_stream_with_workers_keeps_verdicts_when_the_key_set_is_refetched
             jwks_client.UrlKeySource(server.url(), cache_dir=cache)  # the cache holds k1
             server.serve_json("/jwks", jwks(k2))  # k1 left the published set
             source = jwks_client.UrlKeySource(server.url(), cache_dir=cache)
-            first = _Pieces(data, [len(lines[0]) + 1])  # line 1 alone, then the 60 others in one piece
+            first = Pieces(data, [len(lines[0]) + 1])  # line 1 alone, then the 60 others in one piece
             results[workers] = _run_stream(first, source, workers)
     assert results[1][:3] == results[2][:3]
     docs = [json.loads(x) for x in results[1][1].splitlines()]
@@ -707,7 +662,7 @@ def test_verify_stream_an_error_in_a_worker_is_raised_at_its_line(keypool, monke
         def progress(done, total, threads=threads):
             threads.update(_workers_alive())
 
-        stream = _Pieces(data, [len(lines[0]) + 1])  # line 1 alone: its header is known for the others
+        stream = Pieces(data, [len(lines[0]) + 1])  # line 1 alone: its header is known for the others
         with pytest.raises(RuntimeError, match="a bug in a signature check"):
             batch.verify_stream(stream, src(jwks(k)), OPTS, out.write, progress=progress, workers=workers)
         assert _workers_alive() == []

@@ -314,6 +314,7 @@ def _verify_batch(st: Any, source: Any, opts: Any, warn: Any, workers: int) -> i
                 progress=bar if bar.enabled else None,
                 word=say,
                 workers=workers,
+                processes=True,  # this process is the command's own: forked children where possible
             )
         finally:
             streams.flush()  # what was verified is written, even when interrupted

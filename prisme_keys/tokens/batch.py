@@ -26,10 +26,12 @@ from prisme_keys.jwk import MIN_BITS
 from prisme_keys.tokens.jws import MAX_TOKEN_BYTES, b64_segment, b64url_bytes, bare_segments, json_object
 from prisme_keys.tokens.keyring import KeyRing, KeySource
 from prisme_keys.tokens.verify import VerifyOptions, _check_header, candidate_keys, check_claims, verify
-from prisme_keys.tokens.workers import check_workers, close_pool, run_here, thread_pool
+from prisme_keys.tokens.workers import check_workers, close_pool, thread_pool
 
 if TYPE_CHECKING:
     from concurrent.futures import Executor, Future
+
+    from prisme_keys.tokens.forked import Forked
 
 #: Bytes asked of the stream per read: a read may wait for input, so the caller's stream can
 #: write out the results so far first (see :func:`iter_lines`).
@@ -97,6 +99,9 @@ def iter_lines(stream: Any, max_len: int = MAX_TOKEN_BYTES + 4096) -> Iterator[t
 _Keys = tuple[tuple[Callable[[bytes, bytes], bool], str], ...]
 #: A token ready for its RSA check: signing input, signature, ``sub`` as JSON, the candidate keys.
 _Job = tuple[bytes, bytes, str, _Keys]
+#: A forked child's verdict on one line of its slice: ``None`` (declined: :func:`verify` must give the
+#: verdict), else ``(sub as JSON, kid as JSON of the key that accepted the signature, or None)``.
+_Answer = tuple[str, str | None] | None
 
 
 @dataclass(frozen=True)
@@ -132,17 +137,30 @@ def _too_long(n: int) -> str:
     return json.dumps(doc, ensure_ascii=False) + "\n"
 
 
+def _can_fork() -> bool:
+    """Whether this process may fork children now (:func:`prisme_keys.tokens.forked.can_fork`)."""
+    from prisme_keys.tokens.forked import can_fork
+
+    return can_fork()
+
+
+def _bounds(k: int, parts: int) -> list[tuple[int, int]]:
+    """``parts`` slices ``(lo, hi)`` of ``range(k)``, in order, their sizes differing by one at most."""
+    return [(k * j // parts, k * (j + 1) // parts) for j in range(parts)]
+
+
 class _Ahead:
-    """One piece's fast path, its RSA checks made by the pool against ``ring``. Per line: in ``jobs``
-    what :meth:`_Batch._prepare` gave (``None``: declined), in ``kids`` the kid that signed it (``None``: no
-    key did, or declined; :data:`_UNDONE`: its slice stopped on an error); ``slices``: ``(lo, hi, task)``."""
+    """One piece's fast path, its RSA checks made by the pool (or forked children) against ``ring``. Per
+    line: in ``jobs`` what :meth:`_Batch._prepare` gave (``None``: declined), in ``kids`` the kid that signed
+    it (``None``: no key did, or declined; :data:`_UNDONE`: its slice stopped on an error); ``slices``:
+    ``(lo, hi, task)``, ``task`` a pool's future or the error a slice run here stopped on."""
 
     __slots__ = ("jobs", "kids", "ring", "slices")
 
     def __init__(self, ring: KeyRing, jobs: list[_Job | None]) -> None:
         self.ring, self.jobs = ring, jobs
         self.kids: list[Any] = [_UNDONE] * len(jobs)
-        self.slices: list[tuple[int, int, Future[None]]] = []
+        self.slices: list[tuple[int, int, Future[None] | Exception]] = []
 
     def line(self, i: int, n: int, job: _Job) -> str | None:
         """The result line of line index ``i`` (number ``n``, ``job`` its prepared token) when a key
@@ -153,11 +171,21 @@ class _Ahead:
         """
         kid = self.kids[i]
         if kid is _UNDONE:
-            for lo, hi, fut in self.slices:
+            for lo, hi, task in self.slices:
                 if lo <= i < hi:
-                    fut.result()
+                    if isinstance(task, Exception):
+                        raise task
+                    task.result()
             raise AssertionError("a slice stopped without an error")  # pragma: no cover
         return None if kid is None else _valid(n, kid, job[2])
+
+    def here(self, lo: int, hi: int) -> None:
+        """:meth:`check` of ``lo <= i < hi`` in the calling thread; an error it stops on is kept in
+        ``slices``, as a pool's future keeps it, and raised at the line it belongs to (:meth:`line`)."""
+        try:
+            self.check(lo, hi)
+        except Exception as exc:
+            self.slices.append((lo, hi, exc))
 
     def check(self, lo: int, hi: int) -> None:
         """``kids[i]`` for ``lo <= i < hi``: the RSA checks, the part that runs in the pool's threads."""
@@ -182,12 +210,28 @@ class _Batch:
         now: datetime | None,
         word: Callable[[str], str] = str,
         workers: int = 1,
+        processes: bool = False,
     ) -> None:
         self.source, self.options, self.now, self.word = source, options, now, word
         self.headers: dict[bytes, _Header] = {}
-        # One thread: the verifier that is fastest alone (its RSA step holds the GIL); threads:
-        # cryptography's verify, which releases the GIL (same verdicts: prisme_keys.jwk.rsa_verifier).
-        self.workers, self.many = workers, workers == 1
+        # Forked children (see _children): wanted at all; the table's version (one more at each change);
+        # the version seen at the last piece; the children and the (version, ring) they were forked with.
+        self.processes, self.version, self.seen = processes and workers > 1 and _can_fork(), 0, -1
+        self.children: list[Forked] = []
+        self.forked_at: tuple[int, KeyRing] | None = None
+        # One thread or processes: the verifier that is fastest alone (its RSA step holds the GIL);
+        # threads: cryptography's verify, which releases the GIL (same verdicts: jwk.rsa_verifier).
+        self.workers, self.many = workers, workers == 1 or self.processes
+
+    def _threads_instead(self) -> None:
+        """No forked child for the rest of the batch: the children ended, the table emptied (its
+        verifiers held the GIL; threads need the ones that release it), to be learnt again."""
+        from prisme_keys.tokens.forked import close_all
+
+        close_all(self.children)
+        self.processes = self.many = False
+        self.headers.clear()
+        self.version += 1
 
     def run(
         self,
@@ -209,23 +253,102 @@ class _Batch:
                 if progress is not None:
                     progress(done, None)
         finally:
+            if self.children:
+                from prisme_keys.tokens.forked import close_all
+
+                close_all(self.children)
             for pool in pools:
                 close_pool(pool)
         return first
 
-    def _ahead(self, lines: list[tuple[int, bytes | None]], pool: Executor, parts: int, now: datetime) -> _Ahead:
-        """The fast path of ``lines`` against the current ring: decoding and claims here (they hold the
-        GIL: threads would only queue for it), the RSA checks (which release it) in ``parts`` slices, the
+    def _ahead(
+        self, lines: list[tuple[int, bytes | None]], pool: Executor, parts: int, now: datetime, ring: KeyRing
+    ) -> _Ahead:
+        """The fast path of ``lines`` against ``ring``: decoding and claims here (they hold the GIL:
+        threads would only queue for it), the RSA checks (which release it) in ``parts`` slices, the
         first in this thread, the others in ``pool``."""
-        ring, k = self.source.ring(), len(lines)
         prepare = self._prepare
         ahead = _Ahead(ring, [prepare(raw, ring, now) for _, raw in lines])
-        bounds = [(k * j // parts, k * (j + 1) // parts) for j in range(parts)]
+        bounds = _bounds(len(lines), parts)
         ahead.slices = [(lo, hi, pool.submit(ahead.check, lo, hi)) for lo, hi in bounds[1:]]
-        ahead.slices.insert(0, (*bounds[0], run_here(ahead.check, *bounds[0])))
-        for _, _, fut in ahead.slices:
+        futures = [task for _, _, task in ahead.slices if not isinstance(task, Exception)]
+        ahead.here(*bounds[0])
+        for fut in futures:
             fut.exception()  # waits (a signal such as Ctrl-C interrupts the wait)
         return ahead
+
+    def _ahead_forked(
+        self, lines: list[tuple[int, bytes | None]], children: list[Forked], now: datetime, ring: KeyRing
+    ) -> _Ahead:
+        """The fast path of ``lines`` against ``ring`` in ``len(children) + 1`` slices, the first here,
+        each other one whole (decoding, claims and RSA check) in a forked child. What a child did not
+        answer (it died, stopped on an error) is done here, as :meth:`_ahead` does it."""
+        bounds = _bounds(len(lines), len(children) + 1)
+        pairs = list(zip(bounds[1:], children, strict=True))
+        sent = [child.send(([raw for _, raw in lines[lo:hi]], now)) for (lo, hi), child in pairs]
+        prepare = self._prepare
+        ahead = _Ahead(ring, [None] * len(lines))
+        jobs, kids = ahead.jobs, ahead.kids
+        lo, hi = bounds[0]
+        jobs[lo:hi] = [prepare(raw, ring, now) for _, raw in lines[lo:hi]]
+        ahead.here(lo, hi)
+        failed = False
+        for ((lo, hi), child), ok in zip(pairs, sent, strict=True):
+            answers: list[_Answer] = (child.receive() if ok else None) or []
+            for i, answer in enumerate(answers[: hi - lo], lo):
+                if answer is not None:
+                    jobs[i], kids[i] = (b"", b"", answer[0], ()), answer[1]
+            rest = lo + min(len(answers), hi - lo)
+            if rest < hi:  # not answered: done here, and threads for the rest of the batch
+                jobs[rest:hi] = [prepare(raw, ring, now) for _, raw in lines[rest:hi]]
+                ahead.here(rest, hi)
+                failed = True
+        if failed:
+            self._threads_instead()
+        return ahead
+
+    def _answer(self, ring: KeyRing, request: tuple[list[bytes | None], datetime]) -> list[_Answer]:
+        """What a forked child answers for a slice of a piece (see :meth:`_ahead_forked`), line by line;
+        it stops at an unexpected error (the command then meets it at its line, doing the rest itself)."""
+        lines, now = request
+        answers: list[_Answer] = []
+        try:
+            for raw in lines:
+                job = self._prepare(raw, ring, now)
+                answers.append(None if job is None else (job[2], _signed_by(job[3], job[0], job[1])))
+        except Exception:  # a bug: the command does the rest itself and meets it at its line
+            pass
+        return answers
+
+    def _children(self, wanted: int, ring: KeyRing) -> list[Forked] | None:
+        """``wanted`` forked children holding the table as it is now with ``ring``; ``[]``: this piece is
+        checked in this thread alone; ``None``: no child for the rest of the batch (threads instead).
+
+        The first children are forked once the table holds a header; later ones (the table or the ring
+        changed) only once the table has stayed the same for a whole piece: input that brings a new
+        header in every piece is checked in this thread, not with a fork per piece. Forking is given up
+        for the batch when it is not possible (see :func:`~prisme_keys.tokens.forked.can_fork`) or fails.
+        """
+        from prisme_keys.tokens.forked import Forked, close_all
+
+        at = self.forked_at
+        if at is not None and at[0] == self.version and at[1] is ring:
+            return self.children[:wanted]
+        settled, self.seen = self.seen == self.version, self.version
+        if not self.headers or not (settled or at is None):
+            return []
+        close_all(self.children)
+        self.forked_at = None
+        try:
+            if _can_fork():
+                for _ in range(self.workers - 1):
+                    self.children.append(Forked(lambda request: self._answer(ring, request)))
+                self.forked_at = (self.version, ring)
+                return self.children[:wanted]
+        except OSError:  # no fork (too many processes, no memory)
+            pass
+        self._threads_instead()
+        return None
 
     def _prepare(self, raw: bytes | None, ring: KeyRing, now: datetime) -> _Job | None:
         """The fast path of a line up to its RSA check: ``(signing_input, signature, sub as JSON, keys)``,
@@ -289,9 +412,14 @@ class _Batch:
             at = self.now if self.now is not None else clock.now() if isinstance(lines, list) else None
             ahead = None
             if workers > 1 and isinstance(lines, list) and len(lines) >= 2 * MIN_SLICE:
-                if not pools:
-                    pools.append(thread_pool(workers - 1))  # and this thread
-                ahead = self._ahead(lines, pools[0], min(workers, len(lines) // MIN_SLICE), at or clock.now())
+                parts, now, current = min(workers, len(lines) // MIN_SLICE), at or clock.now(), ring()
+                children = self._children(parts - 1, current) if self.processes else None
+                if children:
+                    ahead = self._ahead_forked(lines, children, now, current)
+                elif children is None:
+                    if not pools:
+                        pools.append(thread_pool(workers - 1))  # and this thread
+                    ahead = self._ahead(lines, pools[0], parts, now, current)
             for i, (n, raw) in enumerate(lines):
                 now = at if at is not None else clock.now()
                 line = None
@@ -348,6 +476,7 @@ class _Batch:
             return
         if len(self.headers) >= MAX_HEADERS:
             self.headers.clear()
+        self.version += 1
         many = self.many
         keys = tuple((entry.verifier(alg, many=many), _json(entry.kid)) for entry in cands if entry.bits >= MIN_BITS)
         self.headers[parts[0]] = _Header(ring, keys)
@@ -391,8 +520,9 @@ def verify_stream(
     progress: Callable[[int, int | None], None] | None = None,
     word: Callable[[str], str] = str,
     workers: int = 1,
+    processes: bool = False,
 ) -> int:
-    """:func:`verify_batch` over the lines of a binary ``stream``, with ``workers`` threads for the signatures.
+    """:func:`verify_batch` over the lines of a binary ``stream``, with ``workers`` threads or processes.
 
     The stream is read piece by piece (:func:`iter_pieces`): each piece's results are written
     before the next read, so a producer that waits for each verdict gets it. With ``workers``
@@ -403,8 +533,16 @@ def verify_stream(
     one piece at a time. ``now``: the time every token is checked at; by default the real clock,
     read for each piece as it is taken up (a long-running batch never judges by its start time).
 
+    With ``processes`` (the command line's choice: it owns its process), the ``workers - 1`` others
+    are children forked from this process (:mod:`prisme_keys.tokens.forked`) where that is possible
+    (Linux, no other thread running), each doing decoding, claims and RSA checks of its slice of a
+    piece: threads share only the RSA checks. Same verdicts, order and bytes; the children are
+    ended before this returns or raises. Elsewhere, threads.
+
     Args:
-        workers: threads, 1 to :data:`prisme_keys.tokens.workers.MAX_WORKERS` (1: the calling thread only).
+        workers: threads or processes, 1 to :data:`prisme_keys.tokens.workers.MAX_WORKERS` (1: the
+            calling thread only).
+        processes: fork child processes rather than start threads, where possible.
 
     Raises:
         InvalidArgument: ``workers`` out of range (:func:`prisme_keys.tokens.workers.check_workers`).
@@ -413,4 +551,4 @@ def verify_stream(
         0 when every token is valid, else the exit code of the first failure.
     """
     check_workers(workers)
-    return _Batch(source, options, now, word, workers).run(iter_pieces(stream), write, warn, progress)
+    return _Batch(source, options, now, word, workers, processes).run(iter_pieces(stream), write, warn, progress)

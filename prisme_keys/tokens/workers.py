@@ -12,14 +12,13 @@ than the task it is on.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from prisme_keys.errors import InvalidArgument
 from prisme_keys.text import shown
 
 if TYPE_CHECKING:  # concurrent.futures (3 ms to import, with logging) loads with the first pool
-    from concurrent.futures import Executor, Future
+    from concurrent.futures import Executor
 
 #: Most threads a command may be given.
 MAX_WORKERS = 64
@@ -65,16 +64,3 @@ def close_pool(pool: Executor) -> None:
     """Cancel the tasks no thread has started and wait for the threads to end, each after the task it is
     on: no thread outlives the command, and the process ends without waiting for one."""
     pool.shutdown(wait=True, cancel_futures=True)
-
-
-def run_here(fn: Callable[..., Any], *args: Any) -> Future[Any]:
-    """``fn(*args)`` run in the calling thread, as a done ``Future`` holding its result or its error
-    (an interruption such as ``KeyboardInterrupt`` is not held: it goes on at once)."""
-    from concurrent.futures import Future
-
-    fut: Future[Any] = Future()
-    try:
-        fut.set_result(fn(*args))
-    except Exception as exc:  # held for the caller, who raises it at the line it belongs to
-        fut.set_exception(exc)
-    return fut
