@@ -243,3 +243,20 @@ def test_a_child_that_does_not_answer_in_time_is_killed():
     pid = child.pid
     assert child.send("x")
     assert child.receive(timeout=0.2) is None and child.pid is None and _gone(pid)
+
+
+def test_a_child_ignores_ctrl_c_and_takes_the_default_action_of_signals_the_command_handles():
+    """Ctrl-C is the command's to handle (it ends its children); a Python handler of the command's
+    (serve's SIGTERM) never runs in a child: there, SIGTERM ends the process."""
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda sig, frame: caught.append(sig))
+    try:
+        child = forked.Forked(lambda request: request + 1)
+        pid = child.pid
+        os.kill(pid, signal.SIGINT)
+        assert child.send(1) and child.receive() == 2  # still there
+        os.kill(pid, signal.SIGTERM)
+        assert child.send(2) is False or child.receive() is None
+        assert _gone(pid) and caught == []
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -387,6 +387,43 @@ def test_ctrl_c_with_workers_is_exit_130_with_one_line(cli, keyfile, command):
     assert not [pid for pid in children if os.path.exists(f"/proc/{pid}")]
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="children are forked on Linux only")
+def test_the_child_of_verify_batch_ends_with_the_command_even_when_it_is_killed(cli, keyfile):
+    """SIGKILL leaves the command no time to end its child: the child sees its pipe close and ends."""
+    import time
+
+    token = cli("--key-file", str(keyfile), "-q", "mint").stdout.strip()
+    p = cli.popen(
+        "-q", "--key-file", str(keyfile), "verify", "--batch", "--workers", "2",
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        p.stdin.write(f"{token}\n".encode() * 300)
+        p.stdin.flush()
+        assert all(json.loads(p.stdout.readline())["valid"] for _ in range(300))  # all verified: forked by now
+        children = _children_of(p.pid)
+        assert len(children) == 1
+    finally:
+        p.kill()
+        p.wait()
+        p.stdin.close()
+        p.stdout.close()
+        p.stderr.close()
+    deadline = time.monotonic() + 30
+    while not _ended(children[0]) and time.monotonic() < deadline:
+        time.sleep(0.01)  # polls the child's state, bounded: nothing to hand-shake with once its parent is gone
+    assert _ended(children[0])
+
+
+def _ended(pid: int) -> bool:
+    """``pid`` no longer runs: gone, or a zombie waiting for whoever adopted it."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
 def _children_of(pid: int) -> list[int]:
     """The child processes of ``pid`` (Linux ``/proc/PID/task/TID/children``; none elsewhere)."""
     tasks = f"/proc/{pid}/task"

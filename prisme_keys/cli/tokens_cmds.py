@@ -163,8 +163,8 @@ Workers = Annotated[
     typer.Option(
         "--workers",
         metavar="N",
-        help="Threads for the RSA work of many tokens (mint --count, verify --batch), 1 to 64; "
-        "default: the CPUs this process may run on, at most 4. 1: a single thread.",
+        help="Workers for many tokens, 1 to 64: mint --count signs in threads; verify --batch forks child "
+        "processes on Linux (else threads). Default: the CPUs this process may run on, at most 4. 1: none.",
     ),
 ]
 

@@ -53,16 +53,23 @@ class Forked:
     __slots__ = ("_down", "_up", "pid")
 
     def __init__(self, answer: Callable[[Any], Any]) -> None:
+        import signal
+
         down_r, down_w = os.pipe()
         up_r, up_w = os.pipe()
+        # Signals wait while the fork is made: a handler of this process's (Ctrl-C's) must never run in
+        # the child before it has set its own (see _serve).
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
         try:
             pid = os.fork()
+            if pid == 0:  # pragma: no cover (the child: measured by the tests through its answers)
+                _serve(answer, down_r, up_w, mask)
         except OSError:
             for fd in (down_r, down_w, up_r, up_w):
                 os.close(fd)
             raise
-        if pid == 0:  # pragma: no cover (the child: measured by the tests through its answers)
-            _serve(answer, down_r, up_w)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         os.close(down_r)
         os.close(up_w)
         self.pid: int | None = pid
@@ -125,14 +132,22 @@ def close_all(children: list[Forked]) -> None:
         children.pop().close()
 
 
-def _serve(answer: Callable[[Any], Any], rd: int, wr: int) -> None:  # pragma: no cover (runs in the child)
-    """The child's life: answer each request from ``rd`` on ``wr`` until ``rd`` closes; never returns."""
+def _serve(answer: Callable[[Any], Any], rd: int, wr: int, mask: Any) -> None:  # pragma: no cover (in the child)
+    """The child's life: answer each request from ``rd`` on ``wr`` until ``rd`` closes; never returns.
+
+    Signals arrive blocked (``mask``: the mask to restore). Ctrl-C is ignored (the command ends its
+    children); every other signal the command handles in Python gets its default action back.
+    """
     try:
         import gc
         import pickle
         import signal
 
+        for sig in signal.valid_signals():
+            if callable(signal.getsignal(sig)):
+                signal.signal(sig, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         gc.disable()  # short-lived, no cycles made: a collection would only copy the parent's pages
         _close_others(rd, wr)
         with open(rd, "rb") as requests, open(wr, "wb") as answers:
