@@ -260,3 +260,19 @@ def test_a_child_ignores_ctrl_c_and_takes_the_default_action_of_signals_the_comm
         assert _gone(pid) and caught == []
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_no_descriptor_is_left_open_when_the_second_pipe_cannot_be_made(monkeypatch):
+    real_pipe, made = os.pipe, []
+
+    def pipe():
+        if made:
+            raise OSError(24, "Too many open files")
+        made.append(real_pipe())
+        return made[-1]
+
+    monkeypatch.setattr(os, "pipe", pipe)
+    fds = len(os.listdir("/proc/self/fd"))
+    with pytest.raises(OSError, match="Too many open files"):
+        forked.Forked(lambda request: request)
+    assert len(os.listdir("/proc/self/fd")) == fds

@@ -270,10 +270,10 @@ class _Batch:
         prepare = self._prepare
         ahead = _Ahead(ring, [prepare(raw, ring, now) for _, raw in lines])
         bounds = _bounds(len(lines), parts)
-        ahead.slices = [(lo, hi, pool.submit(ahead.check, lo, hi)) for lo, hi in bounds[1:]]
-        futures = [task for _, _, task in ahead.slices if not isinstance(task, Exception)]
+        futures = [(lo, hi, pool.submit(ahead.check, lo, hi)) for lo, hi in bounds[1:]]
+        ahead.slices.extend(futures)
         ahead.here(*bounds[0])
-        for fut in futures:
+        for _, _, fut in futures:
             fut.exception()  # waits (a signal such as Ctrl-C interrupts the wait)
         return ahead
 

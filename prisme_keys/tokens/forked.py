@@ -55,21 +55,24 @@ class Forked:
     def __init__(self, answer: Callable[[Any], Any]) -> None:
         import signal
 
-        down_r, down_w = os.pipe()
-        up_r, up_w = os.pipe()
-        # Signals wait while the fork is made: a handler of this process's (Ctrl-C's) must never run in
-        # the child before it has set its own (see _serve).
-        mask = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+        fds: list[int] = []
         try:
-            pid = os.fork()
-            if pid == 0:  # pragma: no cover (the child: measured by the tests through its answers)
-                _serve(answer, down_r, up_w, mask)
+            fds += os.pipe()
+            fds += os.pipe()
+            down_r, down_w, up_r, up_w = fds
+            # Signals wait while the fork is made: a handler of this process's (Ctrl-C's) must never
+            # run in the child before it has set its own (see _serve).
+            mask = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+            try:
+                pid = os.fork()
+                if pid == 0:  # pragma: no cover (the child: measured by the tests through its answers)
+                    _serve(answer, down_r, up_w, mask)
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         except OSError:
-            for fd in (down_r, down_w, up_r, up_w):
+            for fd in fds:
                 os.close(fd)
             raise
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         os.close(down_r)
         os.close(up_w)
         self.pid: int | None = pid
