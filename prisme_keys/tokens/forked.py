@@ -102,8 +102,9 @@ class Forked:
         if self.pid is None:
             return None
         try:
-            ready, _, _ = select.select([self._up], [], [], timeout)
-            if ready:
+            waiting = select.poll()  # poll, not select: any descriptor number
+            waiting.register(self._up, select.POLLIN)
+            if waiting.poll(timeout * 1000):
                 return pickle.load(self._up)
         except (OSError, EOFError, pickle.UnpicklingError, ValueError):
             pass
