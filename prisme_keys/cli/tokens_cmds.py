@@ -232,10 +232,11 @@ def mint(
 
 
 def _print_tokens(st: Any, run: Any, count: int) -> None:
-    """Warnings on stderr, then the tokens (a lazy iterator: minted while written) on stdout.
+    """Warnings on stderr, then the tokens (a lazy iterator: minted while written) on stdout: one a
+    line, or with ``--json`` one document (a list streamed token by token when ``count`` is above 1).
 
     However the writing ends (a reader gone, Ctrl-C), minting stops here: the worker threads are
-    joined before the command returns."""
+    joined before the command returns (and a ``--json`` list begun is ended by the runner)."""
     from prisme_keys.cli import output
 
     try:
@@ -243,14 +244,21 @@ def _print_tokens(st: Any, run: Any, count: int) -> None:
             output.warn(w, quiet=st.quiet)
         if run.missing:
             output.warn(missing_claims_warning(run.missing), quiet=st.quiet)
-        if st.json:
-            docs = [m.to_dict() for m in run.tokens]
-            output.emit_json(docs[0] if count == 1 else docs)
+        if st.json and count == 1:
+            output.emit_json(next(run.tokens).to_dict())
             return
         out = sys.stdout
+        doc = output.JsonStream(out.write, flush=out.flush) if st.json else None
+        if doc is not None:
+            st.end_document = lambda _code: doc.close_begun()
         for m in run.tokens:  # minted lazily and flushed one by one: a reader that goes away stops the work
-            out.write(m.token + "\n")
+            if doc is None:
+                out.write(m.token + "\n")
+            else:
+                doc.add(m.to_dict())
             out.flush()
+        if doc is not None:
+            doc.close()
     finally:
         run.close()
 
@@ -280,11 +288,11 @@ class _BatchStreams:
 
 
 def _verify_batch(st: Any, source: Any, opts: Any, warn: Any, workers: int) -> int:
-    """``verify --batch``: JSON lines on stdout (one document with ``--json``), progress on stderr."""
+    """``verify --batch``: JSON lines on stdout (one document with ``--json``, streamed: see
+    :class:`_JsonResults`), progress on stderr."""
     import os
     import stat
 
-    from prisme_keys.cli import output
     from prisme_keys.cli.progress import Progress, wanted
     from prisme_keys.cli.words import say
     from prisme_keys.tokens import batch
@@ -301,14 +309,16 @@ def _verify_batch(st: Any, source: Any, opts: Any, warn: Any, workers: int) -> i
         def estimate(done: int) -> int | None:
             return round(done * size / streams.read) if streams.read else None
 
-    results: list[str] = []
+    results = _JsonResults(streams) if st.json else None
+    if results is not None:
+        st.end_document = results.end_begun
     with Progress("verifying", "tokens", enabled=wanted(st, streams_to_stdout=True), estimate_total=estimate) as bar:
         try:
             rc = batch.verify_stream(
                 streams,
                 source,
                 opts,
-                results.append if st.json else streams.hold,
+                streams.hold if results is None else results.add,
                 warn=warn,
                 now=st.now_override,  # --now, else the real clock as each piece arrives
                 progress=bar if bar.enabled else None,
@@ -318,16 +328,40 @@ def _verify_batch(st: Any, source: Any, opts: Any, warn: Any, workers: int) -> i
             )
         finally:
             streams.flush()  # what was verified is written, even when interrupted
-    if st.json:
-        import json
-
-        docs = [json.loads(r) for r in results]
-        valid = sum(1 for d in docs if d["valid"])
-        output.emit_json(
-            {"tokens": len(docs), "valid": valid, "invalid": len(docs) - valid, "exit": rc, "results": docs}
-        )
+    if results is not None:
+        results.end(rc)
     sys.stdout.flush()
     return rc
+
+
+class _JsonResults:
+    """The ``--json`` document of ``verify --batch``, streamed through the :class:`_BatchStreams` (so
+    written before each read of stdin): ``{"results": [...], "tokens", "valid", "invalid", "exit"}``,
+    each result written as it is known, the counts after the list (memory flat in the tokens)."""
+
+    def __init__(self, streams: _BatchStreams) -> None:
+        from prisme_keys.cli.output import JsonStream
+
+        self.doc = JsonStream(streams.hold, key="results", flush=streams.flush)
+        self.valid = 0
+
+    def add(self, line: str) -> None:
+        """Add one result line of :func:`prisme_keys.tokens.batch.verify_stream` (a JSON object)."""
+        result = json.loads(line)
+        self.doc.add(result)
+        self.valid += result["valid"] is True
+
+    def counts(self, code: int) -> dict[str, int]:
+        n = self.doc.count
+        return {"tokens": n, "valid": self.valid, "invalid": n - self.valid, "exit": code}
+
+    def end(self, code: int) -> None:
+        """Close the document: the counts, ``exit`` the command's exit code."""
+        self.doc.close(self.counts(code))
+
+    def end_begun(self, code: int) -> None:
+        """Close the document when a result was written (a batch stopped early with exit ``code``)."""
+        self.doc.close_begun(self.counts(code))
 
 
 #: The setting that gives each gateway-required claim its value (the flag: :data:`prisme_keys.cli.words.FLAGS`).
