@@ -11,6 +11,7 @@ import typer
 from prisme_keys.cli.app import app, state
 from prisme_keys.cli.common import duration, read_stdin_capped, read_token_arg, text_option
 from prisme_keys.cli.completion import complete_kid
+from prisme_keys.cli.token_output import stream_json_tokens, verify_batch
 from prisme_keys.errors import UsageError
 from prisme_keys.text import json_error, open_input, redact_url, shown, strip_bom
 
@@ -246,122 +247,15 @@ def _print_tokens(st: Any, run: Any, count: int) -> None:
             output.warn(missing_claims_warning(run.missing), quiet=st.quiet)
         if st.json and count == 1:
             output.emit_json(next(run.tokens).to_dict())
-            return
-        out = sys.stdout
-        doc = output.JsonStream(out.write, flush=out.flush) if st.json else None
-        if doc is not None:
-            st.end_document = lambda _code: doc.close_begun()
-        for m in run.tokens:  # minted lazily and flushed one by one: a reader that goes away stops the work
-            if doc is None:
+        elif st.json:
+            stream_json_tokens(st, run.tokens)
+        else:
+            out = sys.stdout
+            for m in run.tokens:  # minted lazily and flushed one by one: a reader that goes away stops the work
                 out.write(m.token + "\n")
-            else:
-                doc.add(m.to_dict())
-            out.flush()
-        if doc is not None:
-            doc.close()
+                out.flush()
     finally:
         run.close()
-
-
-class _BatchStreams:
-    """stdin and stdout of ``verify --batch``: result lines are held and written out together, before
-    each read of stdin (which may wait for input: a pipe, a terminal) and at the end; the bytes
-    read are counted (for the progress estimate)."""
-
-    def __init__(self, stdin: Any, stdout: Any) -> None:
-        self.stdin, self.stdout, self.read = stdin, stdout, 0
-        self.held: list[str] = []
-        self.hold = self.held.append
-
-    def read1(self, size: int) -> bytes:
-        self.flush()
-        data: bytes = self.stdin.read1(size)
-        self.read += len(data)
-        return data
-
-    def flush(self) -> None:
-        if self.held:
-            text = "".join(self.held)
-            self.held.clear()
-            self.stdout.write(text)
-            self.stdout.flush()
-
-
-def _verify_batch(st: Any, source: Any, opts: Any, warn: Any, workers: int) -> int:
-    """``verify --batch``: JSON lines on stdout (one document with ``--json``, streamed: see
-    :class:`_JsonResults`), progress on stderr."""
-    import os
-    import stat
-
-    from prisme_keys.cli.progress import Progress, wanted
-    from prisme_keys.cli.words import say
-    from prisme_keys.tokens import batch
-
-    streams = _BatchStreams(sys.stdin.buffer, sys.stdout)
-    estimate = None
-    try:
-        info = os.fstat(sys.stdin.fileno())
-        size = info.st_size if stat.S_ISREG(info.st_mode) else 0
-    except (OSError, ValueError, AttributeError):  # closed, or not a real file (in-process tests)
-        size = 0
-    if size > 0:  # a regular file: tokens so far, scaled by the bytes read so far
-
-        def estimate(done: int) -> int | None:
-            return round(done * size / streams.read) if streams.read else None
-
-    results = _JsonResults(streams) if st.json else None
-    if results is not None:
-        st.end_document = results.end_begun
-    with Progress("verifying", "tokens", enabled=wanted(st, streams_to_stdout=True), estimate_total=estimate) as bar:
-        try:
-            rc = batch.verify_stream(
-                streams,
-                source,
-                opts,
-                streams.hold if results is None else results.add,
-                warn=warn,
-                now=st.now_override,  # --now, else the real clock as each piece arrives
-                progress=bar if bar.enabled else None,
-                word=say,
-                workers=workers,
-                processes=True,  # this process is the command's own: forked children where possible
-            )
-        finally:
-            streams.flush()  # what was verified is written, even when interrupted
-    if results is not None:
-        results.end(rc)
-    sys.stdout.flush()
-    return rc
-
-
-class _JsonResults:
-    """The ``--json`` document of ``verify --batch``, streamed through the :class:`_BatchStreams` (so
-    written before each read of stdin): ``{"results": [...], "tokens", "valid", "invalid", "exit"}``,
-    each result written as it is known, the counts after the list (memory flat in the tokens)."""
-
-    def __init__(self, streams: _BatchStreams) -> None:
-        from prisme_keys.cli.output import JsonStream
-
-        self.doc = JsonStream(streams.hold, key="results", flush=streams.flush)
-        self.valid = 0
-
-    def add(self, line: str) -> None:
-        """Add one result line of :func:`prisme_keys.tokens.batch.verify_stream` (a JSON object)."""
-        result = json.loads(line)
-        self.doc.add(result)
-        self.valid += result["valid"] is True
-
-    def counts(self, code: int) -> dict[str, int]:
-        n = self.doc.count
-        return {"tokens": n, "valid": self.valid, "invalid": n - self.valid, "exit": code}
-
-    def end(self, code: int) -> None:
-        """Close the document: the counts, ``exit`` the command's exit code."""
-        self.doc.close(self.counts(code))
-
-    def end_begun(self, code: int) -> None:
-        """Close the document when a result was written (a batch stopped early with exit ``code``)."""
-        self.doc.close_begun(self.counts(code))
 
 
 #: The setting that gives each gateway-required claim its value (the flag: :data:`prisme_keys.cli.words.FLAGS`).
@@ -541,7 +435,7 @@ def verify(
     for w in source.take_warnings():
         warn(w)
     if raw is None:  # --batch
-        raise typer.Exit(_verify_batch(st, source, opts, warn, threads))
+        raise typer.Exit(verify_batch(st, source, opts, warn, threads))
     try:
         res = verifier.verify(raw, source, opts, now=st.now())
     finally:
