@@ -568,3 +568,71 @@ def test_json_mint_and_verify_batch_keep_memory_flat(cli, keyfile, tmp_path):
         assert json.loads(checked.read_text())["valid"] == n
     for command in ("mint", "verify"):
         assert peaks[command, 8000] <= peaks[command, 2000] + 3 * 1024, peaks
+
+
+WHOLE_WRITES = """
+import os, signal
+from prisme_keys.cli.streams import whole_writes
+
+def ctrl_c():
+    os.kill(os.getpid(), signal.SIGINT)  # delivered before kill() returns; Python's handler runs next
+
+events = []
+def attempt(name, body):
+    try:
+        body()
+    except KeyboardInterrupt:
+        events.append(name + ": KeyboardInterrupt")
+    except OSError as exc:
+        events.append(name + ": " + str(exc))
+
+with whole_writes() as whole:
+    def held():
+        with whole:
+            ctrl_c()
+            events.append("held: the section goes on")
+            with whole:
+                events.append("held: a nested section")
+            events.append("held: the outer section goes on")
+    def twice():
+        with whole:
+            ctrl_c()
+            ctrl_c()
+            events.append("twice: not reached")
+    def outside():
+        ctrl_c()
+        events.append("outside: not reached")
+    def own_error():
+        with whole:
+            ctrl_c()
+            raise OSError("its own error")
+    def clean():
+        with whole:
+            events.append("clean: nothing pending")
+    for body in (held, twice, outside, own_error, clean):
+        attempt(body.__name__, body)
+print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+print(*events, sep="\\n")
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+with whole_writes() as whole, whole:
+    ctrl_c()
+print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN)
+"""
+
+
+def test_whole_writes_holds_a_first_ctrl_c_till_the_section_ends():
+    """streams.whole_writes with real SIGINTs (in a child: this process keeps its own handler)."""
+    p = subprocess.run([sys.executable, "-c", WHOLE_WRITES], capture_output=True, text=True, timeout=60)
+    assert (p.returncode, p.stderr) == (0, "")
+    assert p.stdout.splitlines() == [
+        "True",  # Python's own handler is back after the block
+        "held: the section goes on",
+        "held: a nested section",
+        "held: the outer section goes on",
+        "held: KeyboardInterrupt",  # raised when the outermost section ends
+        "twice: KeyboardInterrupt",  # a second Ctrl-C is raised at once
+        "outside: KeyboardInterrupt",
+        "own_error: its own error",  # a section's own error wins; the Ctrl-C is not kept for later
+        "clean: nothing pending",
+        "True",  # an ignored SIGINT stays ignored
+    ]
