@@ -218,9 +218,9 @@ class State:
         command_options: the option names of the running command (``--dry-run``, ...), set by
             :func:`state`, so that advice names only options the command has.
         end_document: set by a command that streams its ``--json`` document (``mint --count``,
-            ``verify --batch``): writes the end of that document when the command stops early
-            (an error, Ctrl-C), given the exit code it stops with; called once, by
-            :func:`prisme_keys.cli.runner.invoke`, before it reports the error.
+            ``verify --batch``): writes the end of that document, if begun and not yet ended, given
+            the exit code the command stops with; called once, by
+            :func:`prisme_keys.cli.runner.invoke` when the command ends, before an error is reported.
     """
 
     __slots__ = (
