@@ -438,3 +438,65 @@ def test_mint_missing_claims_is_one_line(run, env, expected):
     assert rc == 0 and len(out.splitlines()) == 3 and err == expected
     assert run("mint", "-q", env=env)[2] == ""
     assert run("-q", "mint", env=env)[2] == ""
+
+
+# -- JsonStream: a --json document written member by member (mint --count, verify --batch)
+
+STREAMED = [
+    [],
+    [{"line": 1, "valid": True}],
+    [{"a": 1}, "two"],
+    [{"a": [1, {"b": []}, {}], "c": {"d": None, "e": 1.5}}, "x", None, [], {}, [[1]], {"é": "ü\u2028"}, True],
+]
+
+
+def streamed(items: list, key: str | None = None, tail: dict | None = None) -> str:
+    from prisme_keys.cli.output import JsonStream
+
+    out: list[str] = []
+    doc = JsonStream(out.append, key=key)
+    for item in items:
+        doc.add(item)
+    doc.close(tail)
+    assert doc.count == len(items)
+    return "".join(out)
+
+
+@pytest.mark.parametrize("items", STREAMED, ids=["0", "1", "2", "many"])
+def test_a_streamed_json_document_is_byte_for_byte_json_text(items):
+    from prisme_keys.cli.output import json_text
+
+    assert streamed(items) == json_text(items)
+    tail = {"tokens": len(items), "nested": {"x": [1, 2]}, "exit": 0}
+    assert streamed(items, "results", tail) == json_text({"results": items, **tail})
+    assert streamed(items, "results") == json_text({"results": items})
+
+
+def test_a_streamed_json_document_escapes_only_the_member_utf8_cannot_encode():
+    from prisme_keys.cli.output import json_text
+
+    ascii_rest = [{"sub": "\ud800"}, {"sub": "alice"}]  # json_text escapes the whole document: the same bytes
+    assert streamed(ascii_rest, "results", {"exit": 0}) == json_text({"results": ascii_rest, "exit": 0})
+    mixed = [{"sub": "\ud800"}, {"sub": "é"}]
+    text = streamed(mixed, "results", {"exit": 0})
+    assert json.loads(text) == {"results": mixed, "exit": 0}
+    assert '"sub": "\\ud800"' in text and '"sub": "é"' in text  # UTF-8 wherever it can be
+    text.encode("utf-8")  # the whole document can be written
+
+
+def test_a_streamed_json_document_begins_with_its_first_member_and_ends_once():
+    from prisme_keys.cli.output import JsonStream
+
+    out: list[str] = []
+    doc = JsonStream(out.append, key="results", flush=lambda: out.append("<flush>"))
+    doc.close_begun({"exit": 130})  # stopped before its first member: nothing was written
+    assert out == []
+    doc.add(1)
+    assert out == ['{\n  "results": [\n    1']
+    doc.close_begun({"exit": 130})
+    doc.close({"exit": 0})  # a second end writes nothing
+    assert "".join(out) == '{\n  "results": [\n    1\n  ],\n  "exit": 130\n}\n<flush>'
+    with pytest.raises(ValueError, match="closed"):
+        doc.add(2)
+    with pytest.raises(ValueError, match="no members after"):
+        JsonStream(out.append).close({"exit": 0})

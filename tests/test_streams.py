@@ -434,3 +434,205 @@ def _children_of(pid: int) -> list[int]:
         with contextlib.suppress(OSError), open(f"{tasks}/{tid}/children") as f:
             out += [int(x) for x in f.read().split()]
     return out
+
+
+# -- --json mint --count N and --json verify --batch stream their document: a reader that leaves stops
+# the work at the next write, Ctrl-C leaves one whole document, memory stays flat in N
+
+
+def json_stream(cli, keyfile, command: str, workers: str, **popen: Any) -> tuple[subprocess.Popen, Any]:
+    """Start ``-q --json COMMAND --workers W`` on the key file, its stdout a pipe; ``verify --batch``
+    reads an endless supply of one valid token (``yes``: only the command can end the pipeline).
+    Returns the process and the supply's (``None`` for mint)."""
+    tokens = None
+    if command.startswith("verify"):
+        token = cli("--key-file", str(keyfile), "-q", "mint").stdout.strip()
+        tokens = subprocess.Popen(["yes", token], stdout=subprocess.PIPE)
+    p = cli.popen(
+        "-q", "--key-file", str(keyfile), "--json", *command.split(), "--workers", workers,
+        stdin=tokens.stdout if tokens else subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        **popen,
+    )  # fmt: skip
+    if tokens is not None:
+        tokens.stdout.close()
+    return p, tokens
+
+
+def stop(*procs: Any) -> None:
+    for proc in procs:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+#: How a streamed document begins, up to its first member's first value.
+JSON_HEADS = {"mint": b'[\n  {\n    "token": "eyJ', "verify": b'{\n  "results": [\n    {\n      "line": 1,'}
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+@pytest.mark.parametrize("command", ["mint --count 100000000", "verify --batch"])
+def test_json_stream_stops_at_once_when_its_reader_leaves(cli, keyfile, command, workers):
+    """``--json mint --count 100000000 | head -c 100`` (hours of work), ``yes TOKEN | --json verify --batch
+    | head -c 100`` (endless): the first member went out at once, and the first write after the reader
+    left ends the command quietly with exit 141."""
+    import select
+
+    p, tokens = json_stream(cli, keyfile, command, workers)
+    try:
+        head = b""
+        while len(head) < 100:  # the handshake: the first member (it held every result till the end)
+            assert select.select([p.stdout], [], [], 60)[0], f"no output in 60 s: {head!r}"
+            head += os.read(p.stdout.fileno(), 100 - len(head))
+        p.stdout.close()  # the reader leaves
+        assert p.wait(timeout=60) == 141
+        assert p.stderr.read() == b""
+        assert head.startswith(JSON_HEADS[command.split()[0]]) and len(head) == 100
+    finally:
+        stop(p, tokens)
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+@pytest.mark.parametrize("command", ["mint --count 100000000", "verify --batch"])
+def test_ctrl_c_mid_json_stream_leaves_one_whole_document(cli, keyfile, command, workers):
+    """Ctrl-C while members stream out: stdout holds one whole document (the list closed; verify's counts
+    of what was verified, ``exit`` 130), stderr the error object, exit 130."""
+    import signal
+    import threading
+
+    from prisme_keys.cli.output import json_text
+
+    p, tokens = json_stream(
+        cli, keyfile, command, workers, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)
+    )
+    out = bytearray()
+    marker = b'"token": ' if command.startswith("mint") else b'"line": '
+    enough = threading.Event()
+
+    def drain() -> None:  # read everything as it comes: the command never waits for its reader
+        for chunk in iter(lambda: p.stdout.read1(65536), b""):
+            out.extend(chunk)
+            if out.count(marker) >= 300:  # hundreds of members out (several pieces through the pool)
+                enough.set()
+        enough.set()
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        assert enough.wait(60), f"fewer than 300 members in 60 s: {bytes(out[:200])!r}"
+        assert p.poll() is None, p.stderr.read()
+        p.send_signal(signal.SIGINT)
+        assert p.wait(timeout=60) == 130
+    finally:
+        stop(tokens, p)
+    reader.join(30)
+    assert json.loads(p.stderr.read()) == {"code": "interrupted", "message": "interrupted", "exit": 130}
+    doc = json.loads(out)
+    assert out.decode() == json_text(doc)
+    if command.startswith("mint"):
+        assert len(doc) >= 300 and all(list(d) == ["token", "header", "claims"] for d in doc)
+    else:
+        n = len(doc["results"])
+        assert n >= 300 and [r["line"] for r in doc["results"]] == list(range(1, n + 1))
+        assert {k: v for k, v in doc.items() if k != "results"} == {"tokens": n, "valid": n, "invalid": 0, "exit": 130}
+
+
+def peak_rss_kib(argv: list[str], env: dict, stdin: Any = None, stdout: Any = None) -> int:
+    """The peak RSS (KiB) of one run of ``argv``, through the reaper of tests/benchmarks/bench_peers.py
+    (``os.wait4``'s ``ru_maxrss`` of a child forked by a small process, not by this large one)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parent / "benchmarks" / "bench_peers.py"
+    spec = importlib.util.spec_from_file_location("bench_peers", path)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("bench_peers", bench)  # its dataclasses look their module up
+    spec.loader.exec_module(bench)
+    return int(bench.run(argv, env, stdin=stdin, stdout=stdout).maxrss_kib)
+
+
+@pytest.mark.slow
+def test_json_mint_and_verify_batch_keep_memory_flat(cli, keyfile, tmp_path):
+    """4 times the tokens, the same peak RSS within 3 MiB (it held every result: about 6 KiB a token for
+    mint, 2 KiB for verify --batch, so +36 MiB and +12 MiB here)."""
+    base = [script(), "-q", "--key-file", str(keyfile), "--json"]
+    peaks = {}
+    for n in (2000, 8000):
+        minted, tokens = tmp_path / f"minted-{n}.json", tmp_path / f"tokens-{n}"
+        peaks["mint", n] = peak_rss_kib([*base, "mint", "--count", str(n)], cli.env, stdout=minted)
+        docs = json.loads(minted.read_text())
+        assert len(docs) == n
+        tokens.write_text("".join(d["token"] + "\n" for d in docs))
+        checked = tmp_path / f"checked-{n}.json"
+        peaks["verify", n] = peak_rss_kib([*base, "verify", "--batch"], cli.env, stdin=tokens, stdout=checked)
+        assert json.loads(checked.read_text())["valid"] == n
+    for command in ("mint", "verify"):
+        assert peaks[command, 8000] <= peaks[command, 2000] + 3 * 1024, peaks
+
+
+WHOLE_WRITES = """
+import os, signal
+from prisme_keys.cli.streams import whole_writes
+
+def ctrl_c():
+    os.kill(os.getpid(), signal.SIGINT)  # delivered before kill() returns; Python's handler runs next
+
+events = []
+def attempt(name, body):
+    try:
+        body()
+    except KeyboardInterrupt:
+        events.append(name + ": KeyboardInterrupt")
+    except OSError as exc:
+        events.append(name + ": " + str(exc))
+
+with whole_writes() as whole:
+    def held():
+        with whole:
+            ctrl_c()
+            events.append("held: the section goes on")
+            with whole:
+                events.append("held: a nested section")
+            events.append("held: the outer section goes on")
+    def twice():
+        with whole:
+            ctrl_c()
+            ctrl_c()
+            events.append("twice: not reached")
+    def outside():
+        ctrl_c()
+        events.append("outside: not reached")
+    def own_error():
+        with whole:
+            ctrl_c()
+            raise OSError("its own error")
+    def clean():
+        with whole:
+            events.append("clean: nothing pending")
+    for body in (held, twice, outside, own_error, clean):
+        attempt(body.__name__, body)
+print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+print(*events, sep="\\n")
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+with whole_writes() as whole, whole:
+    ctrl_c()
+print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN)
+"""
+
+
+def test_whole_writes_holds_a_first_ctrl_c_till_the_section_ends():
+    """streams.whole_writes with real SIGINTs (in a child: this process keeps its own handler)."""
+    p = subprocess.run([sys.executable, "-c", WHOLE_WRITES], capture_output=True, text=True, timeout=60)
+    assert (p.returncode, p.stderr) == (0, "")
+    assert p.stdout.splitlines() == [
+        "True",  # Python's own handler is back after the block
+        "held: the section goes on",
+        "held: a nested section",
+        "held: the outer section goes on",
+        "held: KeyboardInterrupt",  # raised when the outermost section ends
+        "twice: KeyboardInterrupt",  # a second Ctrl-C is raised at once
+        "outside: KeyboardInterrupt",
+        "own_error: its own error",  # a section's own error wins; the Ctrl-C is not kept for later
+        "clean: nothing pending",
+        "True",  # an ignored SIGINT stays ignored
+    ]

@@ -550,6 +550,7 @@ def test_verify_batch_cli_writes_the_same_with_one_or_more_workers(kf, keypool):
         assert (p.returncode, p.stdout, p.stderr) == (one.returncode, one.stdout, one.stderr)
         p = kf("--json", "verify", "--batch", "--workers", workers, input=data)
         assert p.returncode == 7 and json.loads(p.stdout)["results"] == docs
+        assert p.stdout == kf("--json", "verify", "--batch", "--workers", "1", input=data).stdout  # same bytes
     assert _workers_alive() == []
 
 
@@ -577,3 +578,128 @@ def test_verify_batch_judges_each_token_when_it_arrives(kf, cli, keypool, monkey
     monkeypatch.setattr(sys, "stdin", OneLineAtATime([short, short, later], box, 30))
     assert main([*kfile, "--now", clock.iso(start), "verify", "--batch", "--workers", workers], cli.env) == 7
     assert [json.loads(x)["exit"] for x in capsys.readouterr().out.splitlines()] == [0, 0, 7]
+
+
+# -- --json mint --count N and --json verify --batch stream their one document (memory flat in N):
+# the bytes are those json_text writes for the whole document, whatever the number of results
+
+
+def json_text_of(out: str) -> str:
+    """What :func:`prisme_keys.cli.output.json_text` writes for the document ``out`` holds."""
+    from prisme_keys.cli.output import json_text
+
+    return json_text(json.loads(out))
+
+
+#: ``mint`` with every token the same bytes: a fixed time, subject and session id.
+FIXED = ["--now", NOW, "mint", "--sub", "alice", "--claim", "prismeaiSessionId=s-1"]
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 60])
+def test_json_mint_is_the_bytes_of_json_text_on_any_number_of_workers(kf, keypool, count):
+    one, two = (ok(kf("--json", *FIXED, "--count", str(count), "--workers", w)) for w in ("1", "2"))
+    assert one == two == json_text_of(one)
+    doc = json.loads(one)
+    if count == 1:  # the single object
+        assert doc["claims"]["sub"] == "alice" and doc["header"]["kid"] == keypool[0]["kid"]
+    else:
+        assert len(doc) == count and all(d == doc[0] for d in doc) and doc[0]["claims"]["iat"] == 1767571200
+    assert _workers_alive() == []
+
+
+def test_json_verify_batch_is_the_bytes_of_json_text_results_first_counts_last(kf, keypool):
+    good = ok(kf("-q", "--now", NOW, "mint", "--count", "150")).split()
+    retired = ok(kf("-q", "--now", NOW, "mint", "--kid", keypool[1]["kid"])).strip()
+    many = [t if i % 7 else retired if i % 2 else "not-a-token" for i, t in enumerate(good)]
+    cases = {"0": "", "0 (blank lines)": "\n \n", "1": good[0] + "\n", "2": f"{good[0]}\nnot-a-token\n"}
+    cases["many"] = "\n".join(many) + "\n"
+    for name, data in cases.items():
+        one, two = (kf("--now", NOW, "--json", "verify", "--batch", "--workers", w, input=data) for w in ("1", "2"))
+        assert (one.stdout, one.returncode) == (two.stdout, two.returncode), name
+        assert one.stdout == json_text_of(one.stdout), name
+        doc = json.loads(one.stdout)
+        assert list(doc) == ["results", "tokens", "valid", "invalid", "exit"], name
+        n = len(doc["results"])
+        valid = sum(r["valid"] for r in doc["results"])
+        assert (doc["tokens"], doc["valid"], doc["invalid"]) == (n, valid, n - valid), name
+        assert doc["exit"] == one.returncode == (0 if valid == n else 5), name
+        lines = kf("--now", NOW, "verify", "--batch", input=data).stdout.splitlines()
+        assert doc["results"] == [json.loads(x) for x in lines], name  # the text form's results, in order
+    assert json.loads(one.stdout)["tokens"] == 150 and json.loads(one.stdout)["invalid"] == 11
+    assert json.loads(kf("--json", "verify", "--batch", input="").stdout)["results"] == []
+
+
+# Each result decides for itself whether it needs JSON escapes: json_text escapes a whole document
+# that holds text UTF-8 cannot encode, a streamed document only the result holding it.
+def test_json_verify_batch_with_a_lone_surrogate_escapes_only_its_result(kf, keypool):
+    odd, plain, accented = (rs_token(keypool[0], claims(sub=sub, iss=ISS, aud=AUD)) for sub in ("\ud800", "al", "é"))
+    p = kf("--json", "verify", "--batch", input=f"{odd}\n{plain}\n")
+    assert p.returncode == 0 and p.stdout == json_text_of(p.stdout)  # the rest is ASCII: json_text's very bytes
+    assert [r["sub"] for r in json.loads(p.stdout)["results"]] == ["\ud800", "al"]
+    p = kf("--json", "verify", "--batch", input=f"{odd}\n{accented}\n{plain}\n")
+    assert p.returncode == 0 and [r["sub"] for r in json.loads(p.stdout)["results"]] == ["\ud800", "é", "al"]
+    assert '"sub": "\\ud800"' in p.stdout and '"sub": "é"' in p.stdout
+
+
+class _FailsAfter:
+    """A standard input whose binary stream gives ``lines`` one per read, then fails with EIO (a real
+    device's I/O error, which nothing in a test can make happen to a pipe)."""
+
+    def __init__(self, lines: list[str]) -> None:
+        self.lines = [ln.encode() + b"\n" for ln in lines]
+        self.buffer = self
+
+    def read1(self, n: int = -1) -> bytes:
+        import errno
+        import os
+
+        if self.lines:
+            return self.lines.pop(0)
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+
+def test_json_verify_batch_failing_mid_stream_ends_its_document_with_the_exit_code(kf, monkeypatch, capsys):
+    from prisme_keys.cli import main
+
+    token = ok(kf("-q", "mint")).strip()
+    monkeypatch.setattr(sys, "stdin", _FailsAfter([token, "not-a-token", token]))
+    argv = ["--key-file", str(kf.default_key_file), "--json", "verify", "--batch"]
+    assert main(argv, kf.env) == 2
+    out, err = capsys.readouterr()
+    doc = json.loads(out)
+    assert out == json_text_of(out)
+    assert [(r["line"], r["exit"]) for r in doc["results"]] == [(1, 0), (2, 5), (3, 0)]
+    assert {k: v for k, v in doc.items() if k != "results"} == {"tokens": 3, "valid": 2, "invalid": 1, "exit": 2}
+    assert json.loads(err) == {
+        "code": "stdin_unreadable",
+        "message": "cannot read standard input: Input/output error (EIO)",
+        "exit": 2,
+    }
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_json_mint_failing_mid_stream_ends_its_list(kf, monkeypatch, workers):
+    """An error raised after the list began (a bug: nothing real fails there, so a stand-in for the
+    41st token's document) leaves the 40 tokens written so far as one whole list on stdout, the error
+    object on stderr, and no worker thread behind."""
+    from prisme_keys.tokens.mint import Minted
+
+    real, calls = Minted.to_dict, []
+
+    def to_dict(self: Minted) -> dict:
+        calls.append(1)
+        if len(calls) > 40:
+            raise RuntimeError("a bug")
+        return real(self)
+
+    monkeypatch.setattr(Minted, "to_dict", to_dict)
+    p = kf("--json", *FIXED, "--count", "1000", "--workers", workers)
+    assert p.returncode == 1
+    assert json.loads(p.stderr) == {
+        "code": "internal_error",
+        "message": "internal error: RuntimeError: a bug (run with --debug for a traceback)",
+        "exit": 1,
+    }
+    docs = json.loads(p.stdout)
+    assert p.stdout == json_text_of(p.stdout) and len(docs) == 40
+    assert _workers_alive() == []

@@ -11,7 +11,7 @@ of each start (the Click command tree took 6.3 ms to build instead of 2.5 ms).
 """
 
 import os
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
@@ -217,6 +217,10 @@ class State:
             act at a ``--now`` away from the real clock.
         command_options: the option names of the running command (``--dry-run``, ...), set by
             :func:`state`, so that advice names only options the command has.
+        end_document: set by a command that streams its ``--json`` document (``mint --count``,
+            ``verify --batch``): writes the end of that document, if begun and not yet ended, given
+            the exit code the command stops with; called once, by
+            :func:`prisme_keys.cli.runner.invoke` when the command ends, before an error is reported.
     """
 
     __slots__ = (
@@ -225,6 +229,7 @@ class State:
         "command_options",
         "command_path",
         "debug",
+        "end_document",
         "environ",
         "flags",
         "json",
@@ -247,6 +252,7 @@ class State:
         self.write_at_now = False
         self.command_options: frozenset[str] = frozenset()
         self.command_path = "prisme-keys"
+        self.end_document: Callable[[int], None] | None = None
         self._settings: Settings | None = None
 
     @property

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -52,12 +52,90 @@ def json_text(doc: Any) -> str:
     Text that UTF-8 cannot encode (a lone surrogate from a token's ``\\ud800`` escape) is written
     as JSON escapes, so the document stays valid JSON holding the same values.
     """
-    text = json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n"
+    return _json(doc) + "\n"
+
+
+def _json(value: Any, level: int = 0) -> str:
+    """``value`` as :func:`json_text` writes it (no trailing newline), nested ``level`` deep in an
+    indented document: every line after the first indented by ``2 * level`` more spaces.
+
+    UTF-8 text where it can be encoded, else the whole value with JSON escapes (``ensure_ascii``).
+    A JSON string never holds a raw line break, so each ``\\n`` of the text starts a line.
+    """
+    text = json.dumps(value, indent=2, ensure_ascii=False, default=str)
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        text = json.dumps(doc, indent=2, ensure_ascii=True, default=str) + "\n"
-    return text
+        text = json.dumps(value, indent=2, ensure_ascii=True, default=str)
+    return text.replace("\n", "\n" + "  " * level) if level else text
+
+
+class JsonStream:
+    """One JSON document written a member at a time, for a list of any length with flat memory.
+
+    The document is a list (``key=None``), or an object whose first member ``key`` holds the list
+    and whose other members (counts known only at the end) follow it, given to :meth:`close`. The
+    text goes to ``write`` as each member is added (nothing is kept here) and is byte for byte what
+    :func:`json_text` writes for the whole document, ``[]`` and ``"key": []`` included, with one
+    difference: text UTF-8 cannot encode (a lone surrogate) makes :func:`json_text` escape the
+    whole document, here only the member holding it (the document stays valid JSON holding the
+    same values; a member that is plain ASCII is the same bytes either way).
+
+    The opening bracket goes out with the first member: a run that fails before its first member
+    has written nothing. ``flush`` (optional) is called after :meth:`close` wrote the end.
+
+    Attributes:
+        count: the members added so far.
+    """
+
+    def __init__(
+        self, write: Callable[[str], object], key: str | None = None, flush: Callable[[], object] | None = None
+    ) -> None:
+        self._write, self._key, self._flush = write, key, flush
+        self._level = 1 if key is None else 2  # the members' nesting depth
+        self.count = 0
+        self._closed = False
+
+    def _opening(self) -> str:
+        return "[" if self._key is None else "{\n  " + _json(self._key) + ": ["
+
+    def add(self, member: Any) -> None:
+        """Write ``member`` (any value :func:`json_text` takes) as the next item of the list.
+
+        Raises:
+            ValueError: the document is already closed.
+        """
+        if self._closed:
+            raise ValueError("the JSON document is closed")
+        head = ",\n" if self.count else self._opening() + "\n"
+        self._write(head + "  " * self._level + _json(member, self._level))
+        self.count += 1
+
+    def close(self, tail: Mapping[str, Any] | None = None) -> None:
+        """Write the end of the document: the list's ``]``, then (an object) the ``tail`` members in
+        order and the ``}``, and the trailing newline; then ``flush``. A second call does nothing.
+
+        Raises:
+            ValueError: ``tail`` given for a document that is a list.
+        """
+        if self._closed:
+            return
+        if tail and self._key is None:
+            raise ValueError("a JSON list has no members after its items")
+        self._closed = True
+        text = "\n" + "  " * (self._level - 1) + "]" if self.count else self._opening() + "]"
+        if self._key is not None:
+            text += "".join(",\n  " + _json(name) + ": " + _json(value, 1) for name, value in (tail or {}).items())
+            text += "\n}"
+        self._write(text + "\n")
+        if self._flush is not None:
+            self._flush()
+
+    def close_begun(self, tail: Mapping[str, Any] | None = None) -> None:
+        """:meth:`close` when the document has begun (a member was written), else nothing: for a run
+        stopped by an error or Ctrl-C, whose stdout must then hold one whole document or none."""
+        if self.count:
+            self.close(tail)
 
 
 def plural(n: int, word: str) -> str:

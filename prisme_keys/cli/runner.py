@@ -66,8 +66,11 @@ def invoke(st: State) -> int:
         rc = root.main(args=argv, prog_name="prisme-keys", standalone_mode=False, obj=st)
         code = rc if isinstance(rc, int) else 0
         if code == EXIT_INTERRUPTED:  # Ctrl-C: the Click layer returns 130 without a word
-            _interrupted(as_json or st.json)
+            _interrupted(as_json or st.json, st)
+        else:  # a command that returned its exit code (typer.Exit) with its document still open
+            _end_document(st, code)
     except PrismeKeysError as exc:
+        _end_document(st, exc.exit_code)
         from prisme_keys.cli.output import error
         from prisme_keys.cli.words import say
 
@@ -78,15 +81,17 @@ def invoke(st: State) -> int:
         code = exc.exit_code
     except typer.Exit as exc:
         code = exc.exit_code
+        _end_document(st, code)
     except typer.Abort:
-        code = _interrupted(as_json or st.json)
+        code = _interrupted(as_json or st.json, st)
     except typer.TyperException as exc:
         code = _click_error(exc, as_json or st.json, argv, set(root.commands))
     except KeyboardInterrupt:
-        code = _interrupted(as_json or st.json)
+        code = _interrupted(as_json or st.json, st)
     except streams.OutputFailed:
         raise
     except Exception as exc:  # a bug: one line, no traceback unless --debug
+        _end_document(st, 1)
         if st.debug:
             import traceback
 
@@ -110,9 +115,19 @@ def invoke(st: State) -> int:
 SUGGESTION_CUTOFF = 0.75
 
 
-def _interrupted(as_json: bool) -> int:
+def _end_document(st: State, code: int) -> None:
+    """End the ``--json`` document a command began streaming on stdout and did not finish
+    (:attr:`State.end_document`), as the command stops with exit ``code``: stdout then holds one
+    whole document. Runs before the error is reported; a stdout that fails here fails as any write."""
+    end, st.end_document = st.end_document, None
+    if end is not None:
+        end(code)
+
+
+def _interrupted(as_json: bool, st: State) -> int:
     """Report Ctrl-C (SIGINT): ``prisme-keys: interrupted``, or with ``--json`` the error object of code
-    ``interrupted``; return its exit code, 130."""
+    ``interrupted``; return its exit code, 130. A ``--json`` document begun on stdout is ended first."""
+    _end_document(st, EXIT_INTERRUPTED)
     if as_json:
         from prisme_keys.cli.output import error
 

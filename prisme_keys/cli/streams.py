@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,7 +26,15 @@ from typing import Any
 
 from prisme_keys.errors import EXIT_BROKEN_PIPE, UsageError
 
-__all__ = ["EXIT_BROKEN_PIPE", "OutputFailed", "finish_process", "guarded", "occupy_closed_descriptors"]
+__all__ = [
+    "EXIT_BROKEN_PIPE",
+    "OutputFailed",
+    "WholeWrites",
+    "finish_process",
+    "guarded",
+    "occupy_closed_descriptors",
+    "whole_writes",
+]
 
 
 class OutputFailed(Exception):
@@ -201,6 +210,64 @@ class _Guard:
         if self._buffer is None:
             self._buffer = _Guard(self._stream.buffer, self._role, binary=True)
         return self._buffer
+
+
+class WholeWrites:
+    """Sections of output during which Ctrl-C (SIGINT) waits for the section's end: made by
+    :func:`whole_writes`, entered with ``with whole:`` around a piece written and counted together.
+
+    A first Ctrl-C in a section is raised as ``KeyboardInterrupt`` when the section ends (not when
+    it ends with an error of its own); a second one is raised at once (a write blocked on a reader
+    that stopped reading can still be left). Outside the sections Ctrl-C is raised as usual.
+    Sections may nest (the outermost one counts). Entering one costs an attribute update: cheap
+    enough for every result of a batch.
+    """
+
+    def __init__(self) -> None:
+        self.depth = 0  # sections entered and not yet left
+        self.pending = False
+
+    def __enter__(self) -> None:
+        self.depth += 1
+
+    def __exit__(self, kind: Any, *_: Any) -> None:
+        self.depth -= 1
+        if self.pending and not self.depth:
+            self.pending = False
+            if kind is None:
+                raise KeyboardInterrupt
+
+    def on_sigint(self, signum: int, frame: Any) -> None:
+        """The SIGINT handler while :func:`whole_writes` runs."""
+        if self.depth and not self.pending:
+            self.pending = True
+            return
+        raise KeyboardInterrupt
+
+
+@contextmanager
+def whole_writes() -> Iterator[WholeWrites]:
+    """For the block, Ctrl-C held back in the sections of the :class:`WholeWrites` it yields, so that
+    a ``--json`` document streamed on stdout is never cut inside a member (the runner then ends it:
+    one whole document).
+
+    The handler is put in place only where Python's own (``KeyboardInterrupt``) is, from the main
+    thread: a SIGINT ignored stays ignored; elsewhere the sections hold nothing back. The previous
+    handler is put back after the block.
+    """
+    whole = WholeWrites()
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield whole
+        return
+    try:
+        saved = signal.signal(signal.SIGINT, whole.on_sigint)
+    except ValueError:  # not the main thread: only it may handle signals
+        yield whole
+        return
+    try:
+        yield whole
+    finally:
+        signal.signal(signal.SIGINT, saved)
 
 
 def _write_bytes(buffer: Any, data: Any) -> None:

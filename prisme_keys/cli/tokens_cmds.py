@@ -11,6 +11,7 @@ import typer
 from prisme_keys.cli.app import app, state
 from prisme_keys.cli.common import duration, read_stdin_capped, read_token_arg, text_option
 from prisme_keys.cli.completion import complete_kid
+from prisme_keys.cli.token_output import stream_json_tokens, verify_batch
 from prisme_keys.errors import UsageError
 from prisme_keys.text import json_error, open_input, redact_url, shown, strip_bom
 
@@ -232,10 +233,11 @@ def mint(
 
 
 def _print_tokens(st: Any, run: Any, count: int) -> None:
-    """Warnings on stderr, then the tokens (a lazy iterator: minted while written) on stdout.
+    """Warnings on stderr, then the tokens (a lazy iterator: minted while written) on stdout: one a
+    line, or with ``--json`` one document (a list streamed token by token when ``count`` is above 1).
 
     However the writing ends (a reader gone, Ctrl-C), minting stops here: the worker threads are
-    joined before the command returns."""
+    joined before the command returns (and a ``--json`` list begun is ended by the runner)."""
     from prisme_keys.cli import output
 
     try:
@@ -243,91 +245,17 @@ def _print_tokens(st: Any, run: Any, count: int) -> None:
             output.warn(w, quiet=st.quiet)
         if run.missing:
             output.warn(missing_claims_warning(run.missing), quiet=st.quiet)
-        if st.json:
-            docs = [m.to_dict() for m in run.tokens]
-            output.emit_json(docs[0] if count == 1 else docs)
-            return
-        out = sys.stdout
-        for m in run.tokens:  # minted lazily and flushed one by one: a reader that goes away stops the work
-            out.write(m.token + "\n")
-            out.flush()
+        if st.json and count == 1:
+            output.emit_json(next(run.tokens).to_dict())
+        elif st.json:
+            stream_json_tokens(st, run.tokens)
+        else:
+            out = sys.stdout
+            for m in run.tokens:  # minted lazily and flushed one by one: a reader that goes away stops the work
+                out.write(m.token + "\n")
+                out.flush()
     finally:
         run.close()
-
-
-class _BatchStreams:
-    """stdin and stdout of ``verify --batch``: result lines are held and written out together, before
-    each read of stdin (which may wait for input: a pipe, a terminal) and at the end; the bytes
-    read are counted (for the progress estimate)."""
-
-    def __init__(self, stdin: Any, stdout: Any) -> None:
-        self.stdin, self.stdout, self.read = stdin, stdout, 0
-        self.held: list[str] = []
-        self.hold = self.held.append
-
-    def read1(self, size: int) -> bytes:
-        self.flush()
-        data: bytes = self.stdin.read1(size)
-        self.read += len(data)
-        return data
-
-    def flush(self) -> None:
-        if self.held:
-            text = "".join(self.held)
-            self.held.clear()
-            self.stdout.write(text)
-            self.stdout.flush()
-
-
-def _verify_batch(st: Any, source: Any, opts: Any, warn: Any, workers: int) -> int:
-    """``verify --batch``: JSON lines on stdout (one document with ``--json``), progress on stderr."""
-    import os
-    import stat
-
-    from prisme_keys.cli import output
-    from prisme_keys.cli.progress import Progress, wanted
-    from prisme_keys.cli.words import say
-    from prisme_keys.tokens import batch
-
-    streams = _BatchStreams(sys.stdin.buffer, sys.stdout)
-    estimate = None
-    try:
-        info = os.fstat(sys.stdin.fileno())
-        size = info.st_size if stat.S_ISREG(info.st_mode) else 0
-    except (OSError, ValueError, AttributeError):  # closed, or not a real file (in-process tests)
-        size = 0
-    if size > 0:  # a regular file: tokens so far, scaled by the bytes read so far
-
-        def estimate(done: int) -> int | None:
-            return round(done * size / streams.read) if streams.read else None
-
-    results: list[str] = []
-    with Progress("verifying", "tokens", enabled=wanted(st, streams_to_stdout=True), estimate_total=estimate) as bar:
-        try:
-            rc = batch.verify_stream(
-                streams,
-                source,
-                opts,
-                results.append if st.json else streams.hold,
-                warn=warn,
-                now=st.now_override,  # --now, else the real clock as each piece arrives
-                progress=bar if bar.enabled else None,
-                word=say,
-                workers=workers,
-                processes=True,  # this process is the command's own: forked children where possible
-            )
-        finally:
-            streams.flush()  # what was verified is written, even when interrupted
-    if st.json:
-        import json
-
-        docs = [json.loads(r) for r in results]
-        valid = sum(1 for d in docs if d["valid"])
-        output.emit_json(
-            {"tokens": len(docs), "valid": valid, "invalid": len(docs) - valid, "exit": rc, "results": docs}
-        )
-    sys.stdout.flush()
-    return rc
 
 
 #: The setting that gives each gateway-required claim its value (the flag: :data:`prisme_keys.cli.words.FLAGS`).
@@ -507,7 +435,7 @@ def verify(
     for w in source.take_warnings():
         warn(w)
     if raw is None:  # --batch
-        raise typer.Exit(_verify_batch(st, source, opts, warn, threads))
+        raise typer.Exit(verify_batch(st, source, opts, warn, threads))
     try:
         res = verifier.verify(raw, source, opts, now=st.now())
     finally:
