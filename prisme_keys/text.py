@@ -59,6 +59,22 @@ def cap(text: str, limit: int = ECHO_LIMIT, *, tail: int = 0) -> str:
     return f"{printable(text[: limit - tail])}... ({n} characters){end}"
 
 
+def json_utf8(value: Any, **options: Any) -> str:
+    """``json.dumps(value, ensure_ascii=False, **options)``, unless UTF-8 cannot encode that text (a
+    lone surrogate, from a token's ``\\ud800`` escape): then ``ensure_ascii=True``, whose JSON escapes
+    hold the same values. The one rule for JSON written to a UTF-8 stream (stdout, a file).
+
+    Raises:
+        what ``json.dumps`` raises (``TypeError``, ``ValueError``, ``RecursionError``).
+    """
+    text = json.dumps(value, ensure_ascii=False, **options)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(value, ensure_ascii=True, **options)
+    return text
+
+
 def shown(value: Any, limit: int = ECHO_LIMIT, *, as_json: bool = False) -> str:
     """An echoed value for a message, as ``{value!r}`` would show it (or as JSON with ``as_json``), capped.
 

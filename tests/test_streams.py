@@ -370,7 +370,8 @@ def test_ctrl_c_with_workers_is_exit_130_with_one_line(cli, keyfile, command):
     reader.start()
     children: list[int] = []
     try:
-        assert enough.wait(60) and p.poll() is None, p.stderr.read()
+        assert enough.wait(60), f"fewer than 300 results in 60 s ({lines})"  # never p.stderr.read(): it waits
+        assert p.poll() is None, p.stderr.read()  # ended early: its stderr says why
         children = _children_of(p.pid)
         p.send_signal(signal.SIGINT)  # to the command alone: it ends its children itself
         assert p.wait(timeout=60) == 130

@@ -641,6 +641,25 @@ def test_json_verify_batch_with_a_lone_surrogate_escapes_only_its_result(kf, key
     assert '"sub": "\\ud800"' in p.stdout and '"sub": "é"' in p.stdout
 
 
+# Regression (jsonstream helper): the text form of verify --batch wrote a lone surrogate of a claim
+# raw, which UTF-8 cannot encode: exit 1, "internal error: UnicodeEncodeError". Each result line now
+# escapes what UTF-8 cannot encode, as every JSON output does (text.json_utf8), on both paths: the
+# first token (verify) and the others (the header's fast path); an error message quotes a claim as repr.
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_verify_batch_text_form_escapes_a_lone_surrogate(kf, keypool, workers):
+    odd = rs_token(keypool[0], claims(sub="\ud800", iss=ISS, aud=AUD))
+    plain = rs_token(keypool[0], claims(sub="al", iss=ISS, aud=AUD))
+    accented = rs_token(keypool[0], claims(sub="é", iss=ISS, aud=AUD))
+    wrong_iss = rs_token(keypool[0], claims(sub="al", iss="\ud800", aud=AUD))
+    lines = [odd, plain] + [odd, accented, plain] * 20 + [wrong_iss]
+    p = kf("verify", "--batch", "--workers", workers, input="\n".join(lines) + "\n")
+    assert p.returncode == 7, p.stderr
+    docs = [json.loads(x) for x in p.stdout.splitlines()]
+    assert [d.get("sub") for d in docs[:5]] == ["\ud800", "al", "\ud800", "é", "al"]
+    assert p.stdout.count('"sub": "\\ud800"') == 21 and p.stdout.count('"sub": "é"') == 20
+    assert (docs[-1]["exit"], docs[-1]["error"]) == (7, f"issuer mismatch: expected '{ISS}', received '\\ud800'")
+
+
 class _FailsAfter:
     """A standard input whose binary stream gives ``lines`` one per read, then fails with EIO (a real
     device's I/O error, which nothing in a test can make happen to a pipe)."""

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from prisme_keys.text import cap, printable
+from prisme_keys.text import cap, json_utf8, printable
 
 #: Longest error line, characters: echoed inputs are capped one by one (:func:`prisme_keys.text.shown`);
 #: this last cap holds for any message, such as one naming an over-long path.
@@ -62,11 +62,7 @@ def _json(value: Any, level: int = 0) -> str:
     UTF-8 text where it can be encoded, else the whole value with JSON escapes (``ensure_ascii``).
     A JSON string never holds a raw line break, so each ``\\n`` of the text starts a line.
     """
-    text = json.dumps(value, indent=2, ensure_ascii=False, default=str)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = json.dumps(value, indent=2, ensure_ascii=True, default=str)
+    text = json_utf8(value, indent=2, default=str)
     return text.replace("\n", "\n" + "  " * level) if level else text
 
 

@@ -13,7 +13,6 @@ is the one ``verify`` words.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from prisme_keys import clock
 from prisme_keys.errors import PrismeKeysError
 from prisme_keys.jwk import MIN_BITS
+from prisme_keys.text import json_utf8
 from prisme_keys.tokens.jws import MAX_TOKEN_BYTES, b64_segment, b64url_bytes, bare_segments, json_object
 from prisme_keys.tokens.keyring import KeyRing, KeySource
 from prisme_keys.tokens.verify import VerifyOptions, _check_header, candidate_keys, check_claims, verify
@@ -114,8 +114,12 @@ class _Header:
 
 
 def _json(value: Any) -> str:
-    """``value`` as ``json.dumps(value, ensure_ascii=False)`` writes it (a string without the dispatch)."""
-    return encode_basestring(value) if type(value) is str else json.dumps(value, ensure_ascii=False)
+    """``value`` as :func:`prisme_keys.text.json_utf8` writes it (an ASCII string's JSON at once)."""
+    if type(value) is str:
+        text: str = encode_basestring(value)
+        if text.isascii():
+            return text
+    return json_utf8(value)
 
 
 def _signed_by(keys: _Keys, signing_input: bytes, sig: bytes) -> str | None:
@@ -134,7 +138,7 @@ def _valid(n: int, kid: str, sub_json: str) -> str:
 
 def _too_long(n: int) -> str:
     doc = {"line": n, "valid": False, "exit": 5, "error": f"line is longer than {MAX_TOKEN_BYTES} bytes (64 KiB)"}
-    return json.dumps(doc, ensure_ascii=False) + "\n"
+    return json_utf8(doc) + "\n"
 
 
 def _can_fork() -> bool:
@@ -376,7 +380,7 @@ class _Batch:
             claims = json_object(payload, 1)
             check_claims(claims, self.options, now)
             sub = claims.get("sub")
-            sub_json = encode_basestring(sub) if type(sub) is str else _json(sub)
+            sub_json = _json(sub)
         except (PrismeKeysError, ValueError, RecursionError):  # an invalid token: verify() words the verdict
             return None
         return raw[: len(h) + 1 + len(p)], sig, sub_json, known.keys
@@ -457,7 +461,7 @@ class _Batch:
         else:
             self._remember(raw)
             return line, 0
-        return json.dumps(doc, ensure_ascii=False) + "\n", doc["exit"]
+        return json_utf8(doc) + "\n", doc["exit"]
 
     def _remember(self, raw: bytes) -> None:
         """Keep the checks of a valid token's header segment (a bare token's only) for the batch."""
