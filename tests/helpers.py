@@ -356,3 +356,24 @@ def mixed_batch(keypool, count: int = 240) -> list[str]:
     lines[100] = "x" * (jws.MAX_TOKEN_BYTES + 5000)  # over the cap
     lines[150] = "not-a-token"
     return lines
+
+
+def break_signature_checks(monkeypatch, token: str) -> None:
+    """Make every RSA signature check made from now on (``jwk.rsa_verifier``'s) raise
+    ``RuntimeError("a bug in a signature check")`` on ``token``'s signature: a bug, not a verdict."""
+    from prisme_keys import jwk as jwk_rules
+
+    bad_sig = jwk_rules.b64url_decode(token.split(".")[2])
+    real = jwk_rules.rsa_verifier
+
+    def buggy_verifier(key, alg, many=False):
+        check = real(key, alg, many=many)
+
+        def verifier(message: bytes, signature: bytes) -> bool:
+            if signature == bad_sig:
+                raise RuntimeError("a bug in a signature check")
+            return check(message, signature)
+
+        return verifier
+
+    monkeypatch.setattr(jwk_rules, "rsa_verifier", buggy_verifier)

@@ -14,11 +14,10 @@ import sys
 import threading
 
 import pytest
-from helpers import Pieces, mixed_batch
+from helpers import Pieces, break_signature_checks, mixed_batch
 from jwks_server import claims, jwks, rs_token
 
 from prisme_keys import clock
-from prisme_keys import jwk as jwk_rules
 from prisme_keys.tokens import batch, forked
 from prisme_keys.tokens.keyring import StaticKeySource
 from prisme_keys.tokens.verify import VerifyOptions
@@ -147,20 +146,7 @@ def test_an_error_in_a_child_is_raised_at_its_line(keypool, monkeypatch):
     the rest of the slice itself and meets the bug at its line; every line before it is written."""
     k = keypool[0]
     lines = [rs_token(k, claims(sub=f"u{i}")) for i in range(81)]
-    bad_sig = jwk_rules.b64url_decode(lines[70].split(".")[2])
-    real = jwk_rules.rsa_verifier
-
-    def buggy_verifier(key, alg, many=False):
-        check = real(key, alg, many=many)
-
-        def verifier(message: bytes, signature: bytes) -> bool:
-            if signature == bad_sig:
-                raise RuntimeError("a bug in a signature check")
-            return check(message, signature)
-
-        return verifier
-
-    monkeypatch.setattr(jwk_rules, "rsa_verifier", buggy_verifier)
+    break_signature_checks(monkeypatch, lines[70])
     spy = Spy(monkeypatch)
     out = io.StringIO()
     stream = Pieces(("\n".join(lines) + "\n").encode(), [len(lines[0]) + 1])

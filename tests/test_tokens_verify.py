@@ -9,7 +9,7 @@ import time
 from datetime import UTC
 
 import pytest
-from helpers import OneLineAtATime, Pieces, mixed_batch
+from helpers import OneLineAtATime, Pieces, break_signature_checks, mixed_batch
 from jwks_server import bj, claims, hs_token, jwks, rs_token
 
 from prisme_keys import clock
@@ -636,24 +636,9 @@ def test_verify_stream_with_workers_keeps_verdicts_when_the_key_set_is_refetched
 def test_verify_stream_an_error_in_a_worker_is_raised_at_its_line(keypool, monkeypatch):
     """A bug (not a verdict) in a pool thread is raised in the calling thread when its line comes:
     every line before it is written, as with one thread, and the pool is closed."""
-    from prisme_keys import jwk as jwk_module
-
     k = keypool[0]
     lines = [rs_token(k, claims(sub=f"u{i}")) for i in range(81)]
-    bad_sig = jwk_rules.b64url_decode(lines[70].split(".")[2])
-    real = jwk_module.rsa_verifier
-
-    def buggy_verifier(key, alg, many=False):
-        check = real(key, alg, many=many)
-
-        def verifier(message: bytes, signature: bytes) -> bool:
-            if signature == bad_sig:
-                raise RuntimeError("a bug in a signature check")
-            return check(message, signature)
-
-        return verifier
-
-    monkeypatch.setattr(jwk_module, "rsa_verifier", buggy_verifier)
+    break_signature_checks(monkeypatch, lines[70])
     data = ("\n".join(lines) + "\n").encode()
     written = {}
     for workers in (1, 2):
