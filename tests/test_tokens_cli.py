@@ -722,3 +722,28 @@ def test_json_mint_failing_mid_stream_ends_its_list(kf, monkeypatch, workers):
     docs = json.loads(p.stdout)
     assert p.stdout == json_text_of(p.stdout) and len(docs) == 40
     assert _workers_alive() == []
+
+
+# Regression (jsonstream helper): Ctrl-C again while the first one was being reported (its error
+# line written) escaped main() as a KeyboardInterrupt: a traceback.
+def test_a_second_ctrl_c_while_the_first_is_reported_stops_quietly_with_130(kf, monkeypatch, capsys):
+    from prisme_keys.cli import main, output
+
+    class CtrlCAfter(_FailsAfter):  # the lines, then Ctrl-C at the next read
+        def read1(self, n: int = -1) -> bytes:
+            if self.lines:
+                return self.lines.pop(0)
+            raise KeyboardInterrupt
+
+    def ctrl_c_again(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    token = ok(kf("-q", "mint")).strip()
+    monkeypatch.setattr(sys, "stdin", CtrlCAfter([token, token]))
+    monkeypatch.setattr(output, "error", ctrl_c_again)  # Ctrl-C again as each error line is written
+    argv = ["--key-file", str(kf.default_key_file), "--json", "verify", "--batch"]
+    assert main(argv, kf.env) == 130
+    out, err = capsys.readouterr()
+    doc = json.loads(out)  # the document was ended before the error line: one whole document
+    assert (doc["tokens"], doc["valid"], doc["exit"]) == (2, 2, 130)
+    assert err == ""

@@ -59,6 +59,8 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
             sys.stdout.flush()
         except streams.OutputFailed as exc:
             code = runner.output_failed(exc, "--json" in argv or st.json)
+        except KeyboardInterrupt:  # Ctrl-C again while a stop was being reported: stop at once, no traceback
+            code = runner.EXIT_INTERRUPTED
     return code
 
 
