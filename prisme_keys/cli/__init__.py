@@ -60,7 +60,9 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
         except streams.OutputFailed as exc:
             code = runner.output_failed(exc, "--json" in argv or st.json)
         except KeyboardInterrupt:  # Ctrl-C again while a stop was being reported: stop at once, no traceback
-            code = runner.EXIT_INTERRUPTED
+            from prisme_keys.errors import EXIT_INTERRUPTED
+
+            code = EXIT_INTERRUPTED
     return code
 
 
