@@ -637,3 +637,50 @@ def test_whole_writes_holds_a_first_ctrl_c_till_the_section_ends():
         "clean: nothing pending",
         "True",  # an ignored SIGINT stays ignored
     ]
+
+
+# Regression (newcomer break-test): Ctrl-C while the text form of verify --batch was blocked writing
+# to a reader that had fallen behind left half a result line on stdout.
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the blocked write is seen in /proc")
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_ctrl_c_while_verify_batch_waits_on_its_reader_finishes_the_lines_begun(cli, keyfile, tmp_path, workers):
+    import signal
+    import time
+
+    token = cli("--key-file", str(keyfile), "-q", "mint").stdout.strip()
+    tokens = tmp_path / "tokens.txt"
+    tokens.write_text(f"{token}\n" * 3000)  # about 2 MB of results: far more than a pipe holds
+    r, w = os.pipe()
+    with tokens.open("rb") as stdin:
+        p = cli.popen(
+            "-q", "--key-file", str(keyfile), "verify", "--batch", "--workers", workers,
+            stdin=stdin, stdout=w, stderr=subprocess.PIPE,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )  # fmt: skip
+    os.close(w)
+    try:
+        deadline = time.monotonic() + 30
+        while not _blocked_writing(p.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)  # polls the command's state: it blocks once the pipe is full
+        assert _blocked_writing(p.pid)
+        p.send_signal(signal.SIGINT)
+        with os.fdopen(r, "rb") as reader:  # the reader catches up: the write in progress ends
+            data = reader.read()
+        assert p.wait(timeout=60) == 130
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.stderr.read() == b"prisme-keys: interrupted\n"
+    p.stderr.close()
+    assert data.endswith(b"\n") and 0 < data.count(b"\n") < 3000
+    assert all(json.loads(line)["valid"] for line in data.splitlines())
+
+
+def _blocked_writing(pid: int) -> bool:
+    """``pid`` waits in a write to a full pipe (Linux ``/proc/PID/wchan``)."""
+    try:
+        with open(f"/proc/{pid}/wchan") as f:
+            return "pipe_write" in f.read()
+    except OSError:
+        return False

@@ -60,16 +60,15 @@ class BatchStreams:
 
 def verify_batch(st: Any, source: Any, opts: Any, warn: Any, workers: int) -> int:
     """``verify --batch``: JSON lines on stdout (one document with ``--json``, streamed: see
-    :class:`JsonResults`), progress on stderr."""
-    if not st.json:
-        return _run_batch(st, source, opts, warn, workers, None)
+    :class:`JsonResults`), progress on stderr. Results are written in sections Ctrl-C does not cut
+    (:func:`~prisme_keys.cli.streams.whole_writes`): never half a line, nor half a member."""
     with whole_writes() as whole:
         return _run_batch(st, source, opts, warn, workers, whole)
 
 
-def _run_batch(st: Any, source: Any, opts: Any, warn: Any, workers: int, whole: WholeWrites | None) -> int:
-    """:func:`verify_batch`, its ``--json`` document streamed when ``whole`` (the sections Ctrl-C does
-    not cut: :class:`~prisme_keys.cli.streams.WholeWrites`) is given."""
+def _run_batch(st: Any, source: Any, opts: Any, warn: Any, workers: int, whole: WholeWrites) -> int:
+    """:func:`verify_batch` in ``whole`` (the sections Ctrl-C does not cut); with ``--json`` its
+    document is streamed."""
     import os
     import stat
 
@@ -89,7 +88,7 @@ def _run_batch(st: Any, source: Any, opts: Any, warn: Any, workers: int, whole: 
         def estimate(done: int) -> int | None:
             return round(done * size / streams.read) if streams.read else None
 
-    results = JsonResults(streams, whole) if whole is not None else None
+    results = JsonResults(streams, whole) if st.json else None
     if results is not None:
         st.end_document = results.end_begun
     with Progress("verifying", "tokens", enabled=wanted(st, streams_to_stdout=True), estimate_total=estimate) as bar:
