@@ -684,3 +684,32 @@ def _blocked_writing(pid: int) -> bool:
             return "pipe_write" in f.read()
     except OSError:
         return False
+
+
+# Regression (newcomer break-test): Ctrl-C in the first tens of milliseconds, while the command line
+# was still loading, printed a traceback. The SIGINT is sent as typer starts to load, every time.
+@pytest.mark.parametrize(("args", "want"), [
+    (["list"], b"prisme-keys: interrupted\n"),
+    (["--json", "mint", "--count", "3"], b'{"code": "interrupted", "message": "interrupted", "exit": 130}\n'),
+])  # fmt: skip
+def test_ctrl_c_while_the_command_line_loads_is_one_line_and_130(cli, args, want):
+    import signal
+
+    code = (
+        "import builtins, os, signal, sys\n"
+        "from prisme_keys.cli import run\n"
+        "real = builtins.__import__\n"
+        "def hook(name, *a, **k):\n"
+        "    if name == 'typer':\n"
+        "        builtins.__import__ = real\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "    return real(name, *a, **k)\n"
+        "builtins.__import__ = hook\n"
+        f"sys.argv = ['prisme-keys', *{args!r}]\n"
+        "run()\n"
+    )
+    p = subprocess.run(
+        [sys.executable, "-c", code], env=cli.env, capture_output=True, timeout=60,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+    assert (p.returncode, p.stdout, p.stderr) == (130, b"", want)

@@ -77,14 +77,28 @@ def run() -> NoReturn:
     import gc
 
     streams.occupy_closed_descriptors()
-    gc.disable()
     try:
-        from prisme_keys.cli import runner  # noqa: F401  (typer and the command modules)
+        gc.disable()
+        try:
+            from prisme_keys.cli import runner  # noqa: F401  (typer and the command modules)
 
-        gc.freeze()  # what the imports built lives as long as the process: no collection walks it again
-    finally:
-        gc.enable()
-    end_process(streams.finish_process(main()))
+            gc.freeze()  # what the imports built lives as long as the process: no collection walks it again
+        finally:
+            gc.enable()
+        code = main()
+    except KeyboardInterrupt:  # Ctrl-C while the command line loads, before it can report one itself
+        code = _interrupted_early()
+    end_process(streams.finish_process(code))
+
+
+def _interrupted_early() -> int:
+    """Report a Ctrl-C that came while the command line was loading, as the command line reports one
+    (:func:`prisme_keys.cli.runner.invoke`): one line, or with ``--json`` the error object; exit 130."""
+    from prisme_keys.cli.output import interrupted
+    from prisme_keys.errors import EXIT_INTERRUPTED
+
+    interrupted("--json" in sys.argv[1:])
+    return EXIT_INTERRUPTED
 
 
 def end_process(code: int) -> NoReturn:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from prisme_keys.errors import EXIT_INTERRUPTED
 from prisme_keys.text import cap, json_utf8, printable
 
 #: Longest error line, characters: echoed inputs are capped one by one (:func:`prisme_keys.text.shown`);
@@ -194,6 +195,16 @@ def error(message: str, *, code: str, exit_code: int, as_json: bool) -> None:
     else:
         sys.stderr.write(f"prisme-keys: error: {cap(message, MESSAGE_LIMIT, tail=200)}\n")
     sys.stderr.flush()
+
+
+def interrupted(as_json: bool) -> None:
+    """Report Ctrl-C (SIGINT) on stderr: ``prisme-keys: interrupted``, or (``--json``) the error
+    object of code ``interrupted``."""
+    if as_json:
+        error("interrupted", code="interrupted", exit_code=EXIT_INTERRUPTED, as_json=True)
+    else:
+        sys.stderr.write("prisme-keys: interrupted\n")
+        sys.stderr.flush()
 
 
 #: Colours of the pass/warn/fail statuses of ``check`` and the severities of ``doctor``.

@@ -128,12 +128,9 @@ def _interrupted(as_json: bool, st: State) -> int:
     """Report Ctrl-C (SIGINT): ``prisme-keys: interrupted``, or with ``--json`` the error object of code
     ``interrupted``; return its exit code, 130. A ``--json`` document begun on stdout is ended first."""
     _end_document(st, EXIT_INTERRUPTED)
-    if as_json:
-        from prisme_keys.cli.output import error
+    from prisme_keys.cli.output import interrupted
 
-        error("interrupted", code="interrupted", exit_code=EXIT_INTERRUPTED, as_json=True)
-    else:
-        sys.stderr.write("prisme-keys: interrupted\n")
+    interrupted(as_json)
     return EXIT_INTERRUPTED
 
 
