@@ -713,3 +713,17 @@ def test_ctrl_c_while_the_command_line_loads_is_one_line_and_130(cli, args, want
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     assert (p.returncode, p.stdout, p.stderr) == (130, b"", want)
+
+
+# Regression (newcomer break-test): with a stdout whose encoding is not UTF-8 (PYTHONIOENCODING=ascii,
+# latin-1), a claim's "é" or "😀" made mint, decode, verify exit 1 ("internal error: UnicodeEncodeError").
+@pytest.mark.parametrize("encoding", ["ascii", "latin-1"])
+def test_stdout_is_utf8_whatever_the_encoding_python_was_given(cli, keyfile, encoding):
+    env = {"PYTHONIOENCODING": encoding}
+    p = cli.proc("-q", "--key-file", str(keyfile), "--json", "mint", "--count", "2", "--claim", 'name="é😀"', env=env)
+    assert (p.returncode, p.stderr) == (0, "")
+    docs = json.loads(p.stdout)  # read as UTF-8 (the test's locale): bytes of another encoding would fail
+    assert [d["claims"]["name"] for d in docs] == ["é😀", "é😀"]
+    p = cli.proc("--key-file", str(keyfile), "verify", "--batch", input="é.é.é\n", env=env)
+    assert p.returncode == 5
+    assert json.loads(p.stdout)["error"] == ("segment 1 (header) is not base64url: character 'é'")

@@ -77,6 +77,7 @@ def run() -> NoReturn:
     import gc
 
     streams.occupy_closed_descriptors()
+    _utf8_stdout()
     try:
         gc.disable()
         try:
@@ -89,6 +90,19 @@ def run() -> NoReturn:
     except KeyboardInterrupt:  # Ctrl-C while the command line loads, before it can report one itself
         code = _interrupted_early()
     end_process(streams.finish_process(code))
+
+
+def _utf8_stdout() -> None:
+    """Write stdout in UTF-8 whatever the locale or ``PYTHONIOENCODING`` chose: JSON is UTF-8 (RFC 8259
+    section 8.1), and a claim's text must never make a command fail (under an ASCII stdout, an ``é``
+    was exit 1). Only the console script does this: the process's streams are its own."""
+    out = sys.stdout
+    encoding = getattr(out, "encoding", None)
+    if encoding and encoding.replace("_", "-").lower() not in ("utf-8", "utf8"):
+        try:
+            out.reconfigure(encoding="utf-8")  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):  # not a text file of its own: left as it is
+            pass
 
 
 def _interrupted_early() -> int:
