@@ -510,8 +510,9 @@ def test_batch_gives_every_token_the_verdict_verify_gives(keypool):
         except PrismeKeysError as exc:
             want.append({"line": n, "valid": False, "exit": exc.exit_code, "error": exc.message})
     assert got == want
-    assert [d["line"] for d in got if d["valid"]] == [1, 2, 3, 4, 5, 6, 7, 11, 27, 29]
-    assert (rc, got[5]["sub"], got[10]["sub"]) == (7, "second key", {"nested": ["x"]})
+    assert [d["line"] for d in got if d["valid"]] == [1, 2, 3, 4, 5, 6, 7, 27, 29]
+    assert (rc, got[5]["sub"], got[10]["exit"]) == (7, "second key", 7)
+    assert got[10]["error"] == 'claim \'sub\' must be a string (RFC 7519 section 4.1), got {"nested": ["x"]}'
 
 
 def test_iter_lines_caps_long_lines():
@@ -697,3 +698,32 @@ def test_verify_stream_judges_each_piece_at_the_time_it_arrives(keypool, monkeyp
         workers=workers,
     )
     assert [json.loads(x)["exit"] for x in out.getvalue().splitlines()] == [0, 0, 7]
+
+
+# Regression (newcomer break-test): verify accepted a non-string sub (null, 123), iss (5) and aud ([1])
+# when no issuer or audience was expected, though mint refuses to sign them as "claims verify would
+# reject" (RFC 7519 section 4.1: StringOrURI values). One rule for both: jws.string_claim_problem.
+@pytest.mark.parametrize(
+    ("claim", "value", "shown_as"),
+    [
+        ("sub", None, "null"),
+        ("sub", 123, "123"),
+        ("iss", 5, "5"),
+        ("jti", ["a"], '["a"]'),
+        ("aud", [1], "[1]"),
+        ("aud", {"a": 1}, '{"a": 1}'),
+    ],
+)
+def test_a_registered_string_claim_of_another_type_is_refused(keypool, claim, value, shown_as):
+    token = rs_token(keypool[0], {"exp": int(time.time()) + 600, claim: value})
+    kind = "a string or a list of strings" if claim == "aud" else "a string"
+    want = f"claim {claim!r} must be {kind} (RFC 7519 section 4.1), got {shown_as}"
+    assert expect(ClaimsRejected, token, src(jwks(keypool[0])), VerifyOptions()) == want
+    out = io.StringIO()
+    assert batch.verify_batch([(1, token.encode())], src(jwks(keypool[0])), VerifyOptions(), out.write) == 7
+    assert json.loads(out.getvalue())["error"] == want
+
+
+def test_empty_strings_and_string_lists_are_still_accepted(keypool):
+    token = rs_token(keypool[0], {"exp": int(time.time()) + 600, "sub": "", "iss": "", "aud": ["a", ""], "jti": ""})
+    assert verifier.verify(token, src(jwks(keypool[0])), VerifyOptions()).claims["sub"] == ""

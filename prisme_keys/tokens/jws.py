@@ -24,6 +24,8 @@ from prisme_keys.text import shown
 MAX_TOKEN_BYTES = 64 * 1024
 #: Time claims shown by :func:`decode` and type-checked by :func:`verify`.
 TIME_CLAIMS = ("exp", "nbf", "iat")
+#: The registered claims whose value is a string (``aud``: a string or a list of strings), RFC 7519 section 4.1.
+STRING_CLAIMS = ("iss", "sub", "jti", "aud")
 
 _SEGMENT_NAMES = ("header", "payload", "signature")
 B64URL_RE = re.compile(r"[A-Za-z0-9_-]*")
@@ -287,6 +289,27 @@ def parse(token: str | bytes) -> tuple[dict[str, Any], dict[str, Any], bytes]:
 
 #: NumericDates of 0001-01-01T00:00:00Z and 10000-01-01T00:00:00Z: the range a date can be shown in.
 MIN_NUMERIC_DATE, MAX_NUMERIC_DATE = -62135596800, 253402300800
+
+
+def string_claim_problem(name: str, value: Any, *, empty: bool = True) -> str | None:
+    """What is wrong with the value of a claim of :data:`STRING_CLAIMS`, or ``None``: ``iss``, ``sub``
+    and ``jti`` are strings, ``aud`` a string or a list of strings (RFC 7519 sections 4.1.1-4.1.3 and
+    4.1.7: StringOrURI values). ``empty=False``: an empty string (or list) is wrong too (what ``mint``
+    signs). Another ``name``: ``None``.
+    """
+    if name == "aud":
+        if (isinstance(value, str) and (empty or value)) or (
+            isinstance(value, list) and (empty or value) and all(isinstance(a, str) and (empty or a) for a in value)
+        ):
+            return None
+        kind = "a string or a list of strings" if empty else "a non-empty string or a list of them"
+    elif name in STRING_CLAIMS:
+        if isinstance(value, str) and (empty or value):
+            return None
+        kind = "a string" if empty else "a non-empty string"
+    else:
+        return None
+    return f"must be {kind} (RFC 7519 section 4.1), got {show_value(value)}"
 
 
 def numeric_date_problem(value: Any) -> str | None:

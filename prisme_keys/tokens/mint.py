@@ -19,7 +19,15 @@ from prisme_keys.errors import InvalidArgument, UsageError
 from prisme_keys.jwk import SUPPORTED_ALGS, check_kid
 from prisme_keys.store import settings_checks
 from prisme_keys.text import shown
-from prisme_keys.tokens.jws import MAX_NUMERIC_DATE, MIN_NUMERIC_DATE, TIME_CLAIMS, numeric_date_problem, show_value
+from prisme_keys.tokens.jws import (
+    MAX_NUMERIC_DATE,
+    MIN_NUMERIC_DATE,
+    STRING_CLAIMS,
+    TIME_CLAIMS,
+    numeric_date_problem,
+    show_value,
+    string_claim_problem,
+)
 from prisme_keys.tokens.workers import check_workers, close_pool, thread_pool
 
 if TYPE_CHECKING:
@@ -222,18 +230,10 @@ def check_claims(claims: dict[str, Any]) -> None:
         problem = numeric_date_problem(claims[name]) if name in claims else None
         if problem:
             raise UsageError(f"claim {shown(name)} {problem}; verify would reject the token, nothing was signed")
-    for name in ("iss", "sub", "jti"):
-        if name in claims and (not isinstance(claims[name], str) or not claims[name]):
-            raise UsageError(
-                f"claim {shown(name)} must be a non-empty string (RFC 7519 section 4.1), got {show_value(claims[name])}"
-            )
-    aud = claims.get("aud", "x")
-    if not (isinstance(aud, str) and aud) and not (
-        isinstance(aud, list) and aud and all(isinstance(a, str) and a for a in aud)
-    ):
-        raise UsageError(
-            f"claim 'aud' must be a non-empty string or a list of them (RFC 7519 section 4.1), got {show_value(aud)}"
-        )
+    for name in STRING_CLAIMS:
+        problem = string_claim_problem(name, claims[name], empty=False) if name in claims else None
+        if problem:
+            raise UsageError(f"claim {shown(name)} {problem}")
 
 
 @dataclass

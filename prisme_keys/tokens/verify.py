@@ -31,12 +31,14 @@ from prisme_keys.text import printable, shown
 from prisme_keys.tokens.jws import (
     MAX_NUMERIC_DATE,
     MIN_NUMERIC_DATE,
+    STRING_CLAIMS,
     b64_segment,
     clean_token,
     json_object,
     numeric_date_problem,
     show_value,
     split,
+    string_claim_problem,
 )
 from prisme_keys.tokens.keyring import (
     DEFAULT_MAX_BYTES,
@@ -341,6 +343,12 @@ def check_claims(claims: dict[str, Any], options: VerifyOptions, now: datetime) 
             ),
             code="issued_in_future",
         )
+    for name in STRING_CLAIMS:
+        value = claims.get(name)
+        if type(value) is not str and name in claims:  # the common case (a string) first
+            problem = string_claim_problem(name, value)
+            if problem:
+                raise ClaimsRejected(f"claim {shown(name)} {problem}", code="claim_type")
     if options.issuer is not None:
         if "iss" not in claims:
             raise ClaimsRejected(f"claim 'iss' is missing; expected {shown(options.issuer)}", code="issuer")
