@@ -8,7 +8,7 @@
   how long it was, so a 100,000-character argument never becomes a 100 KB error line.
 * :func:`decode_utf8` / :func:`strip_bom` accept a leading UTF-8 byte-order mark (``EF BB BF``,
   as Windows editors save it) on every text input: passphrase files, config TOML, JWKS, key
-  files and records, claims files, PEM.
+  files and records, claims files, PEM, tokens on stdin (:func:`strip_bom_bytes`).
 * :func:`redact_url` masks the password of a URL (``https://user:***@host/``) wherever a URL is
   echoed: messages, reports, JSON, JUnit, ``config show``.
 * :func:`read_capped` reads a file named by the user up to a size cap, so ``/dev/zero`` or a
@@ -122,6 +122,12 @@ def redact_url(url: str) -> str:
 def strip_bom(text: str) -> str:
     """``text`` without one leading UTF-8 byte-order mark (U+FEFF)."""
     return text[1:] if text.startswith(_BOM) else text
+
+
+def strip_bom_bytes(data: bytes) -> bytes:
+    """``data`` without one leading UTF-8 byte-order mark (``EF BB BF``): a token or tokens read from
+    stdin, as a Windows editor saves a text file."""
+    return data[3:] if data.startswith(b"\xef\xbb\xbf") else data
 
 
 def decode_utf8(data: bytes) -> str:

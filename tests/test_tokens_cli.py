@@ -747,3 +747,14 @@ def test_a_second_ctrl_c_while_the_first_is_reported_stops_quietly_with_130(kf, 
     doc = json.loads(out)  # the document was ended before the error line: one whole document
     assert (doc["tokens"], doc["valid"], doc["exit"]) == (2, 2, 130)
     assert err == ""
+
+
+# Regression (newcomer break-test): a token or tokens file saved with a UTF-8 byte-order mark (a
+# Windows editor) was malformed on stdin ("character '\ufeff'").
+def test_a_byte_order_mark_before_tokens_on_stdin_is_accepted(kf, keypool):
+    token = rs_token(keypool[0], claims(sub="bom", iss=ISS, aud=AUD))
+    p = kf("verify", "-", input="\ufeff" + token + "\r\n")
+    assert p.returncode == 0 and p.stdout.startswith("valid: ")
+    p = kf("verify", "--batch", input=f"\ufeff{token}\r\n{token}\n")
+    assert p.returncode == 0
+    assert [(d["line"], d["sub"]) for d in map(json.loads, p.stdout.splitlines())] == [(1, "bom"), (2, "bom")]

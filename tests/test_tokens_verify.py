@@ -727,3 +727,14 @@ def test_a_registered_string_claim_of_another_type_is_refused(keypool, claim, va
 def test_empty_strings_and_string_lists_are_still_accepted(keypool):
     token = rs_token(keypool[0], {"exp": int(time.time()) + 600, "sub": "", "iss": "", "aud": ["a", ""], "jti": ""})
     assert verifier.verify(token, src(jwks(keypool[0])), VerifyOptions()).claims["sub"] == ""
+
+
+# Regression (newcomer break-test): a tokens file saved with a UTF-8 byte-order mark made line 1 of
+# verify --batch malformed ("character '\ufeff'"); every other text input accepts the mark.
+@pytest.mark.parametrize("sizes", [[], [1], [2, 1], [3], [1, 1, 1, 5]])
+def test_iter_pieces_drops_a_leading_byte_order_mark_even_split_across_reads(sizes):
+    data = b"\xef\xbb\xbfab\r\n\xef\xbb\xbfcd\n"  # only the stream's first mark is dropped
+    got = [line for piece in batch.iter_pieces(Pieces(data, sizes)) for line in piece]
+    assert got == [(1, b"ab\r\n"), (2, b"\xef\xbb\xbfcd\n")]
+    assert [line for piece in batch.iter_pieces(Pieces(b"\xef\xbb\xbf", sizes)) for line in piece] == []
+    assert list(batch.iter_pieces(Pieces(b"\xef\xbb", sizes))) == [[(1, b"\xef\xbb")]]  # not a whole mark: kept

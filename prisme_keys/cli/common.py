@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from prisme_keys.errors import UsageError
+from prisme_keys.text import strip_bom_bytes
 
 
 def when(iso_time: Optional[str], now: datetime) -> str:
@@ -246,7 +247,7 @@ def read_token_arg(arg: str, stdin: Any = None) -> str:
     data = stdin.read(limit + 1) if stdin is not None else read_stdin_capped(limit)
     if len(data) > limit:  # reading stopped at limit + 1 bytes: the real size is unknown
         raise jws.too_large(limit, more=True)
-    return jws.clean_token(data)
+    return jws.clean_token(strip_bom_bytes(data) if isinstance(data, bytes) else data)
 
 
 VERIFIER_CACHE_HELP = (
