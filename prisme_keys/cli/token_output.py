@@ -35,7 +35,7 @@ class BatchStreams:
     """stdin and stdout of ``verify --batch``: result lines are held and written out together, before
     each read of stdin (which may wait for input: a pipe, a terminal) and at the end; the bytes
     read are counted (for the progress estimate). ``whole``: the section each writing-out is made in
-    (``--json``: :class:`~prisme_keys.cli.streams.WholeWrites`, so Ctrl-C never cuts it)."""
+    (:class:`~prisme_keys.cli.streams.WholeWrites`, so Ctrl-C never cuts it; none: a plain write)."""
 
     def __init__(self, stdin: Any, stdout: Any, whole: WholeWrites | None = None) -> None:
         self.stdin, self.stdout, self.read = stdin, stdout, 0
