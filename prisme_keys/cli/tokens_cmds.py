@@ -11,7 +11,6 @@ import typer
 from prisme_keys.cli.app import app, state
 from prisme_keys.cli.common import duration, read_stdin_capped, read_token_arg, text_option
 from prisme_keys.cli.completion import complete_kid
-from prisme_keys.cli.token_output import stream_json_tokens, verify_batch
 from prisme_keys.errors import UsageError
 from prisme_keys.text import json_error, open_input, redact_url, shown, strip_bom
 
@@ -248,6 +247,8 @@ def _print_tokens(st: Any, run: Any, count: int) -> None:
         if st.json and count == 1:
             output.emit_json(next(run.tokens).to_dict())
         elif st.json:
+            from prisme_keys.cli.token_output import stream_json_tokens
+
             stream_json_tokens(st, run.tokens)
         else:
             out = sys.stdout
@@ -435,6 +436,8 @@ def verify(
     for w in source.take_warnings():
         warn(w)
     if raw is None:  # --batch
+        from prisme_keys.cli.token_output import verify_batch
+
         raise typer.Exit(verify_batch(st, source, opts, warn, threads))
     try:
         res = verifier.verify(raw, source, opts, now=st.now())
