@@ -124,10 +124,14 @@ def strip_bom(text: str) -> str:
     return text[1:] if text.startswith(_BOM) else text
 
 
+#: The UTF-8 byte-order mark as bytes (``EF BB BF``).
+BOM_BYTES = _BOM.encode("utf-8")
+
+
 def strip_bom_bytes(data: bytes) -> bytes:
-    """``data`` without one leading UTF-8 byte-order mark (``EF BB BF``): a token or tokens read from
-    stdin, as a Windows editor saves a text file."""
-    return data[3:] if data.startswith(b"\xef\xbb\xbf") else data
+    """``data`` without one leading UTF-8 byte-order mark (:data:`BOM_BYTES`): a token or tokens read
+    from stdin, as a Windows editor saves a text file."""
+    return data[len(BOM_BYTES) :] if data.startswith(BOM_BYTES) else data
 
 
 def decode_utf8(data: bytes) -> str:

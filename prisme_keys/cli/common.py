@@ -247,7 +247,7 @@ def read_token_arg(arg: str, stdin: Any = None) -> str:
     data = stdin.read(limit + 1) if stdin is not None else read_stdin_capped(limit)
     if len(data) > limit:  # reading stopped at limit + 1 bytes: the real size is unknown
         raise jws.too_large(limit, more=True)
-    return jws.clean_token(strip_bom_bytes(data) if isinstance(data, bytes) else data)
+    return jws.clean_token(strip_bom_bytes(data))
 
 
 VERIFIER_CACHE_HELP = (

@@ -33,7 +33,7 @@ from prisme_keys.store import revocation, rotation
 from prisme_keys.store.records import KeyRecord
 from prisme_keys.store.revocation import RevokedKeys
 from prisme_keys.store.revocation import describe as describe_revocation
-from prisme_keys.text import cap, decode_utf8, redact_url, shown
+from prisme_keys.text import BOM_BYTES, cap, decode_utf8, redact_url, shown
 from prisme_keys.tokens import freshness
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
@@ -220,7 +220,7 @@ def parse_body(resp: Response) -> tuple[Check, list[Any] | None]:
         return Check("shape.jwk_set", FAIL, f"body is not JSON (starts with {shown(start)})"), None
     if not isinstance(doc, dict) or not isinstance(doc.get("keys"), list):
         return Check("shape.jwk_set", FAIL, 'JSON is not a JWK Set (no "keys" list)'), None
-    if resp.body.startswith(b"\xef\xbb\xbf"):
+    if resp.body.startswith(BOM_BYTES):
         return Check(
             "shape.jwk_set",
             WARN,

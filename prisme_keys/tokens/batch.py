@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from prisme_keys import clock
 from prisme_keys.errors import PrismeKeysError
 from prisme_keys.jwk import MIN_BITS
-from prisme_keys.text import json_utf8, strip_bom_bytes
+from prisme_keys.text import BOM_BYTES, json_utf8, strip_bom_bytes
 from prisme_keys.tokens.jws import MAX_TOKEN_BYTES, b64_segment, b64url_bytes, bare_segments, json_object
 from prisme_keys.tokens.keyring import KeyRing, KeySource
 from prisme_keys.tokens.verify import VerifyOptions, _check_header, candidate_keys, check_claims, verify
@@ -65,8 +65,8 @@ def iter_pieces(stream: Any, max_len: int = MAX_TOKEN_BYTES + 4096) -> Iterator[
         if not piece:
             break
         if first:
-            while len(piece) < 3 and b"\xef\xbb\xbf".startswith(piece):  # the mark may come in parts
-                more = read(3 - len(piece))
+            while len(piece) < len(BOM_BYTES) and BOM_BYTES.startswith(piece):  # the mark may come in parts
+                more = read(len(BOM_BYTES) - len(piece))
                 if not more:
                     break
                 piece += more
